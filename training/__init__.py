@@ -1,0 +1,16 @@
+"""Dense, vectorised NumPy/Numba training engine for spiking neural networks.
+
+Arrays are time-major ``[T, B, *features]``; every backward pass is derived by hand.
+"""
+from .config import (default_dtype, get_default_dtype, is_smooth_mode, set_default_dtype,
+                     set_smooth_mode, smooth_mode)
+from .layers import Flatten, Linear, Sequential
+from .module import Module, Parameter
+from .neurons import IF, LIF, NeuronParams, canonical_step
+from . import losses, surrogates
+
+__all__ = [
+    "Module", "Parameter", "Sequential", "Linear", "Flatten", "LIF", "IF", "NeuronParams",
+    "canonical_step", "losses", "surrogates", "set_default_dtype", "get_default_dtype",
+    "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
+]

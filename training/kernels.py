@@ -1,0 +1,119 @@
+"""Fused Numba kernels for the dense engine's neuron time loops.
+
+Only ``@njit`` functions over arrays live here; the classes in ``neurons.py`` validate
+their inputs and call these.  Each kernel has a plain-NumPy twin in
+``tests/reference/naive_training.py`` that it is tested against.
+
+Conventions: arrays are ``[T, N]`` (time-major, features flattened); ``reset_mode`` is
+``HARD_RESET`` or ``SUBTRACT_RESET``; ``sur_code``/``alpha`` select the surrogate of
+``training/surrogates.py``; ``smooth`` replaces the step by the surrogate's primitive.
+The threshold test is ``u >= theta`` (METHODS.md section 1), as in the simulator.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+HARD_RESET, SUBTRACT_RESET = 0, 1
+_PI = math.pi
+
+
+@njit(cache=True, inline="always")
+def _sigmoid(z):
+    if z >= 0:
+        e = math.exp(-z)
+        return 1.0 / (1.0 + e)
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, inline="always")
+def surrogate_primitive(code, alpha, x):
+    """g(x) of surrogates.py, scalar form."""
+    if code == 0:
+        return _sigmoid(alpha * x)
+    if code == 1:
+        return 0.5 + math.atan(0.5 * _PI * alpha * x) / _PI
+    if code == 2:
+        ax = min(1.0, max(-1.0, alpha * x))
+        if ax < 0:
+            return 0.5 * (1.0 + ax) * (1.0 + ax)
+        return 1.0 - 0.5 * (1.0 - ax) * (1.0 - ax)
+    return min(1.0, max(0.0, alpha * x + 0.5))
+
+
+@njit(cache=True, inline="always")
+def surrogate_derivative(code, alpha, x):
+    """g'(x) of surrogates.py, scalar form."""
+    if code == 0:
+        s = _sigmoid(alpha * x)
+        return alpha * s * (1.0 - s)
+    if code == 1:
+        z = 0.5 * _PI * alpha * x
+        return 0.5 * alpha / (1.0 + z * z)
+    if code == 2:
+        return max(0.0, alpha - alpha * alpha * abs(x))
+    return alpha if abs(x) < 0.5 / alpha else 0.0
+
+
+@njit(cache=True)
+def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                spikes, membrane):
+    """Canonical LIF/IF update over T steps, starting from ``v_{-1} = 0``.
+
+    u_t = beta * v_{t-1} + I_t ;  s_t = 1[u_t >= theta] (or g(u_t - theta) when smooth)
+    hard: v_t = u_t (1 - s_t) + v_reset s_t ;  subtract: v_t = u_t - theta s_t
+
+    Args:
+        current: I [T, N] (any strides; a stride-0 time axis is a static input).
+        spikes: output s [T, N], written.
+        membrane: output u [T, N] (membrane before reset, kept for backward), written.
+    """
+    T, N = current.shape
+    v = np.zeros(N, dtype=spikes.dtype)
+    one = spikes.dtype.type(1.0)
+    for t in range(T):
+        for n in range(N):
+            u = beta * v[n] + current[t, n]
+            if smooth:
+                s = surrogate_primitive(sur_code, alpha, u - theta)
+            else:
+                s = one if u >= theta else 0.0
+            if reset_mode == 0:
+                v[n] = u * (one - s) + v_reset * s
+            else:
+                v[n] = u - theta * s
+            spikes[t, n] = s
+            membrane[t, n] = u
+
+
+@njit(cache=True)
+def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                 sur_code, alpha, detach_reset, grad_current):
+    """BPTT through :func:`lif_forward`; writes ``dL/dI`` into ``grad_current [T, N]``.
+
+    With gv = dL/dv_t (from step t+1: gv = beta * gu_{t+1}) and sg = g'(u_t - theta):
+    hard:     gs = dL/ds_t + gv (v_reset - u_t) ;  gu = gv (1 - s_t) + gs sg
+    subtract: gs = dL/ds_t - theta gv           ;  gu = gv + gs sg
+    with the reset term of gs dropped when ``detach_reset``; dL/dI_t = gu.
+    """
+    T, N = grad_spikes.shape
+    gv = np.zeros(N, dtype=grad_current.dtype)
+    one = grad_current.dtype.type(1.0)
+    for t in range(T - 1, -1, -1):
+        for n in range(N):
+            u = membrane[t, n]
+            s = spikes[t, n]
+            gs = grad_spikes[t, n]
+            if reset_mode == 0:
+                if not detach_reset:
+                    gs += gv[n] * (v_reset - u)
+                gu = gv[n] * (one - s) + gs * surrogate_derivative(sur_code, alpha, u - theta)
+            else:
+                if not detach_reset:
+                    gs -= theta * gv[n]
+                gu = gv[n] + gs * surrogate_derivative(sur_code, alpha, u - theta)
+            grad_current[t, n] = gu
+            gv[n] = beta * gu

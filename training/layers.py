@@ -1,0 +1,200 @@
+"""Linear layer, Flatten and the Sequential container.
+
+All layers map time-major arrays ``[T, B, *features]``.  Linear layers compute every step
+of the batch with one matrix product over ``T*B`` rows; when the input is a stride-0 static
+view (direct encoding), they compute once on ``x[0]`` and return a static view again.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .config import get_default_dtype
+from .module import Module, Parameter, broadcast_time, is_static
+
+
+def _init_rng(rng):
+    if rng is None:
+        return np.random.default_rng(0)
+    if isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(int(rng))
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be an int seed or np.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def kaiming_uniform(rng, shape, fan_in, dtype):
+    """PyTorch's default init for Linear/Conv weights: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Linear(Module):
+    """Fully connected layer ``y_t = x_t W^T + b`` applied at every step.
+
+    Args:
+        in_features, out_features: sizes.
+        bias: add a learnable bias.
+        rng: seed or Generator for the initialisation (PyTorch's default uniform rule).
+
+    Parameters: ``weight [out, in]``, ``bias [out]``.  Shapes: ``[T, B, in] -> [T, B, out]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, rng=None):
+        super().__init__()
+        if int(in_features) <= 0 or int(out_features) <= 0:
+            raise ValueError(f"Linear: sizes must be positive, got ({in_features}, {out_features})")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = _init_rng(rng)
+        dt = get_default_dtype()
+        self.weight = Parameter(kaiming_uniform(rng, (out_features, in_features), in_features, dt))
+        self.bias = Parameter(kaiming_uniform(rng, (out_features,), in_features, dt)) if bias else None
+        self._x = None
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x, feature_shape=(self.in_features,))
+        W = self.weight.data
+        if x.dtype != W.dtype:
+            raise ValueError(f"{self!r}: input dtype {x.dtype} differs from weight dtype {W.dtype}")
+        T, B = x.shape[:2]
+        if is_static(x):
+            y0 = x[0] @ W.T
+            if self.bias is not None:
+                y0 += self.bias.data
+            y = broadcast_time(y0, T)
+        else:
+            x2 = x.reshape(T * B, self.in_features)
+            y = x2 @ W.T
+            if self.bias is not None:
+                y += self.bias.data
+            y = y.reshape(T, B, self.out_features)
+        self._x = x if self.training else None
+        return y
+
+    def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        self._require_cache("_x")
+        x, W = self._x, self.weight.data
+        T, B = x.shape[:2]
+        if grad_y.shape != (T, B, self.out_features):
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected {(T, B, self.out_features)}")
+        if is_static(x):
+            g0 = grad_y.sum(axis=0)
+            self.weight.grad += g0.T @ x[0]
+            if self.bias is not None:
+                self.bias.grad += g0.sum(axis=0)
+        else:
+            g2 = grad_y.reshape(T * B, self.out_features)
+            self.weight.grad += g2.T @ x.reshape(T * B, self.in_features)
+            if self.bias is not None:
+                self.bias.grad += g2.sum(axis=0)
+        if not need_input_grad:
+            return None
+        return (grad_y.reshape(T * B, self.out_features) @ W).reshape(x.shape)
+
+    def reset_cache(self) -> None:
+        self._x = None
+
+
+class Flatten(Module):
+    """``[T, B, *features] -> [T, B, prod(features)]`` in C order (as PyTorch and NIR)."""
+
+    def __init__(self):
+        super().__init__()
+        self._shape = None
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        if x.ndim < 3:
+            raise ValueError(f"{self!r}: expected input [T, B, ...features], got shape {x.shape}")
+        self._shape = x.shape
+        T, B = x.shape[:2]
+        if is_static(x):
+            return broadcast_time(x[0].reshape(B, -1), T)
+        return x.reshape(T, B, -1)
+
+    def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        self._require_cache("_shape")
+        return grad_y.reshape(self._shape) if need_input_grad else None
+
+
+class Sequential(Module):
+    """A chain of layers; ``forward`` runs them in order, ``backward`` in reverse.
+
+    ``backward(grad_y)`` returns ``dL/dx`` for the network input; pass
+    ``need_input_grad=False`` to skip that last (often large) product when training.
+    """
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a layer")
+        self.layers = list(layers)
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential(\n  {inner}\n)"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def named_parameters(self, prefix: str = ""):
+        for i, layer in enumerate(self.layers):
+            yield from layer.named_parameters(f"{prefix}{i}.")
+
+    def named_buffers(self, prefix: str = ""):
+        for i, layer in enumerate(self.layers):
+            yield from layer.named_buffers(f"{prefix}{i}.")
+
+    def train(self, mode: bool = True) -> "Sequential":
+        self.training = mode
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+        if x.ndim < 3:
+            raise ValueError(f"Sequential: input must be time-major [T, B, ...features], got shape {x.shape}")
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        """Backpropagate ``dL/dy [T, B, n_out]``; returns ``dL/dx`` (None if not needed)."""
+        stop = 0
+        if not need_input_grad:
+            # layers before the first one with parameters need no backward at all
+            stop = next((i for i, l in enumerate(self.layers) if any(True for _ in l.parameters())),
+                        len(self.layers) - 1)
+        g = grad_y
+        for i in range(len(self.layers) - 1, stop - 1, -1):
+            layer = self.layers[i]
+            if i == stop and not need_input_grad and _accepts_flag(layer):
+                layer.backward(g, need_input_grad=False)
+                return None
+            g = layer.backward(g)
+        return None if not need_input_grad else g
+
+    def reset_cache(self) -> None:
+        for layer in self.layers:
+            layer.reset_cache()
+
+
+def _accepts_flag(layer: Module) -> bool:
+    import inspect
+    return "need_input_grad" in inspect.signature(layer.backward).parameters
