@@ -1,0 +1,181 @@
+"""Export a trained network to the model file (and import one back for dense inference).
+
+``export(net, path, **metadata)`` turns a :class:`training.Sequential` into the plain
+records of :mod:`eventsim.modelfile` and writes them atomically.  Training-only
+parameterisations are folded (ARCHITECTURE.md, METHODS.md section 1):
+
+- BatchNorm (eval statistics) into the preceding Linear/Conv weight and bias;
+- the LIF input gain ``1/tau`` (tau form) into the last weight layer before the neuron;
+- Dropout disappears (identity at inference).
+
+The network must end with a weight layer (the non-spiking readout, decoded by the
+time-weighted mean of its per-step outputs).  :func:`to_network` rebuilds a dense-engine
+network from a model, so a model file can be run densely and compared with the simulator.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from eventsim import modelfile as mf
+
+from .layers import Flatten, Linear, Sequential
+from .module import Module
+from .neurons import LIF
+
+
+def _layer_types():
+    """Layer classes by role, imported lazily so this module stays importable on its own."""
+    from .conv import Conv2d
+    from .dropout import Dropout
+    from .norm import BatchNorm1d, BatchNorm2d, fold_batchnorm
+    from .pooling import AvgPool2d, MaxPool2d
+    return Conv2d, Dropout, (BatchNorm1d, BatchNorm2d), fold_batchnorm, AvgPool2d, MaxPool2d
+
+
+def _as_float(a, dtype):
+    return np.ascontiguousarray(np.asarray(a, dtype=dtype))
+
+
+def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
+             time_weights=None, dtype=np.float32, **metadata) -> mf.Model:
+    """Build the model-file records of ``net`` (eval semantics; folds BN, gains, dropout).
+
+    Args:
+        net: a Sequential of Linear/Conv2d/BatchNorm/pools/Flatten/Dropout/LIF layers
+            ending with a weight layer (the readout).
+        input_shape: feature shape of one sample, e.g. ``(1, 28, 28)`` or ``(784,)``.
+        T: time steps; encoding: "direct" or "rate".
+        time_weights: decoder weights ``a[T]`` (TWO) or None for uniform.
+        dtype: float dtype of the stored arrays (float32 by default).
+        metadata: scalars stored with the model (dataset, method, accuracy, seed, ...).
+    """
+    Conv2d, Dropout, BNs, fold_batchnorm, AvgPool2d, MaxPool2d = _layer_types()
+    if not isinstance(net, Sequential):
+        raise TypeError(f"export expects a training.Sequential, got {type(net).__name__}")
+    records: list = []
+    last_weight = None  # index in records of the weight layer feeding the next neuron
+    for i, layer in enumerate(net.layers):
+        where = f"layer {i} ({layer!r})"
+        if isinstance(layer, Linear):
+            b = None if layer.bias is None else _as_float(layer.bias.data, dtype)
+            records.append(mf.Dense(weight=_as_float(layer.weight.data, dtype), bias=b))
+            last_weight = len(records) - 1
+        elif isinstance(layer, Conv2d):
+            b = None if layer.bias is None else _as_float(layer.bias.data, dtype)
+            records.append(mf.Conv2d(weight=_as_float(layer.weight.data, dtype), bias=b,
+                                     stride=tuple(layer.stride), padding=tuple(layer.padding)))
+            last_weight = len(records) - 1
+        elif isinstance(layer, BNs):
+            if last_weight is None or last_weight != len(records) - 1:
+                raise ValueError(f"export: {where} must directly follow a Linear or Conv2d layer "
+                                 "to be folded")
+            prev = records[last_weight]
+            W, b = fold_batchnorm(prev.weight.astype(np.float64),
+                                  None if prev.bias is None else prev.bias.astype(np.float64), layer)
+            records[last_weight] = _replace_wb(prev, _as_float(W, dtype), _as_float(b, dtype))
+        elif isinstance(layer, AvgPool2d):
+            records.append(mf.AvgPool2d(kernel=tuple(layer.kernel_size), stride=tuple(layer.stride)))
+        elif isinstance(layer, MaxPool2d):
+            records.append(mf.MaxPool2d(kernel=tuple(layer.kernel_size), stride=tuple(layer.stride)))
+        elif isinstance(layer, Flatten):
+            records.append(mf.Flatten())
+        elif isinstance(layer, Dropout):
+            continue
+        elif isinstance(layer, LIF):
+            if last_weight is None:
+                raise ValueError(f"export: {where} has no weight layer before it")
+            if layer.input_gain != 1.0:
+                prev = records[last_weight]
+                g = np.float64(layer.input_gain)
+                records[last_weight] = _replace_wb(
+                    prev, _as_float(prev.weight.astype(np.float64) * g, dtype),
+                    None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
+            p = layer.params
+            records.append(mf.Spiking(beta=p.beta, theta=p.theta, reset=p.reset,
+                                      v_reset=p.v_reset, v_min=p.v_min, spikes="binary"))
+            last_weight = None
+        else:
+            raise ValueError(f"export: {where} has no model-file equivalent")
+    if not records or not isinstance(records[-1], (mf.Dense, mf.Conv2d)):
+        raise ValueError("export: the network must end with a Linear readout layer "
+                         "(non-spiking, decoded over time)")
+    tw = None if time_weights is None else _as_float(time_weights, dtype)
+    records.append(mf.Readout(beta=0.0, time_weights=tw))
+    model = mf.Model(input_shape=tuple(input_shape), layers=records, T=int(T), encoding=encoding,
+                     metadata={k: v for k, v in metadata.items() if v is not None})
+    mf.validate(model)
+    return model
+
+
+def _replace_wb(rec, W, b):
+    import dataclasses
+    return dataclasses.replace(rec, weight=W, bias=b)
+
+
+def export(net: Sequential, path, *, input_shape, T: int, encoding: str = "direct",
+           time_weights=None, **metadata) -> Path:
+    """Write ``net`` as a versioned HDF5 model file (atomic); returns the path.
+
+    See :func:`to_model` for the arguments; ``docs/model-format.md`` for the layout.
+    """
+    model = to_model(net, input_shape=input_shape, T=T, encoding=encoding,
+                     time_weights=time_weights, **metadata)
+    return mf.write_model(model, path)
+
+
+def to_network(model: mf.Model) -> Sequential:
+    """Rebuild a dense-engine network (eval mode) computing exactly what ``model`` does.
+
+    Extra delayed connections are not supported by the dense engine yet (ValueError).
+    Returns a Sequential whose output ``[T, B, n_out]`` is the readout's per-step input;
+    a leaky readout (``beta > 0``) is not supported here.
+    """
+    Conv2d, *_ , AvgPool2d, MaxPool2d = _layer_types()
+    if model.connections:
+        raise ValueError("to_network: the dense engine has no recurrent/feedback projections yet")
+    dtype = None
+    layers: list[Module] = []
+    shapes = mf.validate(model)
+    for i, rec in enumerate(model.layers):
+        if isinstance(rec, mf.Dense):
+            dtype = rec.weight.dtype
+            n_out, n_in = rec.weight.shape
+            lin = Linear(n_in, n_out, bias=rec.bias is not None)
+            _load(lin, rec)
+            layers.append(lin)
+        elif isinstance(rec, mf.Sparse):
+            raise ValueError(f"to_network: layer {i} is sparse; densify it first")
+        elif isinstance(rec, mf.Conv2d):
+            co, ci, kh, kw = rec.weight.shape
+            conv = Conv2d(ci, co, (kh, kw), stride=tuple(rec.stride), padding=tuple(rec.padding),
+                          bias=rec.bias is not None)
+            _load(conv, rec)
+            layers.append(conv)
+        elif isinstance(rec, mf.AvgPool2d):
+            layers.append(AvgPool2d(tuple(rec.kernel), stride=tuple(rec.stride)))
+        elif isinstance(rec, mf.MaxPool2d):
+            layers.append(MaxPool2d(tuple(rec.kernel), stride=tuple(rec.stride)))
+        elif isinstance(rec, mf.Flatten):
+            layers.append(Flatten())
+        elif isinstance(rec, mf.Spiking):
+            if rec.spikes != "binary" or rec.v_min is not None:
+                raise ValueError(f"to_network: layer {i}: ternary spikes and v_min are not in the "
+                                 "dense engine yet")
+            layers.append(LIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset, v_reset=rec.v_reset))
+        elif isinstance(rec, mf.Readout):
+            if rec.beta != 0.0:
+                raise ValueError("to_network: a leaky readout is not supported by the dense engine")
+    net = Sequential(*layers)
+    return net.eval()
+
+
+def _load(layer, rec):
+    if layer.weight.data.shape != rec.weight.shape:
+        raise ValueError(f"weight shape {rec.weight.shape} != {layer.weight.data.shape}")
+    layer.weight.data = np.ascontiguousarray(rec.weight)
+    layer.weight.grad = np.zeros_like(layer.weight.data)
+    if rec.bias is not None:
+        layer.bias.data = np.ascontiguousarray(rec.bias)
+        layer.bias.grad = np.zeros_like(layer.bias.data)
