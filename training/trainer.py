@@ -1,0 +1,245 @@
+"""The training loop: ``fit`` a network by BPTT with progress bars, metrics and checkpoints.
+
+One epoch: shuffle with the run's seeded generator, encode each batch to ``[T, B, ...]``,
+forward, loss on the readout, hand-derived backward, optional clipping, optimiser step and
+per-iteration schedule step.  After every epoch the metrics are recorded and, if a
+checkpoint path is given, a checkpoint is written atomically.  Resuming from it continues
+bit-identically (weights, optimiser, schedule, and every random generator are restored).
+
+A non-finite loss stops training with :class:`TrainingDiverged`; the last checkpoint
+written (at the end of the last good epoch) is left intact.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import encoding, losses
+from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from .layers import Sequential
+from .optim import clip_grad_norm
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradients became NaN or infinite."""
+
+
+@dataclass
+class History:
+    """Per-epoch metrics; every list has one entry per finished epoch."""
+    epoch: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)
+    test_acc: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {k: [float(v) for v in vals] for k, vals in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        h = cls()
+        for k in vars(h):
+            getattr(h, k).extend(d.get(k, []))
+        return h
+
+
+def make_encoder(spec, T: int) -> Callable:
+    """``encoder(images [B, ...], rng) -> [T, B, ...]`` from "direct", "rate" or a callable."""
+    if callable(spec):
+        return lambda x, rng: spec(x, T, rng)
+    if spec == "direct":
+        return lambda x, rng: encoding.direct(x, T)
+    if spec == "rate":
+        return lambda x, rng: encoding.rate(x, T, rng)
+    raise ValueError(f"encoder must be 'direct', 'rate' or a callable, got {spec!r}")
+
+
+def _loss_fn(spec, label_smoothing: float):
+    if callable(spec):
+        return spec
+    if spec not in losses.LOSSES:
+        raise ValueError(f"loss must be one of {sorted(losses.LOSSES)} or a callable, got {spec!r}")
+    fn = losses.LOSSES[spec]
+    return lambda y, labels: fn(y, labels, label_smoothing=label_smoothing)
+
+
+def _generators(net) -> dict[str, np.random.Generator]:
+    """Every np.random.Generator held by a layer (dropout masks), keyed by layer position."""
+    found = {}
+    for i, layer in enumerate(getattr(net, "layers", [net])):
+        for name, value in vars(layer).items():
+            if isinstance(value, np.random.Generator):
+                found[f"layer{i}.{name}"] = value
+    return found
+
+
+def _check_data(name, data, T):
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise ValueError(f"fit: {name} must be a pair (images, labels)")
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if x.ndim < 2 or y.shape != (len(x),):
+        raise ValueError(f"fit: {name} images {x.shape} and labels {y.shape} do not match "
+                         "([N, ...features] and [N])")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"fit: {name} labels must be integers, got {y.dtype}")
+    return x, y
+
+
+def _check_gradients(named, epoch: int, batch: int) -> None:
+    """Raise TrainingDiverged naming the first parameter whose gradient is not finite.
+
+    Spiking layers turn a NaN membrane into "no spike", so a NaN weight need not reach the
+    loss; its gradient always carries it.  One sum per parameter is cheap next to the GEMMs.
+    """
+    for name, p in named:
+        if not np.isfinite(p.grad.sum()):
+            bad = "parameter" if not np.isfinite(p.data.sum()) else "gradient"
+            raise TrainingDiverged(f"{bad} {name!r} became non-finite at epoch {epoch + 1}, "
+                                   f"batch {batch + 1}; training stopped")
+
+
+def evaluate(net: Sequential, images, labels, *, T: int, encoder="direct", batch_size: int = 1000,
+             loss="rate_ce", seed: int = 0, time_weights=None, progress: bool = False):
+    """Mean loss and accuracy of ``net`` in eval mode; returns ``(loss, accuracy)``."""
+    enc = make_encoder(encoder, T)
+    loss_fn = _loss_fn(loss, 0.0)
+    rng = np.random.default_rng(seed)
+    was_training = net.training
+    net.eval()
+    total_loss, correct = 0.0, 0
+    n = len(images)
+    try:
+        for start in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=not progress):
+            xb, yb = images[start:start + batch_size], labels[start:start + batch_size]
+            y = net.forward(enc(xb, rng))
+            total_loss += loss_fn(y, yb)[0] * len(xb)
+            correct += int(np.sum(losses.decode(y, time_weights).argmax(axis=1) == yb))
+    finally:
+        net.train(was_training)
+    return total_loss / n, correct / n
+
+
+def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimizer,
+        schedule=None, test=None, loss="rate_ce", encoder="direct", label_smoothing: float = 0.0,
+        clip_norm: float | None = None, seed: int = 0, checkpoint=None, resume: bool = False,
+        progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None) -> History:
+    """Train ``net`` by BPTT.
+
+    Args:
+        net: network whose output is the readout ``[T, B, C]``.
+        train, test: pairs ``(images [N, ...features] float in [0, 1], labels [N] int)``;
+            images are shaped as the first layer expects (``[N, 784]`` or ``[N, 1, 28, 28]``).
+        T: time steps; encoder: "direct", "rate" or ``f(images, T, rng)``.
+        epochs, batch_size: length of training; the last partial batch is used.
+        optimizer: a ``training.optim`` optimiser over ``net.parameters()``.
+        schedule: a ``training.optim`` schedule, stepped once per iteration (build it with
+            ``total_steps = epochs * ceil(N / batch_size)``).
+        loss: "rate_ce" (CE of the time-mean readout) or "per_step_ce", or a callable
+            ``(y, labels) -> (loss, dL/dy)``.
+        clip_norm: clip the global gradient norm to this value.
+        seed: seeds shuffling and rate encoding.
+        checkpoint: path of the HDF5 checkpoint written after every epoch; with
+            ``resume=True`` training continues from it if it exists.
+        on_epoch_end: optional ``f(epoch, history)`` called after each epoch.
+    Returns:
+        :class:`History` of per-epoch metrics.
+    """
+    x, labels = _check_data("train", train, T)
+    if test is not None:
+        x_test, labels_test = _check_data("test", test, T)
+    if int(T) < 1 or int(epochs) < 0 or int(batch_size) < 1:
+        raise ValueError(f"fit: need T >= 1, epochs >= 0, batch_size >= 1; got {T}, {epochs}, {batch_size}")
+    enc = make_encoder(encoder, T)
+    loss_fn = _loss_fn(loss, label_smoothing)
+    rng = np.random.default_rng(seed)
+    layer_rngs = _generators(net)
+    history, start_epoch, step = History(), 0, 0
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path)
+        net.load_state_dict(ck.model_state)
+        optimizer.load_state_dict(ck.optimizer_state)
+        if schedule is not None and ck.schedule_state is not None:
+            schedule.load_state_dict(ck.schedule_state)
+        rng = restore_rng(ck.rng_state["trainer"])
+        for key, gen in layer_rngs.items():
+            gen.bit_generator.state = restore_rng(ck.rng_state[key]).bit_generator.state
+        history = History.from_dict(ck.metrics or {})
+        start_epoch, step = ck.epoch, ck.step
+
+    named = list(net.named_parameters())
+    params = [p for _, p in named]
+    n = len(x)
+    n_batches = math.ceil(n / batch_size)
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        net.train()
+        order = rng.permutation(n)
+        sum_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+                   leave=False, unit="batch")
+        for b in bar:
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb, yb = x[idx], labels[idx]
+            optimizer.zero_grad()
+            y = net.forward(enc(xb, rng))
+            value, grad = loss_fn(y, yb)
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training stopped"
+                    + (f"; the last good checkpoint {ckpt_path} (end of epoch {epoch}) is intact"
+                       if ckpt_path is not None and ckpt_path.exists() else ""))
+            net.backward(grad, need_input_grad=False)
+            _check_gradients(named, epoch, b)
+            if clip_norm is not None:
+                norm = clip_grad_norm(params, clip_norm)
+                if not math.isfinite(norm):
+                    raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
+                                           f"batch {b + 1}; training stopped")
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            step += 1
+            sum_loss += value * len(idx)
+            correct += int(np.sum(losses.decode(y).argmax(axis=1) == yb))
+            seen += len(idx)
+            if b % 10 == 0:
+                bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+        bar.close()
+        net.reset_cache()
+        history.epoch.append(epoch + 1)
+        history.train_loss.append(sum_loss / seen)
+        history.train_acc.append(correct / seen)
+        history.lr.append(float(optimizer.lr))
+        if test is not None:
+            tl, ta = evaluate(net, x_test, labels_test, T=T, encoder=encoder, loss=loss,
+                              batch_size=eval_batch_size, seed=seed + 1)
+        else:
+            tl, ta = float("nan"), float("nan")
+        history.test_loss.append(tl)
+        history.test_acc.append(ta)
+        history.seconds.append(time.perf_counter() - t0)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f} "
+                       f"acc {history.train_acc[-1]:.4f} | test loss {tl:.4f} acc {ta:.4f} | "
+                       f"{history.seconds[-1]:.1f} s")
+        if ckpt_path is not None:
+            states = {"trainer": rng_state(rng)}
+            states.update({k: rng_state(g) for k, g in layer_rngs.items()})
+            save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
+                            schedule_state=None if schedule is None else schedule.state_dict(),
+                            rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
+                            extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    return history
