@@ -2,6 +2,20 @@
 
 :class:`EventBatch` is the simulator's input-event format: the spikes (or signed/analog
 events) of B samples, each sample's events contiguous and sorted by time step.
+
+Converters (each returns a validated EventBatch; errors name the field and the value):
+
+| function             | from                                                        |
+|----------------------|-------------------------------------------------------------|
+| ``from_dense``       | dense ``x[T, B, ...]`` (one event per non-zero entry)         |
+| ``from_spike_times`` | ``(t, index)`` arrays, optionally with a ``sample`` id array  |
+| ``from_tonic``       | tonic structured arrays ``x, y, t, p`` (t in us), binned by dt |
+| ``rate_code``        | images in [0, 1]: Bernoulli spikes, drawn sparsely, seeded    |
+| ``poisson_code``     | images in [0, 1]: Poisson process of a given rate, seeded     |
+
+``direct`` returns the analog images as a dense stride-0 ``[T, B, ...]`` view (the
+simulator treats it as a constant drive), and ``to_dense`` turns events back into
+``x[T, B, ...]`` (for the dense engine).
 """
 from __future__ import annotations
 
@@ -85,3 +99,377 @@ def from_dense(x: np.ndarray) -> EventBatch:
     return EventBatch(times=t.astype(np.int64), indices=i.astype(np.int64),
                       values=values.astype(vdt), sample_ptr=ptr, T=int(T),
                       input_shape=tuple(x.shape[2:]))
+
+
+# ---------------------------------------------------------------------------------------
+# converters: everything below returns a validated EventBatch (or, for `direct`, a dense
+# analog current).  Errors are ValueError/TypeError naming the argument, field and value.
+# ---------------------------------------------------------------------------------------
+__all__ = ["EventBatch", "from_dense", "to_dense", "from_spike_times", "from_tonic",
+           "rate_code", "poisson_code", "direct"]
+
+
+def _positive_int(name: str, v) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def _shape(input_shape) -> tuple:
+    shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else tuple(input_shape)
+    if not shape or any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))
+                        or s < 1 for s in shape):
+        raise ValueError(f"input_shape: must be positive integer sizes, got {input_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _int_array(name: str, a, n: int | None = None) -> np.ndarray:
+    """1-D int64 copy of ``a``; floats are accepted only when integral."""
+    a = np.asarray(a)
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {a.shape}")
+    if n is not None and len(a) != n:
+        raise ValueError(f"{name}: expected {n} entries (as many as times), got {len(a)}")
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.floor(a))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ValueError(f"{name}[{k}] = {_py(a[k])!r}: expected integer values")
+    elif a.dtype.kind not in "iub" and len(a):
+        raise ValueError(f"{name}: expected integers, got dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _py(v):
+    """A NumPy scalar as the plain Python value, so messages read ``-1``, not ``np.int64(-1)``."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _first_bad(name: str, a: np.ndarray, bad: np.ndarray, what: str):
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(f"{name}[{k}] = {_py(a[k])!r}: {what}")
+
+
+def _ptr(sample: np.ndarray, B: int) -> np.ndarray:
+    ptr = np.zeros(B + 1, dtype=np.int64)
+    np.cumsum(np.bincount(sample, minlength=B), out=ptr[1:])
+    return ptr
+
+
+def to_dense(batch: EventBatch, dtype=np.float32) -> np.ndarray:
+    """Dense input ``x[T, B, *input_shape]`` of an EventBatch; events at the same step and
+    address add up.  Inverse of :func:`from_dense` (for inputs without duplicate events)."""
+    batch.validate()
+    T, B, n = int(batch.T), batch.batch_size, batch.n_inputs
+    b = np.repeat(np.arange(B, dtype=np.int64), np.diff(batch.sample_ptr))
+    flat = (batch.times * B + b) * n + batch.indices
+    x = np.bincount(flat, weights=batch.values.astype(np.float64), minlength=T * B * n)
+    return x.astype(dtype).reshape((T, B) + tuple(batch.input_shape))
+
+
+def from_spike_times(times, indices, T: int, input_shape, values=None, sample=None,
+                     batch_size: int | None = None) -> EventBatch:
+    """Events from ``(t, index)`` pairs, the spike-monitor layout.
+
+    Args:
+        times: int ``[n]`` time step of each event, in ``[0, T)`` (integral floats accepted).
+        indices: int ``[n]`` flat C-order address into ``input_shape``.
+        T: number of time steps.  input_shape: feature shape of one sample, e.g. ``(700,)``.
+        values: float ``[n]`` amplitudes (default 1.0 each; -1.0 for OFF/negative events).
+        sample: int ``[n]`` sample id of each event for several samples (default: all 0).
+        batch_size: B; default ``max(sample) + 1`` (pass it to keep trailing empty samples).
+
+    Events are sorted stably by ``(sample, t)``: events of one step keep their given order.
+    Duplicate ``(t, index)`` events are kept (their currents add up in the simulator).
+
+    Raises:
+        ValueError naming the field, the position and the value: negative times, times
+        ``>= T``, indices outside the input, negative sample ids, length mismatches.
+    """
+    T = _positive_int("T", T)
+    shape = _shape(input_shape)
+    n_inputs = int(np.prod(shape))
+    t = _int_array("times", times)
+    n = len(t)
+    i = _int_array("indices", indices, n)
+    _first_bad("times", t, t < 0, "negative time step")
+    _first_bad("times", t, t >= T, f"time step >= T = {T}")
+    _first_bad("indices", i, (i < 0) | (i >= n_inputs),
+               f"address outside [0, {n_inputs}) for input shape {shape}")
+    if values is None:
+        v = np.ones(n, dtype=np.float32)
+    else:
+        v = np.asarray(values)
+        if v.ndim != 1 or len(v) != n:
+            raise ValueError(f"values: expected a 1-D array of {n} entries, got shape {v.shape}")
+        if v.dtype.kind not in "biuf":
+            raise ValueError(f"values: expected numbers, got dtype {v.dtype}")
+        v = v.astype(v.dtype if v.dtype.kind == "f" else np.float32)
+        _first_bad("values", v, ~np.isfinite(v), "not finite")
+    if sample is None:
+        s = np.zeros(n, dtype=np.int64)
+        B = 1 if batch_size is None else _positive_int("batch_size", batch_size)
+    else:
+        s = _int_array("sample", sample, n)
+        _first_bad("sample", s, s < 0, "negative sample id")
+        B = (int(s.max()) + 1 if n else 1) if batch_size is None else _positive_int("batch_size", batch_size)
+        _first_bad("sample", s, s >= B, f"sample id >= batch_size = {B}")
+    order = np.argsort(s * T + t, kind="stable")  # by (sample, t); ties keep the given order
+    return EventBatch(times=t[order], indices=i[order], values=v[order], sample_ptr=_ptr(s, B),
+                      T=T, input_shape=shape).validate()
+
+
+_TONIC_FIELDS = ("x", "y", "t", "p")
+
+
+def _tonic_sample(ev, k: int, W: int, H: int, P: int, dt, t_start, T):
+    """Validate one tonic array; return (step, flat address) of the events in the window."""
+    where = "events" if k < 0 else f"events[{k}]"
+    names = getattr(getattr(ev, "dtype", None), "names", None)
+    if not isinstance(ev, np.ndarray) or names is None:
+        raise ValueError(f"{where}: expected a structured array with fields {_TONIC_FIELDS}, got "
+                         f"{getattr(ev, 'dtype', type(ev).__name__)}")
+    if ev.ndim != 1:
+        raise ValueError(f"{where}: expected a 1-D structured array, got shape {ev.shape}")
+    # y may be omitted for 1-D sensors (H == 1, e.g. audio) and p for P == 1, as tonic does
+    required = ["x", "t"] + (["y"] if H > 1 else []) + (["p"] if P > 1 else [])
+    missing = [f for f in required if f not in names]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}; fields present: {list(names)}")
+    for f in _TONIC_FIELDS:
+        if f in names and ev.dtype[f].kind not in "biuf":
+            raise ValueError(f"{where}.{f}: expected numbers, got dtype {ev.dtype[f]}")
+    t = np.asarray(ev["t"])
+    if t.dtype.kind == "f":
+        _first_bad(f"{where}.t", t, ~np.isfinite(t), "not finite")
+    _first_bad(f"{where}.t", t, t < 0, "negative timestamp")
+    dec = np.diff(t) < 0
+    if dec.any():
+        j = int(np.argmax(dec)) + 1
+        raise ValueError(f"{where}.t[{j}] = {_py(t[j])!r}: not sorted "
+                         f"(previous timestamp {_py(t[j - 1])!r})")
+    coords = {}
+    for f, size in (("x", W), ("y", H)):
+        if f not in names:
+            coords[f] = np.zeros(len(ev), dtype=np.int64)
+            continue
+        a = np.asarray(ev[f])
+        _first_bad(f"{where}.{f}", a, (a < 0) | (a >= size) | (a != np.floor(a)),
+                   f"outside the sensor: {f} must be an integer in [0, {size})")
+        coords[f] = a.astype(np.int64)
+    if "p" in names:
+        p = np.asarray(ev["p"]).astype(np.float64)
+        if P == 2 and np.any(p < 0):  # signed convention {-1, 1}
+            _first_bad(f"{where}.p", ev["p"], (p != -1) & (p != 1),
+                       "polarity must be in {-1, 1} (signed) or {0, 1}")
+            c = ((p + 1) // 2).astype(np.int64)
+        elif P == 1:  # one channel: polarity ignored
+            _first_bad(f"{where}.p", ev["p"], (p != -1) & (p != 0) & (p != 1),
+                       "polarity must be in {0, 1} or {-1, 1}")
+            c = np.zeros(len(ev), dtype=np.int64)
+        else:
+            _first_bad(f"{where}.p", ev["p"], (p < 0) | (p >= P) | (p != np.floor(p)),
+                       f"polarity outside the sensor: must be in [0, {P})")
+            c = p.astype(np.int64)
+    else:
+        c = np.zeros(len(ev), dtype=np.int64)
+    rel = t - t_start
+    if t.dtype.kind in "iub" and float(dt).is_integer() and float(t_start).is_integer():
+        step = (t.astype(np.int64) - int(t_start)) // int(dt)  # exact integer binning
+    else:
+        step = np.floor(np.asarray(rel, dtype=np.float64) / float(dt)).astype(np.int64)
+    keep = step >= 0
+    if T is not None:
+        keep &= step < T
+    addr = (c * H + coords["y"]) * W + coords["x"]
+    return step[keep], addr[keep]
+
+
+def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
+               binary: bool = False) -> EventBatch:
+    """Bin tonic-style event arrays into time steps.
+
+    Args:
+        events: a structured array with fields ``x, y, t, p`` (tonic's layout: ``t`` in
+            microseconds, sorted; ``p`` in ``{0, 1}`` or ``{-1, 1}``), or a list of them (one
+            per sample).  ``y`` may be absent when ``H == 1`` and ``p`` when ``P == 1``.
+        sensor_size: ``(W, H, P)`` as tonic (width, height, polarities).
+        dt: bin width in microseconds (> 0); step ``k`` holds ``t_start + k dt <= t <
+            t_start + (k + 1) dt``.
+        T: number of steps; default: just enough for the latest event.  Events outside
+            ``[t_start, t_start + T dt)`` are dropped (a window, as a fixed-T network needs).
+        t_start: start of the window in microseconds.
+        binary: True keeps one event of value 1.0 per (step, address); by default events
+            of one step and address merge into one event whose value is their count.
+
+    Returns:
+        EventBatch with ``input_shape = (P, H, W)`` (channel-first) and flat address
+        ``p * H * W + y * W + x``; a signed polarity -1 maps to channel 0 and +1 to channel 1;
+        with ``P == 1`` all events go to channel 0.
+
+    Raises:
+        ValueError naming the field and value: not a structured array, missing fields,
+        negative or unsorted ``t``, ``x``/``y``/``p`` outside the sensor, bad dt/T/sensor_size.
+    """
+    try:
+        W, H, P = (int(s) for s in sensor_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"sensor_size: expected (W, H, P), got {sensor_size!r}") from None
+    if min(W, H, P) < 1:
+        raise ValueError(f"sensor_size: sizes must be >= 1, got {tuple(sensor_size)}")
+    try:
+        dt_f, t0 = float(dt), float(t_start)
+    except (TypeError, ValueError):
+        raise ValueError(f"dt/t_start: expected numbers, got {dt!r}, {t_start!r}") from None
+    if not np.isfinite(dt_f) or dt_f <= 0:
+        raise ValueError(f"dt: must be a finite bin width > 0 (microseconds), got {dt!r}")
+    if not np.isfinite(t0) or t0 < 0:
+        raise ValueError(f"t_start: must be finite and >= 0, got {t_start!r}")
+    if T is not None:
+        T = _positive_int("T", T)
+    single = isinstance(events, np.ndarray)
+    samples = [events] if single else list(events)
+    if not samples:
+        raise ValueError("events: empty list of samples")
+    binned = [_tonic_sample(ev, -1 if single else k, W, H, P, dt, t_start, T)
+              for k, ev in enumerate(samples)]
+    if T is None:
+        T = max([int(s.max()) + 1 for s, _ in binned if len(s)] + [1])
+    n_inputs = P * H * W
+    ts, idx, vals, counts = [], [], [], []
+    for step, addr in binned:
+        key, cnt = np.unique(step * n_inputs + addr, return_counts=True)  # sorted by step
+        ts.append(key // n_inputs)
+        idx.append(key % n_inputs)
+        vals.append(np.ones(len(key), np.float32) if binary else cnt.astype(np.float32))
+        counts.append(len(key))
+    ptr = np.zeros(len(samples) + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return EventBatch(times=np.concatenate(ts).astype(np.int64),
+                      indices=np.concatenate(idx).astype(np.int64),
+                      values=np.concatenate(vals), sample_ptr=ptr, T=int(T),
+                      input_shape=(P, H, W)).validate()
+
+
+def _check_rng(rng) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng: must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                        f"got {type(rng).__name__}")
+    return rng
+
+
+def _unit_images(images) -> np.ndarray:
+    x = np.asarray(images)
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"images: expected a real numeric array [B, ...], got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(f"images: expected [B, ...features], got shape {x.shape}")
+    bad = (x < 0) | (x > 1)
+    if x.dtype.kind == "f":
+        bad |= ~np.isfinite(x)
+    if bad.any():
+        k = tuple(int(j) for j in np.argwhere(bad)[0])
+        raise ValueError(f"images{list(k)} = {_py(x[k])!r}: intensities must be finite and in [0, 1] "
+                         "(scale uint8 pixels by 1/255)")
+    return x.astype(np.float64)
+
+
+def _finite(name: str, v, lo: float, strict: bool) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {v!r}") from None
+    if not np.isfinite(f) or f < lo or (strict and f == lo):
+        raise ValueError(f"{name}: must be finite and {'>' if strict else '>='} {lo}, got {v!r}")
+    return f
+
+
+def _bernoulli_events(p: np.ndarray, T: int, rng: np.random.Generator) -> EventBatch:
+    """Independent Bernoulli(p) spikes at every step, drawn sparsely.
+
+    For each address with ``p > 0`` the gaps between successive spikes are i.i.d.
+    Geometric(p) (first spike at ``Geometric(p) - 1``), which is exactly the law of T
+    independent Bernoulli(p) trials; work is O(active addresses + spikes), not O(T B n).
+    """
+    B = p.shape[0]
+    pf = p.reshape(B, -1)
+    b, i = np.nonzero(pf > 0)  # sample-major, then address
+    pa = pf[b, i]
+    pos = rng.geometric(pa) - 1
+    chunks = []
+    while len(pos):
+        keep = pos < T
+        if not keep.all():
+            b, i, pa, pos = b[keep], i[keep], pa[keep], pos[keep]
+        if not len(pos):
+            break
+        chunks.append((b, i, pos))
+        # capping the gap at T is exact (anything >= T - pos leaves the window) and
+        # avoids int64 overflow for tiny p
+        pos = pos + np.minimum(rng.geometric(pa), T)
+    n = pf.shape[1]
+    # one int64 key per event, ordered by sample, then step, then address (B T n < 2**63)
+    key = np.sort(np.concatenate([(cb * T + ct) * n + ci for cb, ci, ct in chunks]
+                                 or [np.zeros(0, dtype=np.int64)]))
+    bt, idx = np.divmod(key, n)
+    bs, ts = np.divmod(bt, T)
+    return EventBatch(times=ts, indices=idx, values=np.ones(len(key), dtype=np.float32),
+                      sample_ptr=_ptr(bs, B), T=T, input_shape=tuple(p.shape[1:])).validate()
+
+
+def rate_code(images, T: int, rng: np.random.Generator, gain: float = 1.0) -> EventBatch:
+    """Bernoulli rate coding as events: every pixel spikes independently at every step with
+    probability ``clip(gain * x, 0, 1)`` (same law as ``training.encoding.rate``, drawn
+    sparsely, so the event stream for a seed differs from the dense encoder's array).
+
+    Args:
+        images: ``[B, ...features]`` intensities in ``[0, 1]``.
+        T: number of steps.  rng: a seeded ``np.random.Generator`` (required).
+        gain: finite ``>= 0``.
+
+    Returns:
+        EventBatch of value-1.0 events, input_shape ``images.shape[1:]``.
+    """
+    T = _positive_int("T", T)
+    rng = _check_rng(rng)
+    gain = _finite("gain", gain, 0.0, strict=False)
+    x = _unit_images(images)
+    return _bernoulli_events(np.clip(gain * x, 0.0, 1.0), T, rng)
+
+
+def poisson_code(images, T: int, rng: np.random.Generator, rate_hz: float, dt: float) -> EventBatch:
+    """Poisson rate coding as events: a pixel of intensity ``x`` fires as a Poisson process of
+    rate ``x * rate_hz`` (Hz) seen in steps of ``dt`` seconds, at most one spike per step, so
+    a step spikes with probability ``1 - exp(-x rate_hz dt)`` (as ``training.encoding.poisson``).
+
+    Args:
+        images: ``[B, ...features]`` intensities in ``[0, 1]``.
+        T: number of steps.  rng: a seeded ``np.random.Generator`` (required).
+        rate_hz: rate of an intensity-1 pixel in Hz, finite ``>= 0``.  dt: step in seconds, ``> 0``.
+    """
+    T = _positive_int("T", T)
+    rng = _check_rng(rng)
+    rate_hz = _finite("rate_hz", rate_hz, 0.0, strict=False)
+    dt = _finite("dt", dt, 0.0, strict=True)
+    x = _unit_images(images)
+    return _bernoulli_events(-np.expm1(-x * rate_hz * dt), T, rng)
+
+
+def direct(images, T: int) -> np.ndarray:
+    """Direct (analog) input: ``images [B, ...]`` as the input current at every step.
+
+    Returns the read-only stride-0 view ``x[T, B, ...]`` of ``training.encoding.direct``
+    (the simulator, like the dense engine, recognises ``x.strides[0] == 0`` as a constant
+    drive).  Falls back to the same ``np.broadcast_to`` view if ``training`` is absent.
+    """
+    try:
+        from training.encoding import direct as _direct
+    except ImportError:  # pragma: no cover - the training package ships with eventsim
+        T = _positive_int("T", T)
+        x = np.asarray(images)
+        if x.dtype.kind not in "biuf" or x.ndim < 1 or (x.dtype.kind == "f" and not np.isfinite(x).all()):
+            raise ValueError("images: expected finite numbers [B, ...]")
+        x = np.ascontiguousarray(x, dtype=x.dtype if x.dtype.kind == "f" else np.float32)
+        return np.broadcast_to(x[None], (T,) + x.shape)
+    return _direct(images, T)

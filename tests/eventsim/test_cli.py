@@ -1,0 +1,335 @@
+"""The ``eventsim`` command line: parsing, JSON output, error exits, end-to-end runs.
+
+The simulate/plot pipeline is exercised now against a stand-in simulator built on the dense
+engine (same Recording API); the end-to-end test with the real ``eventsim.Simulator`` skips
+until it exists.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import eventsim
+from eventsim import cli, inputs
+from eventsim import modelfile as mf
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tiny_model(encoding="direct", T=8, seed=0, hidden=20) -> mf.Model:
+    """784 -> hidden LIF -> 10 readout, dyadic weights (multiples of 2^-8)."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.integers(-12, 16, (hidden, 784)) / 256).astype(np.float32)
+    w2 = (rng.integers(-64, 64, (10, hidden)) / 256).astype(np.float32)
+    return mf.Model(input_shape=(1, 28, 28),
+                    layers=[mf.Flatten(), mf.Dense(w1, np.zeros(hidden, np.float32)),
+                            mf.Spiking(beta=0.5, theta=1.0), mf.Dense(w2), mf.Readout()],
+                    T=T, encoding=encoding,
+                    metadata={"dataset": "fashion-mnist-small", "method": "bptt", "seed": 3})
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    return str(mf.write_model(_tiny_model(), tmp_path / "tiny.h5"))
+
+
+def _run(capsys, argv):
+    rc = cli.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _one_line_error(err: str):
+    lines = [l for l in err.splitlines() if l.strip() and not l.startswith("simulate")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("eventsim: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+# -- parsing ------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["simulate"], ["info"],
+                                  ["simulate", "m.h5", "--limit", "0"],
+                                  ["simulate", "m.h5", "--batch-size", "x"],
+                                  ["simulate", "m.h5", "--dataset", "cifar"],
+                                  ["plot", "m.h5"],  # --out is required
+                                  ["plot", "m.h5", "--out", "a.png", "--sample", "-1"]])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_parser_defaults_and_help(capsys):
+    a = cli.build_parser().parse_args(["simulate", "m.h5", "--compare-dense", "--limit", "5"])
+    assert a.command == "simulate" and a.limit == 5 and a.compare_dense and a.batch_size == 256
+    assert a.seed == 0 and a.dataset is None and a.split == "test" and a.out_recording is None
+    a = cli.build_parser().parse_args(["plot", "m.h5", "--sample", "3", "--out", "f.png",
+                                       "--dataset", "mnist"])
+    assert a.sample == 3 and a.out == "f.png" and a.dataset == "mnist" and a.neurons == 5
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0 and "simulate" in capsys.readouterr().out
+
+
+def test_console_script_is_declared():
+    text = (REPO / "pyproject.toml").read_text()
+    assert 'eventsim = "eventsim.cli:main"' in text
+
+
+# -- info ---------------------------------------------------------------------------------
+def test_info_prints_json(model_path, capsys):
+    rc, out, err = _run(capsys, ["info", model_path])
+    assert rc == 0 and err == ""
+    d = json.loads(out)
+    assert d["format"] == "snn-model" and d["version"] == mf.FORMAT_VERSION
+    assert d["input_shape"] == [1, 28, 28] and d["T"] == 8 and d["encoding"] == "direct"
+    assert [l["kind"] for l in d["layers"]] == ["flatten", "dense", "spiking", "dense", "readout"]
+    assert d["layers"][1]["output_shape"] == [20] and d["layers"][1]["parameters"] == 784 * 20 + 20
+    assert d["layers"][2]["theta"] == 1.0 and d["layers"][2]["reset"] == "hard"
+    assert d["parameters"] == 784 * 20 + 20 + 200 and d["neurons"] == 20 and d["n_outputs"] == 10
+    assert d["metadata"] == {"dataset": "fashion-mnist-small", "method": "bptt", "seed": 3}
+
+
+def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
+    rc, out, err = _run(capsys, ["info", str(tmp_path / "missing.h5")])
+    assert rc == 2 and out == "" and "does not exist" in _one_line_error(err)
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an hdf5 file")
+    rc, out, err = _run(capsys, ["info", str(bad)])
+    assert rc == 2 and "not a readable HDF5 file" in _one_line_error(err)
+    rc, out, err = _run(capsys, ["info", str(tmp_path)])
+    assert rc == 2 and "directory" in _one_line_error(err)
+    import h5py
+
+    p = mf.write_model(_tiny_model(), tmp_path / "v99.h5")
+    with h5py.File(p, "r+") as f:
+        f.attrs["version"] = 99
+    rc, out, err = _run(capsys, ["info", str(p)])
+    assert rc == 2 and "version" in _one_line_error(err) and "99" in err
+    with h5py.File(p, "r+") as f:
+        f.attrs["version"] = mf.FORMAT_VERSION
+        f["layers/0001/weight"][0, 0] = np.nan
+    rc, out, err = _run(capsys, ["info", str(p)])
+    assert rc == 2 and "weight" in _one_line_error(err) and "nan" in err
+
+
+def test_traceback_flag_reraises(tmp_path):
+    with pytest.raises(Exception):
+        cli.main(["--traceback", "info", str(tmp_path / "missing.h5")])
+
+
+def test_process_exit_status(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "eventsim.cli", "info", str(tmp_path / "no.h5")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+
+
+# -- a stand-in simulator with the Recording API (the dense engine underneath) -------------
+class _FakeSimulator:
+    """``Simulator(model, record_membrane=...).run(x)`` -> Recording-like namespace."""
+
+    drop_first_spike = False
+
+    def __init__(self, model, record_membrane=None):
+        self.model = model
+        self.record_membrane = record_membrane or {}
+
+    def run(self, x):
+        from training.neurons import NeuronParams, canonical_step
+
+        if isinstance(x, inputs.EventBatch):
+            x = inputs.to_dense(x)
+        x = np.asarray(x, dtype=np.float32)
+        T, B = x.shape[:2]
+        h, spikes, membrane, syn = x, {}, {}, {}
+        for idx, rec in enumerate(self.model.layers):
+            if isinstance(rec, mf.Flatten):
+                h = h.reshape(T, B, -1)
+            elif isinstance(rec, mf.Dense):
+                h = h @ rec.weight.T + (0 if rec.bias is None else rec.bias)
+            elif isinstance(rec, mf.Spiking):
+                p = NeuronParams(rec.beta, rec.theta, rec.reset, rec.v_reset, rec.v_min)
+                v = np.zeros(h.shape[1:], np.float32)
+                u_all, s_all = np.empty_like(h), np.empty_like(h)
+                for t in range(T):
+                    u_all[t], s_all[t], v = canonical_step(v, h[t], p)
+                h = s_all
+                t, b, i = np.nonzero(h.reshape(T, B, -1))
+                if self.drop_first_spike and len(t):
+                    t, b, i = t[1:], b[1:], i[1:]
+                spikes[idx] = SimpleNamespace(sample=b, t=t, neuron=i)
+                syn[idx] = len(t) * 10
+                if idx in self.record_membrane:
+                    membrane[idx] = u_all.reshape(T, B, -1)[:, :, np.asarray(self.record_membrane[idx])]
+        readout = np.asarray(h)
+
+        def save(path):
+            import h5py
+            with h5py.File(path, "w") as f:
+                f["readout"] = readout
+
+        return SimpleNamespace(spikes=spikes, membrane=membrane, readout=readout,
+                               predictions=readout.sum(axis=0).argmax(axis=1),
+                               synaptic_events=syn, save=save)
+
+
+@pytest.fixture
+def fake_simulator(monkeypatch):
+    monkeypatch.setattr(eventsim, "load", mf.read_model, raising=False)
+    monkeypatch.setattr(eventsim, "Simulator", _FakeSimulator, raising=False)
+    return _FakeSimulator
+
+
+def _dense_engine_available() -> bool:
+    """``training.export.to_network`` needs the training layer modules (conv, pooling, ...)."""
+    try:
+        from training.export import to_network
+        to_network(_tiny_model())
+    except ImportError:
+        return False
+    return True
+
+
+needs_dense = pytest.mark.skipif(not _dense_engine_available(),
+                                 reason="training.export.to_network's layer modules not built yet")
+
+
+def _reference_predictions(model, n):
+    from training.datasets import load_fashion_mnist_small
+
+    data = load_fashion_mnist_small("test")
+    x = (data.images[:n].astype(np.float32) / np.float32(255)).reshape(n, 1, 28, 28)
+    rec = _FakeSimulator(model).run(inputs.direct(x, model.T))
+    return rec.predictions, data.labels[:n]
+
+
+@pytest.mark.parametrize("encoding", ["direct", "rate"])
+@pytest.mark.parametrize("compare", [False, pytest.param(True, marks=needs_dense)])
+def test_simulate_summary_with_stand_in(tmp_path, capsys, fake_simulator, encoding, compare):
+    model = _tiny_model(encoding=encoding)
+    path = str(mf.write_model(model, tmp_path / "m.h5"))
+    rec_path = tmp_path / "rec.h5"
+    rc, out, err = _run(capsys, ["simulate", path, "--dataset", "fashion-mnist-small",
+                                 "--limit", "50", "--batch-size", "16", "--seed", "4",
+                                 "--out-recording", str(rec_path)]
+                        + (["--compare-dense"] if compare else []))
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["n"] == 50 and d["dataset"] == "fashion-mnist-small" and d["encoding"] == encoding
+    assert 0.0 <= d["accuracy"] <= 1.0
+    if compare:
+        assert d["dense_agreement"] == 1.0 and d["spike_agreement"] == {"2": 1.0}
+        assert d["spikes_per_layer"] == d["dense_spikes_per_layer"]
+    else:
+        assert "dense_agreement" not in d and "spike_agreement" not in d
+    assert d["synaptic_events"] == 10 * d["spikes_per_layer"]["2"] > 0
+    assert d["synaptic_events_per_sample"] == pytest.approx(d["synaptic_events"] / 50)
+    assert d["events_per_second"] > 0 and d["wall_time_s"] >= d["simulate_time_s"] > 0
+    assert d["recording"]["samples"] == 16 and rec_path.exists()
+    if encoding == "direct":
+        pred, labels = _reference_predictions(model, 50)
+        assert d["accuracy"] == pytest.approx(np.mean(pred == labels))
+    else:  # same seed, same summary
+        rc, out2, _ = _run(capsys, ["simulate", path, "--dataset", "fashion-mnist-small",
+                                    "--limit", "50", "--batch-size", "16", "--seed", "4"])
+        assert json.loads(out2)["accuracy"] == d["accuracy"]
+
+
+@needs_dense
+def test_simulate_spike_agreement_counts_mismatches(model_path, capsys, fake_simulator,
+                                                   monkeypatch):
+    monkeypatch.setattr(_FakeSimulator, "drop_first_spike", True)
+    rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "fashion-mnist-small",
+                                 "--limit", "10", "--batch-size", "5", "--compare-dense"])
+    assert rc == 0, err
+    d = json.loads(out)
+    total = 8 * 10 * 20  # T * n * neurons
+    assert d["spike_agreement"]["2"] == pytest.approx(1 - 2 / total)  # one missing per batch
+    assert d["dense_spikes_per_layer"]["2"] - d["spikes_per_layer"]["2"] == 2
+
+
+def test_simulate_dataset_defaults_to_model_metadata(model_path, capsys, fake_simulator):
+    rc, out, err = _run(capsys, ["simulate", model_path, "--limit", "3", "--no-progress"])
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["dataset"] == "fashion-mnist-small" and d["split"] == "test" and d["n"] == 3
+
+
+def test_simulate_errors(model_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(eventsim, "Simulator", None, raising=False)
+    rc, out, err = _run(capsys, ["simulate", model_path, "--limit", "2"])
+    assert rc == 2 and "simulator is not available" in _one_line_error(err)
+    monkeypatch.setattr(eventsim, "load", mf.read_model, raising=False)
+    monkeypatch.setattr(eventsim, "Simulator", _FakeSimulator, raising=False)
+    rc, out, err = _run(capsys, ["simulate", str(tmp_path / "nope.h5")])
+    assert rc == 2 and "does not exist" in _one_line_error(err)
+    rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "mnist", "--data-dir",
+                                 str(tmp_path / "empty"), "--no-download", "--limit", "2"])
+    assert rc == 2 and out == ""
+    _one_line_error(err)
+    bad = _tiny_model()
+    bad.input_shape = (1, 10, 10)
+    bad.layers[1] = mf.Dense(np.zeros((20, 100), np.float32))
+    p = mf.write_model(bad, tmp_path / "small_input.h5")
+    rc, out, err = _run(capsys, ["simulate", str(p), "--dataset", "fashion-mnist-small", "--limit", "2"])
+    assert rc == 2 and "expects inputs of shape (1, 10, 10)" in _one_line_error(err)
+    ev = _tiny_model(encoding="events")
+    p = mf.write_model(ev, tmp_path / "events.h5")
+    rc, out, err = _run(capsys, ["simulate", str(p), "--dataset", "fashion-mnist-small", "--limit", "2"])
+    assert rc == 2 and "event dataset" in _one_line_error(err)
+
+
+def test_plot_with_stand_in(model_path, tmp_path, capsys, fake_simulator):
+    out_png = tmp_path / "sample.png"
+    rc, out, err = _run(capsys, ["plot", model_path, "--sample", "7", "--dataset",
+                                 "fashion-mnist-small", "--out", str(out_png), "--neurons", "3"])
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["sample"] == 7 and d["out"] == str(out_png) and 0 <= d["prediction"] < 10
+    assert len(d["membrane_neurons"]["2"]) == 3
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rc, out, err = _run(capsys, ["plot", model_path, "--sample", "1000", "--dataset",
+                                 "fashion-mnist-small", "--out", str(out_png)])
+    assert rc == 2 and "--sample 1000 outside [0, 1000)" in _one_line_error(err)
+    rc, out, err = _run(capsys, ["plot", model_path, "--dataset", "fashion-mnist-small",
+                                 "--out", str(tmp_path / "no" / "dir.png")])
+    assert rc == 2 and "does not exist" in _one_line_error(err)
+
+
+# -- end to end with the real simulator ------------------------------------------------------
+def _real_simulator_available():
+    try:
+        from eventsim import simulator  # noqa: F401
+    except Exception:  # not written yet, or not importable yet
+        return False
+    return getattr(eventsim, "Simulator", None) is not None and getattr(eventsim, "load", None) is not None
+
+
+@pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
+def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys):
+    pytest.importorskip("training.datasets")
+    compare = _dense_engine_available()
+    rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "fashion-mnist-small",
+                                 "--limit", "20", "--batch-size", "8"]
+                        + (["--compare-dense"] if compare else []))
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["n"] == 20 and 0 <= d["accuracy"] <= 1
+    assert d["synaptic_events"] > 0 and d["events_per_second"] > 0
+    if compare:
+        assert d["dense_agreement"] >= 0.9
+        assert set(d["spike_agreement"]) == {"2"}
+        assert all(0.99 <= v <= 1.0 for v in d["spike_agreement"].values())
+    png = tmp_path / "p.png"
+    rc, out, err = _run(capsys, ["plot", model_path, "--sample", "0", "--dataset",
+                                 "fashion-mnist-small", "--out", str(png)])
+    assert rc == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG"
