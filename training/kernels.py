@@ -89,7 +89,36 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
             membrane[t, n] = u
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)
+def surrogate_derivative_row(code, alpha, theta, u, out):
+    """``out[n] = g'(u[n] - theta)`` for one row; the surrogate branch is outside the loop
+    so each case vectorises.  (Backward only: fastmath is allowed here, as nothing in the
+    forward pass, which must match the simulator bit for bit, depends on it.)"""
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    N = u.shape[0]
+    if code == 0:
+        for n in range(N):
+            e = math.exp(-abs(alpha * (u[n] - theta)))
+            s = one / (one + e)
+            out[n] = alpha * s * (one - s)
+    elif code == 1:
+        c = out.dtype.type(0.5 * _PI) * alpha
+        h = out.dtype.type(0.5) * alpha
+        for n in range(N):
+            z = c * (u[n] - theta)
+            out[n] = h / (one + z * z)
+    elif code == 2:
+        a2 = alpha * alpha
+        for n in range(N):
+            out[n] = max(zero, alpha - a2 * abs(u[n] - theta))
+    else:
+        w = out.dtype.type(0.5) / alpha
+        for n in range(N):
+            out[n] = alpha if abs(u[n] - theta) < w else zero
+
+
+@njit(cache=True, fastmath=True)
 def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                  sur_code, alpha, detach_reset, grad_current):
     """BPTT through :func:`lif_forward`; writes ``dL/dI`` into ``grad_current [T, N]``.
@@ -98,22 +127,34 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
     hard:     gs = dL/ds_t + gv (v_reset - u_t) ;  gu = gv (1 - s_t) + gs sg
     subtract: gs = dL/ds_t - theta gv           ;  gu = gv + gs sg
     with the reset term of gs dropped when ``detach_reset``; dL/dI_t = gu.
+    The mode branches sit outside the inner loops so each inner loop vectorises.
     """
     T, N = grad_spikes.shape
     gv = np.zeros(N, dtype=grad_current.dtype)
+    sg = np.empty(N, dtype=grad_current.dtype)
     one = grad_current.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
-        for n in range(N):
-            u = membrane[t, n]
-            s = spikes[t, n]
-            gs = grad_spikes[t, n]
-            if reset_mode == 0:
-                if not detach_reset:
-                    gs += gv[n] * (v_reset - u)
-                gu = gv[n] * (one - s) + gs * surrogate_derivative(sur_code, alpha, u - theta)
+        surrogate_derivative_row(sur_code, alpha, theta, membrane[t], sg)
+        g_t, u_t, s_t, out = grad_spikes[t], membrane[t], spikes[t], grad_current[t]
+        if reset_mode == 0:
+            if detach_reset:
+                for n in range(N):
+                    gu = gv[n] * (one - s_t[n]) + g_t[n] * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
             else:
-                if not detach_reset:
-                    gs -= theta * gv[n]
-                gu = gv[n] + gs * surrogate_derivative(sur_code, alpha, u - theta)
-            grad_current[t, n] = gu
-            gv[n] = beta * gu
+                for n in range(N):
+                    gu = gv[n] * (one - s_t[n]) + (g_t[n] + gv[n] * (v_reset - u_t[n])) * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
+        else:
+            if detach_reset:
+                for n in range(N):
+                    gu = gv[n] + g_t[n] * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu

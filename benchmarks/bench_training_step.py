@@ -1,0 +1,252 @@
+"""Training-step time and peak memory: this engine vs snnTorch vs the GEMM floor.
+
+    python benchmarks/bench_training_step.py                 # all configurations
+    python benchmarks/bench_training_step.py --rounds 5 --configs fc4 fc32
+
+Every measurement runs in a fresh process (NumPy's OpenBLAS threads keep spinning after a
+product and slow torch in the same process), engines alternate round by round, and the
+table reports medians over rounds of each process's median step time.  Ratios are to
+snnTorch measured in the same run.
+
+Engines:
+  ours        this package: forward, hand-derived backward, Adam step
+  ours-rate   the same with Bernoulli rate-coded (binary) input instead of direct input
+              (drawn once before timing, so every step does the full first-layer GEMM)
+  snntorch    snnTorch (torch CPU build) with the same network, loss and Adam step
+  floor       NumPy: only the step's matrix products, each as one large GEMM over T*B rows
+              (forward, input gradients and weight gradients): the floor of any dense
+              engine that does not exploit the structure of the input
+Peak memory: growth of the process's peak RSS (VmHWM, reset through /proc/self/clear_refs)
+over its RSS before the timed steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "fc4": dict(net="fc", T=4, B=128), "fc8": dict(net="fc", T=8, B=128),
+    "fc16": dict(net="fc", T=16, B=128), "fc32": dict(net="fc", T=32, B=128),
+    "conv4": dict(net="conv", T=4, B=64),
+    "infer8": dict(net="fc", T=8, B=1000, inference=True),
+}
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _time_steps(step, n_warm: int, n: int):
+    import gc
+    gc.collect()
+    rss0 = _rss_kib("VmRSS")   # after set-up (weights, inputs), before the first step
+    _reset_peak()
+    for _ in range(n_warm):
+        step()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    peak = _rss_kib("VmHWM") - rss0
+    return statistics.median(times), peak / 1024.0
+
+
+# ----------------------------------------------------------------------------- workers
+def worker_ours(cfg, rate: bool):
+    import numpy as np
+    import training
+    from training import encoding, losses, optim
+    rng = np.random.default_rng(0)
+    T, B = cfg["T"], cfg["B"]
+    if cfg["net"] == "fc":
+        net = training.Sequential(training.Linear(784, 800, rng=rng), training.LIF(beta=0.5),
+                                  training.Linear(800, 10, rng=rng))
+        x = rng.random((B, 784)).astype(np.float32)
+    else:
+        net = training.Sequential(
+            training.Conv2d(1, 32, 3, padding=1, rng=rng), training.BatchNorm2d(32), training.LIF(beta=0.5),
+            training.AvgPool2d(2), training.Conv2d(32, 64, 3, padding=1, rng=rng), training.BatchNorm2d(64),
+            training.LIF(beta=0.5), training.AvgPool2d(2), training.Flatten(), training.Linear(3136, 10, rng=rng))
+        x = rng.random((B, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, B)
+    opt = optim.Adam(list(net.named_parameters()), lr=1e-3)
+    # rate-coded input is drawn once: the encoder is not part of the engine's step
+    inp = encoding.rate(x, T, np.random.default_rng(1)) if rate else encoding.direct(x, T)
+    if cfg.get("inference"):
+        net.eval()
+
+        def step():
+            net.forward(inp)
+        return step
+
+    def step():
+        opt.zero_grad()
+        y = net.forward(inp)
+        _, g = losses.rate_cross_entropy(y, labels)
+        net.backward(g, need_input_grad=False)
+        opt.step()
+    return step
+
+
+def worker_snntorch(cfg):
+    import numpy as np
+    import snntorch as snn
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    T, B = cfg["T"], cfg["B"]
+    if cfg["net"] == "fc":
+        layers = [nn.Linear(784, 800), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(800, 10)]
+        x = torch.rand(B, 784)
+    else:
+        layers = [nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), snn.Leaky(beta=0.5, init_hidden=True),
+                  nn.AvgPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64),
+                  snn.Leaky(beta=0.5, init_hidden=True), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(3136, 10)]
+        x = torch.rand(B, 1, 28, 28)
+    net = nn.Sequential(*layers)
+    labels = torch.randint(0, 10, (B,))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    from snntorch import utils
+
+    def run():
+        utils.reset(net)
+        return torch.stack([net(x) for _ in range(T)]).mean(0)
+
+    if cfg.get("inference"):
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                run()
+        return step
+
+    def step():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(run(), labels)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def worker_floor(cfg):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    T, B = cfg["T"], cfg["B"]
+    f32 = np.float32
+    if cfg["net"] == "fc":
+        dims = [(784, 800), (800, 10)]
+        X = rng.random((T * B, 784)).astype(f32)
+        W = [rng.random((o, i)).astype(f32) for i, o in dims]
+        H = rng.random((T * B, 800)).astype(f32)
+        G1 = rng.random((T * B, 800)).astype(f32)
+        G2 = rng.random((T * B, 10)).astype(f32)
+        if cfg.get("inference"):
+            def step():
+                X @ W[0].T
+                H @ W[1].T
+            return step
+
+        def step():
+            X @ W[0].T; H @ W[1].T                 # forward
+            G2 @ W[1]; G1 @ W[0]                   # input gradients
+            G2.T @ H; G1.T @ X                     # weight gradients
+        return step
+    # conv as im2col GEMMs: conv1 1->32 on 28x28, conv2 32->64 on 14x14, fc 3136->10
+    c1 = rng.random((T * B * 784, 9)).astype(f32); w1 = rng.random((9, 32)).astype(f32)
+    g1 = rng.random((T * B * 784, 32)).astype(f32)
+    c2 = rng.random((T * B * 196, 288)).astype(f32); w2 = rng.random((288, 64)).astype(f32)
+    g2 = rng.random((T * B * 196, 64)).astype(f32)
+    h3 = rng.random((T * B, 3136)).astype(f32); w3 = rng.random((3136, 10)).astype(f32)
+    g3 = rng.random((T * B, 10)).astype(f32)
+
+    def step():
+        c1 @ w1; c2 @ w2; h3 @ w3
+        g1 @ w1.T; g2 @ w2.T; g3 @ w3.T
+        c1.T @ g1; c2.T @ g2; h3.T @ g3
+    return step
+
+
+def run_worker(engine: str, config: str, n: int) -> dict:
+    cfg = CONFIGS[config]
+    if engine == "ours":
+        step = worker_ours(cfg, rate=False)
+    elif engine == "ours-rate":
+        step = worker_ours(cfg, rate=True)
+    elif engine == "snntorch":
+        step = worker_snntorch(cfg)
+    else:
+        step = worker_floor(cfg)
+    t, mem = _time_steps(step, n_warm=3, n=n)
+    return {"engine": engine, "config": config, "step_ms": t * 1e3, "peak_mib": mem}
+
+
+# ----------------------------------------------------------------------------- driver
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--engines", nargs="+", default=["ours", "ours-rate", "snntorch", "floor"])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "CONFIG"), help=argparse.SUPPRESS)
+    ap.add_argument("--json", default=None, help="also write the raw results here")
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(args.worker[0], args.worker[1], args.steps)))
+        return
+    results: dict = {}
+    for r in range(args.rounds):
+        for config in args.configs:
+            engines = args.engines[r % len(args.engines):] + args.engines[:r % len(args.engines)]
+            for engine in engines:
+                proc = subprocess.run([sys.executable, __file__, "--worker", engine, config,
+                                       "--steps", str(args.steps)], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"[{engine} {config}] failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                    continue
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+                results.setdefault((config, engine), []).append(res)
+                print(f"round {r + 1} {config:7s} {engine:10s} {res['step_ms']:9.2f} ms "
+                      f"{res['peak_mib']:8.1f} MiB", file=sys.stderr, flush=True)
+    print(f"\n{'config':8s} {'engine':10s} {'step ms':>9s} {'x snnTorch':>10s} {'x floor':>8s} "
+          f"{'peak MiB':>9s} {'mem x snnTorch':>14s}")
+    table = []
+    for config in args.configs:
+        med = {e: (statistics.median(x["step_ms"] for x in results.get((config, e), [])) if results.get((config, e)) else None,
+                   statistics.median(x["peak_mib"] for x in results.get((config, e), [])) if results.get((config, e)) else None)
+               for e in args.engines}
+        ref_t, ref_m = med.get("snntorch", (None, None))
+        floor_t = med.get("floor", (None, None))[0]
+        for e in args.engines:
+            t, m = med[e]
+            if t is None:
+                continue
+            rt = f"{t / ref_t:10.2f}" if ref_t else f"{'-':>10s}"
+            rf = f"{t / floor_t:8.2f}" if floor_t else f"{'-':>8s}"
+            rm = f"{m / ref_m:14.2f}" if ref_m and e != "floor" else f"{'-':>14s}"
+            print(f"{config:8s} {e:10s} {t:9.2f} {rt} {rf} {m:9.1f} {rm}")
+            table.append({"config": config, "engine": e, "step_ms": t, "peak_mib": m})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
