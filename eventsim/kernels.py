@@ -1,0 +1,692 @@
+"""Numba kernels of the event-driven simulator (only ``@njit`` functions over arrays).
+
+``eventsim.network`` validates a model and compiles it into the flat integer/float tables
+documented below; ``eventsim.simulator`` validates the input and calls :func:`run_batch`.
+Nothing here checks its arguments.  Every kernel has a plain-NumPy twin in
+``tests/reference/naive_eventsim.py`` that it is tested against.
+
+Vocabulary
+----------
+space       a flat accumulator of input currents (a population's, or an intermediate result
+            such as a pooled map).  Feature maps ``(C, H, W)`` are stored channel-last
+            (``(y*W + x)*C + c``) so that a convolution streams contiguous ``C_out`` rows; a
+            space is split into *blocks* of ``bs`` entries (``bs = C`` channel-last, else 1)
+            and keeps a list of touched blocks, so only touched entries are read and cleared.
+stage       one projection from a source space to a destination space (dense rows, CSR rows,
+            a convolution kernel scattered around the event, a pooling window, identity).
+edge        a chain of stages from a source (the input or a population) to a population;
+            feed-forward edges deliver in the same step, connections ``delay`` steps later.
+population  spiking neurons (METHODS.md section 1) or the readout integrator.
+
+Float arithmetic is done in the model's dtype with exactly the operations of the dense
+engine (``u = beta * v + I``; no FMA contraction: no ``fastmath``).  ``u >= theta`` fires.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# stage kinds
+K_IDENTITY, K_DENSE, K_SPARSE, K_CONV, K_SUMPOOL, K_MAXPOOL = 0, 1, 2, 3, 4, 5
+HARD_RESET, SUBTRACT_RESET = 0, 1
+POP_SPIKING, POP_READOUT = 0, 1
+DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
+MODE_STEP, MODE_PREDICT = 0, 1
+LEAK_REPEAT, LEAK_POWER = 0, 1
+
+# stage_i columns
+(S_KIND, S_SRC, S_DST, S_WOFF, S_POFF, S_IOFF, S_HI, S_WI, S_CI, S_HO, S_WO, S_CO, S_KH, S_KW,
+ S_SH, S_SW, S_PH, S_PW, S_MOFF, S_LAYER) = range(20)
+N_STAGE_COLS = 20
+# space_i columns (space_f[s] holds the divisor of POST_DIV spaces)
+SP_N, SP_OFF, SP_BS, SP_BOFF, SP_POST = range(5)
+N_SPACE_COLS = 5
+POST_NONE, POST_DIV = 0, 1
+# pop_i columns; pop_f columns: beta, theta, v_reset, v_min
+(P_KIND, P_SPACE, P_N, P_NOFF, P_RESET, P_TERN, P_HASVMIN, P_RING, P_R, P_RINGC, P_RECOFF,
+ P_RECN) = range(12)
+N_POP_COLS = 12
+F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
+# edge_i columns
+E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
+N_EDGE_COLS = 5
+# sizes[] entries passed to run_batch
+(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH) = range(7)
+
+
+# ---------------------------------------------------------------------------------------
+# scatter kernels: events (index, value) of a source space -> currents of a destination
+# ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def touch(blk, mark, m_off, tlist, tcount, s):
+    """Append block ``blk`` of space ``s`` to its touched list unless already marked."""
+    if mark[m_off + blk] == 0:
+        mark[m_off + blk] = 1
+        tlist[m_off + tcount[s]] = blk
+        tcount[s] += 1
+
+
+@njit(cache=True)
+def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
+    """``acc[a_off + j] += v * WT[i, j]`` for events ``(i, v) = (ev_idx[k], ev_val[k])``,
+    ``k0 <= k < k1``; ``WT [n_src, n_dst]`` (transposed weight, one contiguous row per
+    source) starts at ``wt[w_off]``.  Returns the number of synaptic events."""
+    for k in range(k0, k1):
+        v = ev_val[k]
+        base = w_off + ev_idx[k] * n_dst
+        if v == 1.0:
+            for j in range(n_dst):
+                acc[a_off + j] += wt[base + j]
+        elif v == -1.0:
+            for j in range(n_dst):
+                acc[a_off + j] -= wt[base + j]
+        else:
+            for j in range(n_dst):
+                acc[a_off + j] += v * wt[base + j]
+    return (k1 - k0) * n_dst
+
+
+@njit(cache=True)
+def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_off, bs,
+                   mark, m_off, tlist, tcount, s):
+    """Source-major CSR rows: for event ``(i, v)`` and ``p`` in ``indptr[i]:indptr[i+1]``
+    (``indptr = wi[p_off:]``, ``indices = wi[i_off:]``, ``data = wf[d_off:]``),
+    ``acc[a_off + indices[p]] += v * data[p]``, touching the target's block."""
+    n = 0
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        v = ev_val[k]
+        p0 = wi[p_off + i]
+        p1 = wi[p_off + i + 1]
+        for p in range(p0, p1):
+            j = wi[i_off + p]
+            acc[a_off + j] += v * wf[d_off + p]
+            touch(j // bs, mark, m_off, tlist, tcount, s)
+        n += p1 - p0
+    return n
+
+
+@njit(cache=True)
+def scatter_conv(wf, w_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
+                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s):
+    """Cross-correlation scattered around each event (PyTorch/NIR Conv2d, zero padding).
+
+    Source ``(Hi, Wi, Ci)`` and destination ``(Ho, Wo, Co)`` are channel-last; the weight is
+    stored ``[Ci, kh, kw, Co]`` at ``wf[w_off]``.  An event at ``(y, x, ci)`` reaches output
+    ``(oy, ox)`` through tap ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)`` when the tap
+    lies inside the kernel: ``acc[(oy, ox), :] += v * W[ci, ky, kx, :]``.  Blocks are output
+    positions (all ``Co`` channels)."""
+    n = 0
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        v = ev_val[k]
+        pos = i // Ci
+        ci = i - pos * Ci
+        y = pos // Wi
+        x = pos - y * Wi
+        a = y + ph - kh + 1
+        oy0 = 0 if a <= 0 else (a + sh - 1) // sh
+        oy1 = min(Ho - 1, (y + ph) // sh)
+        a = x + pw - kw + 1
+        ox0 = 0 if a <= 0 else (a + sw - 1) // sw
+        ox1 = min(Wo - 1, (x + pw) // sw)
+        for oy in range(oy0, oy1 + 1):
+            ky = y + ph - oy * sh
+            for ox in range(ox0, ox1 + 1):
+                kx = x + pw - ox * sw
+                wb = w_off + ((ci * kh + ky) * kw + kx) * Co
+                opos = oy * Wo + ox
+                ab = a_off + opos * Co
+                touch(opos, mark, m_off, tlist, tcount, s)
+                if v == 1.0:
+                    for co in range(Co):
+                        acc[ab + co] += wf[wb + co]
+                elif v == -1.0:
+                    for co in range(Co):
+                        acc[ab + co] -= wf[wb + co]
+                else:
+                    for co in range(Co):
+                        acc[ab + co] += v * wf[wb + co]
+                n += Co
+    return n
+
+
+@njit(cache=True)
+def scatter_sumpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+                    acc, a_off, mark, m_off, tlist, tcount, s):
+    """Sum pooling (no padding, floor mode): an event at ``(y, x, c)`` adds its value to
+    every window ``(oy, ox, c)`` containing it.  Average pooling is this followed by a
+    division by ``kh*kw`` when the destination space is read (``POST_DIV``)."""
+    n = 0
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        v = ev_val[k]
+        pos = i // C
+        c = i - pos * C
+        y = pos // Wi
+        x = pos - y * Wi
+        a = y - kh + 1
+        oy0 = 0 if a <= 0 else (a + sh - 1) // sh
+        oy1 = min(Ho - 1, y // sh)
+        a = x - kw + 1
+        ox0 = 0 if a <= 0 else (a + sw - 1) // sw
+        ox1 = min(Wo - 1, x // sw)
+        for oy in range(oy0, oy1 + 1):
+            for ox in range(ox0, ox1 + 1):
+                opos = oy * Wo + ox
+                acc[a_off + opos * C + c] += v
+                touch(opos, mark, m_off, tlist, tcount, s)
+                n += 1
+    return n
+
+
+@njit(cache=True)
+def scatter_maxpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+                    acc, a_off, mark, m_off, tlist, tcount, s, last, l_off, stamp):
+    """Max pooling of binary spikes: a window emits 1 at most once per step.  ``last``
+    (at ``l_off``, one entry per output) holds the stamp of the step that last emitted."""
+    n = 0
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        v = ev_val[k]
+        pos = i // C
+        c = i - pos * C
+        y = pos // Wi
+        x = pos - y * Wi
+        a = y - kh + 1
+        oy0 = 0 if a <= 0 else (a + sh - 1) // sh
+        oy1 = min(Ho - 1, y // sh)
+        a = x - kw + 1
+        ox0 = 0 if a <= 0 else (a + sw - 1) // sw
+        ox1 = min(Wo - 1, x // sw)
+        for oy in range(oy0, oy1 + 1):
+            for ox in range(ox0, ox1 + 1):
+                opos = oy * Wo + ox
+                j = opos * C + c
+                if last[l_off + j] != stamp:
+                    last[l_off + j] = stamp
+                    acc[a_off + j] += v
+                    touch(opos, mark, m_off, tlist, tcount, s)
+                    n += 1
+    return n
+
+
+@njit(cache=True)
+def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, s):
+    """``acc[a_off + i] += v`` (a population fed directly by another, or a pooled result
+    handed on to its population)."""
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        acc[a_off + i] += ev_val[k]
+        touch(i // bs, mark, m_off, tlist, tcount, s)
+    return k1 - k0
+
+
+@njit(cache=True)
+def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val):
+    """Move the non-zero touched entries of space ``s`` into the event list
+    ``(out_idx, out_val)`` (divided by ``space_f[s]`` for ``POST_DIV`` spaces), clear them
+    and the space's touched list; returns the number of events."""
+    n = space_i[s, SP_N]
+    a_off = space_i[s, SP_OFF]
+    bs = space_i[s, SP_BS]
+    m_off = space_i[s, SP_BOFF]
+    post = space_i[s, SP_POST]
+    div = space_f[s]
+    cnt = 0
+    if allt[s]:
+        for i in range(n):
+            x = acc[a_off + i]
+            if x != 0:
+                acc[a_off + i] = 0
+                if post == POST_DIV:
+                    x = x / div
+                out_idx[cnt] = i
+                out_val[cnt] = x
+                cnt += 1
+        for k in range(tcount[s]):
+            mark[m_off + tlist[m_off + k]] = 0
+    else:
+        for k in range(tcount[s]):
+            blk = tlist[m_off + k]
+            mark[m_off + blk] = 0
+            for i in range(blk * bs, blk * bs + bs):
+                x = acc[a_off + i]
+                if x != 0:
+                    acc[a_off + i] = 0
+                    if post == POST_DIV:
+                        x = x / div
+                    out_idx[cnt] = i
+                    out_val[cnt] = x
+                    cnt += 1
+    tcount[s] = 0
+    allt[s] = False
+    return cnt
+
+
+# ---------------------------------------------------------------------------------------
+# neuron kernels (METHODS.md section 1)
+# ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
+    """One canonical update: returns ``(u, s, v_new)``.
+
+    ``u = beta*v + I``; ``s = 1[u >= theta]`` (ternary: ``-1[u <= -theta]``);
+    hard: ``v_new = v_reset`` where ``s != 0``; subtract: ``v_new = u - theta*s``;
+    then ``v_new = max(v_new, v_min)`` when ``has_vmin``.  ``s`` is an int."""
+    u = beta * v + I
+    s = 0
+    if u >= theta:
+        s = 1
+    elif ternary and u <= -theta:
+        s = -1
+    if s == 0:
+        vn = u
+    elif reset == HARD_RESET:
+        vn = v_reset
+    elif s == 1:
+        vn = u - theta
+    else:
+        vn = u + theta
+    if has_vmin and vn < v_min:
+        vn = v_min
+    return u, s, vn
+
+
+@njit(cache=True)
+def free_steps(v, c, n, beta, has_vmin, v_min):
+    """``n`` steps of the recurrence without spikes, ``v = max(beta*v + c, v_min)``, with
+    the same float operations as :func:`neuron_step` (exact catch-up of a lazy neuron);
+    stops early at a fixed point."""
+    for _ in range(n):
+        u = beta * v + c
+        if has_vmin and u < v_min:
+            u = v_min
+        if u == v:
+            break
+        v = u
+    return v
+
+
+@njit(cache=True)
+def predict_steps(v, c, horizon, beta, theta, has_vmin, v_min, ternary):
+    """Steps ``d in 1..horizon`` until a neuron at ``v`` with constant input ``c`` (and no
+    other input) first crosses threshold (``u >= theta`` or ternary ``u <= -theta``), or -1
+    if it does not within ``horizon`` steps (or reaches a fixed point first)."""
+    for d in range(1, horizon + 1):
+        u = beta * v + c
+        if u >= theta or (ternary and u <= -theta):
+            return d
+        if has_vmin and u < v_min:
+            u = v_min
+        if u == v:
+            return -1
+        v = u
+    return -1
+
+
+@njit(cache=True)
+def wake_push(head, wnext, wprev, wake_t, h, tw, gi):
+    """Queue neuron ``gi`` (not queued) in bucket ``h`` for step ``tw`` (doubly linked)."""
+    x = head[h]
+    wnext[gi] = x
+    wprev[gi] = -1
+    if x >= 0:
+        wprev[x] = gi
+    head[h] = gi
+    wake_t[gi] = tw
+
+
+@njit(cache=True)
+def wake_remove(head, wnext, wprev, wake_t, h, gi):
+    """Unlink queued neuron ``gi`` from bucket ``h``."""
+    p = wprev[gi]
+    x = wnext[gi]
+    if p >= 0:
+        wnext[p] = x
+    else:
+        head[h] = x
+    if x >= 0:
+        wprev[x] = p
+    wake_t[gi] = -1
+
+
+# ---------------------------------------------------------------------------------------
+# the event loop
+# ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tlist, tcount,
+             allt, mp_last, stamp):
+    kind = stage_i[g, S_KIND]
+    d = stage_i[g, S_DST]
+    a_off = space_i[d, SP_OFF]
+    bs = space_i[d, SP_BS]
+    m_off = space_i[d, SP_BOFF]
+    if kind == K_DENSE:
+        allt[d] = True
+        return scatter_dense(wf, stage_i[g, S_WOFF], space_i[d, SP_N], ev_idx, ev_val, k0, k1,
+                             acc, a_off)
+    if kind == K_CONV:
+        return scatter_conv(wf, stage_i[g, S_WOFF], stage_i[g, S_HI], stage_i[g, S_WI],
+                            stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO], stage_i[g, S_CO],
+                            stage_i[g, S_KH], stage_i[g, S_KW], stage_i[g, S_SH], stage_i[g, S_SW],
+                            stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val, k0, k1,
+                            acc, a_off, mark, m_off, tlist, tcount, d)
+    if kind == K_SPARSE:
+        return scatter_sparse(wi, stage_i[g, S_POFF], stage_i[g, S_IOFF], wf, stage_i[g, S_WOFF],
+                              ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
+    if kind == K_SUMPOOL:
+        return scatter_sumpool(stage_i[g, S_HI], stage_i[g, S_WI], stage_i[g, S_CI],
+                               stage_i[g, S_HO], stage_i[g, S_WO], stage_i[g, S_KH],
+                               stage_i[g, S_KW], stage_i[g, S_SH], stage_i[g, S_SW],
+                               ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, d)
+    if kind == K_MAXPOOL:
+        return scatter_maxpool(stage_i[g, S_HI], stage_i[g, S_WI], stage_i[g, S_CI],
+                               stage_i[g, S_HO], stage_i[g, S_WO], stage_i[g, S_KH],
+                               stage_i[g, S_KW], stage_i[g, S_SH], stage_i[g, S_SW],
+                               ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, d,
+                               mp_last, stage_i[g, S_MOFF], stamp)
+    return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
+
+
+@njit(cache=True)
+def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, ev_val, k0, k1,
+              acc, mark, tlist, tcount, allt, mp_last, stamp, scr_idx, scr_val, syn):
+    """Deliver events ``k0:k1`` through every stage of edge ``e`` (intermediate spaces are
+    accumulated, then drained into the scratch event list for the next stage)."""
+    soff = edge_i[e, E_SOFF]
+    for j in range(edge_i[e, E_NS]):
+        g = edge_stage[soff + j]
+        if j == 0:
+            syn[g] += _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark,
+                               tlist, tcount, allt, mp_last, stamp)
+        else:
+            cnt = drain(stage_i[g, S_SRC], space_i, space_f, acc, mark, tlist, tcount, allt,
+                        scr_idx, scr_val)
+            if cnt > 0:
+                syn[g] += _scatter(g, stage_i, space_i, wf, wi, scr_idx, scr_val, 0, cnt, acc,
+                                   mark, tlist, tcount, allt, mp_last, stamp)
+
+
+@njit(cache=True)
+def _clear_marks(s, space_i, mark, tlist, tcount, allt):
+    m_off = space_i[s, SP_BOFF]
+    for k in range(tcount[s]):
+        mark[m_off + tlist[m_off + k]] = 0
+    tcount[s] = 0
+    allt[s] = False
+
+
+@njit(cache=True)
+def _update_pop(q, t, T, b, lazy, predict, leak, pop_i, pop_f, space_i, acc, mark, tlist, tcount,
+                allt, V, U, L, cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,
+                period, powtab, rec_idx, readout_out, readout_perm):
+    """Update population ``q`` at step ``t`` from its accumulated input; returns the number
+    of spikes (written to the population's ring slot for step ``t``)."""
+    s = pop_i[q, P_SPACE]
+    n = pop_i[q, P_N]
+    noff = pop_i[q, P_NOFF]
+    a_off = space_i[s, SP_OFF]
+    bs = space_i[s, SP_BS]
+    m_off = space_i[s, SP_BOFF]
+    beta = pop_f[q, F_BETA]
+    if pop_i[q, P_KIND] == POP_READOUT:
+        for i in range(n):
+            gi = noff + i
+            r = beta * V[gi] + (acc[a_off + i] + cst[gi])
+            acc[a_off + i] = 0
+            V[gi] = r
+            readout_out[t, b, readout_perm[i]] = r
+        _clear_marks(s, space_i, mark, tlist, tcount, allt)
+        return 0
+    theta = pop_f[q, F_THETA]
+    v_reset = pop_f[q, F_VRESET]
+    v_min = pop_f[q, F_VMIN]
+    reset = pop_i[q, P_RESET]
+    tern = pop_i[q, P_TERN] != 0
+    has_vmin = pop_i[q, P_HASVMIN] != 0
+    R = pop_i[q, P_R]
+    rbase = pop_i[q, P_RING] + (t % R) * n
+    cnt = 0
+    if not lazy:
+        for i in range(n):
+            gi = noff + i
+            u, sp, vn = neuron_step(V[gi], acc[a_off + i] + cst[gi], beta, theta, reset, v_reset,
+                                    has_vmin, v_min, tern)
+            acc[a_off + i] = 0
+            V[gi] = vn
+            U[gi] = u
+            if sp != 0:
+                ring_idx[rbase + cnt] = i
+                ring_val[rbase + cnt] = sp
+                cnt += 1
+        _clear_marks(s, space_i, mark, tlist, tcount, allt)
+        ringc[pop_i[q, P_RINGC] + t % R] = cnt
+        return cnt
+    # lazy population: wake-ups due now and recorded neurons join the touched blocks
+    h = q * T + t
+    gi = head[h]
+    while gi >= 0:
+        nx = wnext[gi]
+        wake_t[gi] = -1
+        touch((gi - noff) // bs, mark, m_off, tlist, tcount, s)
+        gi = nx
+    head[h] = -1
+    r0 = pop_i[q, P_RECOFF]
+    for k in range(r0, r0 + pop_i[q, P_RECN]):
+        touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
+    vr = v_reset
+    if has_vmin and vr < v_min:
+        vr = v_min
+    nb = n // bs if allt[s] else tcount[s]
+    for k in range(nb):
+        blk = k if allt[s] else tlist[m_off + k]
+        for i in range(blk * bs, blk * bs + bs):
+            gi = noff + i
+            c = cst[gi]
+            v = V[gi]
+            gap = t - 1 - L[gi]
+            if gap > 0:
+                if c == 0 and leak == LEAK_POWER:
+                    v = v * powtab[q, gap]
+                    if has_vmin and v < v_min:
+                        v = v_min
+                elif c != 0 or beta != 1:
+                    v = free_steps(v, c, gap, beta, has_vmin, v_min)
+            u, sp, vn = neuron_step(v, acc[a_off + i] + c, beta, theta, reset, v_reset,
+                                    has_vmin, v_min, tern)
+            acc[a_off + i] = 0
+            V[gi] = vn
+            U[gi] = u
+            L[gi] = t
+            if sp != 0:
+                ring_idx[rbase + cnt] = i
+                ring_val[rbase + cnt] = sp
+                cnt += 1
+            tw = wake_t[gi]
+            if tw >= 0:
+                wake_remove(head, wnext, wprev, wake_t, q * T + tw, gi)
+            if t + 1 < T:
+                if c == 0:
+                    un = beta * vn + c
+                    if un >= theta or (tern and un <= -theta):
+                        wake_push(head, wnext, wprev, wake_t, q * T + t + 1, t + 1, gi)
+                elif predict:
+                    if sp != 0 and reset == HARD_RESET:
+                        d = period[gi]
+                        if d == 0:
+                            d = predict_steps(vr, c, T, beta, theta, has_vmin, v_min, tern)
+                            period[gi] = d
+                    else:
+                        d = predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
+                    if d > 0 and t + d < T:
+                        wake_push(head, wnext, wprev, wake_t, q * T + t + d, t + d, gi)
+    _clear_marks(s, space_i, mark, tlist, tcount, allt)
+    ringc[pop_i[q, P_RINGC] + t % R] = cnt
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, edge_i, edge_stage,
+              n_ff, wf, wi, const_all, const_conn, powtab, sizes,
+              ev_t, ev_i, ev_v, ev_ptr, drive, drive_mode,
+              rec_idx, readout_out, readout_perm, mem_out):
+    """Simulate samples ``b0 <= b < b1`` for ``T`` steps.
+
+    Network tables: see the module docstring and ``eventsim.network``.  ``const_all``: the
+    constant input of every neuron (biases); ``const_conn``: the part of it from delayed
+    connections (kept when ``drive`` replaces the first population's constant input).
+    Inputs: events ``ev_t, ev_i (internal index), ev_v`` of sample b at
+    ``ev_ptr[b]:ev_ptr[b+1]`` sorted by step, delivered through edge 0; or (``drive_mode``
+    static/steps) the first population's input current ``drive[t or 0, b - b0, :]``.
+    Outputs: ``readout_out[t, b, :]``, ``mem_out[t, b, :]`` (recorded neurons, u before
+    reset); returns spikes ``(pop, sample, t, neuron, value)`` and synaptic events per stage.
+    """
+    Q = pop_i.shape[0]
+    E = edge_i.shape[0]
+    G = stage_i.shape[0]
+    S = space_i.shape[0]
+    dt = const_all.dtype
+    acc = np.zeros(sizes[Z_ACC], dt)
+    mark = np.zeros(sizes[Z_BLOCKS], np.uint8)
+    tlist = np.zeros(sizes[Z_BLOCKS], np.int64)
+    tcount = np.zeros(S, np.int64)
+    allt = np.zeros(S, np.bool_)
+    nN = sizes[Z_NEURONS]
+    V = np.zeros(nN, dt)
+    U = np.zeros(nN, dt)
+    L = np.full(nN, -1, np.int64)
+    cst = np.zeros(nN, dt)
+    wake_t = np.full(nN, -1, np.int64)
+    wnext = np.full(nN, -1, np.int64)
+    wprev = np.full(nN, -1, np.int64)
+    period = np.zeros(nN, np.int64)
+    head = np.full(Q * T, -1, np.int64)
+    ring_idx = np.zeros(sizes[Z_RING], np.int64)
+    ring_val = np.zeros(sizes[Z_RING], dt)
+    ringc = np.zeros(sizes[Z_RINGC], np.int64)
+    mp_last = np.zeros(sizes[Z_MP], np.int64)
+    scr_idx = np.zeros(sizes[Z_SCRATCH], np.int64)
+    scr_val = np.zeros(sizes[Z_SCRATCH], dt)
+    syn = np.zeros(G, np.int64)
+    lazy = np.zeros(Q, np.bool_)
+    cap = 1024
+    o_pop = np.empty(cap, np.int64)
+    o_b = np.empty(cap, np.int64)
+    o_t = np.empty(cap, np.int64)
+    o_n = np.empty(cap, np.int64)
+    o_v = np.empty(cap, np.int8)
+    ocnt = 0
+    predict = mode == MODE_PREDICT
+    q0 = edge_i[0, E_TGT]
+    n0 = pop_i[q0, P_N]
+    off0 = pop_i[q0, P_NOFF]
+    for b in range(b0, b1):
+        V[:] = 0
+        U[:] = 0
+        L[:] = -1
+        wake_t[:] = -1
+        head[:] = -1
+        period[:] = 0
+        ringc[:] = 0
+        cst[:] = const_all
+        if drive_mode != DRIVE_NONE:
+            for i in range(n0):
+                cc = const_conn[off0 + i]
+                cst[off0 + i] = drive[0, b - b0, i] if cc == 0 else drive[0, b - b0, i] + cc
+        for q in range(Q):
+            lazy[q] = False
+            if pop_i[q, P_KIND] == POP_SPIKING:
+                noff = pop_i[q, P_NOFF]
+                driven = False
+                for i in range(pop_i[q, P_N]):
+                    if cst[noff + i] != 0:
+                        driven = True
+                        break
+                lazy[q] = not driven or (predict and not (q == q0 and drive_mode == DRIVE_STEPS))
+                if driven and lazy[q]:
+                    # initial predicted crossings from v_{-1} = 0
+                    pf = pop_f[q]
+                    tern = pop_i[q, P_TERN] != 0
+                    hv = pop_i[q, P_HASVMIN] != 0
+                    for i in range(pop_i[q, P_N]):
+                        c = cst[noff + i]
+                        if c != 0:
+                            d = predict_steps(V[noff + i], c, T,
+                                              pf[F_BETA], pf[F_THETA], hv, pf[F_VMIN], tern)
+                            if d > 0:
+                                wake_push(head, wnext, wprev, wake_t, q * T + d - 1, d - 1,
+                                          noff + i)
+        p = ev_ptr[b]
+        pend = ev_ptr[b + 1]
+        for t in range(T):
+            stamp = (b - b0) * T + t + 1
+            if drive_mode == DRIVE_STEPS and t > 0:
+                for i in range(n0):
+                    cc = const_conn[off0 + i]
+                    cst[off0 + i] = drive[t, b - b0, i] if cc == 0 else drive[t, b - b0, i] + cc
+            # delayed connections: spikes of the source emitted at t - delay
+            for e in range(n_ff, E):
+                tt = t - edge_i[e, E_DELAY]
+                if tt < 0:
+                    continue
+                qs = edge_i[e, E_SRC]
+                R = pop_i[qs, P_R]
+                c = ringc[pop_i[qs, P_RINGC] + tt % R]
+                if c > 0:
+                    base = pop_i[qs, P_RING] + (tt % R) * pop_i[qs, P_N]
+                    _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                              ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
+                              mp_last, stamp, scr_idx, scr_val, syn)
+            k0 = p
+            while p < pend and ev_t[p] == t:
+                p += 1
+            for q in range(Q):
+                if q == 0:
+                    if p > k0:
+                        _run_edge(0, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                                  ev_i, ev_v, k0, p, acc, mark, tlist, tcount, allt,
+                                  mp_last, stamp, scr_idx, scr_val, syn)
+                else:
+                    qs = q - 1
+                    R = pop_i[qs, P_R]
+                    c = ringc[pop_i[qs, P_RINGC] + t % R]
+                    if c > 0:
+                        base = pop_i[qs, P_RING] + (t % R) * pop_i[qs, P_N]
+                        _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                                  ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount,
+                                  allt, mp_last, stamp, scr_idx, scr_val, syn)
+                c = _update_pop(q, t, T, b, lazy[q], predict, leak, pop_i, pop_f, space_i, acc,
+                                mark, tlist, tcount, allt, V, U, L, cst, ring_idx, ring_val,
+                                ringc, head, wnext, wprev, wake_t, period, powtab, rec_idx,
+                                readout_out, readout_perm)
+                if c > 0:
+                    if ocnt + c > cap:
+                        while ocnt + c > cap:
+                            cap *= 2
+                        o_pop = _grow(o_pop, cap, ocnt)
+                        o_b = _grow(o_b, cap, ocnt)
+                        o_t = _grow(o_t, cap, ocnt)
+                        o_n = _grow(o_n, cap, ocnt)
+                        o_v = _grow(o_v, cap, ocnt)
+                    base = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * pop_i[q, P_N]
+                    for k in range(c):
+                        o_pop[ocnt] = q
+                        o_b[ocnt] = b
+                        o_t[ocnt] = t
+                        o_n[ocnt] = ring_idx[base + k]
+                        o_v[ocnt] = np.int8(ring_val[base + k])
+                        ocnt += 1
+                r0 = pop_i[q, P_RECOFF]
+                noff = pop_i[q, P_NOFF]
+                for k in range(r0, r0 + pop_i[q, P_RECN]):
+                    mem_out[t, b, k] = U[noff + rec_idx[k]]
+    return (o_pop[:ocnt].copy(), o_b[:ocnt].copy(), o_t[:ocnt].copy(), o_n[:ocnt].copy(),
+            o_v[:ocnt].copy(), syn)
+
+
+@njit(cache=True)
+def _grow(a, cap, n):
+    out = np.empty(cap, a.dtype)
+    out[:n] = a[:n]
+    return out

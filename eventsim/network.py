@@ -1,0 +1,482 @@
+"""Load, validate and compile a model into the flat arrays the Numba event loop runs on.
+
+``load(source)`` accepts a model file path (read and validated by
+:func:`eventsim.modelfile.read_model`), an in-memory :class:`~eventsim.modelfile.Model`
+(validated here), or a ``training.Sequential`` (exported with ``training.export.to_model``).
+Everything is checked before any Numba call: a model that is valid but that the simulator
+cannot run event by event raises ``ValueError`` here, naming the layer.
+
+Compilation (see ``eventsim/kernels.py`` for the vocabulary)
+------------------------------------------------------------
+- Each spiking layer and the readout become a *population* with the canonical parameters of
+  METHODS.md section 1 cast to the model dtype (so ``beta * v`` is a float32 multiply when the
+  weights are float32).
+- The projections between two populations become an *edge*: a chain of *stages*
+  (dense: transposed weight ``WT[n_in, n_out]`` so a spike streams one contiguous row;
+  sparse: source-major CSR; conv: weight ``[C_in, kH, kW, C_out]`` scattered around the
+  spike; average pooling: window sums divided by ``kH*kW`` when read (as the dense engine's
+  mean of a window); max pooling of binary spikes; Flatten costs nothing).  Feature maps are
+  stored channel-last internally; ``perm`` arrays map internal to canonical (C-order,
+  channel-first) indices, and weights are permuted at compile time, so results are reported
+  in canonical order.
+- Biases become a per-neuron constant input of the edge's target population.  A bias in the
+  middle of a chain (e.g. Conv with bias -> AvgPool -> Spiking) is propagated to the target
+  through the rest of the chain once (exact in real arithmetic; bit-exact for dyadic values).
+- Extra ``Connection`` s become edges with a delay; spikes wait in the source population's
+  ring of the last ``delay + 1`` steps' spike lists (a queue keyed by arrival step).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels as K
+from . import modelfile as mf
+
+
+class UnsupportedModelError(ValueError):
+    """The model is valid but cannot be simulated event by event (message names the layer)."""
+
+
+@dataclass
+class _Space:
+    n: int
+    bs: int                 # block size: C for channel-last feature maps, else 1
+    perm: np.ndarray        # internal index -> canonical flat index
+    hwc: tuple | None       # (H, W, C) for channel-last spaces
+    post_div: float = 0.0   # divide by this when read (average pooling); 0: none
+    off: int = 0
+    boff: int = 0
+
+
+@dataclass
+class _Stage:
+    kind: int
+    src: int
+    dst: int
+    label: str | None
+    ints: dict = field(default_factory=dict)
+    weights: np.ndarray | None = None       # float payload (flattened later)
+    iptr: np.ndarray | None = None          # sparse: source-major indptr
+    idx: np.ndarray | None = None           # sparse: destination indices
+
+
+def _hwc_perm(shape):
+    C, H, W = shape
+    return np.arange(C * H * W, dtype=np.int64).reshape(C, H, W).transpose(1, 2, 0).ravel()
+
+
+def _new_space(shape) -> _Space:
+    n = int(np.prod(shape))
+    if len(shape) == 3:
+        C, H, W = (int(s) for s in shape)
+        return _Space(n=n, bs=C, perm=_hwc_perm(shape), hwc=(H, W, C))
+    return _Space(n=n, bs=1, perm=np.arange(n, dtype=np.int64), hwc=None)
+
+
+def _like_space(sp: _Space) -> _Space:
+    return _Space(n=sp.n, bs=sp.bs, perm=sp.perm, hwc=sp.hwc)
+
+
+def _inverse(perm: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm), dtype=perm.dtype)
+    return inv
+
+
+# ---------------------------------------------------------------------------------------
+# dense NumPy forms of the projections (canonical layout), used for analog input currents
+# and to propagate mid-chain biases
+# ---------------------------------------------------------------------------------------
+def _windows(x, kh, kw, sh, sw):
+    """``x [M, C, H, W] -> [M, C, Ho, Wo, kh, kw]`` (views, floor mode)."""
+    v = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+    return v[:, :, ::sh, ::sw]
+
+
+def dense_apply(rec, x: np.ndarray, bias: bool = True) -> np.ndarray:
+    """Apply projection record ``rec`` to ``x [M, *shape]`` (canonical layout, model dtype)."""
+    M = x.shape[0]
+    if isinstance(rec, mf.Dense):
+        y = x.reshape(M, -1) @ rec.weight.T
+        if bias and rec.bias is not None:
+            y += rec.bias
+        return y
+    if isinstance(rec, mf.Sparse):
+        import scipy.sparse as sps
+        W = sps.csr_matrix((rec.data, rec.indices, rec.indptr), shape=tuple(rec.shape))
+        y = np.ascontiguousarray((W @ x.reshape(M, -1).T).T, dtype=x.dtype)
+        if bias and rec.bias is not None:
+            y += rec.bias
+        return y
+    if isinstance(rec, mf.Conv2d):
+        co, ci, kh, kw = rec.weight.shape
+        (sh, sw), (ph, pw) = tuple(rec.stride), tuple(rec.padding)
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
+        win = _windows(xp, kh, kw, sh, sw)                      # [M, ci, Ho, Wo, kh, kw]
+        y = np.tensordot(win, rec.weight, axes=([1, 4, 5], [1, 2, 3]))  # [M, Ho, Wo, co]
+        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        if bias and rec.bias is not None:
+            y += rec.bias[:, None, None]
+        return y
+    if isinstance(rec, mf.AvgPool2d):
+        (kh, kw), (sh, sw) = tuple(rec.kernel), tuple(rec.stride)
+        s = _windows(x, kh, kw, sh, sw).sum(axis=(-2, -1), dtype=x.dtype)
+        return s / x.dtype.type(kh * kw)
+    if isinstance(rec, mf.MaxPool2d):
+        (kh, kw), (sh, sw) = tuple(rec.kernel), tuple(rec.stride)
+        return np.ascontiguousarray(_windows(x, kh, kw, sh, sw).max(axis=(-2, -1)))
+    if isinstance(rec, mf.Flatten):
+        return x.reshape(M, -1)
+    raise TypeError(f"not a projection: {type(rec).__name__}")
+
+
+def dense_chain(records, x: np.ndarray, bias: bool = True) -> np.ndarray:
+    for rec in records:
+        x = dense_apply(rec, x, bias=bias)
+    return x
+
+
+# ---------------------------------------------------------------------------------------
+# the compiled network
+# ---------------------------------------------------------------------------------------
+class CompiledNetwork:
+    """A validated model plus the contiguous arrays of its populations and projections.
+
+    Attributes:
+        model: the :class:`~eventsim.modelfile.Model`.  dtype: its float dtype.
+        shapes: feature shape after each layer.  input_shape, T, encoding: from the model.
+        spiking_layers: layer indices of the spiking layers.  n_outputs: readout size.
+        pop_layers: layer index of each population (spiking layers in order, readout last).
+        pop_perm: per population, internal -> canonical neuron index.
+        input_inv: canonical -> internal index of the input space.
+        tables (``pop_i, pop_f, space_i, space_f, stage_i, edge_i, edge_stage, n_ff, wf, wi,
+        const_all, const_conn, sizes``): the arrays of :func:`eventsim.kernels.run_batch`.
+        stage_labels: ``"layers[i]"`` / ``"connections[k]"`` of each stage (None: identity).
+    """
+
+    def __init__(self, model: mf.Model):
+        self.model = model
+        self.shapes = mf.validate(model)
+        self.dtype = _model_dtype(model)
+        self.input_shape = tuple(model.input_shape)
+        self.T = int(model.T)
+        self.encoding = model.encoding
+        self.spiking_layers = model.spiking_layers
+        self.n_outputs = int(self.shapes[-1][0])
+        ro = model.layers[-1]
+        self.readout_beta = float(ro.beta)
+        self.time_weights = None if ro.time_weights is None else np.asarray(ro.time_weights, dtype=self.dtype)
+        self._compile()
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(getattr(l, "kind", "?") for l in self.model.layers)
+        return (f"CompiledNetwork(input_shape={self.input_shape}, layers=[{kinds}], "
+                f"connections={len(self.model.connections)}, dtype={np.dtype(self.dtype).name})")
+
+    # -- compilation ---------------------------------------------------------------------
+    def _compile(self):
+        model, shapes, dt = self.model, self.shapes, self.dtype
+        spaces: list[_Space] = []
+        stages: list[_Stage] = []
+        edges: list[dict] = []
+        pops: list[dict] = []
+
+        def add_space(sp):
+            spaces.append(sp)
+            return len(spaces) - 1
+
+        in_space = add_space(_new_space(self.input_shape))
+        self.input_inv = _inverse(spaces[in_space].perm)
+        self.input_event_problem = None   # why input events cannot be simulated (None: they can)
+        self.input_needs_binary = False    # input events feed a max pooling: values must be 1
+
+        cur, cur_shape = in_space, self.input_shape
+        src_pop, src_binary = -1, None   # None: the input (binary or not is known at run time)
+        chain: list[int] = []            # layer indices of the projections of the open edge
+        edge_stages: list[int] = []
+        biases: list[tuple[int, int]] = []   # (position in chain, layer index)
+        maxpool_ok = True                # all stages so far are max pools of binary spikes
+        prev_shape = self.input_shape
+        for i, layer in enumerate(model.layers):
+            where = f"model.layers[{i}]({layer.kind})"
+            in_shape = prev_shape
+            prev_shape = shapes[i]
+            if isinstance(layer, mf.Flatten):
+                chain.append(i)
+                continue
+            if isinstance(layer, (mf.Dense, mf.Sparse, mf.Conv2d, mf.AvgPool2d, mf.MaxPool2d)):
+                if isinstance(layer, mf.MaxPool2d):
+                    problem = None
+                    if not maxpool_ok:
+                        problem = ("max pooling is simulated on binary spikes only; here it follows "
+                                   "a weighted projection, a pooling or a bias")
+                    elif src_pop >= 0 and not src_binary:
+                        problem = "max pooling of ternary spikes is not supported"
+                    if problem:
+                        if src_pop >= 0:
+                            raise UnsupportedModelError(f"{where}: {problem}")
+                        self.input_event_problem = self.input_event_problem or f"{where}: {problem}"
+                    elif src_pop == -1:
+                        self.input_needs_binary = True
+                else:
+                    maxpool_ok = False
+                dst = add_space(_new_space(shapes[i]))
+                stages.append(self._make_stage(layer, i, cur, dst, spaces, in_shape, shapes[i]))
+                edge_stages.append(len(stages) - 1)
+                if getattr(layer, "bias", None) is not None:
+                    biases.append((len(chain), i))
+                    maxpool_ok = False
+                chain.append(i)
+                cur, cur_shape = dst, shapes[i]
+                continue
+            # a population: close the edge
+            last_is_pool = bool(edge_stages) and stages[edge_stages[-1]].kind == K.K_SUMPOOL
+            if not edge_stages or last_is_pool:
+                dst = add_space(_like_space(spaces[cur]))
+                stages.append(_Stage(K.K_IDENTITY, cur, dst, None))
+                edge_stages.append(len(stages) - 1)
+                cur = dst
+            q = len(pops)
+            const = self._edge_constant(chain, biases, shapes, i, spaces[cur])
+            pops.append(dict(layer=i, rec=layer, space=cur, n=spaces[cur].n, const=const,
+                             const_conn=np.zeros(spaces[cur].n, dtype=dt), R=1))
+            edges.append(dict(src=src_pop, tgt=q, delay=0, stages=list(edge_stages)))
+            if src_pop == -1:
+                self.input_chain = [model.layers[j] for j in chain]
+            src_pop, src_binary = q, isinstance(layer, mf.Spiking) and layer.spikes == "binary"
+            chain, edge_stages, biases, maxpool_ok = [], [], [], True
+        self.layer_pop = {p["layer"]: q for q, p in enumerate(pops)}
+
+        # delayed connections
+        for k, c in enumerate(model.connections):
+            qs, qt = self.layer_pop[int(c.source)], self.layer_pop[int(c.target)]
+            ss, st = pops[qs]["space"], pops[qt]["space"]
+            p = c.projection
+            n_t, n_s = spaces[st].n, spaces[ss].n
+            label = f"connections[{k}]"
+            if isinstance(p, mf.Dense):
+                W = np.asarray(p.weight, dtype=dt)
+                wt = np.ascontiguousarray(W[np.ix_(spaces[st].perm, spaces[ss].perm)].T)
+                stages.append(_Stage(K.K_DENSE, ss, st, label, weights=wt))
+            else:
+                stages.append(self._sparse_stage(p, ss, st, spaces, label))
+            edges.append(dict(src=qs, tgt=qt, delay=int(c.delay), stages=[len(stages) - 1]))
+            pops[qs]["R"] = max(pops[qs]["R"], int(c.delay) + 1)
+            if p.bias is not None:
+                b = np.asarray(p.bias, dtype=dt)[spaces[st].perm]
+                pops[qt]["const_conn"] = pops[qt]["const_conn"] + b
+        self._tables(spaces, stages, edges, pops)
+
+    def _make_stage(self, layer, i, src, dst, spaces, in_shape, out_shape) -> _Stage:
+        dt = self.dtype
+        label = f"layers[{i}]"
+        if isinstance(layer, mf.Dense):
+            W = np.asarray(layer.weight, dtype=dt)
+            wt = np.ascontiguousarray(W[np.ix_(spaces[dst].perm, spaces[src].perm)].T)
+            return _Stage(K.K_DENSE, src, dst, label, weights=wt)
+        if isinstance(layer, mf.Sparse):
+            return self._sparse_stage(layer, src, dst, spaces, label)
+        Hi, Wi, Ci = spaces[src].hwc
+        Ho, Wo, Co = spaces[dst].hwc
+        geo = dict(Hi=Hi, Wi=Wi, Ci=Ci, Ho=Ho, Wo=Wo, Co=Co)
+        if isinstance(layer, mf.Conv2d):
+            co, ci, kh, kw = layer.weight.shape
+            (sh, sw), (ph, pw) = tuple(layer.stride), tuple(layer.padding)
+            w = np.ascontiguousarray(np.asarray(layer.weight, dtype=dt).transpose(1, 2, 3, 0))
+            return _Stage(K.K_CONV, src, dst, label, weights=w,
+                          ints=dict(geo, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw))
+        (kh, kw), (sh, sw) = tuple(layer.kernel), tuple(layer.stride)
+        ints = dict(geo, kh=kh, kw=kw, sh=sh, sw=sw)
+        if isinstance(layer, mf.AvgPool2d):
+            spaces[dst].post_div = float(kh * kw)
+            return _Stage(K.K_SUMPOOL, src, dst, label, ints=ints)
+        return _Stage(K.K_MAXPOOL, src, dst, label, ints=ints)
+
+    def _sparse_stage(self, p: mf.Sparse, src, dst, spaces, label) -> _Stage:
+        n_out, n_in = (int(s) for s in p.shape)
+        indptr = np.asarray(p.indptr, dtype=np.int64)
+        rows = np.repeat(np.arange(n_out, dtype=np.int64), np.diff(indptr))
+        cols = np.asarray(p.indices, dtype=np.int64)
+        s_int = _inverse(spaces[src].perm)[cols]
+        d_int = _inverse(spaces[dst].perm)[rows]
+        order = np.lexsort((d_int, s_int))
+        iptr = np.zeros(n_in + 1, dtype=np.int64)
+        np.cumsum(np.bincount(s_int, minlength=n_in), out=iptr[1:])
+        return _Stage(K.K_SPARSE, src, dst, label,
+                      weights=np.ascontiguousarray(np.asarray(p.data, dtype=self.dtype)[order]),
+                      iptr=iptr, idx=np.ascontiguousarray(d_int[order]))
+
+    def _edge_constant(self, chain, biases, shapes, pop_layer, space: _Space) -> np.ndarray:
+        """Constant input current (biases) of the population at ``pop_layer``, internal order."""
+        dt = self.dtype
+        const = np.zeros(space.n, dtype=dt)
+        for pos, li in biases:
+            rec = self.model.layers[li]
+            b = np.asarray(rec.bias, dtype=dt)
+            bmap = np.broadcast_to(b[:, None, None], shapes[li]) if isinstance(rec, mf.Conv2d) else b
+            rest = [self.model.layers[j] for j in chain[pos + 1:]]
+            y = dense_chain(rest, np.ascontiguousarray(bmap, dtype=dt)[None], bias=False)
+            const = const + y.reshape(-1)[space.perm]
+        return const
+
+    def _tables(self, spaces, stages, edges, pops):
+        dt = self.dtype
+        # spaces
+        off = boff = 0
+        for sp in spaces:
+            sp.off, sp.boff = off, boff
+            off += sp.n
+            boff += sp.n // sp.bs
+        space_i = np.zeros((len(spaces), K.N_SPACE_COLS), dtype=np.int64)
+        space_f = np.ones(len(spaces), dtype=dt)
+        for s, sp in enumerate(spaces):
+            space_i[s] = (sp.n, sp.off, sp.bs, sp.boff, K.POST_DIV if sp.post_div else K.POST_NONE)
+            if sp.post_div:
+                space_f[s] = dt.type(sp.post_div)
+        # stages
+        wf_parts, wi_parts = [], []
+        wf_off = wi_off = mp_off = 0
+        stage_i = np.zeros((len(stages), K.N_STAGE_COLS), dtype=np.int64)
+        for g, st in enumerate(stages):
+            row = stage_i[g]
+            row[K.S_KIND], row[K.S_SRC], row[K.S_DST] = st.kind, st.src, st.dst
+            for name, col in (("Hi", K.S_HI), ("Wi", K.S_WI), ("Ci", K.S_CI), ("Ho", K.S_HO),
+                              ("Wo", K.S_WO), ("Co", K.S_CO), ("kh", K.S_KH), ("kw", K.S_KW),
+                              ("sh", K.S_SH), ("sw", K.S_SW), ("ph", K.S_PH), ("pw", K.S_PW)):
+                row[col] = st.ints.get(name, 0)
+            if st.weights is not None:
+                row[K.S_WOFF] = wf_off
+                wf_parts.append(st.weights.ravel())
+                wf_off += st.weights.size
+            if st.kind == K.K_SPARSE:
+                row[K.S_POFF] = wi_off
+                row[K.S_IOFF] = wi_off + len(st.iptr)
+                wi_parts += [st.iptr, st.idx]
+                wi_off += len(st.iptr) + len(st.idx)
+            if st.kind == K.K_MAXPOOL:
+                row[K.S_MOFF] = mp_off
+                mp_off += spaces[st.dst].n
+            row[K.S_LAYER] = g
+        self.stage_labels = [st.label for st in stages]
+        # populations
+        noff = ring = ringc = 0
+        pop_i = np.zeros((len(pops), K.N_POP_COLS), dtype=np.int64)
+        pop_f = np.zeros((len(pops), 4), dtype=dt)
+        const_all, const_conn = [], []
+        for q, p in enumerate(pops):
+            rec = p["rec"]
+            row = pop_i[q]
+            row[K.P_SPACE], row[K.P_N], row[K.P_NOFF] = p["space"], p["n"], noff
+            row[K.P_RING], row[K.P_R], row[K.P_RINGC] = ring, p["R"], ringc
+            if isinstance(rec, mf.Spiking):
+                row[K.P_KIND] = K.POP_SPIKING
+                row[K.P_RESET] = K.HARD_RESET if rec.reset == "hard" else K.SUBTRACT_RESET
+                row[K.P_TERN] = rec.spikes == "ternary"
+                row[K.P_HASVMIN] = rec.v_min is not None
+                pop_f[q] = (dt.type(rec.beta), dt.type(rec.theta), dt.type(rec.v_reset),
+                            dt.type(0.0 if rec.v_min is None else rec.v_min))
+            else:
+                row[K.P_KIND] = K.POP_READOUT
+                pop_f[q, K.F_BETA] = dt.type(rec.beta)
+            noff += p["n"]
+            ring += p["R"] * p["n"]
+            ringc += p["R"]
+            cc = np.asarray(p["const_conn"], dtype=dt)
+            c = np.asarray(p["const"], dtype=dt)
+            const_all.append(c + cc if np.any(cc) else c)
+            const_conn.append(cc)
+        # edges: feed-forward edge q targets population q; connections follow
+        edge_i = np.zeros((len(edges), K.N_EDGE_COLS), dtype=np.int64)
+        flat_stages = []
+        for e, ed in enumerate(edges):
+            edge_i[e] = (ed["src"], ed["tgt"], ed["delay"], len(flat_stages), len(ed["stages"]))
+            flat_stages += ed["stages"]
+        self.pop_i, self.pop_f = pop_i, pop_f
+        self.space_i, self.space_f = space_i, space_f
+        self.stage_i, self.edge_i = stage_i, edge_i
+        self.edge_stage = np.asarray(flat_stages, dtype=np.int64)
+        self.n_ff = len(pops)
+        self.wf = np.ascontiguousarray(np.concatenate(wf_parts) if wf_parts else np.zeros(1, dt), dtype=dt)
+        self.wi = np.concatenate(wi_parts).astype(np.int64) if wi_parts else np.zeros(1, np.int64)
+        self.const_all = np.ascontiguousarray(np.concatenate(const_all), dtype=dt)
+        self.const_conn = np.ascontiguousarray(np.concatenate(const_conn), dtype=dt)
+        sizes = np.zeros(7, dtype=np.int64)
+        sizes[K.Z_ACC] = max(off, 1)
+        sizes[K.Z_BLOCKS] = max(boff, 1)
+        sizes[K.Z_NEURONS] = max(noff, 1)
+        sizes[K.Z_RING] = max(ring, 1)
+        sizes[K.Z_RINGC] = max(ringc, 1)
+        sizes[K.Z_MP] = max(mp_off, 1)
+        sizes[K.Z_SCRATCH] = max(sp.n for sp in spaces)
+        self.sizes = sizes
+        self.pop_layers = [p["layer"] for p in pops]
+        self.pop_perm = [spaces[p["space"]].perm for p in pops]
+        self.pop_size = [p["n"] for p in pops]
+        self.n_stages = len(stages)
+
+    # -- helpers for the simulator -------------------------------------------------------
+    def layer_size(self, layer: int) -> int:
+        return int(np.prod(self.shapes[layer]))
+
+    def power_table(self, T: int) -> np.ndarray:
+        """``beta**k`` per population, ``k = 0..T``, computed in float64 and rounded once."""
+        beta = self.pop_f[:, K.F_BETA].astype(np.float64)
+        return np.ascontiguousarray(beta[:, None] ** np.arange(T + 1)[None, :], dtype=self.dtype)
+
+
+def _model_dtype(model: mf.Model):
+    """The one float dtype of every array in the model (float32 or float64)."""
+    found = []
+
+    def visit(obj, where):
+        for name in ("weight", "bias", "data", "time_weights"):
+            a = getattr(obj, name, None)
+            if a is not None:
+                found.append((f"{where}.{name}", np.asarray(a).dtype))
+
+    for i, l in enumerate(model.layers):
+        visit(l, f"model.layers[{i}]({l.kind})")
+    for k, c in enumerate(model.connections):
+        visit(c.projection, f"model.connections[{k}].projection")
+    if not found:
+        return np.dtype(np.float32)
+    first_where, first = found[0]
+    for where, d in found:
+        if d not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise mf.ModelFormatError(f"{where}: dtype {d} is not float32 or float64")
+        if d != first:
+            raise mf.ModelFormatError(f"{where}: dtype {d} differs from {first_where} ({first}); "
+                                      "all arrays of a model share one float dtype")
+    return first
+
+
+def load(source, *, input_shape=None, T=None, **export_kwargs) -> CompiledNetwork:
+    """Validate and compile a model for the simulator.
+
+    Args:
+        source: a model file path (``str`` / ``os.PathLike``), a
+            :class:`eventsim.modelfile.Model`, a :class:`CompiledNetwork` (returned as is),
+            or a ``training.Sequential`` (then ``input_shape`` and ``T`` are required and
+            the remaining keyword arguments go to ``training.export.to_model``).
+    Raises:
+        ModelFormatError (a ValueError) naming the first wrong field; UnsupportedModelError
+        (a ValueError) for valid models the event loop cannot run; FileNotFoundError.
+    """
+    import os
+
+    if isinstance(source, CompiledNetwork):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return CompiledNetwork(mf.read_model(source))
+    if isinstance(source, mf.Model):
+        mf.validate(source)
+        return CompiledNetwork(source)
+    if type(source).__name__ == "Sequential":
+        from training.export import to_model
+        if input_shape is None or T is None:
+            raise ValueError("eventsim.load: a training.Sequential needs input_shape=... and T=...")
+        return CompiledNetwork(to_model(source, input_shape=input_shape, T=T, **export_kwargs))
+    raise TypeError(f"eventsim.load: expected a path, a Model or a training.Sequential, got "
+                    f"{type(source).__name__}")
