@@ -8,9 +8,10 @@ from .layers import Flatten, Linear, Sequential
 from .module import Module, Parameter
 from .neurons import IF, LIF, NeuronParams, canonical_step
 from . import losses, surrogates
+from .export import export, to_model, to_network
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Flatten", "LIF", "IF", "NeuronParams",
-    "canonical_step", "losses", "surrogates", "set_default_dtype", "get_default_dtype",
+    "canonical_step", "export", "to_model", "to_network", "losses", "surrogates", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
 ]
