@@ -1,0 +1,289 @@
+"""Deliberately plain NumPy twins of the simulator's kernels, and a time-stepped reference.
+
+Part 1 mirrors every ``@njit`` function of ``eventsim/kernels.py`` with the same arguments
+and the same float operations in the same order, written with Python loops over NumPy
+scalars (so float32 stays float32); the kernels must match them exactly.
+
+Part 2, :func:`simulate`, is an independent dense simulator written straight from
+METHODS.md section 1 and the model-file records: every layer of every sample is computed at
+every step, in canonical (C-order, channel-first) layout, with plain loops for convolution
+and pooling.  It handles everything the model file can express (ternary spikes, ``v_min``,
+biases, delayed recurrent/feedback connections, leaky readout), and is itself checked against
+the dense training engine on the binary feed-forward cases.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from eventsim import kernels as K
+from eventsim import modelfile as mf
+
+
+# ---------------------------------------------------------------------------------------
+# part 1: twins of the kernels
+# ---------------------------------------------------------------------------------------
+def touch(blk, mark, m_off, tlist, tcount, s):
+    if mark[m_off + blk] == 0:
+        mark[m_off + blk] = 1
+        tlist[m_off + tcount[s]] = blk
+        tcount[s] += 1
+
+
+def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
+    for k in range(k0, k1):
+        row = wt[w_off + ev_idx[k] * n_dst: w_off + (ev_idx[k] + 1) * n_dst]
+        acc[a_off:a_off + n_dst] += ev_val[k] * row
+    return (k1 - k0) * n_dst
+
+
+def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_off, bs,
+                   mark, m_off, tlist, tcount, s):
+    n = 0
+    for k in range(k0, k1):
+        i, v = ev_idx[k], ev_val[k]
+        for p in range(wi[p_off + i], wi[p_off + i + 1]):
+            j = wi[i_off + p]
+            acc[a_off + j] += v * wf[d_off + p]
+            touch(j // bs, mark, m_off, tlist, tcount, s)
+            n += 1
+    return n
+
+
+def scatter_conv(wf, w_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
+                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s):
+    """Every output position is tried; the tap is used when it lies inside the kernel."""
+    W = wf[w_off:w_off + Ci * kh * kw * Co].reshape(Ci, kh, kw, Co)
+    n = 0
+    for k in range(k0, k1):
+        i, v = ev_idx[k], ev_val[k]
+        y, x, ci = i // (Wi * Ci), (i // Ci) % Wi, i % Ci
+        for oy in range(Ho):
+            for ox in range(Wo):
+                ky, kx = y + ph - oy * sh, x + pw - ox * sw
+                if 0 <= ky < kh and 0 <= kx < kw:
+                    base = a_off + (oy * Wo + ox) * Co
+                    acc[base:base + Co] += v * W[ci, ky, kx]
+                    touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
+                    n += Co
+    return n
+
+
+def _pool_windows(y, x, Ho, Wo, kh, kw, sh, sw):
+    return [(oy, ox) for oy in range(Ho) for ox in range(Wo)
+            if oy * sh <= y < oy * sh + kh and ox * sw <= x < ox * sw + kw]
+
+
+def scatter_sumpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+                    acc, a_off, mark, m_off, tlist, tcount, s):
+    n = 0
+    for k in range(k0, k1):
+        i, v = ev_idx[k], ev_val[k]
+        y, x, c = i // (Wi * C), (i // C) % Wi, i % C
+        for oy, ox in _pool_windows(y, x, Ho, Wo, kh, kw, sh, sw):
+            acc[a_off + (oy * Wo + ox) * C + c] += v
+            touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
+            n += 1
+    return n
+
+
+def scatter_maxpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+                    acc, a_off, mark, m_off, tlist, tcount, s, last, l_off, stamp):
+    n = 0
+    for k in range(k0, k1):
+        i, v = ev_idx[k], ev_val[k]
+        y, x, c = i // (Wi * C), (i // C) % Wi, i % C
+        for oy, ox in _pool_windows(y, x, Ho, Wo, kh, kw, sh, sw):
+            j = (oy * Wo + ox) * C + c
+            if last[l_off + j] != stamp:
+                last[l_off + j] = stamp
+                acc[a_off + j] += v
+                touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
+                n += 1
+    return n
+
+
+def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, s):
+    for k in range(k0, k1):
+        acc[a_off + ev_idx[k]] += ev_val[k]
+        touch(ev_idx[k] // bs, mark, m_off, tlist, tcount, s)
+    return k1 - k0
+
+
+def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val):
+    n, a_off, bs, m_off, post = (int(v) for v in space_i[s, :5])
+    if allt[s]:
+        entries = range(n)
+    else:
+        entries = [i for k in range(tcount[s]) for i in range(tlist[m_off + k] * bs,
+                                                              (tlist[m_off + k] + 1) * bs)]
+    cnt = 0
+    for i in entries:
+        x = acc[a_off + i]
+        if x != 0:
+            acc[a_off + i] = 0
+            out_idx[cnt] = i
+            out_val[cnt] = x / space_f[s] if post == K.POST_DIV else x
+            cnt += 1
+    for k in range(tcount[s]):
+        mark[m_off + tlist[m_off + k]] = 0
+    tcount[s] = 0
+    allt[s] = False
+    return cnt
+
+
+def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
+    u = beta * v + I
+    s = 1 if u >= theta else (-1 if ternary and u <= -theta else 0)
+    if s == 0:
+        vn = u
+    elif reset == K.HARD_RESET:
+        vn = v_reset
+    else:
+        vn = u - theta * type(u)(s)
+    if has_vmin:
+        vn = max(vn, v_min)
+    return u, s, vn
+
+
+def free_steps(v, c, n, beta, has_vmin, v_min):
+    """No early exit: stepping at a fixed point changes nothing."""
+    for _ in range(n):
+        v = beta * v + c
+        if has_vmin:
+            v = max(v, v_min)
+    return v
+
+
+def predict_steps(v, c, horizon, beta, theta, has_vmin, v_min, ternary):
+    """Plain stepping up to ``horizon`` steps, no fixed-point shortcut."""
+    for d in range(1, horizon + 1):
+        u = beta * v + c
+        if u >= theta or (ternary and u <= -theta):
+            return d
+        v = max(u, v_min) if has_vmin else u
+    return -1
+
+
+# ---------------------------------------------------------------------------------------
+# part 2: a dense, time-stepped reference simulator
+# ---------------------------------------------------------------------------------------
+def _conv(x, W, b, stride, padding):
+    """``x [B, C, H, W]`` -> ``[B, O, Ho, Wo]`` by explicit taps (cross-correlation)."""
+    B, C, H, Wd = x.shape
+    O, _, kh, kw = W.shape
+    (sh, sw), (ph, pw) = stride, padding
+    xp = np.zeros((B, C, H + 2 * ph, Wd + 2 * pw), dtype=x.dtype)
+    xp[:, :, ph:ph + H, pw:pw + Wd] = x
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (Wd + 2 * pw - kw) // sw + 1
+    y = np.zeros((B, O, Ho, Wo), dtype=x.dtype)
+    for oy in range(Ho):
+        for ox in range(Wo):
+            patch = xp[:, :, oy * sh:oy * sh + kh, ox * sw:ox * sw + kw].reshape(B, -1)
+            y[:, :, oy, ox] = patch @ W.reshape(O, -1).T
+    if b is not None:
+        y += b[:, None, None]
+    return y
+
+
+def _pool(x, kernel, stride, how):
+    B, C, H, W = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    y = np.zeros((B, C, Ho, Wo), dtype=x.dtype)
+    for oy in range(Ho):
+        for ox in range(Wo):
+            win = x[:, :, oy * sh:oy * sh + kh, ox * sw:ox * sw + kw]
+            if how == "max":
+                y[:, :, oy, ox] = win.max(axis=(2, 3))
+            else:
+                y[:, :, oy, ox] = win.sum(axis=(2, 3)) / x.dtype.type(kh * kw)
+    return y
+
+
+def _dense_matrix(p):
+    if isinstance(p, mf.Dense):
+        return p.weight
+    W = np.zeros(tuple(p.shape), dtype=p.data.dtype)
+    for r in range(p.shape[0]):
+        for k in range(p.indptr[r], p.indptr[r + 1]):
+            W[r, p.indices[k]] += p.data[k]
+    return W
+
+
+def apply_projection(layer, x):
+    """One projection record on ``x [B, *shape]`` (canonical layout), bias included."""
+    B = x.shape[0]
+    if isinstance(layer, (mf.Dense, mf.Sparse)):
+        y = x.reshape(B, -1) @ _dense_matrix(layer).T
+        return y + layer.bias if layer.bias is not None else y
+    if isinstance(layer, mf.Conv2d):
+        return _conv(x, layer.weight, layer.bias, tuple(layer.stride), tuple(layer.padding))
+    if isinstance(layer, mf.AvgPool2d):
+        return _pool(x, tuple(layer.kernel), tuple(layer.stride), "avg")
+    if isinstance(layer, mf.MaxPool2d):
+        return _pool(x, tuple(layer.kernel), tuple(layer.stride), "max")
+    if isinstance(layer, mf.Flatten):
+        return x.reshape(B, -1)
+    raise TypeError(type(layer).__name__)
+
+
+def events_to_dense(batch, T=None, dtype=np.float32):
+    """Dense ``[T, B, *input_shape]`` input values of an EventBatch (values summed)."""
+    T = batch.T if T is None else T
+    B, n = batch.batch_size, batch.n_inputs
+    x = np.zeros((T, B, n), dtype=dtype)
+    b = np.repeat(np.arange(B), np.diff(batch.sample_ptr))
+    np.add.at(x, (batch.times, b, batch.indices), batch.values.astype(dtype))
+    return x.reshape((T, B) + tuple(batch.input_shape))
+
+
+def simulate(model: mf.Model, x, dtype=np.float32):
+    """Step every layer densely.  ``x``: the input values ``[T, B, *input_shape]`` fed to
+    the first projection at every step (analog current, or spikes as 0/1 / +-1 values).
+
+    Returns ``(spikes, membranes, readout)``: ``{layer: [T, B, n] int8}``,
+    ``{layer: [T, B, n]}`` (u before reset), and ``[T, B, n_out]``.
+    """
+    dt = np.dtype(dtype).type
+    x = np.asarray(x, dtype=dtype)
+    T, B = x.shape[:2]
+    layers = model.layers
+    shapes = mf.validate(model)
+    spikes = {i: np.zeros((T, B, int(np.prod(shapes[i]))), np.int8) for i in model.spiking_layers}
+    membranes = {i: np.zeros((T, B, int(np.prod(shapes[i]))), dtype) for i in model.spiking_layers}
+    v = {i: np.zeros((B, int(np.prod(shapes[i]))), dtype) for i in model.spiking_layers}
+    readout = np.zeros((T, B, shapes[-1][0]), dtype)
+    r = np.zeros((B, shapes[-1][0]), dtype)
+    conn_W = [_dense_matrix(c.projection) for c in model.connections]
+    for t in range(T):
+        cur = x[t]
+        for i, layer in enumerate(layers):
+            if isinstance(layer, mf.Spiking):
+                I = cur.reshape(B, -1).astype(dtype)
+                for c, W in zip(model.connections, conn_W):
+                    if c.target == i:
+                        if t - c.delay >= 0:
+                            I = I + spikes[c.source][t - c.delay].astype(dtype) @ W.T
+                        if c.projection.bias is not None:
+                            I = I + c.projection.bias
+                beta, theta = dt(layer.beta), dt(layer.theta)
+                u = beta * v[i] + I
+                s = (u >= theta).astype(np.int8)
+                if layer.spikes == "ternary":
+                    s = s - (u <= -theta).astype(np.int8)
+                sf = s.astype(dtype)
+                if layer.reset == "hard":
+                    vn = u * (1 - np.abs(sf)) + dt(layer.v_reset) * np.abs(sf)
+                else:
+                    vn = u - theta * sf
+                if layer.v_min is not None:
+                    vn = np.maximum(vn, dt(layer.v_min))
+                v[i] = vn
+                spikes[i][t], membranes[i][t] = s, u
+                cur = sf.reshape((B,) + tuple(shapes[i]))
+            elif isinstance(layer, mf.Readout):
+                r = dt(layer.beta) * r + cur.reshape(B, -1)
+                readout[t] = r
+            else:
+                cur = apply_projection(layer, cur)
+    return spikes, membranes, readout
