@@ -1,0 +1,327 @@
+"""Every Numba kernel of ``eventsim/kernels.py`` against its NumPy twin.
+
+The twins in ``tests/reference/naive_eventsim.py`` perform the same float operations in the
+same order, so results must be bit-identical even for general (non-dyadic) float32 values.
+The scatter kernels are also checked against the dense definitions (convolution, pooling)
+on dyadic values.  The event loop itself (``run_batch`` and its private helpers) is tested
+end to end in ``test_equivalence.py``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba.core.registry import CPUDispatcher
+
+from eventsim import kernels as K
+from tests.reference import naive_eventsim as naive
+
+END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_clear_marks", "_grow"}
+
+
+def test_every_public_kernel_has_a_twin():
+    kernels = {name for name, obj in vars(K).items() if isinstance(obj, CPUDispatcher)}
+    assert kernels, "no kernels found"
+    missing = sorted(k for k in kernels - END_TO_END if not hasattr(naive, k)
+                     and k not in ("wake_push", "wake_remove"))
+    assert not missing, f"kernels without a NumPy twin: {missing}"
+    for name in kernels:
+        assert getattr(K, name).targetoptions.get("fastmath", False) is False, name
+
+
+class State:
+    """A destination space ``s = 1`` at non-zero offsets inside larger arrays."""
+
+    def __init__(self, rng, n, bs, dtype=np.float32, S=3):
+        self.a_off, self.m_off, self.s = 5, 3, 1
+        self.acc = rng.standard_normal(n + 10).astype(dtype)
+        self.acc[self.a_off:self.a_off + n] = 0
+        self.mark = np.zeros(n // bs + 6, np.uint8)
+        self.tlist = np.zeros(n // bs + 6, np.int64)
+        self.tcount = np.zeros(S, np.int64)
+
+    def copy(self):
+        c = object.__new__(State)
+        c.__dict__ = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+        return c
+
+    def args(self):
+        return self.acc, self.a_off
+
+    def touch_args(self):
+        return self.mark, self.m_off, self.tlist, self.tcount, self.s
+
+    def assert_same(self, other):
+        for name in ("acc", "mark", "tlist", "tcount"):
+            np.testing.assert_array_equal(getattr(self, name), getattr(other, name), err_msg=name)
+
+
+def _events(rng, n_src, m, values="mixed", dtype=np.float32):
+    idx = rng.integers(0, n_src, size=m).astype(np.int64)
+    if values == "binary":
+        val = np.ones(m, dtype)
+    else:
+        val = rng.choice([1.0, -1.0, 0.5, -0.3], size=m).astype(dtype)
+        other = rng.random(m) < 0.3
+        val[other] = rng.standard_normal(int(other.sum()))
+    pad = rng.integers(0, 3)
+    return (np.concatenate([np.zeros(pad, np.int64), idx]),
+            np.concatenate([np.zeros(pad, dtype), val]), pad, pad + m)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_dense(seed, dtype):
+    rng = np.random.default_rng(seed)
+    n_src, n_dst = rng.integers(1, 30, size=2)
+    w_off = int(rng.integers(0, 5))
+    wt = rng.standard_normal(w_off + n_src * n_dst).astype(dtype)
+    ev_idx, ev_val, k0, k1 = _events(rng, n_src, int(rng.integers(0, 40)), dtype=dtype)
+    a = State(rng, n_dst, 1, dtype)
+    b = a.copy()
+    na = K.scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, *a.args())
+    nb = naive.scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, *b.args())
+    assert na == nb
+    a.assert_same(b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scatter_sparse(seed):
+    rng = np.random.default_rng(seed)
+    n_src, n_blocks, bs = int(rng.integers(1, 20)), int(rng.integers(1, 8)), int(rng.integers(1, 4))
+    n_dst = n_blocks * bs
+    counts = rng.integers(0, 6, size=n_src)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    indices = rng.integers(0, n_dst, size=indptr[-1]).astype(np.int64)
+    p_off = 2
+    wi = np.concatenate([[7, 7], indptr, indices]).astype(np.int64)
+    i_off = p_off + len(indptr)
+    data = rng.standard_normal(indptr[-1] + 1).astype(np.float32)
+    ev_idx, ev_val, k0, k1 = _events(rng, n_src, int(rng.integers(0, 30)))
+    a = State(rng, n_dst, bs)
+    b = a.copy()
+    na = K.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *a.args(), bs, *a.touch_args())
+    nb = naive.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args())
+    assert na == nb
+    a.assert_same(b)
+
+
+def _conv_geometry(rng):
+    Ci, Co = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    ph, pw = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+    Hi, Wi = int(rng.integers(kh, 9)), int(rng.integers(kw, 9))
+    Ho, Wo = (Hi + 2 * ph - kh) // sh + 1, (Wi + 2 * pw - kw) // sw + 1
+    return Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_scatter_conv(seed):
+    rng = np.random.default_rng(seed)
+    Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw = geo = _conv_geometry(rng)
+    w = rng.standard_normal(3 + Ci * kh * kw * Co).astype(np.float32)
+    ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * Ci, int(rng.integers(0, 25)))
+    a = State(rng, Ho * Wo * Co, Co)
+    b = a.copy()
+    na = K.scatter_conv(w, 3, *geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args())
+    nb = naive.scatter_conv(w, 3, *geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args())
+    assert na == nb
+    a.assert_same(b)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_scatter_conv_is_a_convolution(seed):
+    """Scattering every non-zero input equals the dense cross-correlation (dyadic values)."""
+    rng = np.random.default_rng(100 + seed)
+    Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw = geo = _conv_geometry(rng)
+    W = (rng.integers(-64, 64, size=(Co, Ci, kh, kw)) / 256).astype(np.float32)
+    x = (rng.integers(-2, 3, size=(1, Ci, Hi, Wi)) * (rng.random((1, Ci, Hi, Wi)) < 0.5)).astype(np.float32)
+    hwc = x[0].transpose(1, 2, 0).ravel()
+    idx = np.nonzero(hwc)[0].astype(np.int64)
+    acc = np.zeros(Ho * Wo * Co, np.float32)
+    mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
+    K.scatter_conv(np.ascontiguousarray(W.transpose(1, 2, 3, 0)).ravel(), 0, *geo, idx, hwc[idx],
+                   0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
+    want = naive._conv(x, W, None, (sh, sw), (ph, pw))[0].transpose(1, 2, 0).ravel()
+    np.testing.assert_array_equal(acc, want)
+    touched = np.zeros(Ho * Wo, bool)
+    touched[tlist[:tcount[0]]] = True
+    assert np.all(acc.reshape(Ho * Wo, Co)[~touched] == 0)
+    assert len(set(tlist[:tcount[0]])) == tcount[0]
+
+
+def _pool_geometry(rng):
+    C = int(rng.integers(1, 4))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    Hi, Wi = int(rng.integers(kh, 10)), int(rng.integers(kw, 10))
+    return Hi, Wi, C, (Hi - kh) // sh + 1, (Wi - kw) // sw + 1, kh, kw, sh, sw
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_scatter_pools(seed):
+    rng = np.random.default_rng(seed)
+    Hi, Wi, C, Ho, Wo, kh, kw, sh, sw = geo = _pool_geometry(rng)
+    ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * C, int(rng.integers(0, 30)))
+    a = State(rng, Ho * Wo * C, C)
+    b = a.copy()
+    assert (K.scatter_sumpool(*geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args())
+            == naive.scatter_sumpool(*geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args()))
+    a.assert_same(b)
+    ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * C, int(rng.integers(0, 30)), "binary")
+    last_a = rng.integers(0, 3, size=Ho * Wo * C + 4).astype(np.int64)
+    last_b = last_a.copy()
+    a = State(rng, Ho * Wo * C, C)
+    b = a.copy()
+    assert (K.scatter_maxpool(*geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), last_a, 4, 2)
+            == naive.scatter_maxpool(*geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args(), last_b, 4, 2))
+    a.assert_same(b)
+    np.testing.assert_array_equal(last_a, last_b)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pools_are_pools(seed):
+    """Sum pooling / 4 and max pooling of binary spikes equal the dense definitions."""
+    rng = np.random.default_rng(200 + seed)
+    Hi, Wi, C, Ho, Wo, kh, kw, sh, sw = geo = _pool_geometry(rng)
+    x = (rng.random((1, C, Hi, Wi)) < 0.3).astype(np.float32)
+    hwc = x[0].transpose(1, 2, 0).ravel()
+    idx = np.nonzero(hwc)[0].astype(np.int64)
+    n = Ho * Wo * C
+    for how in ("avg", "max"):
+        acc = np.zeros(n, np.float32)
+        mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
+        if how == "avg":
+            K.scatter_sumpool(*geo, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
+            acc = acc / np.float32(kh * kw)
+        else:
+            K.scatter_maxpool(*geo, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0,
+                              np.zeros(n, np.int64), 0, 1)
+        want = naive._pool(x, (kh, kw), (sh, sw), how)[0].transpose(1, 2, 0).ravel()
+        np.testing.assert_array_equal(acc, want, err_msg=how)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scatter_identity(seed):
+    rng = np.random.default_rng(seed)
+    bs = int(rng.integers(1, 4))
+    n = bs * int(rng.integers(1, 6))
+    ev_idx, ev_val, k0, k1 = _events(rng, n, int(rng.integers(0, 20)))
+    a = State(rng, n, bs)
+    b = a.copy()
+    assert (K.scatter_identity(ev_idx, ev_val, k0, k1, *a.args(), bs, *a.touch_args())
+            == naive.scatter_identity(ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args()))
+    a.assert_same(b)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_drain(seed):
+    rng = np.random.default_rng(seed)
+    bs = int(rng.integers(1, 4))
+    n = bs * int(rng.integers(1, 8))
+    S = 3
+    space_i = np.zeros((S, K.N_SPACE_COLS), np.int64)
+    space_i[1] = (n, 4, bs, 2, K.POST_DIV if seed % 2 else K.POST_NONE)
+    space_f = np.array([1, 3, 1], np.float32)
+    acc = rng.standard_normal(n + 8).astype(np.float32)
+    mark = np.zeros(n // bs + 4, np.uint8)
+    tlist = np.zeros(n // bs + 4, np.int64)
+    tcount = np.zeros(S, np.int64)
+    allt = np.zeros(S, np.bool_)
+    blocks = rng.permutation(n // bs)[:rng.integers(0, n // bs + 1)]
+    for blk in blocks:
+        naive.touch(int(blk), mark, 2, tlist, tcount, 1)
+    acc[4:4 + n][rng.random(n) < 0.3] = 0
+    allt[1] = seed % 3 == 0
+    state = [acc, mark, tlist, tcount, allt, np.zeros(n, np.int64), np.zeros(n, np.float32)]
+    twin = [a.copy() for a in state]
+    ca = K.drain(1, space_i, space_f, *state)
+    cb = naive.drain(1, space_i, space_f, *twin)
+    assert ca == cb
+    for a, b in zip(state[:5], twin[:5]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(state[5][:ca], twin[5][:cb])
+    np.testing.assert_array_equal(state[6][:ca], twin[6][:cb])
+    assert not mark.any() and tcount[1] == 0 and not allt[1]
+
+
+def _params(rng, dtype):
+    d = np.dtype(dtype).type
+    return dict(beta=d(rng.choice([1.0, 0.5, 0.75, 0.9, 0.0, rng.random()])),
+                theta=d(rng.choice([1.0, 0.5, rng.random() + 0.1])),
+                reset=int(rng.integers(2)), v_reset=d(rng.choice([0.0, -0.3, 0.2])),
+                has_vmin=bool(rng.integers(2)), v_min=d(rng.choice([0.0, -0.5])),
+                ternary=bool(rng.integers(2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_neuron_step(dtype):
+    rng = np.random.default_rng(0)
+    d = np.dtype(dtype).type
+    for _ in range(3000):
+        p = _params(rng, dtype)
+        v, I = d(rng.standard_normal()), d(rng.standard_normal() * 1.5)
+        got = K.neuron_step(v, I, p["beta"], p["theta"], p["reset"], p["v_reset"], p["has_vmin"],
+                            p["v_min"], p["ternary"])
+        want = naive.neuron_step(v, I, p["beta"], p["theta"], p["reset"], p["v_reset"],
+                                 p["has_vmin"], p["v_min"], p["ternary"])
+        assert got[1] == want[1], (p, v, I)
+        assert d(got[0]) == want[0] and d(got[2]) == want[2], (p, v, I, got, want)
+
+
+def test_neuron_step_equals_canonical_step():
+    """The scalar kernel is METHODS.md section 1 as written in training.neurons."""
+    from training.neurons import NeuronParams, canonical_step
+    rng = np.random.default_rng(1)
+    for reset in ("hard", "subtract"):
+        for beta in (1.0, 0.5, 0.9):
+            p = NeuronParams(beta=beta, theta=0.7, reset=reset, v_reset=-0.1)
+            v = rng.standard_normal(500).astype(np.float32)
+            I = rng.standard_normal(500).astype(np.float32)
+            u, s, vn = canonical_step(v, I, p)
+            for k in range(500):
+                got = K.neuron_step(v[k], I[k], np.float32(beta), np.float32(0.7),
+                                    K.HARD_RESET if reset == "hard" else K.SUBTRACT_RESET,
+                                    np.float32(-0.1), False, np.float32(0), False)
+                assert (np.float32(got[0]), got[1], np.float32(got[2])) == (u[k], s[k], vn[k])
+
+
+def test_free_steps_and_predict_steps():
+    rng = np.random.default_rng(2)
+    for _ in range(2000):
+        p = _params(rng, np.float32)
+        v = np.float32(rng.standard_normal() * 0.3)
+        c = np.float32(rng.choice([0.0, rng.standard_normal() * 0.3]))
+        n = int(rng.integers(0, 40))
+        got = K.free_steps(v, c, n, p["beta"], p["has_vmin"], p["v_min"])
+        want = naive.free_steps(v, c, n, p["beta"], p["has_vmin"], p["v_min"])
+        assert np.float32(got) == want
+        args = (v, c, n, p["beta"], p["theta"], p["has_vmin"], p["v_min"], p["ternary"])
+        assert K.predict_steps(*args) == naive.predict_steps(*args), args
+
+
+def test_wake_queue():
+    """Doubly linked buckets: pushes and removals keep each bucket's set of neurons."""
+    rng = np.random.default_rng(3)
+    n, H = 30, 7
+    head = np.full(H, -1, np.int64)
+    nxt, prv, wake_t = (np.full(n, -1, np.int64) for _ in range(3))
+    model = {h: set() for h in range(H)}
+    where = {}
+    for _ in range(2000):
+        gi = int(rng.integers(n))
+        if gi in where:
+            K.wake_remove(head, nxt, prv, wake_t, where[gi], gi)
+            model[where.pop(gi)].discard(gi)
+        else:
+            h = int(rng.integers(H))
+            K.wake_push(head, nxt, prv, wake_t, h, h + 100, gi)
+            model[h].add(gi)
+            where[gi] = h
+        for h in range(H):
+            seen, g = set(), head[h]
+            while g >= 0:
+                seen.add(int(g))
+                g = nxt[g]
+            assert seen == model[h]
+    assert all(wake_t[g] == where[g] + 100 for g in where)
