@@ -1,0 +1,322 @@
+"""2-D convolution over time-major arrays ``[T, B, C, H, W]``.
+
+``Conv2d`` is PyTorch's cross-correlation (zero padding, int or pair kernel/stride/padding)
+applied to every step of every sample: the ``N = T*B`` images go through one im2col
+lowering and BLAS matrix products (``sgemm`` in float32)::
+
+    y[n, o, p] = sum_k W2[o, k] cols_n[k, p] + b[o]           k = (c, i, j),  p = (oh, ow)
+    cols_n[(c, i, j), (oh, ow)] = x[n, c, oh*sh - ph + i, ow*sw - pw + j]   (0 in the padding)
+
+Backward (``g = dL/dy``)::
+
+    dW2 = sum_n g_n cols_n^T        db = sum_{n, p} g[n, :, p]        dx = col2im(W2^T g_n)
+
+Layout: the images are processed in chunks of ``nb`` images whose columns
+``cols[K, nb*P]`` (``K = C_in*kH*kW``, ``P = H_out*W_out``) fit in cache, so the lowered
+matrix never exists for the whole batch (memory stays O(chunk), not O(T*B*P*K)) and every
+GEMM is one large product over the chunk. The im2col/col2im kernels are the serial Numba
+functions below (BLAS owns the threads; a second thread pool spinning next to OpenBLAS's
+was measured to cost more than it saved on two cores). ``backward`` recomputes a chunk's
+columns from the cached input instead of keeping them (a cheap, cache-resident copy).
+
+Static input (stride-0 time axis, direct encoding): forward runs on ``x[0]`` once and
+returns a stride-0 view; backward sums ``g`` over time before the weight-gradient GEMM.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .config import get_default_dtype
+from .layers import _init_rng, kaiming_uniform
+from .module import Module, Parameter, broadcast_time, is_static
+
+# bytes of one chunk's column matrix cols[K, nb*P]; ~L2-sized chunks measured fastest
+_CHUNK_BYTES = 1 << 21
+_MIN_CHUNK_COLUMNS = 2048
+
+
+def _pair(v, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        v = (int(v), int(v))
+    try:
+        a, b = (int(e) for e in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"Conv2d: {name} must be an int or a pair of ints, got {v!r}") from None
+    if a < minimum or b < minimum:
+        raise ValueError(f"Conv2d: {name} must be >= {minimum}, got {(a, b)}")
+    return a, b
+
+
+# --------------------------------------------------------------------------------------
+# Numba kernels (serial; plain arrays in, arrays out)
+# --------------------------------------------------------------------------------------
+@njit(cache=True)
+def pad_into(x, n0, n1, ph, pw, xpad):
+    """Copy ``x[n0:n1] [nb, C, H, W]`` into the interior of ``xpad [>=nb, C, H+2ph, W+2pw]``.
+
+    The border of ``xpad`` is not touched (callers allocate it zeroed once).
+    """
+    _, C, H, W = x.shape
+    for n in range(n0, n1):
+        for c in range(C):
+            for h in range(H):
+                src = x[n, c, h]
+                dst = xpad[n - n0, c, h + ph, pw:pw + W]
+                for w in range(W):
+                    dst[w] = src[w]
+
+
+@njit(cache=True)
+def crop_into(dxpad, n0, n1, ph, pw, dx):
+    """Adjoint of :func:`pad_into`: ``dx[n0:n1] = dxpad[:nb, :, ph:ph+H, pw:pw+W]``."""
+    _, C, H, W = dx.shape
+    for n in range(n0, n1):
+        for c in range(C):
+            for h in range(H):
+                src = dxpad[n - n0, c, h + ph, pw:pw + W]
+                dst = dx[n, c, h]
+                for w in range(W):
+                    dst[w] = src[w]
+
+
+@njit(cache=True)
+def im2col(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols):
+    """Lower padded images ``xpad[:nb] [nb, C, Hp, Wp]`` into ``cols[K, nb*Ho*Wo]``.
+
+    ``cols[(c*kh + i)*kw + j, n*Ho*Wo + oh*Wo + ow] = xpad[n, c, oh*sh + i, ow*sw + j]``.
+    (Rows are copied through slice views so that the index is a plain non-negative loop
+    counter: LLVM then vectorises the copy instead of emitting gathers/scatters.)
+    """
+    _, C, Hp, Wp = xpad.shape
+    P = Ho * Wo
+    xf = xpad.reshape(-1)
+    span = (Wo - 1) * sw + 1
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                for n in range(nb):
+                    for oh in range(Ho):
+                        a = ((n * C + c) * Hp + oh * sh + i) * Wp + j
+                        b = n * P + oh * Wo
+                        d = row[b:b + Wo]
+                        s = xf[a:a + span]
+                        if sw == 1:
+                            for q in range(Wo):
+                                d[q] = s[q]
+                        else:
+                            for q in range(Wo):
+                                d[q] = s[q * sw]
+
+
+@njit(cache=True)
+def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
+    """Adjoint of :func:`im2col`: ``dxpad[:nb]`` = scatter-add of ``cols[K, nb*Ho*Wo]``.
+
+    ``dxpad[:nb]`` is overwritten (zeroed first).
+    """
+    _, C, Hp, Wp = dxpad.shape
+    P = Ho * Wo
+    dxpad[:nb] = 0
+    df = dxpad.reshape(-1)
+    span = (Wo - 1) * sw + 1
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                for n in range(nb):
+                    for oh in range(Ho):
+                        a = ((n * C + c) * Hp + oh * sh + i) * Wp + j
+                        b = n * P + oh * Wo
+                        s = row[b:b + Wo]
+                        d = df[a:a + span]
+                        if sw == 1:
+                            for q in range(Wo):
+                                d[q] += s[q]
+                        else:
+                            for q in range(Wo):
+                                d[q * sw] += s[q]
+
+
+# --------------------------------------------------------------------------------------
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as ``torch.nn.Conv2d``) at every time step.
+
+    Args:
+        in_channels, out_channels: channel counts.
+        kernel_size, stride, padding: int or ``(h, w)`` pair; zero padding.
+        bias: add a learnable per-channel bias.
+        rng: seed or Generator for the initialisation (PyTorch's default uniform rule,
+            ``fan_in = in_channels * kH * kW``).
+
+    Parameters: ``weight [C_out, C_in, kH, kW]``, ``bias [C_out]``.
+    Shapes: ``[T, B, C_in, H, W] -> [T, B, C_out, H_out, W_out]`` with
+    ``H_out = (H + 2 pH - kH) // sH + 1`` (likewise W).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, rng=None):
+        super().__init__()
+        if int(in_channels) <= 0 or int(out_channels) <= 0:
+            raise ValueError(f"Conv2d: channel counts must be positive, got "
+                             f"({in_channels}, {out_channels})")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels * kh * kw
+        rng = _init_rng(rng)
+        dt = get_default_dtype()
+        self.weight = Parameter(kaiming_uniform(
+            rng, (self.out_channels, self.in_channels, kh, kw), fan_in, dt))
+        self.bias = Parameter(kaiming_uniform(rng, (self.out_channels,), fan_in, dt)) if bias else None
+        self._x = None
+
+    def __repr__(self) -> str:
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None})")
+
+    def output_shape(self, H: int, W: int) -> tuple[int, int]:
+        """Spatial output size ``(H_out, W_out)`` for an ``H x W`` input."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+    # -- helpers -----------------------------------------------------------------------
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x, feature_ndim=3)
+        if x.shape[2] != self.in_channels:
+            raise ValueError(f"{self!r}: expected {self.in_channels} input channels "
+                             f"[T, B, {self.in_channels}, H, W], got shape {x.shape}")
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        H, W = x.shape[3:]
+        if H + 2 * ph < kh or W + 2 * pw < kw:
+            raise ValueError(f"{self!r}: input {H}x{W} (padded {H + 2 * ph}x{W + 2 * pw}) is "
+                             f"smaller than the kernel {kh}x{kw}; got shape {x.shape}")
+        if x.dtype != self.weight.data.dtype:
+            raise ValueError(f"{self!r}: input dtype {x.dtype} differs from weight dtype "
+                             f"{self.weight.data.dtype}")
+        return x
+
+    def _chunk(self, N: int, P: int) -> int:
+        K = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        nb = _CHUNK_BYTES // max(1, K * P * self.weight.data.itemsize)
+        nb = max(nb, -(-_MIN_CHUNK_COLUMNS // P), 1)
+        return min(N, nb)
+
+    def _geometry(self):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return kh, kw, sh, sw, ph, pw
+
+    def _forward_images(self, x4: np.ndarray) -> np.ndarray:
+        """``x4 [N, C, H, W] -> y [N, C_out, H_out, W_out]`` (chunked im2col + GEMM)."""
+        N, C, H, W = x4.shape
+        Ho, Wo = self.output_shape(H, W)
+        P, Co = Ho * Wo, self.out_channels
+        W2 = self.weight.data.reshape(Co, -1)
+        K = W2.shape[1]
+        nb = self._chunk(N, P)
+        kh, kw, sh, sw, ph, pw = self._geometry()
+        padded = ph > 0 or pw > 0
+        xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=x4.dtype) if padded else None
+        cols = np.empty((K, nb * P), dtype=x4.dtype)
+        ybuf = np.empty((Co, nb * P), dtype=x4.dtype)
+        y = np.empty((N, Co, P), dtype=x4.dtype)
+        bias = None if self.bias is None else self.bias.data[None, :, None]
+        for n0 in range(0, N, nb):
+            n1 = min(N, n0 + nb)
+            m = (n1 - n0) * P
+            if padded:
+                pad_into(x4, n0, n1, ph, pw, xpad)
+            im2col(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
+            np.matmul(W2, cols[:, :m], out=ybuf[:, :m])
+            chunk = ybuf.reshape(Co, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
+            if bias is None:
+                y[n0:n1] = chunk
+            else:
+                np.add(chunk, bias, out=y[n0:n1])
+        return y.reshape(N, Co, Ho, Wo)
+
+    def _backward_images(self, x4: np.ndarray | None, g4: np.ndarray, need_weight_grad: bool,
+                         dx4: np.ndarray | None) -> None:
+        """Add ``dL/dW`` (from ``x4`` and ``g4``) into ``weight.grad``; write ``dL/dx`` into ``dx4``.
+
+        ``g4 [N, C_out, H_out, W_out]``; either part is skipped when not requested.
+        """
+        N, Co, Ho, Wo = g4.shape
+        P = Ho * Wo
+        W2 = self.weight.data.reshape(Co, -1)
+        K = W2.shape[1]
+        nb = self._chunk(N, P)
+        kh, kw, sh, sw, ph, pw = self._geometry()
+        C = K // (kh * kw)
+        H, W = x4.shape[2:] if x4 is not None else dx4.shape[2:]
+        padded = ph > 0 or pw > 0
+        dt = g4.dtype
+        g3 = g4.reshape(N, Co, P)
+        gbuf = np.empty((Co, nb * P), dtype=dt)
+        cols = np.empty((K, nb * P), dtype=dt)
+        if need_weight_grad:
+            dW = np.zeros((K, Co), dtype=dt)    # dW2^T, accumulated over chunks
+            dWc = np.empty((K, Co), dtype=dt)
+            xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt) if padded else None
+        if dx4 is not None and padded:
+            dxpad = np.empty((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt)
+        for n0 in range(0, N, nb):
+            n1 = min(N, n0 + nb)
+            m = (n1 - n0) * P
+            gbuf.reshape(Co, nb, P)[:, :n1 - n0] = g3[n0:n1].transpose(1, 0, 2)
+            g = gbuf[:, :m]
+            if need_weight_grad:
+                if padded:
+                    pad_into(x4, n0, n1, ph, pw, xpad)
+                im2col(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
+                np.matmul(cols[:, :m], g.T, out=dWc)
+                dW += dWc
+            if dx4 is not None:
+                np.matmul(W2.T, g, out=cols[:, :m])
+                if padded:
+                    col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dxpad)
+                    crop_into(dxpad, n0, n1, ph, pw, dx4)
+                else:
+                    col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dx4[n0:n1])
+        if need_weight_grad:
+            self.weight.grad += dW.T.reshape(self.weight.grad.shape)
+            if self.bias is not None:
+                self.bias.grad += g3.sum(axis=(0, 2))
+
+    # -- Module interface ----------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check(x)
+        T, B, C, H, W = x.shape
+        if is_static(x):
+            y = broadcast_time(self._forward_images(np.ascontiguousarray(x[0])), T)
+        else:
+            y4 = self._forward_images(np.ascontiguousarray(x).reshape(T * B, C, H, W))
+            y = y4.reshape((T, B) + y4.shape[1:])
+        self._x = x if self.training else None
+        return y
+
+    def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        self._require_cache("_x")
+        x = self._x
+        T, B, C, H, W = x.shape
+        Ho, Wo = self.output_shape(H, W)
+        expected = (T, B, self.out_channels, Ho, Wo)
+        if grad_y.shape != expected:
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected {expected}")
+        grad_y = np.ascontiguousarray(grad_y, dtype=self.weight.data.dtype)
+        g4 = grad_y.reshape((T * B,) + expected[2:])
+        dx4 = np.empty((T * B, C, H, W), dtype=grad_y.dtype) if need_input_grad else None
+        if is_static(x):
+            self._backward_images(np.ascontiguousarray(x[0]), grad_y.sum(axis=0), True, None)
+            if need_input_grad:
+                self._backward_images(None, g4, False, dx4)
+        else:
+            x4 = np.ascontiguousarray(x).reshape(T * B, C, H, W)
+            self._backward_images(x4, g4, True, dx4)
+        return None if dx4 is None else dx4.reshape(x.shape)
+
+    def reset_cache(self) -> None:
+        self._x = None

@@ -1,0 +1,289 @@
+"""Average and max pooling over time-major arrays ``[T, B, C, H, W]``.
+
+Both follow PyTorch without padding and in floor mode: windows of ``kH x kW`` at stride
+``(sH, sW)`` (default: the kernel), ``H_out = (H - kH) // sH + 1``; rows and columns that
+do not fill a window are dropped (their gradient is 0)::
+
+    avg:  y[m, oh, ow] = (1 / (kH kW)) sum_{i, j} x[m, oh sH + i, ow sW + j]
+          dx[m, oh sH + i, ow sW + j] += g[m, oh, ow] / (kH kW)
+    max:  y[m, oh, ow] = x[m, a(m, oh, ow)],  a = first position of the maximum in
+          row-major window order (ties go to the first, NaN propagates, as torch)
+          dx[m, a(m, oh, ow)] += g[m, oh, ow]
+
+``m`` runs over the ``T*B*C`` feature maps.  The kernels are serial Numba loops with a
+dedicated branch for the common non-overlapping 2x2 window.  A static input (stride-0
+time axis) is pooled once on ``x[0]`` and returned as a static view; max pooling then
+keeps one argmax map for all steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .module import Module, broadcast_time, is_static
+
+
+def _pair(v, layer: str, name: str) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        v = (int(v), int(v))
+    try:
+        a, b = (int(e) for e in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}") from None
+    if a < 1 or b < 1:
+        raise ValueError(f"{layer}: {name} must be >= 1, got {(a, b)}")
+    return a, b
+
+
+# --------------------------------------------------------------------------------------
+# Numba kernels: feature maps flattened to x[M, H, W], y[M, Ho, Wo]
+# --------------------------------------------------------------------------------------
+@njit(cache=True)
+def avg_pool_forward(x, kh, kw, sh, sw, y):
+    """``y[m, oh, ow]`` = mean of the ``kh x kw`` window at ``(oh*sh, ow*sw)``."""
+    M = x.shape[0]
+    _, Ho, Wo = y.shape
+    scale = y.dtype.type(1.0 / (kh * kw))
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:
+        for m in range(M):
+            for oh in range(Ho):
+                out = y[m, oh]
+                r0 = x[m, 2 * oh]
+                r1 = x[m, 2 * oh + 1]
+                for ow in range(Wo):
+                    out[ow] = ((r0[2 * ow] + r0[2 * ow + 1]) + (r1[2 * ow] + r1[2 * ow + 1])) * scale
+        return
+    for m in range(M):
+        for oh in range(Ho):
+            out = y[m, oh]
+            out[:] = 0
+            for i in range(kh):
+                row = x[m, oh * sh + i]
+                for j in range(kw):
+                    r = row[j:]
+                    for ow in range(Wo):
+                        out[ow] += r[ow * sw]
+            for ow in range(Wo):
+                out[ow] *= scale
+
+
+@njit(cache=True)
+def avg_pool_backward(g, kh, kw, sh, sw, dx):
+    """Adjoint of :func:`avg_pool_forward`: ``dx`` (overwritten) from ``g[M, Ho, Wo]``."""
+    M, H, W = dx.shape
+    _, Ho, Wo = g.shape
+    scale = dx.dtype.type(1.0 / (kh * kw))
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:
+        if H != 2 * Ho or W != 2 * Wo:
+            dx[:] = 0
+        for m in range(M):
+            for oh in range(Ho):
+                gr = g[m, oh]
+                r0 = dx[m, 2 * oh]
+                r1 = dx[m, 2 * oh + 1]
+                for ow in range(Wo):
+                    v = gr[ow] * scale
+                    r0[2 * ow] = v
+                    r0[2 * ow + 1] = v
+                    r1[2 * ow] = v
+                    r1[2 * ow + 1] = v
+        return
+    dx[:] = 0
+    for m in range(M):
+        for oh in range(Ho):
+            gr = g[m, oh]
+            for i in range(kh):
+                row = dx[m, oh * sh + i]
+                for j in range(kw):
+                    r = row[j:]
+                    for ow in range(Wo):
+                        r[ow * sw] += gr[ow] * scale
+
+
+@njit(cache=True)
+def max_pool_forward(x, kh, kw, sh, sw, y, arg):
+    """``y`` = window maxima; ``arg[m, oh, ow]`` = flat index ``ih*W + iw`` of the maximum.
+
+    Windows are scanned in row-major order with a strict ``>``, so the first of tied maxima
+    wins; a NaN wins over any number (it propagates, as in torch).
+    """
+    M, H, W = x.shape
+    _, Ho, Wo = y.shape
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2:
+        for m in range(M):
+            for oh in range(Ho):
+                r0 = x[m, 2 * oh]
+                r1 = x[m, 2 * oh + 1]
+                out = y[m, oh]
+                am = arg[m, oh]
+                for ow in range(Wo):
+                    # branch-free selects (vectorisable); strict > keeps the first maximum
+                    a, b, c, d = r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]
+                    take = (b > a) | ((b != b) & (a == a))
+                    best = b if take else a
+                    where = 1 if take else 0
+                    take = (c > best) | ((c != c) & (best == best))
+                    best = c if take else best
+                    where = W if take else where
+                    take = (d > best) | ((d != d) & (best == best))
+                    best = d if take else best
+                    where = W + 1 if take else where
+                    out[ow] = best
+                    am[ow] = 2 * oh * W + 2 * ow + where
+        return
+    for m in range(M):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                h0, w0 = oh * sh, ow * sw
+                best = x[m, h0, w0]
+                where = h0 * W + w0
+                for i in range(kh):
+                    for j in range(kw):
+                        v = x[m, h0 + i, w0 + j]
+                        if v > best or (v != v and best == best):
+                            best = v
+                            where = (h0 + i) * W + w0 + j
+                y[m, oh, ow] = best
+                arg[m, oh, ow] = where
+
+
+@njit(cache=True)
+def max_pool_backward(g, arg, dx):
+    """``dx[t, m, arg[m, p]] += g[t, m, p]``: ``g [T', M, P]``, ``arg [M, P]``, ``dx [T', M, H*W]``.
+
+    ``T' > 1`` when one argmax map serves every step (static input); ``dx`` is overwritten.
+    """
+    Tp, M, P = g.shape
+    dx[:] = 0
+    for t in range(Tp):
+        for m in range(M):
+            gm = g[t, m]
+            am = arg[m]
+            dm = dx[t, m]
+            for p in range(P):
+                dm[am[p]] += gm[p]
+
+
+# --------------------------------------------------------------------------------------
+class _Pool2d(Module):
+    _name = "Pool2d"
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, self._name, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, self._name, "stride")
+        self._shape = None       # input shape of the last training forward
+        self._static = False
+
+    def __repr__(self) -> str:
+        return f"{self._name}(kernel_size={self.kernel_size}, stride={self.stride})"
+
+    def output_shape(self, H: int, W: int) -> tuple[int, int]:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return (H - kh) // sh + 1, (W - kw) // sw + 1
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x, feature_ndim=3)
+        kh, kw = self.kernel_size
+        if x.shape[3] < kh or x.shape[4] < kw:
+            raise ValueError(f"{self!r}: input maps {x.shape[3]}x{x.shape[4]} are smaller than "
+                             f"the window {kh}x{kw}; got shape {x.shape}")
+        return x
+
+    def _maps(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``x [T, B, C, H, W]`` as contiguous maps ``[M, H, W]`` (of ``x[0]`` when static)."""
+        static = is_static(x)
+        src = x[0] if static else x
+        return np.ascontiguousarray(src).reshape((-1,) + x.shape[3:]), static
+
+    def _grad_maps(self, grad_y: np.ndarray) -> np.ndarray:
+        self._require_cache("_shape")
+        T, B, C, H, W = self._shape
+        expected = (T, B, C) + self.output_shape(H, W)
+        if grad_y.shape != expected:
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected {expected}")
+        return np.ascontiguousarray(grad_y).reshape((-1,) + expected[3:])
+
+    def reset_cache(self) -> None:
+        self._shape = None
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling (no padding, floor mode) of ``[T, B, C, H, W]`` at every step.
+
+    Args:
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or pair; defaults to the kernel size (non-overlapping windows).
+    """
+
+    _name = "AvgPool2d"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check(x)
+        T, B, C, H, W = x.shape
+        Ho, Wo = self.output_shape(H, W)
+        maps, static = self._maps(x)
+        y = np.empty((maps.shape[0], Ho, Wo), dtype=x.dtype)
+        avg_pool_forward(maps, *self.kernel_size, *self.stride, y)
+        self._shape = x.shape if self.training else None
+        if static:
+            return broadcast_time(y.reshape(B, C, Ho, Wo), T)
+        return y.reshape(T, B, C, Ho, Wo)
+
+    def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        g = self._grad_maps(grad_y)
+        if not need_input_grad:
+            return None
+        dx = np.empty((g.shape[0],) + self._shape[3:], dtype=g.dtype)
+        avg_pool_backward(g, *self.kernel_size, *self.stride, dx)
+        return dx.reshape(self._shape)
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling (no padding, floor mode) of ``[T, B, C, H, W]`` at every step.
+
+    Gradients go to the first maximum of each window in row-major order (as torch).
+
+    Args:
+        kernel_size: int or ``(kH, kW)``.
+        stride: int or pair; defaults to the kernel size (non-overlapping windows).
+    """
+
+    _name = "MaxPool2d"
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__(kernel_size, stride)
+        self._arg = None         # argmax maps [M, Ho*Wo] (int32 flat index into H*W)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check(x)
+        T, B, C, H, W = x.shape
+        Ho, Wo = self.output_shape(H, W)
+        if H * W >= 2 ** 31:
+            raise ValueError(f"{self!r}: feature maps of {H}x{W} are too large")
+        maps, static = self._maps(x)
+        y = np.empty((maps.shape[0], Ho, Wo), dtype=x.dtype)
+        arg = np.empty((maps.shape[0], Ho, Wo), dtype=np.int32)
+        max_pool_forward(maps, *self.kernel_size, *self.stride, y, arg)
+        if self.training:
+            self._shape, self._arg, self._static = x.shape, arg.reshape(len(arg), -1), static
+        else:
+            self._shape = self._arg = None
+        if static:
+            return broadcast_time(y.reshape(B, C, Ho, Wo), T)
+        return y.reshape(T, B, C, Ho, Wo)
+
+    def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        g = self._grad_maps(grad_y)
+        if not need_input_grad:
+            return None
+        T, B, C, H, W = self._shape
+        arg = self._arg
+        Tp = T if self._static else 1
+        g3 = g.reshape(Tp, arg.shape[0], arg.shape[1])
+        dx = np.empty((Tp, arg.shape[0], H * W), dtype=g.dtype)
+        max_pool_backward(g3, arg, dx)
+        return dx.reshape(self._shape)
+
+    def reset_cache(self) -> None:
+        self._shape = self._arg = None
