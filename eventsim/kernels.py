@@ -71,18 +71,20 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
     """``acc[a_off + j] += v * WT[i, j]`` for events ``(i, v) = (ev_idx[k], ev_val[k])``,
     ``k0 <= k < k1``; ``WT [n_src, n_dst]`` (transposed weight, one contiguous row per
     source) starts at ``wt[w_off]``.  Returns the number of synaptic events."""
-    for k in range(k0, k1):
+    a = acc[a_off:a_off + n_dst]   # views: range indices need no wraparound checks,
+    for k in range(k0, k1):        # so the row loops vectorise
         v = ev_val[k]
         base = w_off + ev_idx[k] * n_dst
+        w = wt[base:base + n_dst]
         if v == 1.0:
             for j in range(n_dst):
-                acc[a_off + j] += wt[base + j]
+                a[j] += w[j]
         elif v == -1.0:
             for j in range(n_dst):
-                acc[a_off + j] -= wt[base + j]
+                a[j] -= w[j]
         else:
             for j in range(n_dst):
-                acc[a_off + j] += v * wt[base + j]
+                a[j] += v * w[j]
     return (k1 - k0) * n_dst
 
 
@@ -138,15 +140,17 @@ def scatter_conv(wf, w_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
                 opos = oy * Wo + ox
                 ab = a_off + opos * Co
                 touch(opos, mark, m_off, tlist, tcount, s)
+                a = acc[ab:ab + Co]
+                w = wf[wb:wb + Co]
                 if v == 1.0:
                     for co in range(Co):
-                        acc[ab + co] += wf[wb + co]
+                        a[co] += w[co]
                 elif v == -1.0:
                     for co in range(Co):
-                        acc[ab + co] -= wf[wb + co]
+                        a[co] -= w[co]
                 else:
                     for co in range(Co):
-                        acc[ab + co] += v * wf[wb + co]
+                        a[co] += v * w[co]
                 n += Co
     return n
 
@@ -294,6 +298,41 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
 
 
 @njit(cache=True)
+def update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
+    """:func:`neuron_step` for every neuron of a population (``I = acc + c``), branch-free
+    so that it vectorises: writes ``u`` to ``Uv``, ``v_new`` to ``Vv``, the spike to
+    ``flags`` (int8) and clears ``accv``."""
+    neg = -theta
+    for i in range(len(Vv)):
+        u = beta * Vv[i] + (accv[i] + cv[i])
+        accv[i] = 0
+        Uv[i] = u
+        pos = u >= theta
+        ng = ternary and u <= neg
+        if reset == HARD_RESET:
+            vn = v_reset if (pos or ng) else u
+        else:
+            vn = u - theta if pos else (u + theta if ng else u)
+        if has_vmin and vn < v_min:
+            vn = v_min
+        Vv[i] = vn
+        flags[i] = 1 if pos else (-1 if ng else 0)
+
+
+@njit(cache=True)
+def collect_spikes(flags, n, ring_i, ring_v):
+    """Compress the non-zero ``flags[:n]`` into the spike list ``(ring_i, ring_v)``."""
+    cnt = 0
+    for i in range(n):
+        f = flags[i]
+        if f != 0:
+            ring_i[cnt] = i
+            ring_v[cnt] = f
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True)
 def free_steps(v, c, n, beta, has_vmin, v_min):
     """``n`` steps of the recurrence without spikes, ``v = max(beta*v + c, v_min)``, with
     the same float operations as :func:`neuron_step` (exact catch-up of a lazy neuron);
@@ -418,9 +457,9 @@ def _clear_marks(s, space_i, mark, tlist, tcount, allt):
 
 
 @njit(cache=True)
-def _update_pop(q, t, T, b, lazy, predict, leak, pop_i, pop_f, space_i, acc, mark, tlist, tcount,
-                allt, V, U, L, cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,
-                period, powtab, rec_idx, readout_out, readout_perm):
+def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, acc, mark, tlist,
+                tcount, allt, V, U, L, lfull, flags, cst, ring_idx, ring_val, ringc, head, wnext,
+                wprev, wake_t, period, powtab, rec_idx, readout_out, readout_perm):
     """Update population ``q`` at step ``t`` from its accumulated input; returns the number
     of spikes (written to the population's ring slot for step ``t``)."""
     s = pop_i[q, P_SPACE]
@@ -448,29 +487,29 @@ def _update_pop(q, t, T, b, lazy, predict, leak, pop_i, pop_f, space_i, acc, mar
     R = pop_i[q, P_R]
     rbase = pop_i[q, P_RING] + (t % R) * n
     cnt = 0
+    ringc_i = pop_i[q, P_RINGC] + t % R
+    ring_i = ring_idx[rbase:rbase + n]
+    ring_v = ring_val[rbase:rbase + n]
+    accv = acc[a_off:a_off + n]
+    Vv = V[noff:noff + n]
+    Uv = U[noff:noff + n]
+    cv = cst[noff:noff + n]
     if not lazy:
-        for i in range(n):
-            gi = noff + i
-            u, sp, vn = neuron_step(V[gi], acc[a_off + i] + cst[gi], beta, theta, reset, v_reset,
-                                    has_vmin, v_min, tern)
-            acc[a_off + i] = 0
-            V[gi] = vn
-            U[gi] = u
-            if sp != 0:
-                ring_idx[rbase + cnt] = i
-                ring_val[rbase + cnt] = sp
-                cnt += 1
+        # constant drive, "step" mode: every neuron every step
+        update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, tern)
+        cnt = collect_spikes(flags, n, ring_i, ring_v)
         _clear_marks(s, space_i, mark, tlist, tcount, allt)
-        ringc[pop_i[q, P_RINGC] + t % R] = cnt
+        ringc[ringc_i] = cnt
+        lfull[q] = t
         return cnt
     # lazy population: wake-ups due now and recorded neurons join the touched blocks
     h = q * T + t
-    gi = head[h]
-    while gi >= 0:
-        nx = wnext[gi]
-        wake_t[gi] = -1
-        touch((gi - noff) // bs, mark, m_off, tlist, tcount, s)
-        gi = nx
+    i = head[h]
+    while i >= 0:   # wake lists hold population-local indices
+        nx = wnext[noff + i]
+        wake_t[noff + i] = -1
+        touch(i // bs, mark, m_off, tlist, tcount, s)
+        i = nx
     head[h] = -1
     r0 = pop_i[q, P_RECOFF]
     for k in range(r0, r0 + pop_i[q, P_RECN]):
@@ -478,14 +517,39 @@ def _update_pop(q, t, T, b, lazy, predict, leak, pop_i, pop_f, space_i, acc, mar
     vr = v_reset
     if has_vmin and vr < v_min:
         vr = v_min
-    nb = n // bs if allt[s] else tcount[s]
+    # views: loop indices from range(0, ...) need no negative-index wraparound
+    Lv = L[noff:noff + n]
+    wt_v = wake_t[noff:noff + n]
+    wn_v = wnext[noff:noff + n]
+    wp_v = wprev[noff:noff + n]
+    per_v = period[noff:noff + n]
+    hq = head[q * T:(q + 1) * T]
+    whole = allt[s]
+    lf = lfull[q]
+    if whole and lf == t - 1 and not driven and not (has_vmin and (v_min >= theta)):
+        # every neuron touched and none behind: the vectorised pass; only neurons that
+        # spiked can cross again without input (subtract reset, v_reset >= theta)
+        update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, tern)
+        cnt = collect_spikes(flags, n, ring_i, ring_v)
+        if t + 1 < T:
+            for k in range(cnt):
+                i = ring_i[k]
+                un = beta * Vv[i]
+                if un >= theta or (tern and un <= -theta):
+                    wake_push(hq, wn_v, wp_v, wt_v, t + 1, t + 1, i)
+        lfull[q] = t
+        _clear_marks(s, space_i, mark, tlist, tcount, allt)
+        ringc[ringc_i] = cnt
+        return cnt
+    nb = 1 if whole else tcount[s]
+    blen = n if whole else bs
     for k in range(nb):
-        blk = k if allt[s] else tlist[m_off + k]
-        for i in range(blk * bs, blk * bs + bs):
-            gi = noff + i
-            c = cst[gi]
-            v = V[gi]
-            gap = t - 1 - L[gi]
+        i0 = 0 if whole else tlist[m_off + k] * bs
+        for j in range(blen):
+            i = i0 + j
+            c = cv[i]
+            v = Vv[i]
+            gap = t - 1 - max(Lv[i], lf)
             if gap > 0:
                 if c == 0 and leak == LEAK_POWER:
                     v = v * powtab[q, gap]
@@ -493,36 +557,36 @@ def _update_pop(q, t, T, b, lazy, predict, leak, pop_i, pop_f, space_i, acc, mar
                         v = v_min
                 elif c != 0 or beta != 1:
                     v = free_steps(v, c, gap, beta, has_vmin, v_min)
-            u, sp, vn = neuron_step(v, acc[a_off + i] + c, beta, theta, reset, v_reset,
+            u, sp, vn = neuron_step(v, accv[i] + c, beta, theta, reset, v_reset,
                                     has_vmin, v_min, tern)
-            acc[a_off + i] = 0
-            V[gi] = vn
-            U[gi] = u
-            L[gi] = t
+            accv[i] = 0
+            Vv[i] = vn
+            Uv[i] = u
+            Lv[i] = t
             if sp != 0:
-                ring_idx[rbase + cnt] = i
-                ring_val[rbase + cnt] = sp
+                ring_i[cnt] = i
+                ring_v[cnt] = sp
                 cnt += 1
-            tw = wake_t[gi]
+            tw = wt_v[i]
             if tw >= 0:
-                wake_remove(head, wnext, wprev, wake_t, q * T + tw, gi)
+                wake_remove(hq, wn_v, wp_v, wt_v, tw, i)
             if t + 1 < T:
                 if c == 0:
                     un = beta * vn + c
                     if un >= theta or (tern and un <= -theta):
-                        wake_push(head, wnext, wprev, wake_t, q * T + t + 1, t + 1, gi)
+                        wake_push(hq, wn_v, wp_v, wt_v, t + 1, t + 1, i)
                 elif predict:
                     if sp != 0 and reset == HARD_RESET:
-                        d = period[gi]
+                        d = per_v[i]
                         if d == 0:
                             d = predict_steps(vr, c, T, beta, theta, has_vmin, v_min, tern)
-                            period[gi] = d
+                            per_v[i] = d
                     else:
                         d = predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
                     if d > 0 and t + d < T:
-                        wake_push(head, wnext, wprev, wake_t, q * T + t + d, t + d, gi)
+                        wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
     _clear_marks(s, space_i, mark, tlist, tcount, allt)
-    ringc[pop_i[q, P_RINGC] + t % R] = cnt
+    ringc[ringc_i] = cnt
     return cnt
 
 
@@ -570,6 +634,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     scr_val = np.zeros(sizes[Z_SCRATCH], dt)
     syn = np.zeros(G, np.int64)
     lazy = np.zeros(Q, np.bool_)
+    driven_q = np.zeros(Q, np.bool_)
+    lfull = np.full(Q, -1, np.int64)   # last step at which a population was fully updated
+    flags = np.zeros(sizes[Z_SCRATCH], np.int8)
     cap = 1024
     o_pop = np.empty(cap, np.int64)
     o_b = np.empty(cap, np.int64)
@@ -589,6 +656,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
         head[:] = -1
         period[:] = 0
         ringc[:] = 0
+        lfull[:] = -1
         cst[:] = const_all
         if drive_mode != DRIVE_NONE:
             for i in range(n0):
@@ -603,6 +671,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     if cst[noff + i] != 0:
                         driven = True
                         break
+                driven_q[q] = driven
                 lazy[q] = not driven or (predict and not (q == q0 and drive_mode == DRIVE_STEPS))
                 if driven and lazy[q]:
                     # initial predicted crossings from v_{-1} = 0
@@ -615,8 +684,8 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                             d = predict_steps(V[noff + i], c, T,
                                               pf[F_BETA], pf[F_THETA], hv, pf[F_VMIN], tern)
                             if d > 0:
-                                wake_push(head, wnext, wprev, wake_t, q * T + d - 1, d - 1,
-                                          noff + i)
+                                wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:],
+                                          wake_t[noff:], d - 1, d - 1, i)
         p = ev_ptr[b]
         pend = ev_ptr[b + 1]
         for t in range(T):
@@ -656,10 +725,10 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                   ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount,
                                   allt, mp_last, stamp, scr_idx, scr_val, syn)
-                c = _update_pop(q, t, T, b, lazy[q], predict, leak, pop_i, pop_f, space_i, acc,
-                                mark, tlist, tcount, allt, V, U, L, cst, ring_idx, ring_val,
-                                ringc, head, wnext, wprev, wake_t, period, powtab, rec_idx,
-                                readout_out, readout_perm)
+                c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak, pop_i, pop_f,
+                                space_i, acc, mark, tlist, tcount, allt, V, U, L, lfull, flags,
+                                cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,
+                                period, powtab, rec_idx, readout_out, readout_perm)
                 if c > 0:
                     if ocnt + c > cap:
                         while ocnt + c > cap:

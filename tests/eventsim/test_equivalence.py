@@ -226,6 +226,39 @@ def test_simulator_equals_reference(seed):
     assert sum(rec.spike_counts.values()) == total
 
 
+@pytest.mark.parametrize("proj", ["dense", "sparse"])
+@pytest.mark.parametrize("neuron", [
+    dict(reset="subtract", beta=1.0), dict(reset="subtract", beta=0.75, spikes="ternary"),
+    dict(reset="hard", v_reset=0.75, beta=1.0), dict(reset="hard", v_reset=-0.75, beta=1.0,
+                                                     spikes="ternary"),
+    dict(reset="subtract", beta=0.5, v_min=0.0)])
+def test_neurons_fire_again_without_input(proj, neuron):
+    """Strong, rare input: after a subtract reset (or a reset to v_reset beyond threshold) a
+    neuron keeps firing on steps where nothing touches it; the event loop must wake it."""
+    rng = np.random.default_rng(7)
+    W = (rng.integers(-200, 1000, size=(12, 6)) / 256).astype(np.float32)
+    if proj == "sparse":
+        W[rng.random(W.shape) < 0.5] = 0
+        mask = W != 0
+        first = mf.Sparse(data=W[mask], indices=np.nonzero(mask)[1], indptr=np.concatenate(
+            [[0], np.cumsum(mask.sum(axis=1))]), shape=W.shape)
+    else:
+        first = mf.Dense(W)
+    model = mf.Model(input_shape=(6,), T=14, encoding="rate", layers=[
+        first, mf.Spiking(theta=0.5, **neuron),
+        mf.Dense((rng.integers(-64, 64, size=(3, 12)) / 256).astype(np.float32)), mf.Readout()])
+    x = np.zeros((14, 2, 6), np.float32)
+    x[0, 0, :3] = 1
+    x[6, 0, 2:] = 1
+    x[3, 1, 4] = -1 if neuron.get("spikes") == "ternary" else 1
+    rec = eventsim.Simulator(model).run(from_dense(x))
+    spikes, _, readout = naive.simulate(model, x)
+    np.testing.assert_array_equal(rec.spikes[1].to_dense(14, 2), spikes[1])
+    np.testing.assert_array_equal(rec.readout, readout)
+    quiet = [t for t in range(14) if not x[t].any()]
+    assert np.abs(spikes[1][quiet]).sum() > 0   # spikes on steps without any input
+
+
 def test_models_are_not_silent():
     """The random models exercise the dynamics: most of them spike in every layer."""
     active = 0

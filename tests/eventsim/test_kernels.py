@@ -286,6 +286,27 @@ def test_neuron_step_equals_canonical_step():
                 assert (np.float32(got[0]), got[1], np.float32(got[2])) == (u[k], s[k], vn[k])
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_update_all_and_collect_spikes(seed):
+    rng = np.random.default_rng(seed)
+    p = _params(rng, np.float32)
+    n = int(rng.integers(1, 60))
+    state = [rng.standard_normal(n).astype(np.float32) for _ in range(4)] + [np.zeros(n, np.int8)]
+    state[1][rng.random(n) < 0.5] = 0  # some neurons without constant input
+    twin = [a.copy() for a in state]
+    args = (p["beta"], p["theta"], p["reset"], p["v_reset"], p["has_vmin"], p["v_min"], p["ternary"])
+    K.update_all(*state, *args)
+    naive.update_all(*twin, *args)
+    for a, b in zip(state, twin):
+        np.testing.assert_array_equal(a, b)
+    ri, rv = np.zeros(n, np.int64), np.zeros(n, np.float32)
+    ri2, rv2 = ri.copy(), rv.copy()
+    c = K.collect_spikes(state[4], n, ri, rv)
+    assert c == naive.collect_spikes(twin[4], n, ri2, rv2)
+    np.testing.assert_array_equal(ri[:c], ri2[:c])
+    np.testing.assert_array_equal(rv[:c], rv2[:c])
+
+
 def test_free_steps_and_predict_steps():
     rng = np.random.default_rng(2)
     for _ in range(2000):

@@ -145,6 +145,21 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
     return u, s, vn
 
 
+def update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
+    for i in range(len(Vv)):
+        u, s, vn = neuron_step(Vv[i], accv[i] + cv[i], beta, theta, reset, v_reset, has_vmin,
+                               v_min, ternary)
+        accv[i] = 0
+        Uv[i], Vv[i], flags[i] = u, vn, s
+
+
+def collect_spikes(flags, n, ring_i, ring_v):
+    idx = np.nonzero(flags[:n])[0]
+    ring_i[:len(idx)] = idx
+    ring_v[:len(idx)] = flags[idx]
+    return len(idx)
+
+
 def free_steps(v, c, n, beta, has_vmin, v_min):
     """No early exit: stepping at a fixed point changes nothing."""
     for _ in range(n):
