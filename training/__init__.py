@@ -4,14 +4,19 @@ Arrays are time-major ``[T, B, *features]``; every backward pass is derived by h
 """
 from .config import (default_dtype, get_default_dtype, is_smooth_mode, set_default_dtype,
                      set_smooth_mode, smooth_mode)
+from .conv import Conv2d
+from .dropout import Dropout
 from .layers import Flatten, Linear, Sequential
+from .norm import BatchNorm1d, BatchNorm2d
+from .pooling import AvgPool2d, MaxPool2d
 from .module import Module, Parameter
 from .neurons import IF, LIF, NeuronParams, canonical_step
 from . import losses, surrogates
 from .export import export, to_model, to_network
 
 __all__ = [
-    "Module", "Parameter", "Sequential", "Linear", "Flatten", "LIF", "IF", "NeuronParams",
+    "Module", "Parameter", "Sequential", "Linear", "Flatten", "Conv2d", "AvgPool2d", "MaxPool2d",
+    "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "NeuronParams",
     "canonical_step", "export", "to_model", "to_network", "losses", "surrogates", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
 ]

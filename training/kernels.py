@@ -67,26 +67,42 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
     hard: v_t = u_t (1 - s_t) + v_reset s_t ;  subtract: v_t = u_t - theta s_t
 
     Args:
-        current: I [T, N] (any strides; a stride-0 time axis is a static input).
+        current: I [T, N], or [1, N] for a static input repeated at every step.
         spikes: output s [T, N], written.
         membrane: output u [T, N] (membrane before reset, kept for backward), written.
     """
-    T, N = current.shape
+    T, N = spikes.shape
+    static = current.shape[0] == 1
     v = np.zeros(N, dtype=spikes.dtype)
     one = spikes.dtype.type(1.0)
+    zero = spikes.dtype.type(0.0)
     for t in range(T):
-        for n in range(N):
-            u = beta * v[n] + current[t, n]
-            if smooth:
+        I = current[0] if static else current[t]
+        u_t, s_t = membrane[t], spikes[t]
+        if smooth:
+            for n in range(N):
+                u = beta * v[n] + I[n]
                 s = surrogate_primitive(sur_code, alpha, u - theta)
-            else:
-                s = one if u >= theta else 0.0
-            if reset_mode == 0:
-                v[n] = u * (one - s) + v_reset * s
-            else:
-                v[n] = u - theta * s
-            spikes[t, n] = s
-            membrane[t, n] = u
+                if reset_mode == 0:
+                    v[n] = u * (one - s) + v_reset * s
+                else:
+                    v[n] = u - theta * s
+                s_t[n] = s
+                u_t[n] = u
+        elif reset_mode == 0:
+            for n in range(N):
+                u = beta * v[n] + I[n]
+                fired = u >= theta
+                v[n] = v_reset if fired else u
+                s_t[n] = one if fired else zero
+                u_t[n] = u
+        else:
+            for n in range(N):
+                u = beta * v[n] + I[n]
+                fired = u >= theta
+                v[n] = u - theta if fired else u
+                s_t[n] = one if fired else zero
+                u_t[n] = u
 
 
 @njit(cache=True, fastmath=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import kernels, surrogates
 from .config import is_smooth_mode
-from .module import Module
+from .module import Module, is_static
 
 _RESETS = {"hard": kernels.HARD_RESET, "subtract": kernels.SUBTRACT_RESET}
 
@@ -133,12 +133,15 @@ class LIF(Module):
         if x.ndim < 3:
             raise ValueError(f"{self!r}: expected input [T, B, ...features], got shape {x.shape}")
         T = x.shape[0]
-        current = x.reshape(T, -1)
-        if self.input_gain != 1.0:
-            current = current * x.dtype.type(self.input_gain)
         dt = x.dtype.type
-        spikes = np.empty(current.shape, dtype=x.dtype)
-        membrane = np.empty(current.shape, dtype=x.dtype)
+        # a static (stride-0) input is passed as one row: the kernel reads it at every step
+        current = x[:1].reshape(1, -1) if is_static(x) else x.reshape(T, -1)
+        if self.input_gain != 1.0:
+            current = current * dt(self.input_gain)
+        current = np.ascontiguousarray(current)
+        N = current.shape[1]
+        spikes = np.empty((T, N), dtype=x.dtype)
+        membrane = np.empty((T, N), dtype=x.dtype)
         kernels.lif_forward(current, dt(self.beta), dt(self.threshold), _RESETS[self.reset],
                             dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
                             is_smooth_mode(), spikes, membrane)
