@@ -322,6 +322,7 @@ def _layer_record(model, layer):
     """The model's record of ``layer`` (int index, or a str holding one), or None."""
     if model is None:
         return None
+    model = getattr(model, "model", model)  # a CompiledNetwork holds its Model records
     try:
         return model.layers[int(layer)]
     except (TypeError, ValueError, IndexError, AttributeError):
@@ -329,6 +330,7 @@ def _layer_record(model, layer):
 
 
 def _layer_size(model, layer, default: int) -> int:
+    model = getattr(model, "model", model)
     try:
         return int(np.prod(model.shapes[int(layer)]))
     except Exception:
