@@ -34,6 +34,10 @@ from .module import Module, Parameter, broadcast_time, is_static
 # bytes of one chunk's column matrix cols[K, nb*P]; ~L2-sized chunks measured fastest
 _CHUNK_BYTES = 1 << 21
 _MIN_CHUNK_COLUMNS = 2048
+# below this many rows K = C_in*kH*kW the products are done image by image (batched matmul
+# writing [C_out, P] blocks straight into the NCHW output): with so little arithmetic per
+# output value, the transposes of the chunk-wide GEMM would cost more than the GEMM itself
+_PER_IMAGE_MAX_K = 64
 
 
 def _pair(v, name: str, minimum: int) -> tuple[int, int]:
@@ -221,15 +225,22 @@ class Conv2d(Module):
         padded = ph > 0 or pw > 0
         xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=x4.dtype) if padded else None
         cols = np.empty((K, nb * P), dtype=x4.dtype)
-        ybuf = np.empty((Co, nb * P), dtype=x4.dtype)
+        ybuf = np.empty((Co, nb * P), dtype=x4.dtype) if K >= _PER_IMAGE_MAX_K else None
         y = np.empty((N, Co, P), dtype=x4.dtype)
         bias = None if self.bias is None else self.bias.data[None, :, None]
+        per_image = K < _PER_IMAGE_MAX_K
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             m = (n1 - n0) * P
             if padded:
                 pad_into(x4, n0, n1, ph, pw, xpad)
             im2col(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
+            if per_image:       # y[n] = W2 @ cols_n, written in place: [nb, K, P] view
+                c3 = cols.reshape(K, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
+                np.matmul(W2, c3, out=y[n0:n1])
+                if bias is not None:
+                    y[n0:n1] += bias
+                continue
             np.matmul(W2, cols[:, :m], out=ybuf[:, :m])
             chunk = ybuf.reshape(Co, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
             if bias is None:
@@ -255,7 +266,7 @@ class Conv2d(Module):
         padded = ph > 0 or pw > 0
         dt = g4.dtype
         g3 = g4.reshape(N, Co, P)
-        gbuf = np.empty((Co, nb * P), dtype=dt)
+        gbuf = np.empty((Co, nb * P), dtype=dt) if K >= _PER_IMAGE_MAX_K else None
         cols = np.empty((K, nb * P), dtype=dt)
         if need_weight_grad:
             dW = np.zeros((K, Co), dtype=dt)    # dW2^T, accumulated over chunks
@@ -263,19 +274,30 @@ class Conv2d(Module):
             xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt) if padded else None
         if dx4 is not None and padded:
             dxpad = np.empty((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt)
+        per_image = K < _PER_IMAGE_MAX_K
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             m = (n1 - n0) * P
-            gbuf.reshape(Co, nb, P)[:, :n1 - n0] = g3[n0:n1].transpose(1, 0, 2)
-            g = gbuf[:, :m]
+            c3 = cols.reshape(K, nb, P)[:, :n1 - n0].transpose(1, 0, 2)   # [nb, K, P] view
+            if per_image:
+                g = g3[n0:n1]                                   # [nb, Co, P]
+            else:
+                gbuf.reshape(Co, nb, P)[:, :n1 - n0] = g3[n0:n1].transpose(1, 0, 2)
+                g = gbuf[:, :m]                                 # [Co, nb*P]
             if need_weight_grad:
                 if padded:
                     pad_into(x4, n0, n1, ph, pw, xpad)
                 im2col(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
-                np.matmul(cols[:, :m], g.T, out=dWc)
-                dW += dWc
+                if per_image:
+                    dW += np.matmul(c3, g.transpose(0, 2, 1)).sum(axis=0)
+                else:
+                    np.matmul(cols[:, :m], g.T, out=dWc)
+                    dW += dWc
             if dx4 is not None:
-                np.matmul(W2.T, g, out=cols[:, :m])
+                if per_image:
+                    np.matmul(W2.T, g, out=c3)
+                else:
+                    np.matmul(W2.T, g, out=cols[:, :m])
                 if padded:
                     col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dxpad)
                     crop_into(dxpad, n0, n1, ph, pw, dx4)

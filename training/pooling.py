@@ -110,26 +110,41 @@ def max_pool_forward(x, kh, kw, sh, sw, y, arg):
     M, H, W = x.shape
     _, Ho, Wo = y.shape
     if kh == 2 and kw == 2 and sh == 2 and sw == 2:
+        # plain compares (vectorisable); a row holding a NaN is redone in a second loop
         for m in range(M):
             for oh in range(Ho):
                 r0 = x[m, 2 * oh]
                 r1 = x[m, 2 * oh + 1]
                 out = y[m, oh]
                 am = arg[m, oh]
+                base = 2 * oh * W
+                nan = False
                 for ow in range(Wo):
-                    # branch-free selects (vectorisable); strict > keeps the first maximum
                     a, b, c, d = r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]
-                    take = (b > a) | ((b != b) & (a == a))
-                    best = b if take else a
-                    where = 1 if take else 0
-                    take = (c > best) | ((c != c) & (best == best))
-                    best = c if take else best
-                    where = W if take else where
-                    take = (d > best) | ((d != d) & (best == best))
-                    best = d if take else best
-                    where = W + 1 if take else where
+                    best = a
+                    where = 0
+                    if b > best:
+                        best = b
+                        where = 1
+                    if c > best:
+                        best = c
+                        where = W
+                    if d > best:
+                        best = d
+                        where = W + 1
                     out[ow] = best
-                    am[ow] = 2 * oh * W + 2 * ow + where
+                    am[ow] = base + 2 * ow + where
+                    total = (a + b) + (c + d)
+                    nan |= total != total
+                if nan:
+                    for ow in range(Wo):
+                        for q in range(4):
+                            i, j = q // 2, q % 2
+                            v = x[m, 2 * oh + i, 2 * ow + j]
+                            if v != v:
+                                out[ow] = v
+                                am[ow] = base + i * W + 2 * ow + j
+                                break
         return
     for m in range(M):
         for oh in range(Ho):

@@ -32,6 +32,13 @@ def f64():
     training.set_default_dtype(np.float32)
 
 
+@pytest.fixture(params=["chunk-gemm", "per-image"])
+def gemm_mode(request, monkeypatch):
+    """Run a test through both product layouts (one GEMM per chunk / one per image)."""
+    monkeypatch.setattr(conv_mod, "_PER_IMAGE_MAX_K", 0 if request.param == "chunk-gemm" else 10 ** 9)
+    return request.param
+
+
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Force many chunks (with a partial last one) through the chunked lowering."""
@@ -59,7 +66,7 @@ def _naive_forward(conv, x):
 # -- forward / backward against the naive loops ---------------------------------------
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=GEOMETRY_IDS)
-def test_forward_backward_match_naive(f64, geom, bias):
+def test_forward_backward_match_naive(f64, geom, bias, gemm_mode):
     conv = _conv(geom, bias)
     x = _input(geom)
     y = conv(x)
@@ -78,7 +85,7 @@ def test_forward_backward_match_naive(f64, geom, bias):
 
 
 @pytest.mark.parametrize("geom", GEOMETRIES[:5], ids=GEOMETRY_IDS[:5])
-def test_chunked_lowering_matches_single_chunk(f64, geom, monkeypatch):
+def test_chunked_lowering_matches_single_chunk(f64, geom, gemm_mode, monkeypatch):
     x = _input(geom, T=3, B=3)
     g = np.random.default_rng(3).standard_normal((3, 3, geom[1]) + _conv(geom).output_shape(*x.shape[3:]))
     results = []
@@ -107,17 +114,17 @@ def test_float32_forward_close_to_naive():
 # -- finite differences (float64, smooth mode) -----------------------------------------
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("geom", GEOMETRIES, ids=GEOMETRY_IDS)
-def test_gradcheck(f64, geom, bias):
+def test_gradcheck(f64, geom, bias, gemm_mode):
     check_module_gradients(_conv(geom, bias), _input(geom))
 
 
 @pytest.mark.parametrize("geom", [GEOMETRIES[1], GEOMETRIES[3]], ids=["k3s1p1", "k3s2p1"])
-def test_gradcheck_chunked(f64, geom, small_chunks):
+def test_gradcheck_chunked(f64, geom, small_chunks, gemm_mode):
     check_module_gradients(_conv(geom), _input(geom, T=2, B=3))
 
 
 @pytest.mark.parametrize("geom", [GEOMETRIES[1], GEOMETRIES[4]], ids=["k3s1p1", "k2x3s2x1p0x2"])
-def test_gradcheck_static_input(f64, geom):
+def test_gradcheck_static_input(f64, geom, gemm_mode):
     x0 = _input(geom, T=1, B=2)[0]
     x = np.broadcast_to(x0, (3,) + x0.shape)
     assert is_static(x)
@@ -126,7 +133,7 @@ def test_gradcheck_static_input(f64, geom):
 
 # -- static input (direct encoding) ----------------------------------------------------
 @pytest.mark.parametrize("need_input_grad", [True, False])
-def test_static_input_matches_dense(f64, need_input_grad):
+def test_static_input_matches_dense(f64, need_input_grad, gemm_mode):
     geom = GEOMETRIES[3]
     x0 = _input(geom, T=1, B=2)[0]
     xs = np.broadcast_to(x0, (4,) + x0.shape)
