@@ -38,10 +38,10 @@ LEAK_REPEAT, LEAK_POWER = 0, 1
 (S_KIND, S_SRC, S_DST, S_WOFF, S_POFF, S_IOFF, S_HI, S_WI, S_CI, S_HO, S_WO, S_CO, S_KH, S_KW,
  S_SH, S_SW, S_PH, S_PW, S_MOFF, S_LAYER) = range(20)
 N_STAGE_COLS = 20
-# space_i columns (space_f[s] holds the divisor of POST_DIV spaces)
+# space_i columns (space_f[s] holds the factor of POST_SCALE spaces)
 SP_N, SP_OFF, SP_BS, SP_BOFF, SP_POST = range(5)
 N_SPACE_COLS = 5
-POST_NONE, POST_DIV = 0, 1
+POST_NONE, POST_SCALE = 0, 1
 # pop_i columns; pop_f columns: beta, theta, v_reset, v_min
 (P_KIND, P_SPACE, P_N, P_NOFF, P_RESET, P_TERN, P_HASVMIN, P_RING, P_R, P_RINGC, P_RECOFF,
  P_RECN) = range(12)
@@ -51,7 +51,7 @@ F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
 E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
 N_EDGE_COLS = 5
 # sizes[] entries passed to run_batch
-(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH) = range(7)
+(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP) = range(8)
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,7 +160,8 @@ def scatter_sumpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
                     acc, a_off, mark, m_off, tlist, tcount, s):
     """Sum pooling (no padding, floor mode): an event at ``(y, x, c)`` adds its value to
     every window ``(oy, ox, c)`` containing it.  Average pooling is this followed by a
-    division by ``kh*kw`` when the destination space is read (``POST_DIV``)."""
+    multiplication by ``dtype(1/(kh*kw))`` when the destination space is read
+    (``POST_SCALE``), as the dense engine computes a window mean."""
     n = 0
     for k in range(k0, k1):
         i = ev_idx[k]
@@ -229,22 +230,22 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
 @njit(cache=True)
 def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val):
     """Move the non-zero touched entries of space ``s`` into the event list
-    ``(out_idx, out_val)`` (divided by ``space_f[s]`` for ``POST_DIV`` spaces), clear them
+    ``(out_idx, out_val)`` (times ``space_f[s]`` for ``POST_SCALE`` spaces), clear them
     and the space's touched list; returns the number of events."""
     n = space_i[s, SP_N]
     a_off = space_i[s, SP_OFF]
     bs = space_i[s, SP_BS]
     m_off = space_i[s, SP_BOFF]
     post = space_i[s, SP_POST]
-    div = space_f[s]
+    scale = space_f[s]
     cnt = 0
     if allt[s]:
         for i in range(n):
             x = acc[a_off + i]
             if x != 0:
                 acc[a_off + i] = 0
-                if post == POST_DIV:
-                    x = x / div
+                if post == POST_SCALE:
+                    x = x * scale
                 out_idx[cnt] = i
                 out_val[cnt] = x
                 cnt += 1
@@ -258,8 +259,8 @@ def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val)
                 x = acc[a_off + i]
                 if x != 0:
                     acc[a_off + i] = 0
-                    if post == POST_DIV:
-                        x = x / div
+                    if post == POST_SCALE:
+                        x = x * scale
                     out_idx[cnt] = i
                     out_val[cnt] = x
                     cnt += 1
@@ -604,7 +605,10 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     ``ev_ptr[b]:ev_ptr[b+1]`` sorted by step, delivered through edge 0; or (``drive_mode``
     static/steps) the first population's input current ``drive[t or 0, b - b0, :]``.
     Outputs: ``readout_out[t, b, :]``, ``mem_out[t, b, :]`` (recorded neurons, u before
-    reset); returns spikes ``(pop, sample, t, neuron, value)`` and synaptic events per stage.
+    reset); returns ``(counts [b1-b0, T, Q] int32, neuron int32, value int8, synaptic events
+    per stage)``: the spikes of population q at step t of sample b are the next
+    ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (internal indices, in update
+    order), taken in (b, t, q) order.
     """
     Q = pop_i.shape[0]
     E = edge_i.shape[0]
@@ -637,11 +641,16 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     driven_q = np.zeros(Q, np.bool_)
     lfull = np.full(Q, -1, np.int64)   # last step at which a population was fully updated
     flags = np.zeros(sizes[Z_SCRATCH], np.int8)
-    cap = 1024
-    o_pop = np.empty(cap, np.int64)
-    o_b = np.empty(cap, np.int64)
-    o_t = np.empty(cap, np.int64)
-    o_n = np.empty(cap, np.int64)
+    # spikes: counts[b - b0, t, q] and, in (b, t, q) order, neuron (internal) and value.
+    # The buffer is sized for the worst case (every neuron every step) up to a limit; pages
+    # are only touched when written, and it grows by doubling past the limit.
+    n_spiking = 0
+    for q in range(Q):
+        if pop_i[q, P_KIND] == POP_SPIKING:
+            n_spiking += pop_i[q, P_N]
+    cap = max(16, min(n_spiking * T * (b1 - b0), sizes[Z_SPIKECAP]))
+    counts = np.zeros((b1 - b0, T, Q), np.int32)
+    o_n = np.empty(cap, np.int32)
     o_v = np.empty(cap, np.int8)
     ocnt = 0
     predict = mode == MODE_PREDICT
@@ -733,16 +742,11 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     if ocnt + c > cap:
                         while ocnt + c > cap:
                             cap *= 2
-                        o_pop = _grow(o_pop, cap, ocnt)
-                        o_b = _grow(o_b, cap, ocnt)
-                        o_t = _grow(o_t, cap, ocnt)
                         o_n = _grow(o_n, cap, ocnt)
                         o_v = _grow(o_v, cap, ocnt)
+                    counts[b - b0, t, q] = c
                     base = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * pop_i[q, P_N]
                     for k in range(c):
-                        o_pop[ocnt] = q
-                        o_b[ocnt] = b
-                        o_t[ocnt] = t
                         o_n[ocnt] = ring_idx[base + k]
                         o_v[ocnt] = np.int8(ring_val[base + k])
                         ocnt += 1
@@ -750,8 +754,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                 noff = pop_i[q, P_NOFF]
                 for k in range(r0, r0 + pop_i[q, P_RECN]):
                     mem_out[t, b, k] = U[noff + rec_idx[k]]
-    return (o_pop[:ocnt].copy(), o_b[:ocnt].copy(), o_t[:ocnt].copy(), o_n[:ocnt].copy(),
-            o_v[:ocnt].copy(), syn)
+    return counts, o_n[:ocnt].copy(), o_v[:ocnt].copy(), syn
 
 
 @njit(cache=True)

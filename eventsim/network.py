@@ -14,8 +14,8 @@ Compilation (see ``eventsim/kernels.py`` for the vocabulary)
 - The projections between two populations become an *edge*: a chain of *stages*
   (dense: transposed weight ``WT[n_in, n_out]`` so a spike streams one contiguous row;
   sparse: source-major CSR; conv: weight ``[C_in, kH, kW, C_out]`` scattered around the
-  spike; average pooling: window sums divided by ``kH*kW`` when read (as the dense engine's
-  mean of a window); max pooling of binary spikes; Flatten costs nothing).  Feature maps are
+  spike; average pooling: window sums multiplied by ``dtype(1/(kH*kW))`` when read (as the
+  dense engine's pooling: exact window sums of spikes, then one rounding); max pooling of binary spikes; Flatten costs nothing).  Feature maps are
   stored channel-last internally; ``perm`` arrays map internal to canonical (C-order,
   channel-first) indices, and weights are permuted at compile time, so results are reported
   in canonical order.
@@ -45,7 +45,7 @@ class _Space:
     bs: int                 # block size: C for channel-last feature maps, else 1
     perm: np.ndarray        # internal index -> canonical flat index
     hwc: tuple | None       # (H, W, C) for channel-last spaces
-    post_div: float = 0.0   # divide by this when read (average pooling); 0: none
+    post_scale: float = 0.0  # multiply by this when read (average pooling); 0: none
     off: int = 0
     boff: int = 0
 
@@ -111,19 +111,29 @@ def dense_apply(rec, x: np.ndarray, bias: bool = True) -> np.ndarray:
             y += rec.bias
         return y
     if isinstance(rec, mf.Conv2d):
+        # as training.conv: per image y_n = W2 @ cols_n (K = C_in*kH*kW rows), then + bias
         co, ci, kh, kw = rec.weight.shape
         (sh, sw), (ph, pw) = tuple(rec.stride), tuple(rec.padding)
         xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
         win = _windows(xp, kh, kw, sh, sw)                      # [M, ci, Ho, Wo, kh, kw]
-        y = np.tensordot(win, rec.weight, axes=([1, 4, 5], [1, 2, 3]))  # [M, Ho, Wo, co]
-        y = np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+        Ho, Wo = win.shape[2:4]
+        cols = np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(M, ci * kh * kw, Ho * Wo)
+        y = np.matmul(rec.weight.reshape(co, -1), cols)          # [M, co, Ho*Wo]
         if bias and rec.bias is not None:
-            y += rec.bias[:, None, None]
-        return y
+            y += rec.bias[None, :, None]
+        return y.reshape(M, co, Ho, Wo)
     if isinstance(rec, mf.AvgPool2d):
+        # as training.pooling: window sum in row-major order (2x2/2: pairs), times 1/(kh*kw)
         (kh, kw), (sh, sw) = tuple(rec.kernel), tuple(rec.stride)
-        s = _windows(x, kh, kw, sh, sw).sum(axis=(-2, -1), dtype=x.dtype)
-        return s / x.dtype.type(kh * kw)
+        win = _windows(x, kh, kw, sh, sw)
+        if (kh, kw, sh, sw) == (2, 2, 2, 2):
+            s = (win[..., 0, 0] + win[..., 0, 1]) + (win[..., 1, 0] + win[..., 1, 1])
+        else:
+            s = np.zeros(win.shape[:4], dtype=x.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    s += win[..., i, j]
+        return s * x.dtype.type(1.0 / (kh * kw))
     if isinstance(rec, mf.MaxPool2d):
         (kh, kw), (sh, sw) = tuple(rec.kernel), tuple(rec.stride)
         return np.ascontiguousarray(_windows(x, kh, kw, sh, sw).max(axis=(-2, -1)))
@@ -290,7 +300,7 @@ class CompiledNetwork:
         (kh, kw), (sh, sw) = tuple(layer.kernel), tuple(layer.stride)
         ints = dict(geo, kh=kh, kw=kw, sh=sh, sw=sw)
         if isinstance(layer, mf.AvgPool2d):
-            spaces[dst].post_div = float(kh * kw)
+            spaces[dst].post_scale = 1.0 / (kh * kw)
             return _Stage(K.K_SUMPOOL, src, dst, label, ints=ints)
         return _Stage(K.K_MAXPOOL, src, dst, label, ints=ints)
 
@@ -332,9 +342,9 @@ class CompiledNetwork:
         space_i = np.zeros((len(spaces), K.N_SPACE_COLS), dtype=np.int64)
         space_f = np.ones(len(spaces), dtype=dt)
         for s, sp in enumerate(spaces):
-            space_i[s] = (sp.n, sp.off, sp.bs, sp.boff, K.POST_DIV if sp.post_div else K.POST_NONE)
-            if sp.post_div:
-                space_f[s] = dt.type(sp.post_div)
+            space_i[s] = (sp.n, sp.off, sp.bs, sp.boff, K.POST_SCALE if sp.post_scale else K.POST_NONE)
+            if sp.post_scale:
+                space_f[s] = dt.type(sp.post_scale)
         # stages
         wf_parts, wi_parts = [], []
         wf_off = wi_off = mp_off = 0
@@ -402,7 +412,7 @@ class CompiledNetwork:
         self.wi = np.concatenate(wi_parts).astype(np.int64) if wi_parts else np.zeros(1, np.int64)
         self.const_all = np.ascontiguousarray(np.concatenate(const_all), dtype=dt)
         self.const_conn = np.ascontiguousarray(np.concatenate(const_conn), dtype=dt)
-        sizes = np.zeros(7, dtype=np.int64)
+        sizes = np.zeros(8, dtype=np.int64)
         sizes[K.Z_ACC] = max(off, 1)
         sizes[K.Z_BLOCKS] = max(boff, 1)
         sizes[K.Z_NEURONS] = max(noff, 1)
@@ -410,6 +420,7 @@ class CompiledNetwork:
         sizes[K.Z_RINGC] = max(ringc, 1)
         sizes[K.Z_MP] = max(mp_off, 1)
         sizes[K.Z_SCRATCH] = max(sp.n for sp in spaces)
+        sizes[K.Z_SPIKECAP] = 1 << 26   # initial spike buffer limit per kernel call
         self.sizes = sizes
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]

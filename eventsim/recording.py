@@ -10,7 +10,7 @@ HDF5 layout (``format = "snn-recording"``, ``version = 1``)::
     /predictions           [B] int64             argmax_c sum_t a_t r_t[c]
     /time_weights          [T] float             (only if the model has them)
     /spikes/<layer:04d>    attrs: layer, n_neurons, ternary
-                           datasets sample, t, neuron (int64 [n]), value (int8 [n], ternary)
+                           datasets sample, t, neuron (int32 [n]), value (int8 [n], ternary)
     /membrane/<layer:04d>  attrs: layer; datasets neurons (int64 [k]), values [T, B, k]
     /synaptic_events       attrs: one integer per projection ("layers[i]", "connections[k]")
                            and "total"
@@ -39,8 +39,9 @@ class RecordingFormatError(ValueError):
 @dataclass(frozen=True, eq=False)
 class SpikeTrain:
     """Spikes of one layer: event ``k`` is neuron ``neuron[k]`` (canonical C-order index)
-    of sample ``sample[k]`` firing at step ``t[k]``, sorted by (sample, t, neuron).
-    ``value`` is +1/-1 (int8) for ternary layers, None for binary ones."""
+    of sample ``sample[k]`` firing at step ``t[k]`` (int32 arrays), sorted by (sample, t);
+    within one step the neurons come in the simulator's update order (:meth:`sorted` also
+    orders them).  ``value`` is +1/-1 (int8) for ternary layers, None for binary ones."""
     sample: np.ndarray
     t: np.ndarray
     neuron: np.ndarray
@@ -53,6 +54,13 @@ class SpikeTrain:
     @property
     def ternary(self) -> bool:
         return self.value is not None
+
+    def sorted(self) -> "SpikeTrain":
+        """A copy sorted by (sample, t, neuron)."""
+        order = np.lexsort((self.neuron, self.t, self.sample))
+        return SpikeTrain(sample=self.sample[order], t=self.t[order], neuron=self.neuron[order],
+                          value=None if self.value is None else self.value[order],
+                          n_neurons=self.n_neurons)
 
     def to_dense(self, T: int, B: int, n: int | None = None) -> np.ndarray:
         """Dense spikes ``[T, B, n]`` int8 (values 0/1, or -1/0/1 for ternary layers)."""
@@ -128,7 +136,7 @@ class Recording:
                     h = g.create_group(f"{int(layer):04d}")
                     h.attrs.update(layer=int(layer), n_neurons=int(st.n_neurons), ternary=st.ternary)
                     for name in ("sample", "t", "neuron"):
-                        h.create_dataset(name, data=np.asarray(getattr(st, name), dtype=np.int64))
+                        h.create_dataset(name, data=np.asarray(getattr(st, name), dtype=np.int32))
                     if st.value is not None:
                         h.create_dataset("value", data=np.asarray(st.value, dtype=np.int8))
                 g = f.create_group("membrane")
@@ -228,13 +236,13 @@ def _read(f, w) -> Recording:
         where = f"{w}/spikes/{key}"
         layer, n = int(_attr(g, "layer", where)), int(_attr(g, "n_neurons", where))
         ternary = bool(_attr(g, "ternary", where))
-        cols = {name: _array(g, name, where, "iu", ndim=1).astype(np.int64)
-                for name in ("sample", "t", "neuron")}
+        cols = {name: _array(g, name, where, "iu", ndim=1) for name in ("sample", "t", "neuron")}
         m = len(cols["t"])
         for name, hi in (("sample", B), ("t", T), ("neuron", n)):
             if len(cols[name]) != m:
                 _fail(f"{where}/{name}", f"length {len(cols[name])} != {m}")
             _in_range(cols[name], hi, f"{where}/{name}")
+            cols[name] = cols[name].astype(np.int32)
         value = None
         if ternary:
             value = _array(g, "value", where, "i", shape=(m,)).astype(np.int8)

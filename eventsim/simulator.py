@@ -230,25 +230,29 @@ class Simulator:
     def _recording(self, results, readout, mem, T, B, elapsed) -> Recording:
         net = self.network
         dt = net.dtype
+        Q = len(net.pop_size)
         if results:
-            cols = [np.concatenate([r[k] for r in results]) for k in range(5)]
-            syn = np.sum([r[5] for r in results], axis=0)
+            counts = np.concatenate([r[0] for r in results], axis=0)        # [B, T, Q]
+            neuron = np.concatenate([r[1] for r in results])
+            value = np.concatenate([r[2] for r in results])
+            syn = np.sum([r[3] for r in results], axis=0)
         else:
-            cols = [np.zeros(0, np.int64)] * 4 + [np.zeros(0, np.int8)]
+            counts = np.zeros((0, T, Q), np.int32)
+            neuron, value = np.zeros(0, np.int32), np.zeros(0, np.int8)
             syn = np.zeros(net.n_stages, np.int64)
-        pop, sample, t, neuron, value = cols
-        offsets = np.cumsum([0] + net.pop_size)
-        canon = np.concatenate(net.pop_perm)[offsets[pop] + neuron] if len(pop) else neuron
-        order = np.lexsort((canon, t, sample, pop))
-        pop, sample, t, canon, value = pop[order], sample[order], t[order], canon[order], value[order]
-        bounds = np.searchsorted(pop, np.arange(len(net.pop_size) + 1))
+        # spikes are stored in (sample, t, population) groups
+        pop_of = np.repeat(np.tile(np.arange(Q, dtype=np.int8), B * T), counts.reshape(-1))
+        steps_b = np.repeat(np.arange(B, dtype=np.int32), T)
+        steps_t = np.tile(np.arange(T, dtype=np.int32), B)
         spikes = {}
         for q, layer in enumerate(net.pop_layers[:-1]):
-            a, b = bounds[q], bounds[q + 1]
+            cq = counts[:, :, q].reshape(-1)
+            sel = pop_of == q
             ternary = net.model.layers[layer].spikes == "ternary"
-            spikes[layer] = SpikeTrain(sample=sample[a:b], t=t[a:b], neuron=canon[a:b],
-                                       value=value[a:b].copy() if ternary else None,
-                                       n_neurons=net.pop_size[q])
+            spikes[layer] = SpikeTrain(
+                sample=np.repeat(steps_b, cq), t=np.repeat(steps_t, cq),
+                neuron=net.pop_perm[q].astype(np.int32)[neuron[sel]],
+                value=value[sel] if ternary else None, n_neurons=net.pop_size[q])
         membrane = {layer: np.ascontiguousarray(mem[:, :, c0:c1])
                     for layer, (c0, c1) in self._mem_cols.items()}
         counts: dict = {}

@@ -181,7 +181,8 @@ def test_scatter_pools(seed):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_pools_are_pools(seed):
-    """Sum pooling / 4 and max pooling of binary spikes equal the dense definitions."""
+    """Sum pooling times 1/(kh*kw) and max pooling of binary spikes equal the dense
+    definitions (window sums of spikes are exact)."""
     rng = np.random.default_rng(200 + seed)
     Hi, Wi, C, Ho, Wo, kh, kw, sh, sw = geo = _pool_geometry(rng)
     x = (rng.random((1, C, Hi, Wi)) < 0.3).astype(np.float32)
@@ -193,7 +194,7 @@ def test_pools_are_pools(seed):
         mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
         if how == "avg":
             K.scatter_sumpool(*geo, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
-            acc = acc / np.float32(kh * kw)
+            acc = acc * np.float32(1.0 / (kh * kw))
         else:
             K.scatter_maxpool(*geo, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0,
                               np.zeros(n, np.int64), 0, 1)
@@ -221,8 +222,8 @@ def test_drain(seed):
     n = bs * int(rng.integers(1, 8))
     S = 3
     space_i = np.zeros((S, K.N_SPACE_COLS), np.int64)
-    space_i[1] = (n, 4, bs, 2, K.POST_DIV if seed % 2 else K.POST_NONE)
-    space_f = np.array([1, 3, 1], np.float32)
+    space_i[1] = (n, 4, bs, 2, K.POST_SCALE if seed % 2 else K.POST_NONE)
+    space_f = np.array([1, 1 / 3, 1], np.float32)
     acc = rng.standard_normal(n + 8).astype(np.float32)
     mark = np.zeros(n // bs + 4, np.uint8)
     tlist = np.zeros(n // bs + 4, np.int64)

@@ -33,8 +33,12 @@ def test_contents(rec):
     assert set(np.unique(rec.spikes[1].value)) <= {-1, 1}
     assert rec.membrane[1].shape == (7, 3, 3) and rec.membrane[3].shape == (7, 3, 9)
     for st in rec.spikes.values():
-        order = np.lexsort((st.neuron, st.t, st.sample))
-        np.testing.assert_array_equal(order, np.arange(len(st)))
+        key = st.sample.astype(np.int64) * 7 + st.t
+        assert np.all(np.diff(key) >= 0)     # grouped by (sample, t)
+        s = st.sorted()
+        key = (s.sample.astype(np.int64) * 7 + s.t) * st.n_neurons + s.neuron
+        assert np.all(np.diff(key) > 0)
+        np.testing.assert_array_equal(s.to_dense(7, 3), st.to_dense(7, 3))
     assert rec.spike_counts == {1: len(rec.spikes[1]), 3: len(rec.spikes[3])}
     syn = rec.synaptic_events
     assert syn["total"] == syn["layers[0]"] + syn["layers[2]"] + syn["layers[4]"]

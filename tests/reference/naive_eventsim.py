@@ -122,7 +122,7 @@ def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val)
         if x != 0:
             acc[a_off + i] = 0
             out_idx[cnt] = i
-            out_val[cnt] = x / space_f[s] if post == K.POST_DIV else x
+            out_val[cnt] = x * space_f[s] if post == K.POST_SCALE else x
             cnt += 1
     for k in range(tcount[s]):
         mark[m_off + tlist[m_off + k]] = 0
@@ -211,7 +211,11 @@ def _pool(x, kernel, stride, how):
             if how == "max":
                 y[:, :, oy, ox] = win.max(axis=(2, 3))
             else:
-                y[:, :, oy, ox] = win.sum(axis=(2, 3)) / x.dtype.type(kh * kw)
+                total = np.zeros(win.shape[:2], dtype=x.dtype)
+                for i in range(kh):          # row-major window sum, then times 1/(kh*kw),
+                    for j in range(kw):      # as training.pooling (exact for spike counts)
+                        total += win[:, :, i, j]
+                y[:, :, oy, ox] = total * x.dtype.type(1.0 / (kh * kw))
     return y
 
 
