@@ -105,11 +105,11 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
                 u_t[n] = u
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, error_model="numpy")
 def surrogate_derivative_row(code, alpha, theta, u, out):
     """``out[n] = g'(u[n] - theta)`` for one row; the surrogate branch is outside the loop
-    so each case vectorises.  (Backward only: fastmath is allowed here, as nothing in the
-    forward pass, which must match the simulator bit for bit, depends on it.)"""
+    so each case vectorises (``error_model="numpy"``: no zero-division checks in the loop;
+    no fastmath, so NaN/inf propagate and the trainer can detect divergence)."""
     one = out.dtype.type(1.0)
     zero = out.dtype.type(0.0)
     N = u.shape[0]
@@ -134,7 +134,7 @@ def surrogate_derivative_row(code, alpha, theta, u, out):
             out[n] = alpha if abs(u[n] - theta) < w else zero
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, error_model="numpy")
 def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                  sur_code, alpha, detach_reset, grad_current):
     """BPTT through :func:`lif_forward`; writes ``dL/dI`` into ``grad_current [T, N]``.
