@@ -133,6 +133,8 @@ def _total(x) -> int:
     if x is None:
         return 0
     if isinstance(x, dict):
+        if "total" in x:  # a Recording's counts: per projection plus their total
+            return int(x["total"])
         return int(sum(_total(v) for v in x.values()))
     return int(np.sum(np.asarray(x, dtype=np.float64)))
 

@@ -324,6 +324,7 @@ def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys):
     d = json.loads(out)
     assert d["n"] == 20 and 0 <= d["accuracy"] <= 1
     assert d["synaptic_events"] > 0 and d["events_per_second"] > 0
+    assert d["synaptic_events"] == d["synaptic_events_per_layer"]["total"]
     if compare:
         assert d["dense_agreement"] >= 0.9
         assert set(d["spike_agreement"]) == {"2"}
