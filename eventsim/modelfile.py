@@ -19,13 +19,13 @@ delivers at ``t + delay``.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 import numpy as np
+
+from .fileio import atomic_output
 
 FORMAT_NAME = "snn-model"
 FORMAT_VERSION = 1
@@ -382,10 +382,7 @@ def write_model(model: Model, path) -> Path:
 
     validate(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["version"] = FORMAT_VERSION
@@ -406,13 +403,6 @@ def write_model(model: Model, path) -> Path:
                 g = conns.create_group(f"{k:04d}")
                 g.attrs.update(source=int(c.source), target=int(c.target), delay=int(c.delay))
                 _write_layer(g.create_group("projection"), c.projection)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

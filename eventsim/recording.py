@@ -21,12 +21,12 @@ names the first wrong one (no pickle anywhere).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .fileio import atomic_output
 
 FORMAT_NAME = "snn-recording"
 FORMAT_VERSION = 1
@@ -117,10 +117,7 @@ class Recording:
         import h5py
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_output(path) as tmp:
             with h5py.File(tmp, "w") as f:
                 f.attrs["format"] = FORMAT_NAME
                 f.attrs["version"] = FORMAT_VERSION
@@ -148,13 +145,6 @@ class Recording:
                 g = f.create_group("synaptic_events")
                 for key, value in self.synaptic_events.items():
                     g.attrs[str(key)] = int(value)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     @classmethod

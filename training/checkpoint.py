@@ -34,12 +34,13 @@ any previous checkpoint untouched and no temporary file behind.
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 import h5py
 import numpy as np
+
+from eventsim.fileio import atomic_output
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "rng_state", "restore_rng"]
@@ -230,18 +231,6 @@ def _write_checkpoint(f: h5py.File, model_state, optimizer_state, schedule_state
             _create_array(group, key, arr)
 
 
-def _temporary_path(target: str) -> tuple[int, str]:
-    """Create a new file next to ``target`` (mode 0666 minus umask, like ``open``)."""
-    directory, base = os.path.split(target)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file next to {target}")
-
-
 def save_checkpoint(path, *, model_state: dict[str, np.ndarray], optimizer_state: dict,
                     schedule_state: dict | None = None, rng_state: dict | None = None,
                     epoch: int, step: int, metrics: dict[str, list[float]] | None = None,
@@ -265,41 +254,10 @@ def save_checkpoint(path, *, model_state: dict[str, np.ndarray], optimizer_state
     path = os.fspath(path)
     epoch = _check_count("epoch", epoch)
     step = _check_count("step", step)
-    target = os.path.abspath(path)
-    fd, tmp = _temporary_path(target)
-    try:
-        os.close(fd)
+    with atomic_output(path, make_parents=False) as tmp:
         with h5py.File(tmp, "w", track_order=True, libver=_LIBVER) as f:
             _write_checkpoint(f, model_state, optimizer_state, schedule_state, rng_state,
                               epoch, step, metrics, extra)
-            f.flush()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(os.path.dirname(target))
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (POSIX); silently skipped where directories can't be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ import gzip
 import hashlib
 import math
 import os
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -51,6 +50,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from eventsim.fileio import atomic_output
 
 from .config import get_default_dtype
 
@@ -311,25 +312,11 @@ def write_idx(path, array: np.ndarray, compresslevel: int | None = 9) -> None:
     _atomic_write(Path(path), [payload])
 
 
-def _new_file_mode() -> int:
-    """The permissions ``open()`` would give a new file (``mkstemp`` uses 0o600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def _atomic_write(path: Path, chunks) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,11 +366,9 @@ def _download(url: str, dest: Path, sha256: str, progress: bool = True, timeout:
     """
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+    with atomic_output(dest) as tmp:
+        with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
             with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
                       unit_divisor=1024, desc=dest.name, disable=not progress) as bar:
@@ -394,11 +379,6 @@ def _download(url: str, dest: Path, sha256: str, progress: bool = True, timeout:
         if digest.hexdigest() != sha256:
             raise ValueError(f"{url}: SHA-256 mismatch: expected {sha256}, got {digest.hexdigest()}; "
                              f"the download was discarded")
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download(name: str, directory=None, splits=("train", "test"), progress: bool = True) -> Path:

@@ -135,12 +135,10 @@ def to_network(model: mf.Model) -> Sequential:
     Conv2d, *_ , AvgPool2d, MaxPool2d = _layer_types()
     if model.connections:
         raise ValueError("to_network: the dense engine has no recurrent/feedback projections yet")
-    dtype = None
     layers: list[Module] = []
-    shapes = mf.validate(model)
+    mf.validate(model)
     for i, rec in enumerate(model.layers):
         if isinstance(rec, mf.Dense):
-            dtype = rec.weight.dtype
             n_out, n_in = rec.weight.shape
             lin = Linear(n_in, n_out, bias=rec.bias is not None)
             _load(lin, rec)

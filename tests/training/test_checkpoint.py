@@ -7,6 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
+from eventsim import fileio
+
 from training import checkpoint as ckpt_mod
 from training.checkpoint import (Checkpoint, load_checkpoint, restore_rng, rng_state,
                                  save_checkpoint)
@@ -192,13 +194,13 @@ def test_failed_write_keeps_previous_file_and_removes_temp(tmp_path, monkeypatch
     before_listing = _listing(tmp_path)
 
     original = ckpt_mod._write_dict
-    original_temp = ckpt_mod._temporary_path
+    original_temp = fileio._temporary_file
     temps = []
 
-    def recording_temporary_path(target):
-        fd, tmp = original_temp(target)
-        temps.append(tmp)
-        return fd, tmp
+    def recording_temporary_file(target):
+        tmp = original_temp(target)
+        temps.append(str(tmp))
+        return tmp
 
     def failing_write_dict(group, data, where):
         original(group, data, where)                # some data really reach the temp file
@@ -206,7 +208,7 @@ def test_failed_write_keeps_previous_file_and_removes_temp(tmp_path, monkeypatch
             assert os.path.dirname(temps[-1]) == str(tmp_path) and os.path.exists(temps[-1])
             raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(ckpt_mod, "_temporary_path", recording_temporary_path)
+    monkeypatch.setattr(fileio, "_temporary_file", recording_temporary_file)
 
     monkeypatch.setattr(ckpt_mod, "_write_dict", failing_write_dict)
     fields["epoch"] = 4
