@@ -36,7 +36,7 @@ LEAK_REPEAT, LEAK_POWER = 0, 1
 
 # stage_i columns
 (S_KIND, S_SRC, S_DST, S_WOFF, S_POFF, S_IOFF, S_HI, S_WI, S_CI, S_HO, S_WO, S_CO, S_KH, S_KW,
- S_SH, S_SW, S_PH, S_PW, S_MOFF, S_LAYER) = range(20)
+ S_SH, S_SW, S_PH, S_PW, S_MOFF, S_TOFF) = range(20)
 N_STAGE_COLS = 20
 # space_i columns (space_f[s] holds the factor of POST_SCALE spaces)
 SP_N, SP_OFF, SP_BS, SP_BOFF, SP_POST = range(5)
@@ -51,13 +51,13 @@ F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
 E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
 N_EDGE_COLS = 5
 # sizes[] entries passed to run_batch
-(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP) = range(8)
+(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF) = range(9)
 
 
 # ---------------------------------------------------------------------------------------
 # scatter kernels: events (index, value) of a source space -> currents of a destination
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def touch(blk, mark, m_off, tlist, tcount, s):
     """Append block ``blk`` of space ``s`` to its touched list unless already marked."""
     if mark[m_off + blk] == 0:
@@ -66,25 +66,30 @@ def touch(blk, mark, m_off, tlist, tcount, s):
         tcount[s] += 1
 
 
+# Hot loops index with unsigned integers (no negative-index wraparound code, so the row
+# loops vectorise) and avoid array slices (whose reference counting costs more than a short
+# row).  Window geometry comes from per-stage tables (``eventsim.network.window_tables``),
+# not from integer divisions.
+
 @njit(cache=True)
 def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
     """``acc[a_off + j] += v * WT[i, j]`` for events ``(i, v) = (ev_idx[k], ev_val[k])``,
     ``k0 <= k < k1``; ``WT [n_src, n_dst]`` (transposed weight, one contiguous row per
     source) starts at ``wt[w_off]``.  Returns the number of synaptic events."""
-    a = acc[a_off:a_off + n_dst]   # views: range indices need no wraparound checks,
-    for k in range(k0, k1):        # so the row loops vectorise
+    nd = np.uint64(n_dst)
+    ao = np.uint64(a_off)
+    for k in range(k0, k1):
         v = ev_val[k]
-        base = w_off + ev_idx[k] * n_dst
-        w = wt[base:base + n_dst]
+        base = np.uint64(w_off + ev_idx[k] * n_dst)
         if v == 1.0:
-            for j in range(n_dst):
-                a[j] += w[j]
+            for j in range(nd):
+                acc[ao + j] += wt[base + j]
         elif v == -1.0:
-            for j in range(n_dst):
-                a[j] -= w[j]
+            for j in range(nd):
+                acc[ao + j] -= wt[base + j]
         else:
-            for j in range(n_dst):
-                a[j] += v * w[j]
+            for j in range(nd):
+                acc[ao + j] += v * wt[base + j]
     return (k1 - k0) * n_dst
 
 
@@ -103,115 +108,136 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
         for p in range(p0, p1):
             j = wi[i_off + p]
             acc[a_off + j] += v * wf[d_off + p]
-            touch(j // bs, mark, m_off, tlist, tcount, s)
+            blk = j if bs == 1 else j // bs
+            if mark[m_off + blk] == 0:
+                mark[m_off + blk] = 1
+                tlist[m_off + tcount[s]] = blk
+                tcount[s] += 1
         n += p1 - p0
     return n
 
 
 @njit(cache=True)
-def scatter_conv(wf, w_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
-                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s):
+def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
+                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf):
     """Cross-correlation scattered around each event (PyTorch/NIR Conv2d, zero padding).
 
     Source ``(Hi, Wi, Ci)`` and destination ``(Ho, Wo, Co)`` are channel-last; the weight is
-    stored ``[Ci, kh, kw, Co]`` at ``wf[w_off]``.  An event at ``(y, x, ci)`` reaches output
-    ``(oy, ox)`` through tap ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)`` when the tap
-    lies inside the kernel: ``acc[(oy, ox), :] += v * W[ci, ky, kx, :]``.  Blocks are output
-    positions (all ``Co`` channels)."""
+    stored ``[Ci, kh, kw, Co]`` at ``wf[w_off]``; ``wi[t_off:]`` holds the stage's
+    :func:`eventsim.network.window_tables`.  An event at ``(y, x, ci)`` reaches output ``(oy, ox)`` through
+    tap ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)`` when the tap lies inside the kernel:
+    ``acc[(oy, ox), :] += v * W[ci, ky, kx, :]``.  Blocks are output positions (all ``Co``
+    channels).  ``pbuf`` (>= 2*kh*kw int64) holds one event's row offsets."""
     n = 0
+    C = np.uint64(Co)
+    HW = Hi * Wi
+    t_y = t_off + HW * Ci
+    t_x = t_y + HW
+    t_oy = t_x + HW
+    t_ox = t_oy + 2 * Hi
     for k in range(k0, k1):
         i = ev_idx[k]
         v = ev_val[k]
-        pos = i // Ci
+        pos = wi[t_off + i]
         ci = i - pos * Ci
-        y = pos // Wi
-        x = pos - y * Wi
-        a = y + ph - kh + 1
-        oy0 = 0 if a <= 0 else (a + sh - 1) // sh
-        oy1 = min(Ho - 1, (y + ph) // sh)
-        a = x + pw - kw + 1
-        ox0 = 0 if a <= 0 else (a + sw - 1) // sw
-        ox1 = min(Wo - 1, (x + pw) // sw)
-        for oy in range(oy0, oy1 + 1):
-            ky = y + ph - oy * sh
+        y = wi[t_y + pos]
+        x = wi[t_x + pos]
+        ox0 = wi[t_ox + x]
+        ox1 = wi[t_ox + Wi + x]
+        m = 0
+        for oy in range(wi[t_oy + y], wi[t_oy + Hi + y] + 1):
+            wrow = w_off + (ci * kh + y + ph - oy * sh) * kw * Co
             for ox in range(ox0, ox1 + 1):
-                kx = x + pw - ox * sw
-                wb = w_off + ((ci * kh + ky) * kw + kx) * Co
                 opos = oy * Wo + ox
-                ab = a_off + opos * Co
-                touch(opos, mark, m_off, tlist, tcount, s)
-                a = acc[ab:ab + Co]
-                w = wf[wb:wb + Co]
-                if v == 1.0:
-                    for co in range(Co):
-                        a[co] += w[co]
-                elif v == -1.0:
-                    for co in range(Co):
-                        a[co] -= w[co]
-                else:
-                    for co in range(Co):
-                        a[co] += v * w[co]
-                n += Co
+                if mark[m_off + opos] == 0:
+                    mark[m_off + opos] = 1
+                    tlist[m_off + tcount[s]] = opos
+                    tcount[s] += 1
+                pbuf[m] = a_off + opos * Co
+                pbuf[m + 1] = wrow + (x + pw - ox * sw) * Co
+                m += 2
+        for p in range(0, m, 2):
+            ab = np.uint64(pbuf[p])
+            wb = np.uint64(pbuf[p + 1])
+            if v == 1.0:
+                for co in range(C):
+                    acc[ab + co] += wf[wb + co]
+            elif v == -1.0:
+                for co in range(C):
+                    acc[ab + co] -= wf[wb + co]
+            else:
+                for co in range(C):
+                    acc[ab + co] += v * wf[wb + co]
+        n += (m // 2) * Co
     return n
 
 
 @njit(cache=True)
-def scatter_sumpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+def scatter_sumpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
                     acc, a_off, mark, m_off, tlist, tcount, s):
     """Sum pooling (no padding, floor mode): an event at ``(y, x, c)`` adds its value to
-    every window ``(oy, ox, c)`` containing it.  Average pooling is this followed by a
+    every window ``(oy, ox, c)`` containing it (ranges from the stage's
+    :func:`eventsim.network.window_tables` at ``wi[t_off:]``).  Average pooling is this followed by a
     multiplication by ``dtype(1/(kh*kw))`` when the destination space is read
     (``POST_SCALE``), as the dense engine computes a window mean."""
     n = 0
+    HW = Hi * Wi
+    t_y = t_off + HW * C
+    t_x = t_y + HW
+    t_oy = t_x + HW
+    t_ox = t_oy + 2 * Hi
     for k in range(k0, k1):
         i = ev_idx[k]
         v = ev_val[k]
-        pos = i // C
+        pos = wi[t_off + i]
         c = i - pos * C
-        y = pos // Wi
-        x = pos - y * Wi
-        a = y - kh + 1
-        oy0 = 0 if a <= 0 else (a + sh - 1) // sh
-        oy1 = min(Ho - 1, y // sh)
-        a = x - kw + 1
-        ox0 = 0 if a <= 0 else (a + sw - 1) // sw
-        ox1 = min(Wo - 1, x // sw)
-        for oy in range(oy0, oy1 + 1):
+        y = wi[t_y + pos]
+        x = wi[t_x + pos]
+        ox0 = wi[t_ox + x]
+        ox1 = wi[t_ox + Wi + x]
+        for oy in range(wi[t_oy + y], wi[t_oy + Hi + y] + 1):
             for ox in range(ox0, ox1 + 1):
                 opos = oy * Wo + ox
                 acc[a_off + opos * C + c] += v
-                touch(opos, mark, m_off, tlist, tcount, s)
+                if mark[m_off + opos] == 0:
+                    mark[m_off + opos] = 1
+                    tlist[m_off + tcount[s]] = opos
+                    tcount[s] += 1
                 n += 1
     return n
 
 
 @njit(cache=True)
-def scatter_maxpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+def scatter_maxpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
                     acc, a_off, mark, m_off, tlist, tcount, s, last, l_off, stamp):
     """Max pooling of binary spikes: a window emits 1 at most once per step.  ``last``
     (at ``l_off``, one entry per output) holds the stamp of the step that last emitted."""
     n = 0
+    HW = Hi * Wi
+    t_y = t_off + HW * C
+    t_x = t_y + HW
+    t_oy = t_x + HW
+    t_ox = t_oy + 2 * Hi
     for k in range(k0, k1):
         i = ev_idx[k]
         v = ev_val[k]
-        pos = i // C
+        pos = wi[t_off + i]
         c = i - pos * C
-        y = pos // Wi
-        x = pos - y * Wi
-        a = y - kh + 1
-        oy0 = 0 if a <= 0 else (a + sh - 1) // sh
-        oy1 = min(Ho - 1, y // sh)
-        a = x - kw + 1
-        ox0 = 0 if a <= 0 else (a + sw - 1) // sw
-        ox1 = min(Wo - 1, x // sw)
-        for oy in range(oy0, oy1 + 1):
+        y = wi[t_y + pos]
+        x = wi[t_x + pos]
+        ox0 = wi[t_ox + x]
+        ox1 = wi[t_ox + Wi + x]
+        for oy in range(wi[t_oy + y], wi[t_oy + Hi + y] + 1):
             for ox in range(ox0, ox1 + 1):
                 opos = oy * Wo + ox
                 j = opos * C + c
                 if last[l_off + j] != stamp:
                     last[l_off + j] = stamp
                     acc[a_off + j] += v
-                    touch(opos, mark, m_off, tlist, tcount, s)
+                    if mark[m_off + opos] == 0:
+                        mark[m_off + opos] = 1
+                        tlist[m_off + tcount[s]] = opos
+                        tcount[s] += 1
                     n += 1
     return n
 
@@ -223,7 +249,11 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
     for k in range(k0, k1):
         i = ev_idx[k]
         acc[a_off + i] += ev_val[k]
-        touch(i // bs, mark, m_off, tlist, tcount, s)
+        blk = i if bs == 1 else i // bs
+        if mark[m_off + blk] == 0:
+            mark[m_off + blk] = 1
+            tlist[m_off + tcount[s]] = blk
+            tcount[s] += 1
     return k1 - k0
 
 
@@ -324,12 +354,11 @@ def update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v
 def collect_spikes(flags, n, ring_i, ring_v):
     """Compress the non-zero ``flags[:n]`` into the spike list ``(ring_i, ring_v)``."""
     cnt = 0
-    for i in range(n):
+    for i in range(n):   # branch-free: always write, advance only past a spike
         f = flags[i]
-        if f != 0:
-            ring_i[cnt] = i
-            ring_v[cnt] = f
-            cnt += 1
+        ring_i[cnt] = i
+        ring_v[cnt] = f
+        cnt += f != 0
     return cnt
 
 
@@ -396,7 +425,7 @@ def wake_remove(head, wnext, wprev, wake_t, h, gi):
 # ---------------------------------------------------------------------------------------
 @njit(cache=True)
 def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tlist, tcount,
-             allt, mp_last, stamp):
+             allt, mp_last, stamp, pbuf):
     kind = stage_i[g, S_KIND]
     d = stage_i[g, S_DST]
     a_off = space_i[d, SP_OFF]
@@ -407,23 +436,21 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
         return scatter_dense(wf, stage_i[g, S_WOFF], space_i[d, SP_N], ev_idx, ev_val, k0, k1,
                              acc, a_off)
     if kind == K_CONV:
-        return scatter_conv(wf, stage_i[g, S_WOFF], stage_i[g, S_HI], stage_i[g, S_WI],
-                            stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO], stage_i[g, S_CO],
-                            stage_i[g, S_KH], stage_i[g, S_KW], stage_i[g, S_SH], stage_i[g, S_SW],
-                            stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val, k0, k1,
-                            acc, a_off, mark, m_off, tlist, tcount, d)
+        return scatter_conv(wf, stage_i[g, S_WOFF], wi, stage_i[g, S_TOFF], stage_i[g, S_HI],
+                            stage_i[g, S_WI], stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
+                            stage_i[g, S_CO], stage_i[g, S_KH], stage_i[g, S_KW], stage_i[g, S_SH],
+                            stage_i[g, S_SW], stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val,
+                            k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf)
     if kind == K_SPARSE:
         return scatter_sparse(wi, stage_i[g, S_POFF], stage_i[g, S_IOFF], wf, stage_i[g, S_WOFF],
                               ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
     if kind == K_SUMPOOL:
-        return scatter_sumpool(stage_i[g, S_HI], stage_i[g, S_WI], stage_i[g, S_CI],
-                               stage_i[g, S_HO], stage_i[g, S_WO], stage_i[g, S_KH],
-                               stage_i[g, S_KW], stage_i[g, S_SH], stage_i[g, S_SW],
+        return scatter_sumpool(wi, stage_i[g, S_TOFF], stage_i[g, S_HI], stage_i[g, S_WI],
+                               stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
                                ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, d)
     if kind == K_MAXPOOL:
-        return scatter_maxpool(stage_i[g, S_HI], stage_i[g, S_WI], stage_i[g, S_CI],
-                               stage_i[g, S_HO], stage_i[g, S_WO], stage_i[g, S_KH],
-                               stage_i[g, S_KW], stage_i[g, S_SH], stage_i[g, S_SW],
+        return scatter_maxpool(wi, stage_i[g, S_TOFF], stage_i[g, S_HI], stage_i[g, S_WI],
+                               stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
                                ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, d,
                                mp_last, stage_i[g, S_MOFF], stamp)
     return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
@@ -431,7 +458,7 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
 
 @njit(cache=True)
 def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, ev_val, k0, k1,
-              acc, mark, tlist, tcount, allt, mp_last, stamp, scr_idx, scr_val, syn):
+              acc, mark, tlist, tcount, allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf):
     """Deliver events ``k0:k1`` through every stage of edge ``e`` (intermediate spaces are
     accumulated, then drained into the scratch event list for the next stage)."""
     soff = edge_i[e, E_SOFF]
@@ -439,13 +466,13 @@ def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, 
         g = edge_stage[soff + j]
         if j == 0:
             syn[g] += _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark,
-                               tlist, tcount, allt, mp_last, stamp)
+                               tlist, tcount, allt, mp_last, stamp, pbuf)
         else:
             cnt = drain(stage_i[g, S_SRC], space_i, space_f, acc, mark, tlist, tcount, allt,
                         scr_idx, scr_val)
             if cnt > 0:
                 syn[g] += _scatter(g, stage_i, space_i, wf, wi, scr_idx, scr_val, 0, cnt, acc,
-                                   mark, tlist, tcount, allt, mp_last, stamp)
+                                   mark, tlist, tcount, allt, mp_last, stamp, pbuf)
 
 
 @njit(cache=True)
@@ -637,6 +664,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     scr_idx = np.zeros(sizes[Z_SCRATCH], np.int64)
     scr_val = np.zeros(sizes[Z_SCRATCH], dt)
     syn = np.zeros(G, np.int64)
+    pbuf = np.zeros(sizes[Z_PBUF], np.int64)
     lazy = np.zeros(Q, np.bool_)
     driven_q = np.zeros(Q, np.bool_)
     lfull = np.full(Q, -1, np.int64)   # last step at which a population was fully updated
@@ -715,7 +743,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     base = pop_i[qs, P_RING] + (tt % R) * pop_i[qs, P_N]
                     _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                               ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
-                              mp_last, stamp, scr_idx, scr_val, syn)
+                              mp_last, stamp, scr_idx, scr_val, syn, pbuf)
             k0 = p
             while p < pend and ev_t[p] == t:
                 p += 1
@@ -724,7 +752,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     if p > k0:
                         _run_edge(0, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                   ev_i, ev_v, k0, p, acc, mark, tlist, tcount, allt,
-                                  mp_last, stamp, scr_idx, scr_val, syn)
+                                  mp_last, stamp, scr_idx, scr_val, syn, pbuf)
                 else:
                     qs = q - 1
                     R = pop_i[qs, P_R]
@@ -733,7 +761,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         base = pop_i[qs, P_RING] + (t % R) * pop_i[qs, P_N]
                         _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                   ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount,
-                                  allt, mp_last, stamp, scr_idx, scr_val, syn)
+                                  allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
                 c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak, pop_i, pop_f,
                                 space_i, acc, mark, tlist, tcount, allt, V, U, L, lfull, flags,
                                 cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,

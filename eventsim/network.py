@@ -85,6 +85,25 @@ def _inverse(perm: np.ndarray) -> np.ndarray:
     return inv
 
 
+def window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ph, pw):
+    """Geometry tables of a convolution or pooling stage (plain NumPy, int64), concatenated:
+    ``pos[i] = i // C`` for the ``Hi*Wi*C`` channel-last inputs, ``y[pos]``, ``x[pos]``, and
+    the inclusive ranges ``oy0[y], oy1[y]``, ``ox0[x], ox1[x]`` of the outputs whose window
+    ``(o*s - p) .. (o*s - p + k - 1)`` contains the input row / column."""
+    pos = np.arange(Hi * Wi * C, dtype=np.int64) // C
+    y, x = np.divmod(np.arange(Hi * Wi, dtype=np.int64), Wi)
+
+    def ranges(n_in, n_out, k, st, p):
+        r = np.arange(n_in, dtype=np.int64) + p
+        lo = np.maximum(0, -((k - 1 - r) // st))          # ceil((r - k + 1) / st)
+        hi = np.minimum(n_out - 1, r // st)
+        return lo, hi
+
+    oy0, oy1 = ranges(Hi, Ho, kh, sh, ph)
+    ox0, ox1 = ranges(Wi, Wo, kw, sw, pw)
+    return np.concatenate([pos, y, x, oy0, oy1, ox0, ox1])
+
+
 # ---------------------------------------------------------------------------------------
 # dense NumPy forms of the projections (canonical layout), used for analog input currents
 # and to propagate mid-chain biases
@@ -348,6 +367,7 @@ class CompiledNetwork:
         # stages
         wf_parts, wi_parts = [], []
         wf_off = wi_off = mp_off = 0
+        pbuf = 1
         stage_i = np.zeros((len(stages), K.N_STAGE_COLS), dtype=np.int64)
         for g, st in enumerate(stages):
             row = stage_i[g]
@@ -368,7 +388,14 @@ class CompiledNetwork:
             if st.kind == K.K_MAXPOOL:
                 row[K.S_MOFF] = mp_off
                 mp_off += spaces[st.dst].n
-            row[K.S_LAYER] = g
+            if st.kind in (K.K_CONV, K.K_SUMPOOL, K.K_MAXPOOL):
+                g_ = st.ints
+                tab = window_tables(g_["Hi"], g_["Wi"], g_["Ci"], g_["Ho"], g_["Wo"], g_["kh"],
+                                    g_["kw"], g_["sh"], g_["sw"], g_.get("ph", 0), g_.get("pw", 0))
+                row[K.S_TOFF] = wi_off
+                wi_parts.append(tab)
+                wi_off += len(tab)
+                pbuf = max(pbuf, 2 * g_["kh"] * g_["kw"])
         self.stage_labels = [st.label for st in stages]
         # populations
         noff = ring = ringc = 0
@@ -412,7 +439,7 @@ class CompiledNetwork:
         self.wi = np.concatenate(wi_parts).astype(np.int64) if wi_parts else np.zeros(1, np.int64)
         self.const_all = np.ascontiguousarray(np.concatenate(const_all), dtype=dt)
         self.const_conn = np.ascontiguousarray(np.concatenate(const_conn), dtype=dt)
-        sizes = np.zeros(8, dtype=np.int64)
+        sizes = np.zeros(9, dtype=np.int64)
         sizes[K.Z_ACC] = max(off, 1)
         sizes[K.Z_BLOCKS] = max(boff, 1)
         sizes[K.Z_NEURONS] = max(noff, 1)
@@ -421,6 +448,7 @@ class CompiledNetwork:
         sizes[K.Z_MP] = max(mp_off, 1)
         sizes[K.Z_SCRATCH] = max(sp.n for sp in spaces)
         sizes[K.Z_SPIKECAP] = 1 << 26   # initial spike buffer limit per kernel call
+        sizes[K.Z_PBUF] = pbuf
         self.sizes = sizes
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import eventsim
+from eventsim import kernels as K
 from eventsim import modelfile as mf
 from eventsim.inputs import EventBatch, from_dense
 from tests.reference import naive_eventsim as naive
@@ -291,7 +292,7 @@ def test_spike_buffer_growth():
     x = make_input(model, rng, "spikes")
     net = eventsim.load(model)
     want = eventsim.Simulator(net).run(x)
-    net.sizes[-1] = 16
+    net.sizes[K.Z_SPIKECAP] = 16
     got = eventsim.Simulator(net).run(x)
     assert sum(got.spike_counts.values()) > 100
     for layer in model.spiking_layers:

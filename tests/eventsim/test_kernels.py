@@ -13,6 +13,7 @@ import pytest
 from numba.core.registry import CPUDispatcher
 
 from eventsim import kernels as K
+from eventsim.network import window_tables
 from tests.reference import naive_eventsim as naive
 
 END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_clear_marks", "_grow"}
@@ -121,10 +122,12 @@ def test_scatter_conv(seed):
     Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw = geo = _conv_geometry(rng)
     w = rng.standard_normal(3 + Ci * kh * kw * Co).astype(np.float32)
     ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * Ci, int(rng.integers(0, 25)))
+    tab = np.concatenate([[5, 5], window_tables(*geo[:5], *geo[6:])])
     a = State(rng, Ho * Wo * Co, Co)
     b = a.copy()
-    na = K.scatter_conv(w, 3, *geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args())
-    nb = naive.scatter_conv(w, 3, *geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args())
+    pbuf = np.zeros(2 * kh * kw, np.int64)
+    na = K.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), pbuf)
+    nb = naive.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args())
     assert na == nb
     a.assert_same(b)
 
@@ -140,8 +143,9 @@ def test_scatter_conv_is_a_convolution(seed):
     idx = np.nonzero(hwc)[0].astype(np.int64)
     acc = np.zeros(Ho * Wo * Co, np.float32)
     mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
-    K.scatter_conv(np.ascontiguousarray(W.transpose(1, 2, 3, 0)).ravel(), 0, *geo, idx, hwc[idx],
-                   0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
+    K.scatter_conv(np.ascontiguousarray(W.transpose(1, 2, 3, 0)).ravel(), 0,
+                   window_tables(*geo[:5], *geo[6:]), 0, *geo, idx, hwc[idx],
+                   0, len(idx), acc, 0, mark, 0, tlist, tcount, 0, np.zeros(2 * kh * kw, np.int64))
     want = naive._conv(x, W, None, (sh, sw), (ph, pw))[0].transpose(1, 2, 0).ravel()
     np.testing.assert_array_equal(acc, want)
     touched = np.zeros(Ho * Wo, bool)
@@ -162,19 +166,21 @@ def _pool_geometry(rng):
 def test_scatter_pools(seed):
     rng = np.random.default_rng(seed)
     Hi, Wi, C, Ho, Wo, kh, kw, sh, sw = geo = _pool_geometry(rng)
+    tab = np.concatenate([[9], window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, 0, 0)])
+    g = (tab, 1, Hi, Wi, C, Ho, Wo)
     ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * C, int(rng.integers(0, 30)))
     a = State(rng, Ho * Wo * C, C)
     b = a.copy()
-    assert (K.scatter_sumpool(*geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args())
-            == naive.scatter_sumpool(*geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args()))
+    assert (K.scatter_sumpool(*g, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args())
+            == naive.scatter_sumpool(*g, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args()))
     a.assert_same(b)
     ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * C, int(rng.integers(0, 30)), "binary")
     last_a = rng.integers(0, 3, size=Ho * Wo * C + 4).astype(np.int64)
     last_b = last_a.copy()
     a = State(rng, Ho * Wo * C, C)
     b = a.copy()
-    assert (K.scatter_maxpool(*geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), last_a, 4, 2)
-            == naive.scatter_maxpool(*geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args(), last_b, 4, 2))
+    assert (K.scatter_maxpool(*g, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), last_a, 4, 2)
+            == naive.scatter_maxpool(*g, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args(), last_b, 4, 2))
     a.assert_same(b)
     np.testing.assert_array_equal(last_a, last_b)
 
@@ -189,17 +195,40 @@ def test_pools_are_pools(seed):
     hwc = x[0].transpose(1, 2, 0).ravel()
     idx = np.nonzero(hwc)[0].astype(np.int64)
     n = Ho * Wo * C
+    g = (window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, 0, 0), 0, Hi, Wi, C, Ho, Wo)
     for how in ("avg", "max"):
         acc = np.zeros(n, np.float32)
         mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
         if how == "avg":
-            K.scatter_sumpool(*geo, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
+            K.scatter_sumpool(*g, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
             acc = acc * np.float32(1.0 / (kh * kw))
         else:
-            K.scatter_maxpool(*geo, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0,
+            K.scatter_maxpool(*g, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0,
                               np.zeros(n, np.int64), 0, 1)
         want = naive._pool(x, (kh, kw), (sh, sw), how)[0].transpose(1, 2, 0).ravel()
         np.testing.assert_array_equal(acc, want, err_msg=how)
+
+
+def _decode_tables(tab, Hi, Wi, C):
+    """pos/y/x tables and the output ranges (as lists) of every input row and column."""
+    HW = Hi * Wi
+    head = tab[:HW * C + 2 * HW]
+    r = tab[HW * C + 2 * HW:]
+    rows = [list(range(r[y], r[Hi + y] + 1)) for y in range(Hi)]
+    cols = [list(range(r[2 * Hi + x], r[2 * Hi + Wi + x] + 1)) for x in range(Wi)]
+    return head.tolist(), rows, cols
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_window_tables(seed):
+    """The geometry tables equal the brute-force window search (conv and pool geometries)."""
+    rng = np.random.default_rng(300 + seed)
+    Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw = _conv_geometry(rng)
+    g = (Hi, Wi, Ci, Ho, Wo, kh, kw, sh, sw, ph, pw)
+    assert _decode_tables(window_tables(*g), Hi, Wi, Ci) == _decode_tables(naive.window_tables(*g), Hi, Wi, Ci)
+    Hi, Wi, C, Ho, Wo, kh, kw, sh, sw = _pool_geometry(rng)
+    g = (Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, 0, 0)
+    assert _decode_tables(window_tables(*g), Hi, Wi, C) == _decode_tables(naive.window_tables(*g), Hi, Wi, C)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -49,9 +49,10 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
     return n
 
 
-def scatter_conv(wf, w_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
-                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s):
-    """Every output position is tried; the tap is used when it lies inside the kernel."""
+def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
+                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf=None):
+    """Every output position is tried; the tap is used when it lies inside the kernel
+    (the geometry tables ``wi[t_off:]`` and the scratch ``pbuf`` are not used)."""
     W = wf[w_off:w_off + Ci * kh * kw * Co].reshape(Ci, kh, kw, Co)
     n = 0
     for k in range(k0, k1):
@@ -68,35 +69,60 @@ def scatter_conv(wf, w_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
     return n
 
 
-def _pool_windows(y, x, Ho, Wo, kh, kw, sh, sw):
-    return [(oy, ox) for oy in range(Ho) for ox in range(Wo)
-            if oy * sh <= y < oy * sh + kh and ox * sw <= x < ox * sw + kw]
+def _table_windows(wi, t_off, Hi, Wi, C, i):
+    """``(c, [(oy, ox), ...])`` of input ``i`` read from the geometry tables."""
+    HW = Hi * Wi
+    pos = int(wi[t_off + i])
+    c = i - pos * C
+    y, x = int(wi[t_off + HW * C + pos]), int(wi[t_off + HW * C + HW + pos])
+    t_oy = t_off + HW * C + 2 * HW
+    t_ox = t_oy + 2 * Hi
+    oys = range(int(wi[t_oy + y]), int(wi[t_oy + Hi + y]) + 1)
+    oxs = range(int(wi[t_ox + x]), int(wi[t_ox + Wi + x]) + 1)
+    return c, [(oy, ox) for oy in oys for ox in oxs]
 
 
-def scatter_sumpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+def window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ph, pw):
+    """The geometry tables of ``eventsim.network.window_tables`` by brute force."""
+    pos = [i // C for i in range(Hi * Wi * C)]
+    ys = [p // Wi for p in range(Hi * Wi)]
+    xs = [p % Wi for p in range(Hi * Wi)]
+
+    def ranges(n_in, n_out, k, st, p):
+        lo, hi = [], []
+        for r in range(n_in):
+            outs = [o for o in range(n_out) if o * st - p <= r <= o * st - p + k - 1]
+            lo.append(outs[0] if outs else 1)
+            hi.append(outs[-1] if outs else 0)
+        return lo, hi
+
+    oy0, oy1 = ranges(Hi, Ho, kh, sh, ph)
+    ox0, ox1 = ranges(Wi, Wo, kw, sw, pw)
+    return np.array(pos + ys + xs + oy0 + oy1 + ox0 + ox1, dtype=np.int64)
+
+
+def scatter_sumpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
                     acc, a_off, mark, m_off, tlist, tcount, s):
     n = 0
     for k in range(k0, k1):
-        i, v = ev_idx[k], ev_val[k]
-        y, x, c = i // (Wi * C), (i // C) % Wi, i % C
-        for oy, ox in _pool_windows(y, x, Ho, Wo, kh, kw, sh, sw):
-            acc[a_off + (oy * Wo + ox) * C + c] += v
+        c, windows = _table_windows(wi, t_off, Hi, Wi, C, int(ev_idx[k]))
+        for oy, ox in windows:
+            acc[a_off + (oy * Wo + ox) * C + c] += ev_val[k]
             touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
             n += 1
     return n
 
 
-def scatter_maxpool(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ev_idx, ev_val, k0, k1,
+def scatter_maxpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
                     acc, a_off, mark, m_off, tlist, tcount, s, last, l_off, stamp):
     n = 0
     for k in range(k0, k1):
-        i, v = ev_idx[k], ev_val[k]
-        y, x, c = i // (Wi * C), (i // C) % Wi, i % C
-        for oy, ox in _pool_windows(y, x, Ho, Wo, kh, kw, sh, sw):
+        c, windows = _table_windows(wi, t_off, Hi, Wi, C, int(ev_idx[k]))
+        for oy, ox in windows:
             j = (oy * Wo + ox) * C + c
             if last[l_off + j] != stamp:
                 last[l_off + j] = stamp
-                acc[a_off + j] += v
+                acc[a_off + j] += ev_val[k]
                 touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
                 n += 1
     return n
