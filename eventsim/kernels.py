@@ -329,15 +329,19 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
 
 
 @njit(cache=True)
-def update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
-    """:func:`neuron_step` for every neuron of a population (``I = acc + c``), branch-free
-    so that it vectorises: writes ``u`` to ``Uv``, ``v_new`` to ``Vv``, the spike to
-    ``flags`` (int8) and clears ``accv``."""
+def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset, has_vmin,
+               v_min, ternary):
+    """:func:`neuron_step` for the ``n`` neurons of a population (input ``acc[a_off + i]``,
+    constant input ``cst``, state ``V``/``U`` at ``noff + i``), branch-free so that it
+    vectorises: writes ``u`` to ``U``, ``v_new`` to ``V``, spikes to ``flags[i]`` (int8)
+    and clears the accumulator."""
     neg = -theta
-    for i in range(len(Vv)):
-        u = beta * Vv[i] + (accv[i] + cv[i])
-        accv[i] = 0
-        Uv[i] = u
+    ao = np.uint64(a_off)
+    no = np.uint64(noff)
+    for i in range(np.uint64(n)):
+        u = beta * V[no + i] + (acc[ao + i] + cst[no + i])
+        acc[ao + i] = 0
+        U[no + i] = u
         pos = u >= theta
         ng = ternary and u <= neg
         if reset == HARD_RESET:
@@ -346,19 +350,24 @@ def update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v
             vn = u - theta if pos else (u + theta if ng else u)
         if has_vmin and vn < v_min:
             vn = v_min
-        Vv[i] = vn
+        V[no + i] = vn
         flags[i] = 1 if pos else (-1 if ng else 0)
 
 
 @njit(cache=True)
-def collect_spikes(flags, n, ring_i, ring_v):
-    """Compress the non-zero ``flags[:n]`` into the spike list ``(ring_i, ring_v)``."""
+def collect_spikes(flags, n, ring_idx, ring_val, rbase):
+    """Compress the non-zero ``flags[:n]`` into the spike list at ``ring_idx/ring_val
+    [rbase:]``; returns its length.  ``len(flags)`` is a multiple of 8: words of 8 flags
+    without a spike are skipped."""
     cnt = 0
-    for i in range(n):   # branch-free: always write, advance only past a spike
-        f = flags[i]
-        ring_i[cnt] = i
-        ring_v[cnt] = f
-        cnt += f != 0
+    words = flags.view(np.uint64)
+    for w in range((n + 7) // 8):
+        if words[w] != 0:
+            for i in range(w * 8, min(n, w * 8 + 8)):   # branch-free compaction
+                f = flags[i]
+                ring_idx[rbase + cnt] = i
+                ring_val[rbase + cnt] = f
+                cnt += f != 0
     return cnt
 
 
@@ -516,16 +525,11 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, 
     rbase = pop_i[q, P_RING] + (t % R) * n
     cnt = 0
     ringc_i = pop_i[q, P_RINGC] + t % R
-    ring_i = ring_idx[rbase:rbase + n]
-    ring_v = ring_val[rbase:rbase + n]
-    accv = acc[a_off:a_off + n]
-    Vv = V[noff:noff + n]
-    Uv = U[noff:noff + n]
-    cv = cst[noff:noff + n]
     if not lazy:
         # constant drive, "step" mode: every neuron every step
-        update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, tern)
-        cnt = collect_spikes(flags, n, ring_i, ring_v)
+        update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
+                   has_vmin, v_min, tern)
+        cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
         _clear_marks(s, space_i, mark, tlist, tcount, allt)
         ringc[ringc_i] = cnt
         lfull[q] = t
@@ -542,33 +546,40 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, 
     r0 = pop_i[q, P_RECOFF]
     for k in range(r0, r0 + pop_i[q, P_RECN]):
         touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
+    whole = allt[s]
+    lf = lfull[q]
+    hq = head[q * T:(q + 1) * T]
+    if whole and lf == t - 1 and not driven and not (has_vmin and (v_min >= theta)):
+        # every neuron touched and none behind: the vectorised pass; only neurons that
+        # spiked can cross again without input (subtract reset, v_reset >= theta)
+        update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
+                   has_vmin, v_min, tern)
+        cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
+        if t + 1 < T:
+            for k in range(cnt):
+                i = ring_idx[rbase + k]
+                un = beta * V[noff + i]
+                if un >= theta or (tern and un <= -theta):
+                    wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
+        lfull[q] = t
+        _clear_marks(s, space_i, mark, tlist, tcount, allt)
+        ringc[ringc_i] = cnt
+        return cnt
     vr = v_reset
     if has_vmin and vr < v_min:
         vr = v_min
     # views: loop indices from range(0, ...) need no negative-index wraparound
+    accv = acc[a_off:a_off + n]
+    Vv = V[noff:noff + n]
+    Uv = U[noff:noff + n]
+    cv = cst[noff:noff + n]
+    ring_i = ring_idx[rbase:rbase + n]
+    ring_v = ring_val[rbase:rbase + n]
     Lv = L[noff:noff + n]
     wt_v = wake_t[noff:noff + n]
     wn_v = wnext[noff:noff + n]
     wp_v = wprev[noff:noff + n]
     per_v = period[noff:noff + n]
-    hq = head[q * T:(q + 1) * T]
-    whole = allt[s]
-    lf = lfull[q]
-    if whole and lf == t - 1 and not driven and not (has_vmin and (v_min >= theta)):
-        # every neuron touched and none behind: the vectorised pass; only neurons that
-        # spiked can cross again without input (subtract reset, v_reset >= theta)
-        update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, tern)
-        cnt = collect_spikes(flags, n, ring_i, ring_v)
-        if t + 1 < T:
-            for k in range(cnt):
-                i = ring_i[k]
-                un = beta * Vv[i]
-                if un >= theta or (tern and un <= -theta):
-                    wake_push(hq, wn_v, wp_v, wt_v, t + 1, t + 1, i)
-        lfull[q] = t
-        _clear_marks(s, space_i, mark, tlist, tcount, allt)
-        ringc[ringc_i] = cnt
-        return cnt
     nb = 1 if whole else tcount[s]
     blen = n if whole else bs
     for k in range(nb):
@@ -668,7 +679,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     lazy = np.zeros(Q, np.bool_)
     driven_q = np.zeros(Q, np.bool_)
     lfull = np.full(Q, -1, np.int64)   # last step at which a population was fully updated
-    flags = np.zeros(sizes[Z_SCRATCH], np.int8)
+    flags = np.zeros((sizes[Z_SCRATCH] + 7) // 8 * 8, np.int8)
     # spikes: counts[b - b0, t, q] and, in (b, t, q) order, neuron (internal) and value.
     # The buffer is sized for the worst case (every neuron every step) up to a limit; pages
     # are only touched when written, and it grows by doubling past the limit.

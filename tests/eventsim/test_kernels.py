@@ -321,20 +321,24 @@ def test_update_all_and_collect_spikes(seed):
     rng = np.random.default_rng(seed)
     p = _params(rng, np.float32)
     n = int(rng.integers(1, 60))
-    state = [rng.standard_normal(n).astype(np.float32) for _ in range(4)] + [np.zeros(n, np.int8)]
-    state[1][rng.random(n) < 0.5] = 0  # some neurons without constant input
-    twin = [a.copy() for a in state]
+    a_off, noff = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+    acc, cst, V, U = (rng.standard_normal(n + 4).astype(np.float32) for _ in range(4))
+    cst[rng.random(n + 4) < 0.5] = 0  # some neurons without constant input
+    flags = np.zeros((n + 7) // 8 * 8 + 8, np.int8)
+    flags[n:] = 1                      # stale flags beyond n must be ignored
+    state = [acc, a_off, cst, V, U, noff, n, flags]
+    twin = [a.copy() if isinstance(a, np.ndarray) else a for a in state]
     args = (p["beta"], p["theta"], p["reset"], p["v_reset"], p["has_vmin"], p["v_min"], p["ternary"])
     K.update_all(*state, *args)
     naive.update_all(*twin, *args)
     for a, b in zip(state, twin):
         np.testing.assert_array_equal(a, b)
-    ri, rv = np.zeros(n, np.int64), np.zeros(n, np.float32)
+    ri, rv = np.zeros(n + 3, np.int64), np.zeros(n + 3, np.float32)
     ri2, rv2 = ri.copy(), rv.copy()
-    c = K.collect_spikes(state[4], n, ri, rv)
-    assert c == naive.collect_spikes(twin[4], n, ri2, rv2)
-    np.testing.assert_array_equal(ri[:c], ri2[:c])
-    np.testing.assert_array_equal(rv[:c], rv2[:c])
+    c = K.collect_spikes(flags, n, ri, rv, 3)
+    assert c == naive.collect_spikes(twin[7], n, ri2, rv2, 3)
+    np.testing.assert_array_equal(ri[3:3 + c], ri2[3:3 + c])
+    np.testing.assert_array_equal(rv[3:3 + c], rv2[3:3 + c])
 
 
 def test_free_steps_and_predict_steps():

@@ -171,18 +171,19 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
     return u, s, vn
 
 
-def update_all(accv, cv, Vv, Uv, flags, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
-    for i in range(len(Vv)):
-        u, s, vn = neuron_step(Vv[i], accv[i] + cv[i], beta, theta, reset, v_reset, has_vmin,
-                               v_min, ternary)
-        accv[i] = 0
-        Uv[i], Vv[i], flags[i] = u, vn, s
+def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset, has_vmin,
+               v_min, ternary):
+    for i in range(n):
+        u, s, vn = neuron_step(V[noff + i], acc[a_off + i] + cst[noff + i], beta, theta, reset,
+                               v_reset, has_vmin, v_min, ternary)
+        acc[a_off + i] = 0
+        U[noff + i], V[noff + i], flags[i] = u, vn, s
 
 
-def collect_spikes(flags, n, ring_i, ring_v):
+def collect_spikes(flags, n, ring_idx, ring_val, rbase):
     idx = np.nonzero(flags[:n])[0]
-    ring_i[:len(idx)] = idx
-    ring_v[:len(idx)] = flags[idx]
+    ring_idx[rbase:rbase + len(idx)] = idx
+    ring_val[rbase:rbase + len(idx)] = flags[idx]
     return len(idx)
 
 
