@@ -12,12 +12,18 @@ Backward (``g = dL/dy``)::
     dW2 = sum_n g_n cols_n^T        db = sum_{n, p} g[n, :, p]        dx = col2im(W2^T g_n)
 
 Layout: the images are processed in chunks of ``nb`` images whose columns
-``cols[K, nb*P]`` (``K = C_in*kH*kW``, ``P = H_out*W_out``) fit in cache, so the lowered
-matrix never exists for the whole batch (memory stays O(chunk), not O(T*B*P*K)) and every
-GEMM is one large product over the chunk. The im2col/col2im kernels are the serial Numba
-functions below (BLAS owns the threads; a second thread pool spinning next to OpenBLAS's
-was measured to cost more than it saved on two cores). ``backward`` recomputes a chunk's
-columns from the cached input instead of keeping them (a cheap, cache-resident copy).
+``cols[K, nb*P]`` (``K = C_in*kH*kW``, ``P = H_out*W_out``) take a few MB (``_CHUNK_BYTES``),
+so the lowered matrix never exists for the whole batch (memory O(chunk), not O(T*B*P*K))
+and stays in cache between the lowering and its products.  Per chunk the products are
+either one large GEMM ``W2 @ cols`` followed by a block transpose into NCHW (large ``K``),
+or, for small ``K`` (first layers), one GEMM per image written straight into the NCHW
+output, since there the transposes would cost more than the arithmetic.  Both were
+measured against whole-batch layouts ``[K, T*B*P]`` (one GEMM, big transposes) and
+``[T*B, K, P]`` (per image, unchunked): see the timings in ``_CHUNK_BYTES`` and
+``_PER_IMAGE_MAX_K``.  The padding, im2col and col2im kernels are serial Numba loops:
+BLAS owns the threads (a Numba thread pool spinning next to OpenBLAS's was measured 5-10x
+slower on two cores).  ``backward`` recomputes a chunk's columns from the cached input
+instead of keeping them.
 
 Static input (stride-0 time axis, direct encoding): forward runs on ``x[0]`` once and
 returns a stride-0 view; backward sums ``g`` over time before the weight-gradient GEMM.
@@ -31,12 +37,18 @@ from .config import get_default_dtype
 from .layers import _init_rng, kaiming_uniform
 from .module import Module, Parameter, broadcast_time, is_static
 
-# bytes of one chunk's column matrix cols[K, nb*P]; ~L2-sized chunks measured fastest
-_CHUNK_BYTES = 1 << 21
+# bytes of one chunk's column matrix cols[K, nb*P].  Measured on 2 cores (conv 32->64 on
+# 14x14, T*B = 256): single-thread time is flat from 2 to 8 MB and grows beyond (88 ms at
+# 32 MB, 112 ms unchunked, vs 70 ms); with two BLAS threads on a busy machine every GEMM is a
+# fork/join that may wait for a descheduled thread, so fewer, larger chunks are far more
+# robust (2 MB chunks were 3x slower than 8 MB ones under load).
+_CHUNK_BYTES = 1 << 23
 _MIN_CHUNK_COLUMNS = 2048
 # below this many rows K = C_in*kH*kW the products are done image by image (batched matmul
 # writing [C_out, P] blocks straight into the NCHW output): with so little arithmetic per
-# output value, the transposes of the chunk-wide GEMM would cost more than the GEMM itself
+# output value, the transposes of the chunk-wide GEMM would cost more than the GEMM itself.
+# Single-thread fwd+bwd ms (chunk GEMM vs per image): K=9 24 vs 10, K=36 39 vs 27,
+# K=72 57 vs 53 (backward already slower per image), K=288 72 vs 78.
 _PER_IMAGE_MAX_K = 64
 
 
