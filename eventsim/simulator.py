@@ -172,8 +172,8 @@ class Simulator:
                     raise ValueError(f"input x: {arr.shape[0]} steps given, T={T} requested")
                 arr = np.broadcast_to(arr, (T,) + arr.shape[1:])
         T = int(arr.shape[0])
-        if T < 1:
-            raise ValueError("input x: no time steps")
+        if T < 1 or arr.shape[1] < 1:
+            raise ValueError(f"input x: needs at least one step and one sample, got shape {arr.shape}")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise ValueError(f"input x: non-finite value {arr[bad]} at index {bad}")

@@ -271,6 +271,8 @@ def test_dense_input_errors():
         sim.run(x)
     with pytest.raises(ValueError, match=r"5 steps given, T=6"):
         sim.run(np.zeros((5, 2, 8), np.float32), T=6)
+    with pytest.raises(ValueError, match=r"at least one step and one sample"):
+        sim.run(np.zeros((6, 0, 8), np.float32))
     with pytest.raises(ValueError, match=r"T: must be a positive int"):
         sim.run(np.zeros((1, 2, 8), np.float32), T=0)
     # one step broadcast to T, ints and bools are spikes
