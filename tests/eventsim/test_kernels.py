@@ -8,6 +8,8 @@ end to end in ``test_equivalence.py``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from numba.core.registry import CPUDispatcher
@@ -19,6 +21,8 @@ from tests.reference import naive_eventsim as naive
 END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_clear_marks", "_grow"}
 
 
+@pytest.mark.skipif(bool(int(os.environ.get("NUMBA_DISABLE_JIT", "0") or 0)),
+                    reason="kernels are plain Python functions with NUMBA_DISABLE_JIT=1")
 def test_every_public_kernel_has_a_twin():
     kernels = {name for name, obj in vars(K).items() if isinstance(obj, CPUDispatcher)}
     assert kernels, "no kernels found"
@@ -26,7 +30,10 @@ def test_every_public_kernel_has_a_twin():
                      and k not in ("wake_push", "wake_remove"))
     assert not missing, f"kernels without a NumPy twin: {missing}"
     for name in kernels:
-        assert getattr(K, name).targetoptions.get("fastmath", False) is False, name
+        d = getattr(K, name)
+        assert d.targetoptions.get("fastmath", False) is False, name
+        assert type(d._cache).__name__ != "NullCache", f"{name} is not cache=True"
+        assert not d.targetoptions.get("parallel", False), name
 
 
 class State:
