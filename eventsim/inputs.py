@@ -90,6 +90,8 @@ def from_dense(x: np.ndarray) -> EventBatch:
     if x.ndim < 3:
         raise ValueError(f"from_dense: expected [T, B, ...features], got shape {x.shape}")
     T, B = x.shape[:2]
+    if T < 1 or B < 1 or 0 in x.shape[2:]:
+        raise ValueError(f"from_dense: empty input of shape {x.shape}")
     flat = x.reshape(T, B, -1)
     b, t, i = np.nonzero(flat.transpose(1, 0, 2))  # sample-major, then time, then address
     values = flat[t, b, i]

@@ -319,10 +319,12 @@ def validate(model: Model, where: str = "model") -> list[tuple[int, ...]]:
         w = f"{where}.connections[{k}]"
         for name in ("source", "target"):
             idx = getattr(c, name)
-            if not (isinstance(idx, (int, np.integer)) and 0 <= idx < n
+            if not (isinstance(idx, (int, np.integer)) and not isinstance(idx, (bool, np.bool_))
+                    and 0 <= idx < n
                     and isinstance(model.layers[idx], Spiking)):
                 _fail(f"{w}.{name}", f"must index a spiking layer, got {idx!r}")
-        if not (isinstance(c.delay, (int, np.integer)) and c.delay >= 1):
+        if not (isinstance(c.delay, (int, np.integer)) and not isinstance(c.delay, (bool, np.bool_))
+                and c.delay >= 1):
             _fail(w + ".delay", f"must be an integer >= 1, got {c.delay!r}")
         if not isinstance(c.projection, (Dense, Sparse)):
             _fail(w + ".projection", f"must be dense or sparse, got {type(c.projection).__name__}")
@@ -478,7 +480,9 @@ def read_model(path) -> Model:
             fmt = _attr(f, "format", where, str)
             if fmt != FORMAT_NAME:
                 _fail(where + ".format", f"expected {FORMAT_NAME!r}, got {fmt!r}")
-            version = int(_attr(f, "version", where))
+            version = _attr(f, "version", where)
+            if not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
+                _fail(where + ".version", f"expected an integer, got {version!r}")
             if version != FORMAT_VERSION:
                 _fail(where + ".version", f"unsupported version {version}; this reader knows {FORMAT_VERSION}")
             test = _attr(f, "threshold_test", where, str)

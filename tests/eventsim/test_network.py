@@ -134,6 +134,20 @@ def test_unknown_version_and_format(tmp_path):
     _edit(p, lambda f: f.attrs.__setitem__("format", "something-else"))
     with pytest.raises(mf.ModelFormatError, match="format.*something-else"):
         eventsim.load(p)
+    p = mf.write_model(small_mlp(), tmp_path / "s.h5")
+    _edit(p, lambda f: f.attrs.__setitem__("version", "one"))
+    with pytest.raises(mf.ModelFormatError, match=r"version: expected an integer, got 'one'"):
+        eventsim.load(p)
+
+
+def test_bool_connection_index_is_rejected():
+    m = small_mlp()
+    spiking = m.spiking_layers[0]
+    n = int(np.prod(m.shapes[spiking]))
+    m.connections = [mf.Connection(source=True, target=spiking,
+                                   projection=mf.Dense(np.zeros((n, n), np.float32)))]
+    with pytest.raises(mf.ModelFormatError, match=r"connections\[0\]\.source"):
+        mf.validate(m)
 
 
 def test_nan_weight_in_file_names_the_field(tmp_path):
