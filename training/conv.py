@@ -31,7 +31,7 @@ returns a stride-0 view; backward sums ``g`` over time before the weight-gradien
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from .config import get_default_dtype
 from .layers import _init_rng, kaiming_uniform
@@ -98,37 +98,37 @@ def crop_into(dxpad, n0, n1, ph, pw, dx):
 
 @njit(cache=True)
 def im2col(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols):
-    """Lower padded images ``xpad[:nb] [nb, C, Hp, Wp]`` into ``cols[K, nb*Ho*Wo]``.
+    """Lower padded images ``xpad[:nb] [nb, C, Hp, Wp]`` into ``cols[K, >= nb*Ho*Wo]``.
 
     ``cols[(c*kh + i)*kw + j, n*Ho*Wo + oh*Wo + ow] = xpad[n, c, oh*sh + i, ow*sw + j]``.
-    (Rows are copied through slice views so that the index is a plain non-negative loop
-    counter: LLVM then vectorises the copy instead of emitting gathers/scatters.)
+    Flat indices are unsigned so that Numba drops its negative-index wraparound and LLVM
+    vectorises the row copies (signed indices compiled to gathers/scatters, 1.5-3x slower).
     """
     _, C, Hp, Wp = xpad.shape
     P = Ho * Wo
     xf = xpad.reshape(-1)
-    span = (Wo - 1) * sw + 1
+    cf = cols.reshape(-1)
+    row_len = uint64(cols.shape[1])
+    uWo, usw = uint64(Wo), uint64(sw)
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
-                row = cols[(c * kh + i) * kw + j]
+                k = uint64((c * kh + i) * kw + j)
                 for n in range(nb):
                     for oh in range(Ho):
-                        a = ((n * C + c) * Hp + oh * sh + i) * Wp + j
-                        b = n * P + oh * Wo
-                        d = row[b:b + Wo]
-                        s = xf[a:a + span]
+                        a = uint64(((n * C + c) * Hp + oh * sh + i) * Wp + j)
+                        b = k * row_len + uint64(n * P + oh * Wo)
                         if sw == 1:
-                            for q in range(Wo):
-                                d[q] = s[q]
+                            for q in range(uWo):
+                                cf[b + q] = xf[a + q]
                         else:
-                            for q in range(Wo):
-                                d[q] = s[q * sw]
+                            for q in range(uWo):
+                                cf[b + q] = xf[a + q * usw]
 
 
 @njit(cache=True)
 def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
-    """Adjoint of :func:`im2col`: ``dxpad[:nb]`` = scatter-add of ``cols[K, nb*Ho*Wo]``.
+    """Adjoint of :func:`im2col`: ``dxpad[:nb]`` = scatter-add of ``cols[K, >= nb*Ho*Wo]``.
 
     ``dxpad[:nb]`` is overwritten (zeroed first).
     """
@@ -136,23 +136,23 @@ def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
     P = Ho * Wo
     dxpad[:nb] = 0
     df = dxpad.reshape(-1)
-    span = (Wo - 1) * sw + 1
+    cf = cols.reshape(-1)
+    row_len = uint64(cols.shape[1])
+    uWo, usw = uint64(Wo), uint64(sw)
     for c in range(C):
         for i in range(kh):
             for j in range(kw):
-                row = cols[(c * kh + i) * kw + j]
+                k = uint64((c * kh + i) * kw + j)
                 for n in range(nb):
                     for oh in range(Ho):
-                        a = ((n * C + c) * Hp + oh * sh + i) * Wp + j
-                        b = n * P + oh * Wo
-                        s = row[b:b + Wo]
-                        d = df[a:a + span]
+                        a = uint64(((n * C + c) * Hp + oh * sh + i) * Wp + j)
+                        b = k * row_len + uint64(n * P + oh * Wo)
                         if sw == 1:
-                            for q in range(Wo):
-                                d[q] += s[q]
+                            for q in range(uWo):
+                                df[a + q] += cf[b + q]
                         else:
-                            for q in range(Wo):
-                                d[q * sw] += s[q]
+                            for q in range(uWo):
+                                df[a + q * usw] += cf[b + q]
 
 
 # --------------------------------------------------------------------------------------
@@ -280,9 +280,11 @@ class Conv2d(Module):
         g3 = g4.reshape(N, Co, P)
         gbuf = np.empty((Co, nb * P), dtype=dt) if K >= _PER_IMAGE_MAX_K else None
         cols = np.empty((K, nb * P), dtype=dt)
+        has_bias = need_weight_grad and self.bias is not None
         if need_weight_grad:
             dW = np.zeros((K, Co), dtype=dt)    # dW2^T, accumulated over chunks
             dWc = np.empty((K, Co), dtype=dt)
+            db = np.zeros(Co, dtype=dt)
             xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt) if padded else None
         if dx4 is not None and padded:
             dxpad = np.empty((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt)
@@ -305,6 +307,8 @@ class Conv2d(Module):
                 else:
                     np.matmul(cols[:, :m], g.T, out=dWc)
                     dW += dWc
+                if has_bias:            # while the chunk of g is in cache
+                    db += g.sum(axis=(0, 2)) if per_image else g.sum(axis=1)
             if dx4 is not None:
                 if per_image:
                     np.matmul(W2.T, g, out=c3)
@@ -317,8 +321,8 @@ class Conv2d(Module):
                     col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dx4[n0:n1])
         if need_weight_grad:
             self.weight.grad += dW.T.reshape(self.weight.grad.shape)
-            if self.bias is not None:
-                self.bias.grad += g3.sum(axis=(0, 2))
+            if has_bias:
+                self.bias.grad += db
 
     # -- Module interface ----------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:

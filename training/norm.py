@@ -269,7 +269,12 @@ class _BatchNorm(Module):
         g3 = np.ascontiguousarray(grad_y, dtype=x3.dtype).reshape(T * B, C, -1)
         sum_g = np.empty(C)
         sum_gx = np.empty(C)
-        backward_sums(g3, x3, mean, invstd, sum_g, sum_gx)
+        if x3.shape[0] < g3.shape[0]:
+            # static input: xhat is the same at every step, so sum g over time first
+            g_sum = g3.reshape((T, B) + g3.shape[1:]).sum(axis=0)
+            backward_sums(g_sum, x3, mean, invstd, sum_g, sum_gx)
+        else:
+            backward_sums(g3, x3, mean, invstd, sum_g, sum_gx)
         self.bias.grad += sum_g.astype(self.bias.grad.dtype)
         self.weight.grad += sum_gx.astype(self.weight.grad.dtype)
         if not need_input_grad:

@@ -212,3 +212,29 @@ def test_repr_and_errors():
     bn1.reset_cache()
     with pytest.raises(RuntimeError, match="backward"):
         bn1.backward(np.zeros_like(y))
+
+
+def test_matches_torch_if_available(f64):
+    torch = pytest.importorskip("torch")
+    T, B, C, H, W = 3, 2, 4, 3, 5
+    bn = _bn(BatchNorm2d, C)
+    tb = torch.nn.BatchNorm2d(C).double()
+    with torch.no_grad():
+        tb.weight.copy_(torch.tensor(bn.weight.data))
+        tb.bias.copy_(torch.tensor(bn.bias.data))
+        tb.running_mean.copy_(torch.tensor(bn.running_mean))
+        tb.running_var.copy_(torch.tensor(bn.running_var))
+    x = _x((T, B, C, H, W))
+    xt = torch.tensor(x.reshape(T * B, C, H, W), requires_grad=True)
+    y, yt = bn(x), tb(xt)
+    np.testing.assert_allclose(y.reshape(yt.shape), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn.running_mean, tb.running_mean.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(bn.running_var, tb.running_var.numpy(), rtol=1e-12, atol=1e-14)
+    g = np.random.default_rng(0).standard_normal(y.shape)
+    yt.backward(torch.tensor(g.reshape(yt.shape)))
+    np.testing.assert_allclose(bn.backward(g).reshape(xt.shape), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.weight.grad, tb.weight.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(bn.bias.grad, tb.bias.grad.numpy(), rtol=1e-12, atol=1e-12)
+    bn.eval()
+    tb.eval()
+    np.testing.assert_allclose(bn(x).reshape(yt.shape), tb(xt).detach().numpy(), rtol=1e-12, atol=1e-12)

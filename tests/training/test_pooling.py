@@ -147,3 +147,20 @@ def test_errors_modes_and_repr(Pool):
     pool(x)
     pool.reset_cache()
     assert pool._shape is None
+
+
+def test_matches_torch_if_available(f64):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = _x(7, 8, seed=9)
+    for Pool, fn in [(AvgPool2d, F.avg_pool2d), (MaxPool2d, F.max_pool2d)]:
+        for k, s in [(2, None), (3, 2), ((2, 3), (1, 2))]:
+            pool = Pool(k, s)
+            y = pool(x)
+            xt = torch.tensor(x.reshape((-1,) + x.shape[2:]), requires_grad=True)
+            yt = fn(xt, pool.kernel_size, pool.stride)
+            np.testing.assert_allclose(y.reshape(yt.shape), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+            g = np.random.default_rng(0).standard_normal(y.shape)
+            yt.backward(torch.tensor(g.reshape(yt.shape)))
+            np.testing.assert_allclose(pool.backward(g).reshape(xt.shape), xt.grad.numpy(),
+                                       rtol=1e-12, atol=1e-12)
