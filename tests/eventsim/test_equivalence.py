@@ -373,15 +373,18 @@ def test_simulator_and_reference_equal_dense_engine(seed, how):
 # ---------------------------------------------------------------------------------------
 # a real trained float32 model (slow; needs tests/data/fmnist_mlp.h5)
 # ---------------------------------------------------------------------------------------
-MODEL_FILE = Path(os.environ.get("EVENTSIM_FMNIST_MLP",
-                                 Path(__file__).resolve().parents[1] / "data" / "fmnist_mlp.h5"))
+DATA = Path(__file__).resolve().parents[1] / "data"
+TRAINED_MODELS = [Path(os.environ["EVENTSIM_FMNIST_MLP"])] if "EVENTSIM_FMNIST_MLP" in os.environ \
+    else [DATA / "fmnist_mlp.h5", DATA / "fmnist_conv.h5"]
 
 
 @pytest.mark.slow
-def test_trained_fashion_mnist_model_agrees_with_dense_engine():
+@pytest.mark.parametrize("MODEL_FILE", TRAINED_MODELS, ids=lambda p: p.stem)
+def test_trained_fashion_mnist_model_agrees_with_dense_engine(MODEL_FILE):
     """>= 99.5 % same predictions and >= 99.9 % same neuron-step spikes on the 10k test
-    images (``EVENTSIM_FMNIST_MLP`` overrides the model path, ``EVENTSIM_AGREEMENT_LIMIT``
-    the number of images)."""
+    images, for real float32 models trained on Fashion-MNIST by ``benchmarks/train_fmnist.py``
+    (``tests/data/README.md``; ``EVENTSIM_FMNIST_MLP`` overrides the model path,
+    ``EVENTSIM_AGREEMENT_LIMIT`` the number of images)."""
     if not MODEL_FILE.exists():
         pytest.skip(f"{MODEL_FILE} not present (train and export a Fashion-MNIST MLP first)")
     try:
