@@ -308,6 +308,9 @@ class BatchNorm1d(_BatchNorm):
     _feature_ndims = (1, 2)
     _layout = "[T, B, F] or [T, B, C, L]"
 
+    def __init__(self, features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(features, eps=eps, momentum=momentum)
+
 
 class BatchNorm2d(_BatchNorm):
     """BatchNorm over channels of ``[T, B, C, H, W]``, statistics over T, B, H and W.
@@ -323,3 +326,6 @@ class BatchNorm2d(_BatchNorm):
     _name = "BatchNorm2d"
     _feature_ndims = (3,)
     _layout = "[T, B, C, H, W]"
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(channels, eps=eps, momentum=momentum)

@@ -185,6 +185,7 @@ def test_parameters_buffers_and_state_dict():
 
 def test_repr_and_errors():
     assert repr(BatchNorm2d(8)) == "BatchNorm2d(8, eps=1e-05, momentum=0.1)"
+    assert BatchNorm2d(channels=5).num_features == 5 and BatchNorm1d(features=6).num_features == 6
     assert repr(BatchNorm1d(4, eps=1e-3, momentum=0.2)) == "BatchNorm1d(4, eps=0.001, momentum=0.2)"
     bn2, bn1 = BatchNorm2d(3), BatchNorm1d(3)
     with pytest.raises(ValueError, match=r"BatchNorm2d\(3.*3 channels.*\(2, 1, 4, 5, 5\)"):
