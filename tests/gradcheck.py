@@ -60,7 +60,7 @@ def check_module_gradients(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_ent
         module.zero_grad()
         gx = module.backward(w.copy())
         grads = {name: p.grad.copy() for name, p in module.named_parameters()}
-        x = np.array(x)  # writable copy for perturbation
+        x = np.array(x, order="C")  # writable C-ordered copy (a stride-0 view keeps its strides otherwise)
         if check_input:
             num, idx = numeric_grad(lambda: _loss(module, x, w), x, eps, max_entries, rng)
             assert_close(gx, num, idx, f"{module!r} input gradient", rtol, atol)

@@ -178,3 +178,11 @@ def test_same_seed_same_weights():
     c = training.Linear(10, 5, rng=43).weight.data
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_gradcheck_accepts_static_inputs(float64):
+    rng = np.random.default_rng(9)
+    net = training.Sequential(training.Linear(4, 5, rng=rng), LIF(beta=0.8, threshold=0.4),
+                              training.Linear(5, 2, rng=rng))
+    x = np.broadcast_to(rng.random((3, 4))[None], (4, 3, 4))
+    check_module_gradients(net, x, rtol=1e-5, atol=1e-8)
