@@ -51,7 +51,9 @@ F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
 E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
 N_EDGE_COLS = 5
 # sizes[] entries passed to run_batch
-(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF) = range(9)
+(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF,
+ Z_FULLDIV, Z_FULLDIV_CHEAP) = range(11)
+N_SIZES = 11
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,6 +389,28 @@ def free_steps(v, c, n, beta, has_vmin, v_min):
 
 
 @njit(cache=True)
+def catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min):
+    """Bring every neuron of a population without constant input (``cst`` is zero) to
+    step ``t - 1`` before a full update at step ``t``: neuron ``i`` (state at ``noff + i``)
+    was last updated at ``max(L[noff + i], lf)`` and gets the leak of the ``gap`` steps
+    since, exactly as the lazy update would when it is next touched: ``leak`` ``LEAK_POWER``
+    multiplies once by ``powtab[q, gap]`` (then clamps to ``v_min``), else
+    :func:`free_steps` (skipped when ``beta == 1``)."""
+    no = np.uint64(noff)
+    for i in range(np.uint64(n)):
+        gap = t - 1 - max(L[no + i], lf)
+        if gap > 0:
+            v = V[no + i]
+            if leak == LEAK_POWER:
+                v = v * powtab[q, gap]
+                if has_vmin and v < v_min:
+                    v = v_min
+            elif beta != 1:
+                v = free_steps(v, cst[no + i], gap, beta, has_vmin, v_min)
+            V[no + i] = v
+
+
+@njit(cache=True)
 def predict_steps(v, c, horizon, beta, theta, has_vmin, v_min, ternary):
     """Steps ``d in 1..horizon`` until a neuron at ``v`` with constant input ``c`` (and no
     other input) first crosses threshold (``u >= theta`` or ternary ``u <= -theta``), or -1
@@ -494,11 +518,18 @@ def _clear_marks(s, space_i, mark, tlist, tcount, allt):
 
 
 @njit(cache=True)
-def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, acc, mark, tlist,
-                tcount, allt, V, U, L, lfull, flags, cst, ring_idx, ring_val, ringc, head, wnext,
-                wprev, wake_t, period, powtab, rec_idx, readout_out, readout_perm):
+def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f, space_i, acc,
+                mark, tlist, tcount, allt, V, U, L, lfull, flags, cst, ring_idx, ring_val, ringc,
+                head, wnext, wprev, wake_t, period, powtab, rec_idx, readout_out, readout_perm):
     """Update population ``q`` at step ``t`` from its accumulated input; returns the number
-    of spikes (written to the population's ring slot for step ``t``)."""
+    of spikes (written to the population's ring slot for step ``t``).
+
+    A lazy population without constant input is updated by one vectorised pass over all
+    its neurons (:func:`catch_up` of the neurons behind, then :func:`update_all`) when its
+    touched neurons are at least ``1/full_div`` of it (``full_div = 0``: only when all are
+    touched); else neuron by neuron over the touched blocks, each first catching up on the
+    leak of the steps it missed.  Both give the same floats: an untouched neuron's step in
+    the full pass is ``beta*v + (0 + 0)``, the operation the lazy catch-up repeats."""
     s = pop_i[q, P_SPACE]
     n = pop_i[q, P_N]
     noff = pop_i[q, P_NOFF]
@@ -549,9 +580,13 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, 
     whole = allt[s]
     lf = lfull[q]
     hq = head[q * T:(q + 1) * T]
-    if whole and lf == t - 1 and not driven and not (has_vmin and (v_min >= theta)):
-        # every neuron touched and none behind: the vectorised pass; only neurons that
-        # spiked can cross again without input (subtract reset, v_reset >= theta)
+    if (not driven and not (has_vmin and (v_min >= theta))
+            and (whole or tcount[s] * bs * full_div >= n)):
+        # enough neurons touched: the vectorised pass over all of them (after catching up
+        # those behind); only neurons that spiked can cross again without input (subtract
+        # reset, v_reset >= theta: beta <= 1, theta > 0)
+        if lf < t - 1:
+            catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min)
         update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
                    has_vmin, v_min, tern)
         cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
@@ -604,7 +639,7 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, 
             Lv[i] = t
             if sp != 0:
                 ring_i[cnt] = i
-                ring_v[cnt] = sp
+                flags[i] = sp
                 cnt += 1
             tw = wt_v[i]
             if tw >= 0:
@@ -624,6 +659,12 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, pop_i, pop_f, space_i, 
                         d = predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
                     if d > 0 and t + d < T:
                         wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
+    # spikes in ascending neuron order, as the full pass lists them (the order in which
+    # later projections add them up does not depend on how the population was updated)
+    if cnt > 1:
+        ring_i[:cnt].sort()
+    for k in range(cnt):
+        ring_v[k] = flags[ring_i[k]]
     _clear_marks(s, space_i, mark, tlist, tcount, allt)
     ringc[ringc_i] = cnt
     return cnt
@@ -645,8 +686,8 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     Outputs: ``readout_out[t, b, :]``, ``mem_out[t, b, :]`` (recorded neurons, u before
     reset); returns ``(counts [b1-b0, T, Q] int32, neuron int32, value int8, synaptic events
     per stage)``: the spikes of population q at step t of sample b are the next
-    ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (internal indices, in update
-    order), taken in (b, t, q) order.
+    ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (ascending internal index, the
+    order in which the population's projections add them up), taken in (b, t, q) order.
     """
     Q = pop_i.shape[0]
     E = edge_i.shape[0]
@@ -693,6 +734,12 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     o_v = np.empty(cap, np.int8)
     ocnt = 0
     predict = mode == MODE_PREDICT
+    # full-pass threshold per population: lower when the lazy catch-up steps the leak
+    full_div = np.zeros(Q, np.int64)
+    for q in range(Q):
+        beta = pop_f[q, F_BETA]
+        stepped = leak == LEAK_REPEAT and beta != 0 and beta != 1
+        full_div[q] = sizes[Z_FULLDIV] if stepped else sizes[Z_FULLDIV_CHEAP]
     q0 = edge_i[0, E_TGT]
     n0 = pop_i[q0, P_N]
     off0 = pop_i[q0, P_NOFF]
@@ -773,9 +820,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                   ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount,
                                   allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-                c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak, pop_i, pop_f,
-                                space_i, acc, mark, tlist, tcount, allt, V, U, L, lfull, flags,
-                                cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,
+                c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak, full_div[q],
+                                pop_i, pop_f, space_i, acc, mark, tlist, tcount, allt, V, U, L, lfull,
+                                flags, cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,
                                 period, powtab, rec_idx, readout_out, readout_perm)
                 if c > 0:
                     if ocnt + c > cap:

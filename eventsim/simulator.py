@@ -37,6 +37,14 @@ Options:
     lazy network (500 LIF, sparse input, T=300, 2 % firing) "power" was 16 % faster with the
     same spikes.  Recorded neurons are always stepped exactly.
 
+Lazy populations without constant input switch, step by step, to one vectorised pass over
+all their neurons when enough of them are touched (``eventsim.network.FULL_PASS_DIV``: from
+1/64 of the neurons with ``leak="repeat"`` and 0 < beta < 1, from 1/20 otherwise); the
+neurons behind first catch up as above, and the pass steps the others exactly as the
+dense engine does.  With ``"repeat"`` this changes no bit; with ``"power"`` neurons covered
+by full passes follow the exact recurrence.  A population's spikes of one step are always
+listed (and added up by later projections) in ascending neuron order.
+
 Samples are independent: batches are split into chunks that run on ``n_threads`` threads
 (the kernel releases the GIL); nothing is reordered within a sample.
 """

@@ -224,6 +224,14 @@ def test_simulator_equals_reference(seed):
     if all(model.layers[l].beta != 0.75 for l in model.spiking_layers):
         # powers of two (and 1) multiply exactly: the power table is exact too
         _check_equal(model, x, eventsim.Simulator(net, leak="power").run(x), "power")
+    # lazy populations updated neuron by neuron (full passes only when every neuron is
+    # touched) and with full passes from half of the neurons touched
+    for div in (0, 2):
+        net.sizes[K.Z_FULLDIV] = net.sizes[K.Z_FULLDIV_CHEAP] = div
+        sim = eventsim.Simulator(net, constant_drive=("step", "predict")[seed % 2])
+        _check_equal(model, x, sim.run(x), f"full_div={div}")
+        if all(model.layers[l].beta != 0.75 for l in model.spiking_layers):
+            _check_equal(model, x, eventsim.Simulator(net, leak="power").run(x), f"power, full_div={div}")
     assert rec.synaptic_events["total"] > 0 or total == 0
     assert sum(rec.spike_counts.values()) == total
 
@@ -259,6 +267,37 @@ def test_neurons_fire_again_without_input(proj, neuron):
     np.testing.assert_array_equal(rec.readout, readout)
     quiet = [t for t in range(14) if not x[t].any()]
     assert np.abs(spikes[1][quiet]).sum() > 0   # spikes on steps without any input
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_full_passes_change_no_bit(seed):
+    """General float32 weights and beta (sums round): lazy neuron-by-neuron updates, full
+    passes whenever anything is touched, and the switching in between give identical
+    spikes, membranes and readouts (``leak="repeat"``)."""
+    rng = np.random.default_rng(500 + seed)
+    n_in, n = 40, int(rng.integers(50, 120))
+    W_in = (rng.random((n, n_in)) < 0.1) * rng.standard_normal((n, n_in)).astype(np.float32) * 0.6
+    W_rec = (rng.random((n, n)) < 0.05) * rng.standard_normal((n, n)).astype(np.float32) * 0.4
+    sp = lambda W: mf.Sparse(data=W[W != 0].astype(np.float32), indices=np.nonzero(W)[1],
+                             indptr=np.concatenate([[0], np.cumsum((W != 0).sum(1))]), shape=W.shape)
+    model = mf.Model(input_shape=(n_in,), T=60, encoding="rate", layers=[
+        sp(W_in), mf.Spiking(beta=float(rng.uniform(0.8, 0.99)), theta=0.5,
+                             reset=("hard", "subtract")[seed % 2], v_min=(None, -0.3)[seed // 2 % 2]),
+        mf.Dense(rng.standard_normal((3, n)).astype(np.float32)), mf.Readout(beta=0.9)],
+        connections=[mf.Connection(source=1, target=1, delay=d, projection=sp(W_rec * (rng.random(W_rec.shape) < 0.5)))
+                     for d in (1, 3)])
+    # bursts of input: some steps touch most neurons, others few
+    x = (rng.random((60, 2, n_in)) < rng.choice([0.01, 0.05, 0.5], size=(60, 1, 1))).astype(np.float32)
+    net = eventsim.load(model)
+    recs = []
+    for div in (0, 1 << 40, 4, 16):
+        net.sizes[K.Z_FULLDIV] = net.sizes[K.Z_FULLDIV_CHEAP] = div
+        recs.append(eventsim.Simulator(net, record_membrane={1: np.arange(0, n, 7)}).run(x))
+    for r in recs[1:]:
+        np.testing.assert_array_equal(r.readout, recs[0].readout)
+        np.testing.assert_array_equal(r.membrane[1], recs[0].membrane[1])
+        np.testing.assert_array_equal(r.spikes[1].to_dense(60, 2), recs[0].spikes[1].to_dense(60, 2))
+    assert 0 < recs[0].spikes[1].to_dense(60, 2).mean() < 0.5
 
 
 def test_models_are_not_silent():

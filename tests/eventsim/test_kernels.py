@@ -362,6 +362,29 @@ def test_free_steps_and_predict_steps():
         assert K.predict_steps(*args) == naive.predict_steps(*args), args
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_catch_up(seed):
+    rng = np.random.default_rng(40 + seed)
+    p = _params(rng, np.float32)
+    n, noff, T = int(rng.integers(1, 40)), int(rng.integers(0, 4)), 30
+    V = (rng.standard_normal(n + 6) * 0.5).astype(np.float32)
+    cst = np.zeros(n + 6, np.float32)
+    cst[rng.random(n + 6) < 0.2] = -0.0
+    L = rng.integers(-1, 20, size=n + 6).astype(np.int64)
+    lf, t = int(rng.integers(-1, 20)), int(rng.integers(0, 24))
+    beta = p["beta"] if seed % 3 else np.float32(1.0)
+    powtab = np.ascontiguousarray(np.float64(beta) ** np.arange(T + 1)[None, :].repeat(2, 0),
+                                  dtype=np.float32)
+    for leak in (K.LEAK_REPEAT, K.LEAK_POWER):
+        args = (L, cst, noff, n, lf, t, leak, powtab, 1, beta, p["has_vmin"], p["v_min"])
+        a, b = V.copy(), V.copy()
+        K.catch_up(a, *args)
+        naive.catch_up(b, *args)
+        np.testing.assert_array_equal(a, b)
+        behind = t - 1 - np.maximum(L[noff:noff + n], lf) > 0
+        np.testing.assert_array_equal(a[noff:noff + n][~behind], V[noff:noff + n][~behind])
+
+
 def test_wake_queue():
     """Doubly linked buckets: pushes and removals keep each bucket's set of neurons."""
     rng = np.random.default_rng(3)

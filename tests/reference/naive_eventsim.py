@@ -196,6 +196,20 @@ def free_steps(v, c, n, beta, has_vmin, v_min):
     return v
 
 
+def catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min):
+    """Every neuron steps (or multiplies by ``beta**gap`` with ``LEAK_POWER``) over the
+    steps since its last update, ``max(L, lf)``; ``beta == 1`` is stepped too (no-op)."""
+    for i in range(n):
+        gap = t - 1 - max(L[noff + i], lf)
+        if gap <= 0:
+            continue
+        if leak == K.LEAK_POWER:
+            v = V[noff + i] * powtab[q, gap]
+            V[noff + i] = max(v, v_min) if has_vmin else v
+        else:
+            V[noff + i] = free_steps(V[noff + i], cst[noff + i], gap, beta, has_vmin, v_min)
+
+
 def predict_steps(v, c, horizon, beta, theta, has_vmin, v_min, ternary):
     """Plain stepping up to ``horizon`` steps, no fixed-point shortcut."""
     for d in range(1, horizon + 1):
