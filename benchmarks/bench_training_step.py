@@ -17,7 +17,9 @@ Engines:
               (forward, input gradients and weight gradients): the floor of any dense
               engine that does not exploit the structure of the input
 Peak memory: growth of the process's peak RSS (VmHWM, reset through /proc/self/clear_refs)
-over its RSS before the timed steps.
+during the timed steps over its RSS between steps (after warm-up); workers run with
+MALLOC_MMAP_THRESHOLD_=131072 so glibc returns every large array to the system when it is
+freed and RSS follows the live arrays of both libraries.
 """
 from __future__ import annotations
 
@@ -55,11 +57,11 @@ def _reset_peak():
 
 def _time_steps(step, n_warm: int, n: int):
     import gc
-    gc.collect()
-    rss0 = _rss_kib("VmRSS")   # after set-up (weights, inputs), before the first step
-    _reset_peak()
-    for _ in range(n_warm):
+    for _ in range(n_warm):      # JIT compilation, lazy initialisation, caches
         step()
+    gc.collect()
+    rss0 = _rss_kib("VmRSS")   # live memory between steps: weights, inputs, optimiser state
+    _reset_peak()
     times = []
     for _ in range(n):
         t = time.perf_counter()
@@ -112,6 +114,8 @@ def worker_snntorch(cfg):
     import torch
     from torch import nn
     torch.manual_seed(0)
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     T, B = cfg["T"], cfg["B"]
     if cfg["net"] == "fc":
         layers = [nn.Linear(784, 800), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(800, 10)]
@@ -207,17 +211,25 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "CONFIG"), help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the raw results here")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads per worker (OpenBLAS, OpenMP, torch, Numba); default: library defaults")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(args.worker[0], args.worker[1], args.steps)))
         return
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    if args.threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = str(args.threads)
+    print(f"threads per worker: {args.threads or 'library default'}; rounds {args.rounds}, "
+          f"{args.steps} timed steps per process", flush=True)
     results: dict = {}
     for r in range(args.rounds):
         for config in args.configs:
             engines = args.engines[r % len(args.engines):] + args.engines[:r % len(args.engines)]
             for engine in engines:
                 proc = subprocess.run([sys.executable, __file__, "--worker", engine, config,
-                                       "--steps", str(args.steps)], capture_output=True, text=True)
+                                       "--steps", str(args.steps)], capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     print(f"[{engine} {config}] failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                     continue
