@@ -15,7 +15,14 @@ space       a flat accumulator of input currents (a population's, or an intermed
 stage       one projection from a source space to a destination space (dense rows, CSR rows,
             a convolution kernel scattered around the event, a pooling window, identity).
 edge        a chain of stages from a source (the input or a population) to a population;
-            feed-forward edges deliver in the same step, connections ``delay`` steps later.
+            feed-forward edges deliver in the same step, dense connections ``delay`` steps
+            later (from the source's ring of recent spike lists).
+bundle      the sparse connections between one source and one target population, merged:
+            one source-major row per neuron split into segments (one per connection,
+            sorted by delay; ``ptr[i * nseg + m]`` starts segment ``m`` of row ``i``).  A
+            spike is delivered once, into a ring of future input currents indexed by
+            arrival step (``R`` slots of ``n_target`` values, each with a list of touched
+            targets); at each step the slot due is added to the target's accumulator.
 population  spiking neurons (METHODS.md section 1) or the readout integrator.
 
 Float arithmetic is done in the model's dtype with exactly the operations of the dense
@@ -28,6 +35,7 @@ from numba import njit
 
 # stage kinds
 K_IDENTITY, K_DENSE, K_SPARSE, K_CONV, K_SUMPOOL, K_MAXPOOL = 0, 1, 2, 3, 4, 5
+K_BUNDLED = 6   # a sparse connection delivered through its bundle (the stage only counts)
 HARD_RESET, SUBTRACT_RESET = 0, 1
 POP_SPIKING, POP_READOUT = 0, 1
 DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
@@ -50,10 +58,14 @@ F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
 # edge_i columns
 E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
 N_EDGE_COLS = 5
+# bun_i columns (wi: ptr at B_PTR, indices at B_IDX, (delay, stage) per segment at B_SEG;
+# wf: weights at B_W; bring/bmark/blist: R slots of n_target at B_ROFF; bcnt: R at B_RCOFF)
+(B_SRC, B_TGT, B_NSEG, B_PTR, B_IDX, B_W, B_SEG, B_R, B_ROFF, B_RCOFF) = range(10)
+N_BUNDLE_COLS = 10
 # sizes[] entries passed to run_batch
 (Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF,
- Z_FULLDIV, Z_FULLDIV_CHEAP) = range(11)
-N_SIZES = 11
+ Z_FULLDIV, Z_FULLDIV_CHEAP, Z_BRING, Z_BRINGC) = range(13)
+N_SIZES = 13
 
 
 # ---------------------------------------------------------------------------------------
@@ -257,6 +269,66 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
             tlist[m_off + tcount[s]] = blk
             tcount[s] += 1
     return k1 - k0
+
+
+@njit(cache=True)
+def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
+                    n_t, bring, bmark, blist, bcnt, r_off, rc_off, syn):
+    """Deliver events ``k0:k1`` emitted at step ``t`` through a bundle: segment ``m`` of
+    row ``i`` (``wi[p_off + i*nseg + m] <= p < wi[p_off + i*nseg + m + 1]``, targets
+    ``wi[i_off + p]``, weights ``wf[w_off + p]``, delay ``d = wi[s_off + 2m]``, stage
+    ``g = wi[s_off + 2m + 1]``) adds ``v * w`` to ring slot ``(t + d) % R`` (values
+    ``bring[r_off + slot*n_t + j]``, touched targets listed at the same offsets of
+    ``blist``, marked in ``bmark``, counted in ``bcnt[rc_off + slot]``) and counts its
+    synapses in ``syn[g]``.  Segments arriving at or after ``T`` are skipped (delays
+    ascending); ``1 <= d <= R``."""
+    m_end = 0
+    while m_end < nseg and t + wi[s_off + 2 * m_end] < T:
+        m_end += 1
+    if m_end == 0:
+        return
+    tm = t % R
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        v = ev_val[k]
+        rp = p_off + i * nseg
+        for m in range(m_end):
+            slot = tm + wi[s_off + 2 * m]
+            if slot >= R:
+                slot -= R
+            base = np.uint64(r_off + slot * n_t)
+            c = bcnt[rc_off + slot]
+            p0 = wi[rp + m]
+            p1 = wi[rp + m + 1]
+            for p in range(p0, p1):
+                j = np.uint64(wi[i_off + p])
+                bring[base + j] += v * wf[w_off + p]
+                if bmark[base + j] == 0:
+                    bmark[base + j] = 1
+                    blist[base + np.uint64(c)] = j
+                    c += 1
+            bcnt[rc_off + slot] = c
+            syn[wi[s_off + 2 * m + 1]] += p1 - p0
+
+
+@njit(cache=True)
+def ring_to_acc(bring, bmark, blist, bcnt, r_off, rc_off, slot, n_t, acc, a_off, bs, mark,
+                m_off, tlist, tcount, s):
+    """Add ring slot ``slot`` of a bundle (see :func:`scatter_delayed`) to the target's
+    accumulator ``acc[a_off:]`` in the order its targets were first touched, touching their
+    blocks of space ``s``, and clear the slot."""
+    base = r_off + slot * n_t
+    for k in range(bcnt[rc_off + slot]):
+        j = blist[base + k]
+        acc[a_off + j] += bring[base + j]
+        bring[base + j] = 0
+        bmark[base + j] = 0
+        blk = j if bs == 1 else j // bs
+        if mark[m_off + blk] == 0:
+            mark[m_off + blk] = 1
+            tlist[m_off + tcount[s]] = blk
+            tcount[s] += 1
+    bcnt[rc_off + slot] = 0
 
 
 @njit(cache=True)
@@ -672,12 +744,13 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
 
 @njit(cache=True, nogil=True)
 def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, edge_i, edge_stage,
-              n_ff, wf, wi, const_all, const_conn, powtab, sizes,
+              n_ff, bun_i, wf, wi, const_all, const_conn, powtab, sizes,
               ev_t, ev_i, ev_v, ev_ptr, drive, drive_mode,
               rec_idx, readout_out, readout_perm, mem_out):
     """Simulate samples ``b0 <= b < b1`` for ``T`` steps.
 
-    Network tables: see the module docstring and ``eventsim.network``.  ``const_all``: the
+    Network tables: see the module docstring and ``eventsim.network`` (``bun_i``: one row
+    per bundle of sparse connections).  ``const_all``: the
     constant input of every neuron (biases); ``const_conn``: the part of it from delayed
     connections (kept when ``drive`` replaces the first population's constant input).
     Inputs: events ``ev_t, ev_i (internal index), ev_v`` of sample b at
@@ -716,6 +789,14 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     scr_idx = np.zeros(sizes[Z_SCRATCH], np.int64)
     scr_val = np.zeros(sizes[Z_SCRATCH], dt)
     syn = np.zeros(G, np.int64)
+    NB = bun_i.shape[0]
+    # bundles' rings of future input currents: every slot is handed on and cleared by the
+    # step it is due at, and nothing is delivered at or after T, so they are empty between
+    # samples
+    bring = np.zeros(sizes[Z_BRING], dt)
+    bmark = np.zeros(sizes[Z_BRING], np.uint8)
+    blist = np.zeros(sizes[Z_BRING], np.int64)
+    bcnt = np.zeros(sizes[Z_BRINGC], np.int64)
     pbuf = np.zeros(sizes[Z_PBUF], np.int64)
     lazy = np.zeros(Q, np.bool_)
     driven_q = np.zeros(Q, np.bool_)
@@ -789,7 +870,27 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                 for i in range(n0):
                     cc = const_conn[off0 + i]
                     cst[off0 + i] = drive[t, b - b0, i] if cc == 0 else drive[t, b - b0, i] + cc
-            # delayed connections: spikes of the source emitted at t - delay
+            # delayed connections: each bundle delivers its source's spikes of step t - 1 into
+            # its ring (arrival t - 1 + d >= t), then adds the slot of step t to the target;
+            # dense connections take the source's spikes of step t - delay
+            for nb in range(NB):
+                qs = bun_i[nb, B_SRC]
+                qt = bun_i[nb, B_TGT]
+                R = bun_i[nb, B_R]
+                n_t = pop_i[qt, P_N]
+                if t > 0:
+                    Rs = pop_i[qs, P_R]
+                    c = ringc[pop_i[qs, P_RINGC] + (t - 1) % Rs]
+                    if c > 0:
+                        base = pop_i[qs, P_RING] + ((t - 1) % Rs) * pop_i[qs, P_N]
+                        scatter_delayed(wi, bun_i[nb, B_PTR], bun_i[nb, B_IDX], bun_i[nb, B_SEG],
+                                        bun_i[nb, B_NSEG], wf, bun_i[nb, B_W], ring_idx, ring_val,
+                                        base, base + c, t - 1, T, R, n_t, bring, bmark, blist,
+                                        bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_RCOFF], syn)
+                st = pop_i[qt, P_SPACE]
+                ring_to_acc(bring, bmark, blist, bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_RCOFF],
+                            t % R, n_t, acc, space_i[st, SP_OFF], space_i[st, SP_BS], mark,
+                            space_i[st, SP_BOFF], tlist, tcount, st)
             for e in range(n_ff, E):
                 tt = t - edge_i[e, E_DELAY]
                 if tt < 0:

@@ -22,8 +22,16 @@ Compilation (see ``eventsim/kernels.py`` for the vocabulary)
 - Biases become a per-neuron constant input of the edge's target population.  A bias in the
   middle of a chain (e.g. Conv with bias -> AvgPool -> Spiking) is propagated to the target
   through the rest of the chain once (exact in real arithmetic; bit-exact for dyadic values).
-- Extra ``Connection`` s become edges with a delay; spikes wait in the source population's
-  ring of the last ``delay + 1`` steps' spike lists (a queue keyed by arrival step).
+- Extra ``Connection`` s: dense ones become edges with a delay (spikes wait in the source
+  population's ring of the last ``delay + 1`` steps' spike lists).  The sparse ones between
+  the same source and target are merged into one *bundle*: per source neuron one row of
+  segments, one per connection, sorted by delay (then connection index); a spike is
+  delivered once, into a ring of future input currents indexed by arrival step, whose due
+  slot is added to the target at every step (before dense connections and feed-forward
+  input).  The input current of a target neuron from a bundle at step t is summed in
+  order of emission step (longest delay first), then of source neuron, then of connection
+  with that delay; exact for dyadic weights, otherwise a different rounding than
+  connection by connection.
 """
 from __future__ import annotations
 
@@ -115,6 +123,33 @@ def window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, ph, pw):
     oy0, oy1 = ranges(Hi, Ho, kh, sh, ph)
     ox0, ox1 = ranges(Wi, Wo, kw, sw, pw)
     return np.concatenate([pos, y, x, oy0, oy1, ox0, ox1])
+
+
+def merge_delayed(conns, n_src):
+    """Merge sparse connections with one source and one target into a bundle (plain NumPy).
+
+    ``conns``: dicts with ``delay``, ``g`` (stage index) and the source-major CSR ``iptr``,
+    ``idx`` (target, internal), ``w`` of each connection.  Returns ``ptr [n_src*nseg + 1]``
+    (segment ``m`` of row ``i``: ``ptr[i*nseg + m] : ptr[i*nseg + m + 1]``), ``idx``, ``w``
+    and ``seg [2*nseg]`` = ``(delay, g)`` per segment; segments are the connections sorted by
+    delay (stable: connection order for equal delays), entries keep each row's order."""
+    order = sorted(range(len(conns)), key=lambda k: conns[k]["delay"])
+    nseg = len(conns)
+    src_parts, seg_parts, idx_parts, w_parts = [], [], [], []
+    for m, k in enumerate(order):
+        c = conns[k]
+        counts = np.diff(c["iptr"])
+        src_parts.append(np.repeat(np.arange(n_src, dtype=np.int64), counts))
+        seg_parts.append(np.full(len(c["idx"]), m, dtype=np.int64))
+        idx_parts.append(np.asarray(c["idx"], dtype=np.int64))
+        w_parts.append(c["w"])
+    src, seg_of = np.concatenate(src_parts), np.concatenate(seg_parts)
+    pos = np.arange(len(src), dtype=np.int64)
+    o = np.lexsort((pos, seg_of, src))
+    ptr = np.zeros(n_src * nseg + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src * nseg + seg_of, minlength=n_src * nseg), out=ptr[1:])
+    seg = np.array([(conns[k]["delay"], conns[k]["g"]) for k in order], dtype=np.int64).ravel()
+    return ptr, np.concatenate(idx_parts)[o], np.concatenate(w_parts)[o], seg
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,7 +326,8 @@ class CompiledNetwork:
             chain, edge_stages, biases, maxpool_ok = [], [], [], True
         self.layer_pop = {p["layer"]: q for q, p in enumerate(pops)}
 
-        # delayed connections
+        # delayed connections: dense ones are edges, sparse ones are merged per (source, target)
+        bundles: dict[tuple[int, int], list[dict]] = {}
         for k, c in enumerate(model.connections):
             qs, qt = self.layer_pop[int(c.source)], self.layer_pop[int(c.target)]
             ss, st = pops[qs]["space"], pops[qt]["space"]
@@ -302,14 +338,18 @@ class CompiledNetwork:
                 W = np.asarray(p.weight, dtype=dt)
                 wt = np.ascontiguousarray(W[np.ix_(spaces[st].perm, spaces[ss].perm)].T)
                 stages.append(_Stage(K.K_DENSE, ss, st, label, weights=wt))
+                edges.append(dict(src=qs, tgt=qt, delay=int(c.delay), stages=[len(stages) - 1]))
+                pops[qs]["R"] = max(pops[qs]["R"], int(c.delay) + 1)
             else:
-                stages.append(self._sparse_stage(p, ss, st, spaces, label))
-            edges.append(dict(src=qs, tgt=qt, delay=int(c.delay), stages=[len(stages) - 1]))
-            pops[qs]["R"] = max(pops[qs]["R"], int(c.delay) + 1)
+                sp = self._sparse_stage(p, ss, st, spaces, label)
+                stages.append(_Stage(K.K_BUNDLED, ss, st, label))
+                bundles.setdefault((qs, qt), []).append(
+                    dict(g=len(stages) - 1, delay=int(c.delay), iptr=sp.iptr, idx=sp.idx,
+                         w=sp.weights))
             if p.bias is not None:
                 b = np.asarray(p.bias, dtype=dt)[spaces[st].perm]
                 pops[qt]["const_conn"] = pops[qt]["const_conn"] + b
-        self._tables(spaces, stages, edges, pops)
+        self._tables(spaces, stages, edges, pops, bundles)
 
     def _make_stage(self, layer, i, src, dst, spaces, in_shape, out_shape) -> _Stage:
         dt = self.dtype
@@ -363,7 +403,7 @@ class CompiledNetwork:
             const = const + y.reshape(-1)[space.perm]
         return const
 
-    def _tables(self, spaces, stages, edges, pops):
+    def _tables(self, spaces, stages, edges, pops, bundles):
         dt = self.dtype
         # spaces
         off = boff = 0
@@ -443,6 +483,21 @@ class CompiledNetwork:
         for e, ed in enumerate(edges):
             edge_i[e] = (ed["src"], ed["tgt"], ed["delay"], len(flat_stages), len(ed["stages"]))
             flat_stages += ed["stages"]
+        # bundles of sparse connections
+        bun_i = np.zeros((len(bundles), K.N_BUNDLE_COLS), dtype=np.int64)
+        ring_off = ringc_off = 0
+        for nb, ((qs, qt), conns) in enumerate(bundles.items()):
+            ptr, idx, w, seg = merge_delayed(conns, pops[qs]["n"])
+            R = max(c["delay"] for c in conns)
+            bun_i[nb] = (qs, qt, len(conns), wi_off, wi_off + len(ptr), wf_off,
+                         wi_off + len(ptr) + len(idx), R, ring_off, ringc_off)
+            wi_parts += [ptr, idx, seg]
+            wi_off += len(ptr) + len(idx) + len(seg)
+            wf_parts.append(np.asarray(w, dtype=dt))
+            wf_off += len(w)
+            ring_off += R * pops[qt]["n"]
+            ringc_off += R
+        self.bun_i = bun_i
         self.pop_i, self.pop_f = pop_i, pop_f
         self.space_i, self.space_f = space_i, space_f
         self.stage_i, self.edge_i = stage_i, edge_i
@@ -464,6 +519,8 @@ class CompiledNetwork:
         sizes[K.Z_PBUF] = pbuf
         sizes[K.Z_FULLDIV] = FULL_PASS_DIV
         sizes[K.Z_FULLDIV_CHEAP] = FULL_PASS_DIV_CHEAP
+        sizes[K.Z_BRING] = max(ring_off, 1)
+        sizes[K.Z_BRINGC] = max(ringc_off, 1)
         self.sizes = sizes
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]

@@ -237,7 +237,8 @@ class Simulator:
                 drive, dmode = np.zeros((1, 1, 1), dtype=dt), K.DRIVE_NONE
             return K.run_batch(T, b0, b1, mode, leak, self._pop_i, net.pop_f, net.space_i,
                                net.space_f, net.stage_i, net.edge_i, net.edge_stage, net.n_ff,
-                               net.wf, net.wi, net.const_all, net.const_conn, powtab, net.sizes,
+                               net.bun_i, net.wf, net.wi, net.const_all, net.const_conn, powtab,
+                               net.sizes,
                                inp["ev_t"], inp["ev_i"], inp["ev_v"], inp["ev_ptr"], drive, dmode,
                                self._rec_idx, readout, net.pop_perm[-1], mem)
 

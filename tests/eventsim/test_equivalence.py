@@ -300,6 +300,42 @@ def test_full_passes_change_no_bit(seed):
     assert 0 < recs[0].spikes[1].to_dense(60, 2).mean() < 0.5
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_merged_connections(seed):
+    """Several sparse connections between the same populations (equal and different
+    delays, recurrent and feed-back, with a dense one alongside) are merged into bundles:
+    spikes, membranes and readouts equal the reference, and every connection counts the
+    events it delivered before T."""
+    rng = np.random.default_rng(700 + seed)
+    n0, n1, n2 = (int(v) for v in rng.integers(8, 20, size=3))
+    layers = [mf.Dense(_w(rng, (n1, n0), n0)), _spiking(rng),
+              _sparse(rng, n2, n1), _spiking(rng),
+              mf.Dense(_w(rng, (3, n2), n2)), mf.Readout(beta=0.5)]
+    sizes = {1: n1, 3: n2}
+    conns = []
+    for src, tgt, d in [(1, 1, 2), (1, 1, 1), (3, 1, 3), (1, 1, 2), (3, 3, 4), (1, 1, 5), (3, 1, 1)]:
+        conns.append(mf.Connection(source=src, target=tgt, delay=d,
+                                   projection=_sparse(rng, sizes[tgt], sizes[src], 0.3)))
+    conns.append(mf.Connection(source=1, target=1, delay=2,
+                               projection=mf.Dense(_w(rng, (n1, n1), n1, 0.0))))
+    model = mf.Model(input_shape=(n0,), T=int(rng.integers(8, 16)), layers=layers,
+                     connections=conns)
+    x = make_input(model, rng, ("spikes", "ternary-events", "direct-steps")[seed % 3])
+    net = eventsim.load(model)
+    assert len(net.bun_i) == 3 and len(net.edge_i) == net.n_ff + 1
+    for leak in ("repeat", "power") if all(l.beta != 0.75 for l in layers[1:4:2]) else ("repeat",):
+        rec = eventsim.Simulator(net, leak=leak, record_membrane={1: "all", 3: "all"}).run(x)
+        _check_equal(model, x, rec, leak)
+    T, B = model.T, rec.readout.shape[1]
+    for k, c in enumerate(conns):
+        src = rec.spikes[c.source].to_dense(T, B)
+        pr = c.projection
+        fan = (np.bincount(pr.indices, minlength=sizes[c.source]) if isinstance(pr, mf.Sparse)
+               else np.full(sizes[c.source], pr.weight.shape[0]))
+        want = sum(int(np.abs(src[t]).sum(axis=0) @ fan) for t in range(T - c.delay))
+        assert rec.synaptic_events[f"connections[{k}]"] == want, k
+
+
 def test_models_are_not_silent():
     """The random models exercise the dynamics: most of them spike in every layer."""
     active = 0

@@ -15,7 +15,7 @@ import pytest
 from numba.core.registry import CPUDispatcher
 
 from eventsim import kernels as K
-from eventsim.network import window_tables
+from eventsim.network import merge_delayed, window_tables
 from tests.reference import naive_eventsim as naive
 
 END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_clear_marks", "_grow"}
@@ -111,6 +111,97 @@ def test_scatter_sparse(seed):
     nb = naive.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args())
     assert na == nb
     a.assert_same(b)
+
+
+def _bundle(rng, n_src, n_t, delays, dtype=np.float32):
+    """Random sparse connections (source-major CSR) with the given delays, merged."""
+    conns = []
+    for g, d in enumerate(delays):
+        counts = rng.integers(0, min(5, n_t) + 1, size=n_src)
+        iptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        idx = np.concatenate([np.sort(rng.choice(n_t, size=c, replace=False)) for c in counts]
+                             ).astype(np.int64)
+        conns.append(dict(delay=int(d), g=g + 1, iptr=iptr, idx=idx,
+                          w=rng.standard_normal(len(idx)).astype(dtype)))
+    return conns, merge_delayed(conns, n_src)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_delayed(seed):
+    """Segment m of row i is row i of the m-th connection in delay order."""
+    rng = np.random.default_rng(seed)
+    n_src, n_t = int(rng.integers(1, 12)), int(rng.integers(1, 15))
+    conns, (ptr, idx, w, seg) = _bundle(rng, n_src, n_t, rng.integers(1, 5, size=rng.integers(1, 5)))
+    order = sorted(range(len(conns)), key=lambda k: conns[k]["delay"])
+    nseg = len(conns)
+    assert list(seg) == [x for k in order for x in (conns[k]["delay"], conns[k]["g"])]
+    assert ptr[0] == 0 and ptr[-1] == len(idx) == len(w)
+    for i in range(n_src):
+        for m, k in enumerate(order):
+            c = conns[k]
+            a, b = ptr[i * nseg + m], ptr[i * nseg + m + 1]
+            np.testing.assert_array_equal(idx[a:b], c["idx"][c["iptr"][i]:c["iptr"][i + 1]])
+            np.testing.assert_array_equal(w[a:b], c["w"][c["iptr"][i]:c["iptr"][i + 1]])
+
+
+def _ring_state(rng, R, n_t, dtype=np.float32):
+    """Rings at offsets 3 (values) / 2 (counts), some targets already touched."""
+    bring = np.zeros(3 + R * n_t + 4, dtype)
+    bmark = np.zeros(len(bring), np.uint8)
+    blist = np.zeros(len(bring), np.int64)
+    bcnt = np.zeros(2 + R + 1, np.int64)
+    for slot in range(R):
+        for j in rng.permutation(n_t)[:rng.integers(0, n_t + 1)]:
+            x = 3 + slot * n_t + j
+            bring[x], bmark[x] = rng.standard_normal(), 1
+            blist[3 + slot * n_t + bcnt[2 + slot]] = j
+            bcnt[2 + slot] += 1
+    return [bring, bmark, blist, bcnt]
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_delayed(seed, dtype):
+    rng = np.random.default_rng(seed)
+    n_src, n_t = int(rng.integers(1, 12)), int(rng.integers(1, 15))
+    delays = np.sort(rng.integers(1, 6, size=rng.integers(1, 5)))
+    conns, (ptr, idx, w, seg) = _bundle(rng, n_src, n_t, delays, dtype)
+    R = int(delays.max()) + int(rng.integers(0, 2))
+    wi = np.concatenate([[9, 9], ptr, idx, seg]).astype(np.int64)
+    wf = np.concatenate([np.ones(1, dtype), w])
+    ev_idx, ev_val, k0, k1 = _events(rng, n_src, int(rng.integers(0, 12)), dtype=dtype)
+    T = 20
+    t = int(rng.integers(10, T))         # late steps: some segments arrive after T
+    a = _ring_state(rng, R, n_t, dtype)
+    b = [x.copy() for x in a]
+    syn_a, syn_b = np.zeros(len(delays) + 1, np.int64), np.zeros(len(delays) + 1, np.int64)
+    args = (wi, 2, 2 + len(ptr), 2 + len(ptr) + len(idx), len(conns), wf, 1, ev_idx, ev_val,
+            k0, k1, t, T, R, n_t)
+    K.scatter_delayed(*args, *a, 3, 2, syn_a)
+    naive.scatter_delayed(*args, *b, 3, 2, syn_b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(syn_a, syn_b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ring_to_acc(seed):
+    rng = np.random.default_rng(seed)
+    bs = int(rng.integers(1, 4))
+    n_t, R = bs * int(rng.integers(1, 6)), int(rng.integers(1, 5))
+    ring = _ring_state(rng, R, n_t)
+    twin = [x.copy() for x in ring]
+    a = State(rng, n_t, bs)
+    for blk in rng.permutation(n_t // bs)[:2]:
+        naive.touch(int(blk), *a.touch_args())
+    b = a.copy()
+    slot = int(rng.integers(0, R))
+    K.ring_to_acc(*ring, 3, 2, slot, n_t, *a.args(), bs, *a.touch_args())
+    naive.ring_to_acc(*twin, 3, 2, slot, n_t, *b.args(), bs, *b.touch_args())
+    for x, y in zip(ring, twin):
+        np.testing.assert_array_equal(x, y)
+    a.assert_same(b)
+    assert ring[3][2 + slot] == 0 and not ring[1][3 + slot * n_t:3 + (slot + 1) * n_t].any()
 
 
 def _conv_geometry(rng):

@@ -135,6 +135,39 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
     return k1 - k0
 
 
+def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
+                    n_t, bring, bmark, blist, bcnt, r_off, rc_off, syn):
+    """Spike by spike, segment by segment; every segment checks its own arrival step."""
+    for k in range(k0, k1):
+        i, v = ev_idx[k], ev_val[k]
+        for m in range(nseg):
+            d, g = wi[s_off + 2 * m], wi[s_off + 2 * m + 1]
+            if t + d >= T:
+                continue
+            slot = (t + d) % R
+            base = r_off + slot * n_t
+            lo, hi = wi[p_off + i * nseg + m], wi[p_off + i * nseg + m + 1]
+            for p in range(lo, hi):
+                j = wi[i_off + p]
+                bring[base + j] += v * wf[w_off + p]
+                if not bmark[base + j]:
+                    bmark[base + j] = 1
+                    blist[base + bcnt[rc_off + slot]] = j
+                    bcnt[rc_off + slot] += 1
+            syn[g] += hi - lo
+
+
+def ring_to_acc(bring, bmark, blist, bcnt, r_off, rc_off, slot, n_t, acc, a_off, bs, mark,
+                m_off, tlist, tcount, s):
+    base = r_off + slot * n_t
+    for j in blist[base:base + bcnt[rc_off + slot]]:
+        acc[a_off + j] += bring[base + j]
+        bring[base + j] = 0
+        bmark[base + j] = 0
+        touch(j // bs, mark, m_off, tlist, tcount, s)
+    bcnt[rc_off + slot] = 0
+
+
 def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val):
     n, a_off, bs, m_off, post = (int(v) for v in space_i[s, :5])
     if allt[s]:
