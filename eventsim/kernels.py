@@ -21,8 +21,9 @@ bundle      the sparse connections between one source and one target population,
             one source-major row per neuron split into segments (one per connection,
             sorted by delay; ``ptr[i * nseg + m]`` starts segment ``m`` of row ``i``).  A
             spike is delivered once, into a ring of future input currents indexed by
-            arrival step (``R`` slots of ``n_target`` values, each with a list of touched
-            targets); at each step the slot due is added to the target's accumulator.
+            arrival step (``R`` slots of ``n_target`` values, each with the list of its
+            synapses' targets); at each step the slot due is added to the target's
+            accumulator (through the list, or all of it when it is dense).
 population  spiking neurons (METHODS.md section 1) or the readout integrator.
 
 Float arithmetic is done in the model's dtype with exactly the operations of the dense
@@ -59,13 +60,14 @@ F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
 E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
 N_EDGE_COLS = 5
 # bun_i columns (wi: ptr at B_PTR, indices at B_IDX, (delay, stage) per segment at B_SEG;
-# wf: weights at B_W; bring/bmark/blist: R slots of n_target at B_ROFF; bcnt: R at B_RCOFF)
-(B_SRC, B_TGT, B_NSEG, B_PTR, B_IDX, B_W, B_SEG, B_R, B_ROFF, B_RCOFF) = range(10)
-N_BUNDLE_COLS = 10
+# wf: weights at B_W; bring: R slots of n_target at B_ROFF; blist: R slots of n_target + 1
+# at B_LOFF; bcnt: R at B_RCOFF)
+(B_SRC, B_TGT, B_NSEG, B_PTR, B_IDX, B_W, B_SEG, B_R, B_ROFF, B_LOFF, B_RCOFF) = range(11)
+N_BUNDLE_COLS = 11
 # sizes[] entries passed to run_batch
 (Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF,
- Z_FULLDIV, Z_FULLDIV_CHEAP, Z_BRING, Z_BRINGC) = range(13)
-N_SIZES = 13
+ Z_FULLDIV, Z_FULLDIV_CHEAP, Z_BRING, Z_BLIST, Z_BRINGC, Z_RINGDIV) = range(15)
+N_SIZES = 15
 
 
 # ---------------------------------------------------------------------------------------
@@ -109,11 +111,22 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
 
 @njit(cache=True)
 def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_off, bs,
-                   mark, m_off, tlist, tcount, s):
+                   mark, m_off, tlist, tcount, s, whole):
     """Source-major CSR rows: for event ``(i, v)`` and ``p`` in ``indptr[i]:indptr[i+1]``
     (``indptr = wi[p_off:]``, ``indices = wi[i_off:]``, ``data = wf[d_off:]``),
-    ``acc[a_off + indices[p]] += v * data[p]``, touching the target's block."""
+    ``acc[a_off + indices[p]] += v * data[p]``, touching the target's block (not when
+    ``whole``: the destination is already wholly touched)."""
     n = 0
+    if whole:
+        for k in range(k0, k1):
+            i = ev_idx[k]
+            v = ev_val[k]
+            p0 = wi[p_off + i]
+            p1 = wi[p_off + i + 1]
+            for p in range(p0, p1):
+                acc[a_off + wi[i_off + p]] += v * wf[d_off + p]
+            n += p1 - p0
+        return n
     for k in range(k0, k1):
         i = ev_idx[k]
         v = ev_val[k]
@@ -273,21 +286,23 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
 
 @njit(cache=True)
 def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
-                    n_t, bring, bmark, blist, bcnt, r_off, rc_off, syn):
+                    n_t, bring, blist, bcnt, r_off, l_off, rc_off, syn):
     """Deliver events ``k0:k1`` emitted at step ``t`` through a bundle: segment ``m`` of
     row ``i`` (``wi[p_off + i*nseg + m] <= p < wi[p_off + i*nseg + m + 1]``, targets
     ``wi[i_off + p]``, weights ``wf[w_off + p]``, delay ``d = wi[s_off + 2m]``, stage
-    ``g = wi[s_off + 2m + 1]``) adds ``v * w`` to ring slot ``(t + d) % R`` (values
-    ``bring[r_off + slot*n_t + j]``, touched targets listed at the same offsets of
-    ``blist``, marked in ``bmark``, counted in ``bcnt[rc_off + slot]``) and counts its
-    synapses in ``syn[g]``.  Segments arriving at or after ``T`` are skipped (delays
-    ascending); ``1 <= d <= R``."""
+    ``g = wi[s_off + 2m + 1]``) adds ``v * w`` to ring slot ``(t + d) % R``
+    (``bring[r_off + slot*n_t + j]``), appends ``j`` to the slot's list
+    (``blist[l_off + slot*(n_t + 1):]``, ``bcnt[rc_off + slot]`` entries; a target may
+    appear more than once; once ``n_t`` entries are listed the slot counts as dense and
+    the list stops growing) and counts its synapses in ``syn[g]``.  Segments arriving at or
+    after ``T`` are skipped (delays ascending); ``1 <= d <= R``."""
     m_end = 0
     while m_end < nseg and t + wi[s_off + 2 * m_end] < T:
         m_end += 1
     if m_end == 0:
         return
     tm = t % R
+    cap = n_t
     for k in range(k0, k1):
         i = ev_idx[k]
         v = ev_val[k]
@@ -297,37 +312,53 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
             if slot >= R:
                 slot -= R
             base = np.uint64(r_off + slot * n_t)
+            lb = np.uint64(l_off + slot * (n_t + 1))
             c = bcnt[rc_off + slot]
             p0 = wi[rp + m]
             p1 = wi[rp + m + 1]
             for p in range(p0, p1):
-                j = np.uint64(wi[i_off + p])
-                bring[base + j] += v * wf[w_off + p]
-                if bmark[base + j] == 0:
-                    bmark[base + j] = 1
-                    blist[base + np.uint64(c)] = j
-                    c += 1
+                j = wi[i_off + p]
+                bring[base + np.uint64(j)] += v * wf[w_off + p]
+                blist[lb + np.uint64(c)] = j     # branch-free: slot n_t is spare
+                c += 1 if c < cap else 0
             bcnt[rc_off + slot] = c
             syn[wi[s_off + 2 * m + 1]] += p1 - p0
 
 
 @njit(cache=True)
-def ring_to_acc(bring, bmark, blist, bcnt, r_off, rc_off, slot, n_t, acc, a_off, bs, mark,
-                m_off, tlist, tcount, s):
+def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, acc, a_off, bs,
+                mark, m_off, tlist, tcount, s, allt):
     """Add ring slot ``slot`` of a bundle (see :func:`scatter_delayed`) to the target's
-    accumulator ``acc[a_off:]`` in the order its targets were first touched, touching their
-    blocks of space ``s``, and clear the slot."""
-    base = r_off + slot * n_t
-    for k in range(bcnt[rc_off + slot]):
-        j = blist[base + k]
-        acc[a_off + j] += bring[base + j]
-        bring[base + j] = 0
-        bmark[base + j] = 0
-        blk = j if bs == 1 else j // bs
-        if mark[m_off + blk] == 0:
-            mark[m_off + blk] = 1
-            tlist[m_off + tcount[s]] = blk
-            tcount[s] += 1
+    accumulator ``acc[a_off:]`` and clear it.  A slot with at least ``n_t / dense_div``
+    listed targets (``dense_div = 0``: never) or a full list is added as a whole (space
+    ``s`` then counts as wholly touched, ``allt[s]``); else entry by entry in list order,
+    touching the targets' blocks (a repeated target adds the 0 left by its first entry:
+    no change, as the slot never holds -0.0).  Same floats either way."""
+    c = bcnt[rc_off + slot]
+    if c == 0:
+        return
+    base = np.uint64(r_off + slot * n_t)
+    ao = np.uint64(a_off)
+    if c >= n_t or (dense_div > 0 and c * dense_div >= n_t):
+        for j in range(np.uint64(n_t)):
+            acc[ao + j] += bring[base + j]
+            bring[base + j] = 0
+        allt[s] = True
+    else:
+        lb = l_off + slot * (n_t + 1)
+        whole = allt[s]
+        cnt = tcount[s]
+        for k in range(c):
+            j = blist[lb + k]
+            acc[ao + j] += bring[base + j]
+            bring[base + j] = 0
+            if not whole:
+                blk = j if bs == 1 else j // bs
+                if mark[m_off + blk] == 0:
+                    mark[m_off + blk] = 1
+                    tlist[m_off + cnt] = blk
+                    cnt += 1
+        tcount[s] = cnt
     bcnt[rc_off + slot] = 0
 
 
@@ -548,7 +579,8 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
                             k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf)
     if kind == K_SPARSE:
         return scatter_sparse(wi, stage_i[g, S_POFF], stage_i[g, S_IOFF], wf, stage_i[g, S_WOFF],
-                              ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
+                              ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d,
+                              allt[d])
     if kind == K_SUMPOOL:
         return scatter_sumpool(wi, stage_i[g, S_TOFF], stage_i[g, S_HI], stage_i[g, S_WI],
                                stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
@@ -794,9 +826,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     # step it is due at, and nothing is delivered at or after T, so they are empty between
     # samples
     bring = np.zeros(sizes[Z_BRING], dt)
-    bmark = np.zeros(sizes[Z_BRING], np.uint8)
-    blist = np.zeros(sizes[Z_BRING], np.int64)
+    blist = np.zeros(sizes[Z_BLIST], np.int32)
     bcnt = np.zeros(sizes[Z_BRINGC], np.int64)
+    ring_div = np.zeros(Q, np.int64)   # per target population, for ring_to_acc
     pbuf = np.zeros(sizes[Z_PBUF], np.int64)
     lazy = np.zeros(Q, np.bool_)
     driven_q = np.zeros(Q, np.bool_)
@@ -862,6 +894,10 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                             if d > 0:
                                 wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:],
                                           wake_t[noff:], d - 1, d - 1, i)
+        for q in range(Q):
+            # a dense ring slot makes the whole target touched: fine unless the target is
+            # updated lazily neuron by neuron even then (driven, constant_drive="predict")
+            ring_div[q] = 0 if (lazy[q] and driven_q[q]) else sizes[Z_RINGDIV]
         p = ev_ptr[b]
         pend = ev_ptr[b + 1]
         for t in range(T):
@@ -885,12 +921,14 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         base = pop_i[qs, P_RING] + ((t - 1) % Rs) * pop_i[qs, P_N]
                         scatter_delayed(wi, bun_i[nb, B_PTR], bun_i[nb, B_IDX], bun_i[nb, B_SEG],
                                         bun_i[nb, B_NSEG], wf, bun_i[nb, B_W], ring_idx, ring_val,
-                                        base, base + c, t - 1, T, R, n_t, bring, bmark, blist,
-                                        bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_RCOFF], syn)
+                                        base, base + c, t - 1, T, R, n_t, bring, blist, bcnt,
+                                        bun_i[nb, B_ROFF], bun_i[nb, B_LOFF], bun_i[nb, B_RCOFF],
+                                        syn)
                 st = pop_i[qt, P_SPACE]
-                ring_to_acc(bring, bmark, blist, bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_RCOFF],
-                            t % R, n_t, acc, space_i[st, SP_OFF], space_i[st, SP_BS], mark,
-                            space_i[st, SP_BOFF], tlist, tcount, st)
+                ring_to_acc(bring, blist, bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_LOFF],
+                            bun_i[nb, B_RCOFF], t % R, n_t, ring_div[qt], acc,
+                            space_i[st, SP_OFF], space_i[st, SP_BS], mark, space_i[st, SP_BOFF],
+                            tlist, tcount, st, allt)
             for e in range(n_ff, E):
                 tt = t - edge_i[e, E_DELAY]
                 if tt < 0:

@@ -54,6 +54,10 @@ from . import modelfile as mf
 # and lose when only a few neurons are ever active; 1/64 is a compromise.
 FULL_PASS_DIV = 64          # leak stepped: leak="repeat" and 0 < beta < 1
 FULL_PASS_DIV_CHEAP = 20    # catch-up in one operation
+# A bundle's ring slot is added to its target as a whole (about 0.3 ns a neuron, and the
+# target then counts as wholly touched: a full pass) when it lists at least 1/16 as many
+# synapses as the target has neurons; entry by entry it costs about 4 ns a synapse.
+RING_DENSE_DIV = 16         # sizes[Z_RINGDIV]
 
 
 class UnsupportedModelError(ValueError):
@@ -485,17 +489,18 @@ class CompiledNetwork:
             flat_stages += ed["stages"]
         # bundles of sparse connections
         bun_i = np.zeros((len(bundles), K.N_BUNDLE_COLS), dtype=np.int64)
-        ring_off = ringc_off = 0
+        ring_off = list_off = ringc_off = 0
         for nb, ((qs, qt), conns) in enumerate(bundles.items()):
             ptr, idx, w, seg = merge_delayed(conns, pops[qs]["n"])
             R = max(c["delay"] for c in conns)
             bun_i[nb] = (qs, qt, len(conns), wi_off, wi_off + len(ptr), wf_off,
-                         wi_off + len(ptr) + len(idx), R, ring_off, ringc_off)
+                         wi_off + len(ptr) + len(idx), R, ring_off, list_off, ringc_off)
             wi_parts += [ptr, idx, seg]
             wi_off += len(ptr) + len(idx) + len(seg)
             wf_parts.append(np.asarray(w, dtype=dt))
             wf_off += len(w)
             ring_off += R * pops[qt]["n"]
+            list_off += R * (pops[qt]["n"] + 1)
             ringc_off += R
         self.bun_i = bun_i
         self.pop_i, self.pop_f = pop_i, pop_f
@@ -520,7 +525,9 @@ class CompiledNetwork:
         sizes[K.Z_FULLDIV] = FULL_PASS_DIV
         sizes[K.Z_FULLDIV_CHEAP] = FULL_PASS_DIV_CHEAP
         sizes[K.Z_BRING] = max(ring_off, 1)
+        sizes[K.Z_BLIST] = max(list_off, 1)
         sizes[K.Z_BRINGC] = max(ringc_off, 1)
+        sizes[K.Z_RINGDIV] = RING_DENSE_DIV
         self.sizes = sizes
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]

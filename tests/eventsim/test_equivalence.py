@@ -225,9 +225,11 @@ def test_simulator_equals_reference(seed):
         # powers of two (and 1) multiply exactly: the power table is exact too
         _check_equal(model, x, eventsim.Simulator(net, leak="power").run(x), "power")
     # lazy populations updated neuron by neuron (full passes only when every neuron is
-    # touched) and with full passes from half of the neurons touched
-    for div in (0, 2):
+    # touched, bundles' ring slots added entry by entry), and with full passes from half of
+    # the neurons touched (ring slots added as a whole, making the target wholly touched)
+    for div, ring_div in ((0, 0), (2, 1 << 40)):
         net.sizes[K.Z_FULLDIV] = net.sizes[K.Z_FULLDIV_CHEAP] = div
+        net.sizes[K.Z_RINGDIV] = ring_div
         sim = eventsim.Simulator(net, constant_drive=("step", "predict")[seed % 2])
         _check_equal(model, x, sim.run(x), f"full_div={div}")
         if all(model.layers[l].beta != 0.75 for l in model.spiking_layers):
@@ -290,8 +292,9 @@ def test_full_passes_change_no_bit(seed):
     x = (rng.random((60, 2, n_in)) < rng.choice([0.01, 0.05, 0.5], size=(60, 1, 1))).astype(np.float32)
     net = eventsim.load(model)
     recs = []
-    for div in (0, 1 << 40, 4, 16):
+    for div, ring_div in ((0, 0), (1 << 40, 0), (4, 0), (16, 1 << 40), (0, 8)):
         net.sizes[K.Z_FULLDIV] = net.sizes[K.Z_FULLDIV_CHEAP] = div
+        net.sizes[K.Z_RINGDIV] = ring_div
         recs.append(eventsim.Simulator(net, record_membrane={1: np.arange(0, n, 7)}).run(x))
     for r in recs[1:]:
         np.testing.assert_array_equal(r.readout, recs[0].readout)
@@ -323,9 +326,12 @@ def test_merged_connections(seed):
     x = make_input(model, rng, ("spikes", "ternary-events", "direct-steps")[seed % 3])
     net = eventsim.load(model)
     assert len(net.bun_i) == 3 and len(net.edge_i) == net.n_ff + 1
-    for leak in ("repeat", "power") if all(l.beta != 0.75 for l in layers[1:4:2]) else ("repeat",):
-        rec = eventsim.Simulator(net, leak=leak, record_membrane={1: "all", 3: "all"}).run(x)
-        _check_equal(model, x, rec, leak)
+    for ring_div in (None, 0, 1 << 40):   # default, entry by entry, always as a whole
+        if ring_div is not None:
+            net.sizes[K.Z_RINGDIV] = ring_div
+        for leak in ("repeat", "power") if all(l.beta != 0.75 for l in layers[1:4:2]) else ("repeat",):
+            rec = eventsim.Simulator(net, leak=leak, record_membrane={1: "all", 3: "all"}).run(x)
+            _check_equal(model, x, rec, f"{leak}, ring_div={ring_div}")
     T, B = model.T, rec.readout.shape[1]
     for k, c in enumerate(conns):
         src = rec.spikes[c.source].to_dense(T, B)

@@ -93,7 +93,8 @@ def test_scatter_dense(seed, dtype):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_scatter_sparse(seed):
+@pytest.mark.parametrize("whole", [False, True])
+def test_scatter_sparse(seed, whole):
     rng = np.random.default_rng(seed)
     n_src, n_blocks, bs = int(rng.integers(1, 20)), int(rng.integers(1, 8)), int(rng.integers(1, 4))
     n_dst = n_blocks * bs
@@ -107,8 +108,8 @@ def test_scatter_sparse(seed):
     ev_idx, ev_val, k0, k1 = _events(rng, n_src, int(rng.integers(0, 30)))
     a = State(rng, n_dst, bs)
     b = a.copy()
-    na = K.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *a.args(), bs, *a.touch_args())
-    nb = naive.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args())
+    na = K.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *a.args(), bs, *a.touch_args(), whole)
+    nb = naive.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args(), whole)
     assert na == nb
     a.assert_same(b)
 
@@ -144,19 +145,31 @@ def test_merge_delayed(seed):
             np.testing.assert_array_equal(w[a:b], c["w"][c["iptr"][i]:c["iptr"][i + 1]])
 
 
+R_OFF, L_OFF, RC_OFF = 3, 5, 2   # ring values, lists and counts start here
+
+
 def _ring_state(rng, R, n_t, dtype=np.float32):
-    """Rings at offsets 3 (values) / 2 (counts), some targets already touched."""
-    bring = np.zeros(3 + R * n_t + 4, dtype)
-    bmark = np.zeros(len(bring), np.uint8)
-    blist = np.zeros(len(bring), np.int64)
-    bcnt = np.zeros(2 + R + 1, np.int64)
+    """Rings with some synapses already delivered (repeated targets, a full list)."""
+    bring = np.zeros(R_OFF + R * n_t + 4, dtype)
+    blist = np.full(L_OFF + R * (n_t + 1) + 4, -7, np.int32)
+    bcnt = np.zeros(RC_OFF + R + 1, np.int64)
     for slot in range(R):
-        for j in rng.permutation(n_t)[:rng.integers(0, n_t + 1)]:
-            x = 3 + slot * n_t + j
-            bring[x], bmark[x] = rng.standard_normal(), 1
-            blist[3 + slot * n_t + bcnt[2 + slot]] = j
-            bcnt[2 + slot] += 1
-    return [bring, bmark, blist, bcnt]
+        m = int(rng.choice([0, rng.integers(0, n_t + 1), n_t]))
+        js = rng.integers(0, n_t, size=m)
+        for j in js:
+            bring[R_OFF + slot * n_t + j] += dtype(rng.standard_normal())
+        blist[L_OFF + slot * (n_t + 1):][:m] = js
+        bcnt[RC_OFF + slot] = m
+    return [bring, blist, bcnt]
+
+
+def _same_rings(a, b, R, n_t):
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[2], b[2])
+    for slot in range(R):
+        lb = L_OFF + slot * (n_t + 1)
+        np.testing.assert_array_equal(a[1][lb:lb + a[2][RC_OFF + slot]],
+                                      b[1][lb:lb + b[2][RC_OFF + slot]])
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -177,15 +190,15 @@ def test_scatter_delayed(seed, dtype):
     syn_a, syn_b = np.zeros(len(delays) + 1, np.int64), np.zeros(len(delays) + 1, np.int64)
     args = (wi, 2, 2 + len(ptr), 2 + len(ptr) + len(idx), len(conns), wf, 1, ev_idx, ev_val,
             k0, k1, t, T, R, n_t)
-    K.scatter_delayed(*args, *a, 3, 2, syn_a)
-    naive.scatter_delayed(*args, *b, 3, 2, syn_b)
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
+    K.scatter_delayed(*args, *a, R_OFF, L_OFF, RC_OFF, syn_a)
+    naive.scatter_delayed(*args, *b, R_OFF, L_OFF, RC_OFF, syn_b)
+    _same_rings(a, b, R, n_t)
     np.testing.assert_array_equal(syn_a, syn_b)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_ring_to_acc(seed):
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dense_div", [0, 3, 1 << 40])
+def test_ring_to_acc(seed, dense_div):
     rng = np.random.default_rng(seed)
     bs = int(rng.integers(1, 4))
     n_t, R = bs * int(rng.integers(1, 6)), int(rng.integers(1, 5))
@@ -195,13 +208,15 @@ def test_ring_to_acc(seed):
     for blk in rng.permutation(n_t // bs)[:2]:
         naive.touch(int(blk), *a.touch_args())
     b = a.copy()
+    allt_a = np.array([False, seed % 3 == 0, False])
+    allt_b = allt_a.copy()
     slot = int(rng.integers(0, R))
-    K.ring_to_acc(*ring, 3, 2, slot, n_t, *a.args(), bs, *a.touch_args())
-    naive.ring_to_acc(*twin, 3, 2, slot, n_t, *b.args(), bs, *b.touch_args())
-    for x, y in zip(ring, twin):
-        np.testing.assert_array_equal(x, y)
+    K.ring_to_acc(*ring, R_OFF, L_OFF, RC_OFF, slot, n_t, dense_div, *a.args(), bs, *a.touch_args(), allt_a)
+    naive.ring_to_acc(*twin, R_OFF, L_OFF, RC_OFF, slot, n_t, dense_div, *b.args(), bs, *b.touch_args(), allt_b)
+    _same_rings(ring, twin, R, n_t)
     a.assert_same(b)
-    assert ring[3][2 + slot] == 0 and not ring[1][3 + slot * n_t:3 + (slot + 1) * n_t].any()
+    np.testing.assert_array_equal(allt_a, allt_b)
+    assert ring[2][RC_OFF + slot] == 0 and not ring[0][R_OFF + slot * n_t:R_OFF + (slot + 1) * n_t].any()
 
 
 def _conv_geometry(rng):

@@ -37,14 +37,15 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
 
 
 def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_off, bs,
-                   mark, m_off, tlist, tcount, s):
+                   mark, m_off, tlist, tcount, s, whole=False):
     n = 0
     for k in range(k0, k1):
         i, v = ev_idx[k], ev_val[k]
         for p in range(wi[p_off + i], wi[p_off + i + 1]):
             j = wi[i_off + p]
             acc[a_off + j] += v * wf[d_off + p]
-            touch(j // bs, mark, m_off, tlist, tcount, s)
+            if not whole:
+                touch(j // bs, mark, m_off, tlist, tcount, s)
             n += 1
     return n
 
@@ -136,8 +137,9 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
 
 
 def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
-                    n_t, bring, bmark, blist, bcnt, r_off, rc_off, syn):
-    """Spike by spike, segment by segment; every segment checks its own arrival step."""
+                    n_t, bring, blist, bcnt, r_off, l_off, rc_off, syn):
+    """Spike by spike, segment by segment; every segment checks its own arrival step; a
+    full list (``n_t`` entries) stops growing (the kernel's spare entry is not written)."""
     for k in range(k0, k1):
         i, v = ev_idx[k], ev_val[k]
         for m in range(nseg):
@@ -145,26 +147,33 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
             if t + d >= T:
                 continue
             slot = (t + d) % R
-            base = r_off + slot * n_t
             lo, hi = wi[p_off + i * nseg + m], wi[p_off + i * nseg + m + 1]
             for p in range(lo, hi):
                 j = wi[i_off + p]
-                bring[base + j] += v * wf[w_off + p]
-                if not bmark[base + j]:
-                    bmark[base + j] = 1
-                    blist[base + bcnt[rc_off + slot]] = j
+                bring[r_off + slot * n_t + j] += v * wf[w_off + p]
+                if bcnt[rc_off + slot] < n_t:
+                    blist[l_off + slot * (n_t + 1) + bcnt[rc_off + slot]] = j
                     bcnt[rc_off + slot] += 1
             syn[g] += hi - lo
 
 
-def ring_to_acc(bring, bmark, blist, bcnt, r_off, rc_off, slot, n_t, acc, a_off, bs, mark,
-                m_off, tlist, tcount, s):
-    base = r_off + slot * n_t
-    for j in blist[base:base + bcnt[rc_off + slot]]:
-        acc[a_off + j] += bring[base + j]
-        bring[base + j] = 0
-        bmark[base + j] = 0
-        touch(j // bs, mark, m_off, tlist, tcount, s)
+def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, acc, a_off, bs,
+                mark, m_off, tlist, tcount, s, allt):
+    """Adds every listed entry once (no repeats) when not dense."""
+    c = bcnt[rc_off + slot]
+    vals = bring[r_off + slot * n_t:r_off + (slot + 1) * n_t]
+    if c == 0:
+        return
+    if c >= n_t or (dense_div > 0 and c * dense_div >= n_t):
+        acc[a_off:a_off + n_t] += vals
+        allt[s] = True
+    else:
+        listed = blist[l_off + slot * (n_t + 1):l_off + slot * (n_t + 1) + c]
+        for j in dict.fromkeys(int(x) for x in listed):    # first appearances, in order
+            acc[a_off + j] += vals[j]
+            if not allt[s]:
+                touch(j // bs, mark, m_off, tlist, tcount, s)
+    vals[:] = 0
     bcnt[rc_off + slot] = 0
 
 
