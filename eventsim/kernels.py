@@ -294,8 +294,9 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
     (``bring[r_off + slot*n_t + j]``), appends ``j`` to the slot's list
     (``blist[l_off + slot*(n_t + 1):]``, ``bcnt[rc_off + slot]`` entries; a target may
     appear more than once; once ``n_t`` entries are listed the slot counts as dense and
-    the list stops growing) and counts its synapses in ``syn[g]``.  Segments arriving at or
-    after ``T`` are skipped (delays ascending); ``1 <= d <= R``."""
+    the list stops growing) and counts its synapses in ``syn[g]``.  Segment by segment,
+    then event by event (so connections with equal delays add up one after the other).
+    Segments arriving at or after ``T`` are skipped (delays ascending); ``1 <= d <= R``."""
     m_end = 0
     while m_end < nseg and t + wi[s_off + 2 * m_end] < T:
         m_end += 1
@@ -303,26 +304,27 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
         return
     tm = t % R
     cap = n_t
-    for k in range(k0, k1):
-        i = ev_idx[k]
-        v = ev_val[k]
-        rp = p_off + i * nseg
-        for m in range(m_end):
-            slot = tm + wi[s_off + 2 * m]
-            if slot >= R:
-                slot -= R
-            base = np.uint64(r_off + slot * n_t)
-            lb = np.uint64(l_off + slot * (n_t + 1))
-            c = bcnt[rc_off + slot]
-            p0 = wi[rp + m]
-            p1 = wi[rp + m + 1]
+    for m in range(m_end):   # segment by segment: one slot, its count in a register
+        slot = tm + wi[s_off + 2 * m]
+        if slot >= R:
+            slot -= R
+        base = np.uint64(r_off + slot * n_t)
+        lb = np.uint64(l_off + slot * (n_t + 1))
+        c = bcnt[rc_off + slot]
+        n = 0
+        for k in range(k0, k1):
+            v = ev_val[k]
+            rp = p_off + ev_idx[k] * nseg + m
+            p0 = wi[rp]
+            p1 = wi[rp + 1]
             for p in range(p0, p1):
                 j = wi[i_off + p]
                 bring[base + np.uint64(j)] += v * wf[w_off + p]
                 blist[lb + np.uint64(c)] = j     # branch-free: slot n_t is spare
                 c += 1 if c < cap else 0
-            bcnt[rc_off + slot] = c
-            syn[wi[s_off + 2 * m + 1]] += p1 - p0
+            n += p1 - p0
+        bcnt[rc_off + slot] = c
+        syn[wi[s_off + 2 * m + 1]] += n
 
 
 @njit(cache=True)

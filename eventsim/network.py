@@ -29,9 +29,9 @@ Compilation (see ``eventsim/kernels.py`` for the vocabulary)
   delivered once, into a ring of future input currents indexed by arrival step, whose due
   slot is added to the target at every step (before dense connections and feed-forward
   input).  The input current of a target neuron from a bundle at step t is summed in
-  order of emission step (longest delay first), then of source neuron, then of connection
-  with that delay; exact for dyadic weights, otherwise a different rounding than
-  connection by connection.
+  order of emission step (longest delay first), then, within one emission step, connection
+  by connection (those with that delay), source neuron by source neuron as before; exact
+  for dyadic weights, otherwise a different rounding than connection by connection.
 """
 from __future__ import annotations
 

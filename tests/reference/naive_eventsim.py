@@ -138,15 +138,15 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
 
 def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
                     n_t, bring, blist, bcnt, r_off, l_off, rc_off, syn):
-    """Spike by spike, segment by segment; every segment checks its own arrival step; a
+    """Segment by segment, spike by spike; every segment checks its own arrival step; a
     full list (``n_t`` entries) stops growing (the kernel's spare entry is not written)."""
-    for k in range(k0, k1):
-        i, v = ev_idx[k], ev_val[k]
-        for m in range(nseg):
-            d, g = wi[s_off + 2 * m], wi[s_off + 2 * m + 1]
-            if t + d >= T:
-                continue
-            slot = (t + d) % R
+    for m in range(nseg):
+        d, g = wi[s_off + 2 * m], wi[s_off + 2 * m + 1]
+        if t + d >= T:
+            continue
+        slot = (t + d) % R
+        for k in range(k0, k1):
+            i, v = ev_idx[k], ev_val[k]
             lo, hi = wi[p_off + i * nseg + m], wi[p_off + i * nseg + m + 1]
             for p in range(lo, hi):
                 j = wi[i_off + p]
