@@ -437,18 +437,19 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
 
 @njit(cache=True)
 def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset, has_vmin,
-               v_min, ternary):
+               v_min, ternary, keep_u):
     """:func:`neuron_step` for the ``n`` neurons of a population (input ``acc[a_off + i]``,
     constant input ``cst``, state ``V``/``U`` at ``noff + i``), branch-free so that it
-    vectorises: writes ``u`` to ``U``, ``v_new`` to ``V``, spikes to ``flags[i]`` (int8)
-    and clears the accumulator."""
+    vectorises: writes ``v_new`` to ``V``, ``u`` to ``U`` if ``keep_u`` (it is only read for
+    recorded neurons), spikes to ``flags[i]`` (int8) and clears the accumulator."""
     neg = -theta
     ao = np.uint64(a_off)
     no = np.uint64(noff)
     for i in range(np.uint64(n)):
         u = beta * V[no + i] + (acc[ao + i] + cst[no + i])
         acc[ao + i] = 0
-        U[no + i] = u
+        if keep_u:
+            U[no + i] = u
         pos = u >= theta
         ng = ternary and u <= neg
         if reset == HARD_RESET:
@@ -665,7 +666,7 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
     if not lazy:
         # constant drive, "step" mode: every neuron every step
         update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
-                   has_vmin, v_min, tern)
+                   has_vmin, v_min, tern, pop_i[q, P_RECN] > 0)
         cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
         _clear_marks(s, space_i, mark, tlist, tcount, allt)
         ringc[ringc_i] = cnt
@@ -694,7 +695,7 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
         if lf < t - 1:
             catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min)
         update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
-                   has_vmin, v_min, tern)
+                   has_vmin, v_min, tern, pop_i[q, P_RECN] > 0)
         cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
         if t + 1 < T:
             for k in range(cnt):

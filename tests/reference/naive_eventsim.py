@@ -214,12 +214,14 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
 
 
 def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset, has_vmin,
-               v_min, ternary):
+               v_min, ternary, keep_u=True):
     for i in range(n):
         u, s, vn = neuron_step(V[noff + i], acc[a_off + i] + cst[noff + i], beta, theta, reset,
                                v_reset, has_vmin, v_min, ternary)
         acc[a_off + i] = 0
-        U[noff + i], V[noff + i], flags[i] = u, vn, s
+        V[noff + i], flags[i] = vn, s
+        if keep_u:
+            U[noff + i] = u
 
 
 def collect_spikes(flags, n, ring_idx, ring_val, rbase):
