@@ -94,6 +94,8 @@ class Simulator:
         if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"Simulator.chunk_size: must be a positive int, got {chunk_size!r}")
         self.constant_drive, self.leak = constant_drive, leak
+        inv = self.network.input_inv
+        self._input_identity = bool(np.array_equal(inv, np.arange(len(inv))))
         self.n_threads, self.chunk_size = int(n_threads), int(chunk_size)
         self._setup_recording(record_membrane or {})
 
@@ -147,20 +149,23 @@ class Simulator:
             raise ValueError(f"EventBatch.input_shape: {tuple(batch.input_shape)} does not match the "
                              f"model's input shape {net.input_shape}")
         T = int(batch.T) if T is None else _check_T(T)
-        if len(batch.times) and batch.times.max() >= T:
+        # validate() checked times < batch.T and finite values; no copies where the arrays
+        # already have the kernel's types (the kernel only reads them)
+        if T < int(batch.T) and len(batch.times) and batch.times.max() >= T:
             raise ValueError(f"EventBatch.times: value {batch.times.max()} outside [0, {T}) (T={T})")
         if net.input_event_problem and len(batch.times):
             raise ValueError(f"input events cannot be simulated: {net.input_event_problem}")
-        values = batch.values.astype(net.dtype)
-        if not np.all(np.isfinite(values)):
+        values = np.ascontiguousarray(batch.values, dtype=net.dtype)
+        if values.dtype.itemsize < batch.values.dtype.itemsize and not np.all(np.isfinite(values)):
             raise ValueError(f"EventBatch.values: not representable as {net.dtype} (overflow)")
         if net.input_needs_binary and np.any(values != 1):
             bad = values[values != 1][0]
             raise ValueError(f"EventBatch.values: value {bad}: the first projection is a max "
                              "pooling, which needs binary (value 1) input spikes")
+        idx = batch.indices if self._input_identity else net.input_inv[batch.indices]
         return T, dict(ev_t=np.ascontiguousarray(batch.times, dtype=np.int64),
-                       ev_i=np.ascontiguousarray(net.input_inv[batch.indices], dtype=np.int64),
-                       ev_v=np.ascontiguousarray(values),
+                       ev_i=np.ascontiguousarray(idx, dtype=np.int64),
+                       ev_v=values,
                        ev_ptr=np.ascontiguousarray(batch.sample_ptr, dtype=np.int64),
                        analog=None, B=batch.batch_size)
 
