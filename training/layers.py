@@ -6,6 +6,8 @@ view (direct encoding), they compute once on ``x[0]`` and return a static view a
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import numpy as np
@@ -196,5 +198,10 @@ class Sequential(Module):
 
 
 def _accepts_flag(layer: Module) -> bool:
-    import inspect
-    return "need_input_grad" in inspect.signature(layer.backward).parameters
+    """Whether ``layer.backward`` takes ``need_input_grad`` (decided once per layer class)."""
+    return _class_accepts_flag(type(layer))
+
+
+@functools.lru_cache(maxsize=None)
+def _class_accepts_flag(cls) -> bool:
+    return "need_input_grad" in inspect.signature(cls.backward).parameters
