@@ -563,6 +563,31 @@ def wake_remove(head, wnext, wprev, wake_t, h, gi):
 # the event loop
 # ---------------------------------------------------------------------------------------
 @njit(cache=True)
+def step_end(ev_t, p, pend, t):
+    """End of step ``t``'s events: the first ``k`` in ``p..pend`` with ``k == pend`` or
+    ``ev_t[k] > t`` (``ev_t[p:pend]`` sorted, ``>= t``), by galloping then bisection
+    (``O(log m)`` for ``m`` events of the step, not ``O(m)``)."""
+    if p >= pend or ev_t[p] > t:
+        return p
+    lo = p                       # ev_t[lo] <= t
+    step = 1
+    hi = p + 1
+    while hi < pend and ev_t[hi] <= t:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    if hi > pend:
+        hi = pend
+    while hi - lo > 1:           # ev_t[lo] <= t; hi == pend or ev_t[hi] > t
+        mid = (lo + hi) // 2
+        if ev_t[mid] <= t:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+@njit(cache=True)
 def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tlist, tcount,
              allt, mp_last, stamp, pbuf):
     kind = stage_i[g, S_KIND]
@@ -945,8 +970,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                               ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
                               mp_last, stamp, scr_idx, scr_val, syn, pbuf)
             k0 = p
-            while p < pend and ev_t[p] == t:
-                p += 1
+            p = step_end(ev_t, p, pend, t)
             for q in range(Q):
                 if q == 0:
                     if p > k0:

@@ -492,6 +492,18 @@ def test_catch_up(seed):
         np.testing.assert_array_equal(a[noff:noff + n][~behind], V[noff:noff + n][~behind])
 
 
+def test_step_end():
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        ev_t = np.sort(rng.integers(0, 12, size=rng.integers(0, 60))).astype(np.int64)
+        p = int(rng.integers(0, len(ev_t) + 1))
+        pend = int(rng.integers(p, len(ev_t) + 1))
+        t = int(ev_t[p]) if p < pend and rng.random() < 0.7 else int(rng.integers(0, 13))
+        if p < pend and t > ev_t[p]:
+            t = int(ev_t[p])   # precondition: ev_t[p:pend] >= t
+        assert K.step_end(ev_t, p, pend, t) == naive.step_end(ev_t, p, pend, t), (ev_t, p, pend, t)
+
+
 def test_wake_queue():
     """Doubly linked buckets: pushes and removals keep each bucket's set of neurons."""
     rng = np.random.default_rng(3)

@@ -264,6 +264,13 @@ def predict_steps(v, c, horizon, beta, theta, has_vmin, v_min, ternary):
     return -1
 
 
+def step_end(ev_t, p, pend, t):
+    k = p
+    while k < pend and ev_t[k] <= t:
+        k += 1
+    return k
+
+
 # ---------------------------------------------------------------------------------------
 # part 2: a dense, time-stepped reference simulator
 # ---------------------------------------------------------------------------------------
