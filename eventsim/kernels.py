@@ -793,8 +793,16 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
                         wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
     # spikes in ascending neuron order, as the full pass lists them (the order in which
     # later projections add them up does not depend on how the population was updated)
-    if cnt > 1:
+    if cnt > 64:
         ring_i[:cnt].sort()
+    else:   # insertion sort: few spikes, often in order already (no call, no allocation)
+        for a in range(1, cnt):
+            x = ring_i[a]
+            b = a - 1
+            while b >= 0 and ring_i[b] > x:
+                ring_i[b + 1] = ring_i[b]
+                b -= 1
+            ring_i[b + 1] = x
     for k in range(cnt):
         ring_v[k] = flags[ring_i[k]]
     _clear_marks(s, space_i, mark, tlist, tcount, allt)

@@ -277,7 +277,7 @@ def test_full_passes_change_no_bit(seed):
     passes whenever anything is touched, and the switching in between give identical
     spikes, membranes and readouts (``leak="repeat"``)."""
     rng = np.random.default_rng(500 + seed)
-    n_in, n = 40, int(rng.integers(50, 120))
+    n_in, n = 40, int(rng.integers(150, 400))   # lazy steps with few and > 64 spikes
     W_in = (rng.random((n, n_in)) < 0.1) * rng.standard_normal((n, n_in)).astype(np.float32) * 0.6
     W_rec = (rng.random((n, n)) < 0.05) * rng.standard_normal((n, n)).astype(np.float32) * 0.4
     sp = lambda W: mf.Sparse(data=W[W != 0].astype(np.float32), indices=np.nonzero(W)[1],
