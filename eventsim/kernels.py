@@ -118,13 +118,14 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
     ``whole``: the destination is already wholly touched)."""
     n = 0
     if whole:
+        ao, io, do = np.uint64(a_off), np.uint64(i_off), np.uint64(d_off)
         for k in range(k0, k1):
             i = ev_idx[k]
             v = ev_val[k]
             p0 = wi[p_off + i]
             p1 = wi[p_off + i + 1]
-            for p in range(p0, p1):
-                acc[a_off + wi[i_off + p]] += v * wf[d_off + p]
+            for p in range(np.uint64(p0), np.uint64(p1)):
+                acc[ao + np.uint64(wi[io + p])] += v * wf[do + p]
             n += p1 - p0
         return n
     for k in range(k0, k1):
@@ -304,6 +305,7 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
         return
     tm = t % R
     cap = n_t
+    io, wo = np.uint64(i_off), np.uint64(w_off)
     for m in range(m_end):   # segment by segment: one slot, its count in a register
         slot = tm + wi[s_off + 2 * m]
         if slot >= R:
@@ -317,9 +319,9 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
             rp = p_off + ev_idx[k] * nseg + m
             p0 = wi[rp]
             p1 = wi[rp + 1]
-            for p in range(p0, p1):
-                j = wi[i_off + p]
-                bring[base + np.uint64(j)] += v * wf[w_off + p]
+            for p in range(np.uint64(p0), np.uint64(p1)):
+                j = np.uint64(wi[io + p])
+                bring[base + j] += v * wf[wo + p]
                 blist[lb + np.uint64(c)] = j     # branch-free: slot n_t is spare
                 c += 1 if c < cap else 0
             n += p1 - p0
@@ -347,15 +349,15 @@ def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, 
             bring[base + j] = 0
         allt[s] = True
     else:
-        lb = l_off + slot * (n_t + 1)
+        lb = np.uint64(l_off + slot * (n_t + 1))
         whole = allt[s]
         cnt = tcount[s]
-        for k in range(c):
-            j = blist[lb + k]
+        for k in range(np.uint64(c)):
+            j = np.uint64(blist[lb + k])
             acc[ao + j] += bring[base + j]
             bring[base + j] = 0
             if not whole:
-                blk = j if bs == 1 else j // bs
+                blk = np.int64(j) if bs == 1 else np.int64(j) // bs
                 if mark[m_off + blk] == 0:
                     mark[m_off + blk] = 1
                     tlist[m_off + cnt] = blk
