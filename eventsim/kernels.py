@@ -119,11 +119,12 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
     n = 0
     if whole:
         ao, io, do = np.uint64(a_off), np.uint64(i_off), np.uint64(d_off)
-        for k in range(k0, k1):
-            i = ev_idx[k]
+        po = np.uint64(p_off)
+        for k in range(np.uint64(k0), np.uint64(k1)):
+            i = np.uint64(ev_idx[k])
             v = ev_val[k]
-            p0 = wi[p_off + i]
-            p1 = wi[p_off + i + 1]
+            p0 = wi[po + i]
+            p1 = wi[po + i + np.uint64(1)]
             for p in range(np.uint64(p0), np.uint64(p1)):
                 acc[ao + np.uint64(wi[io + p])] += v * wf[do + p]
             n += p1 - p0
@@ -314,11 +315,11 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
         lb = np.uint64(l_off + slot * (n_t + 1))
         c = bcnt[rc_off + slot]
         n = 0
-        for k in range(k0, k1):
+        for k in range(np.uint64(k0), np.uint64(k1)):
             v = ev_val[k]
-            rp = p_off + ev_idx[k] * nseg + m
+            rp = np.uint64(p_off + ev_idx[k] * nseg + m)
             p0 = wi[rp]
-            p1 = wi[rp + 1]
+            p1 = wi[rp + np.uint64(1)]
             for p in range(np.uint64(p0), np.uint64(p1)):
                 j = np.uint64(wi[io + p])
                 bring[base + j] += v * wf[wo + p]
