@@ -129,20 +129,24 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
                 acc[ao + np.uint64(wi[io + p])] += v * wf[do + p]
             n += p1 - p0
         return n
-    for k in range(k0, k1):
-        i = ev_idx[k]
+    ao, io, do = np.uint64(a_off), np.uint64(i_off), np.uint64(d_off)
+    po, mo = np.uint64(p_off), np.uint64(m_off)
+    cnt = tcount[s]
+    for k in range(np.uint64(k0), np.uint64(k1)):
+        i = np.uint64(ev_idx[k])
         v = ev_val[k]
-        p0 = wi[p_off + i]
-        p1 = wi[p_off + i + 1]
-        for p in range(p0, p1):
-            j = wi[i_off + p]
-            acc[a_off + j] += v * wf[d_off + p]
-            blk = j if bs == 1 else j // bs
-            if mark[m_off + blk] == 0:
-                mark[m_off + blk] = 1
-                tlist[m_off + tcount[s]] = blk
-                tcount[s] += 1
+        p0 = wi[po + i]
+        p1 = wi[po + i + np.uint64(1)]
+        for p in range(np.uint64(p0), np.uint64(p1)):
+            j = wi[io + p]
+            acc[ao + np.uint64(j)] += v * wf[do + p]
+            blk = np.uint64(j if bs == 1 else j // bs)
+            if mark[mo + blk] == 0:
+                mark[mo + blk] = 1
+                tlist[mo + np.uint64(cnt)] = blk
+                cnt += 1
         n += p1 - p0
+    tcount[s] = cnt
     return n
 
 
