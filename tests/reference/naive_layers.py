@@ -142,13 +142,6 @@ def dropout(x, keep, p):
 
 # --------------------------------------------------------------------------------------
 # Gradient check for a static (stride-0 time axis) input.
-#
-# ``tests.gradcheck.check_module_gradients`` copies the input with ``np.array(x)``, which
-# keeps a stride-0 view's axis order (the time axis becomes the innermost one), so the copy
-# is not C-ordered and ``numeric_grad``'s ``array.reshape(-1)`` perturbs a temporary copy:
-# the numeric input gradient comes out as zero.  This helper runs the parameter checks
-# through the harness (analytic gradients from the static fast path, numeric ones from the
-# dense copy) and the input check on a C-ordered copy.
 # --------------------------------------------------------------------------------------
 def check_static_input_gradients(module, x, *, eps=1e-6, rtol=1e-5, atol=1e-7, max_entries=60,
                                  seed=0):
