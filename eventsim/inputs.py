@@ -77,10 +77,17 @@ class EventBatch:
                 bad = self.indices[(self.indices < 0) | (self.indices >= self.n_inputs)][0]
                 raise ValueError(f"EventBatch.indices: address {bad} outside [0, {self.n_inputs}) "
                                  f"for input shape {self.input_shape}")
-            for b in range(self.batch_size):
-                t = self.times[ptr[b]:ptr[b + 1]]
-                if np.any(np.diff(t) < 0):
-                    raise ValueError(f"EventBatch.times: sample {b} is not sorted by time")
+            # one pass over all samples: a step back in time is allowed only where a new
+            # sample starts
+            back = np.diff(self.times) < 0
+            starts = ptr[1:-1]
+            back[starts[(starts > 0) & (starts < n)] - 1] = False
+            if back.any():
+                k = int(np.argmax(back)) + 1
+                b = int(np.searchsorted(ptr, k, side="right")) - 1
+                raise ValueError(f"EventBatch.times: sample {b} is not sorted by time (event "
+                                 f"{k - int(ptr[b])} at step {self.times[k]} follows step "
+                                 f"{self.times[k - 1]})")
         return self
 
 

@@ -26,6 +26,28 @@ def test_to_dense_adds_duplicates():
     assert d[1, 0, 2] == 1.5 and d[0, 0, 0] == -1.0 and d.sum() == 0.5
 
 
+def _batch(times, ptr, T=6):
+    times = np.asarray(times, np.int64)
+    return EventBatch(times=times, indices=np.zeros(len(times), np.int64),
+                      values=np.ones(len(times), np.float32), sample_ptr=np.asarray(ptr, np.int64),
+                      T=T, input_shape=(3,))
+
+
+def test_validate_allows_time_to_restart_at_each_sample():
+    # empty samples between, a sample starting earlier than the previous one ended
+    _batch([1, 4, 5, 0, 0, 2, 3], [0, 3, 3, 6, 6, 7]).validate()
+
+
+@pytest.mark.parametrize("times, ptr, sample", [
+    ([2, 1], [0, 2], 0),
+    ([1, 4, 5, 0, 3, 2], [0, 3, 6], 1),
+    ([0, 1, 0, 5, 4], [0, 2, 2, 3, 5], 3),
+])
+def test_validate_names_the_unsorted_sample(times, ptr, sample):
+    with pytest.raises(ValueError, match=rf"sample {sample} is not sorted by time"):
+        _batch(times, ptr).validate()
+
+
 # -- from_spike_times ---------------------------------------------------------------------
 def test_spike_times_single_sample_sorted_stably():
     t = np.array([3, 0, 3, 1, 0])
