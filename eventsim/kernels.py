@@ -41,6 +41,7 @@ HARD_RESET, SUBTRACT_RESET = 0, 1
 POP_SPIKING, POP_READOUT = 0, 1
 DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
 MODE_STEP, MODE_PREDICT = 0, 1
+SCHEDULE_TIME, SCHEDULE_LAYER = 0, 1
 LEAK_REPEAT, LEAK_POWER = 0, 1
 
 # stage_i columns
@@ -66,8 +67,8 @@ N_EDGE_COLS = 5
 N_BUNDLE_COLS = 11
 # sizes[] entries passed to run_batch
 (Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF,
- Z_FULLDIV, Z_FULLDIV_CHEAP, Z_BRING, Z_BLIST, Z_BRINGC, Z_RINGDIV) = range(15)
-N_SIZES = 15
+ Z_FULLDIV, Z_FULLDIV_CHEAP, Z_BRING, Z_BLIST, Z_BRINGC, Z_RINGDIV, Z_WINDOW) = range(16)
+N_SIZES = 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,6 +108,50 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
             for j in range(nd):
                 acc[ao + j] += v * wt[base + j]
     return (k1 - k0) * n_dst
+
+
+@njit(cache=True)
+def dense_window(wt, w_off, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, acc2):
+    """Source-major :func:`scatter_dense` over several steps: for events
+    ``(t, i, v) = (ev_t[k], ev_idx[k], ev_val[k])``, ``k0 <= k < k1`` (sorted by step,
+    within a step by source index), ``acc2[(t - t0) * n_dst + j] += v * WT[i, j]``.
+
+    Events are regrouped by source (counting sort, stable), so each source's row is read
+    once per window and added to the rows of all the steps it spiked at.  Every entry
+    ``(t, j)`` still receives its terms in ascending source order, the order in which
+    :func:`scatter_dense` adds a step's events: the sums are bit-identical.  Returns the
+    number of synaptic events."""
+    m = k1 - k0
+    start = np.zeros(n_src + 1, np.int64)
+    for k in range(k0, k1):
+        start[ev_idx[k] + 1] += 1
+    for i in range(n_src):
+        start[i + 1] += start[i]
+    fill = start[:n_src].copy()
+    row = np.empty(m, np.int64)          # offset of the event's step in acc2
+    val = np.empty(m, ev_val.dtype)
+    for k in range(k0, k1):
+        i = ev_idx[k]
+        f = fill[i]
+        row[f] = (ev_t[k] - t0) * n_dst
+        val[f] = ev_val[k]
+        fill[i] = f + 1
+    nd = np.uint64(n_dst)
+    for i in range(n_src):
+        wb = np.uint64(w_off + i * n_dst)
+        for f in range(start[i], start[i + 1]):
+            ab = np.uint64(row[f])
+            v = val[f]
+            if v == 1.0:
+                for j in range(nd):
+                    acc2[ab + j] += wt[wb + j]
+            elif v == -1.0:
+                for j in range(nd):
+                    acc2[ab + j] -= wt[wb + j]
+            else:
+                for j in range(nd):
+                    acc2[ab + j] += v * wt[wb + j]
+    return m * n_dst
 
 
 @njit(cache=True)
@@ -648,6 +693,46 @@ def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, 
 
 
 @njit(cache=True)
+def _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_i, space_i,
+                     space_f, wf, wi, ring_idx, ring_val, ringc, bring, blist, bcnt, ring_div,
+                     acc, mark, tlist, tcount, allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf):
+    """Delayed connections at step ``t``: each bundle delivers its source's spikes of step
+    ``t - 1`` into its ring (arrival ``t - 1 + d >= t``), then adds the slot of step ``t``
+    to the target; dense connections take the source's spikes of step ``t - delay``."""
+    for nb in range(NB):
+        qs = bun_i[nb, B_SRC]
+        qt = bun_i[nb, B_TGT]
+        R = bun_i[nb, B_R]
+        n_t = pop_i[qt, P_N]
+        if t > 0:
+            Rs = pop_i[qs, P_R]
+            c = ringc[pop_i[qs, P_RINGC] + (t - 1) % Rs]
+            if c > 0:
+                base = pop_i[qs, P_RING] + ((t - 1) % Rs) * pop_i[qs, P_N]
+                scatter_delayed(wi, bun_i[nb, B_PTR], bun_i[nb, B_IDX], bun_i[nb, B_SEG],
+                                bun_i[nb, B_NSEG], wf, bun_i[nb, B_W], ring_idx, ring_val,
+                                base, base + c, t - 1, T, R, n_t, bring, blist, bcnt,
+                                bun_i[nb, B_ROFF], bun_i[nb, B_LOFF], bun_i[nb, B_RCOFF], syn)
+        st = pop_i[qt, P_SPACE]
+        ring_to_acc(bring, blist, bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_LOFF],
+                    bun_i[nb, B_RCOFF], t % R, n_t, ring_div[qt], acc,
+                    space_i[st, SP_OFF], space_i[st, SP_BS], mark, space_i[st, SP_BOFF],
+                    tlist, tcount, st, allt)
+    for e in range(n_ff, E):
+        tt = t - edge_i[e, E_DELAY]
+        if tt < 0:
+            continue
+        qs = edge_i[e, E_SRC]
+        R = pop_i[qs, P_R]
+        c = ringc[pop_i[qs, P_RINGC] + tt % R]
+        if c > 0:
+            base = pop_i[qs, P_RING] + (tt % R) * pop_i[qs, P_N]
+            _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                      ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
+                      mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+
+
+@njit(cache=True)
 def _clear_marks(s, space_i, mark, tlist, tcount, allt):
     m_off = space_i[s, SP_BOFF]
     for k in range(tcount[s]):
@@ -656,12 +741,32 @@ def _clear_marks(s, space_i, mark, tlist, tcount, allt):
     allt[s] = False
 
 
+@njit(cache=True, inline="always")
+def _update_readout(q, t, b, pop_i, pop_f, space_i, acc, mark, tlist, tcount, allt, V, cst,
+                    readout_out, readout_perm):
+    """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (population ``q``, every step),
+    written to ``readout_out[t, b, :]`` in the model's output order."""
+    s = pop_i[q, P_SPACE]
+    n = pop_i[q, P_N]
+    noff = pop_i[q, P_NOFF]
+    a_off = space_i[s, SP_OFF]
+    beta = pop_f[q, F_BETA]
+    for i in range(n):
+        gi = noff + i
+        r = beta * V[gi] + (acc[a_off + i] + cst[gi])
+        acc[a_off + i] = 0
+        V[gi] = r
+        readout_out[t, b, readout_perm[i]] = r
+    if tcount[s] > 0 or allt[s]:
+        _clear_marks(s, space_i, mark, tlist, tcount, allt)
+
+
 @njit(cache=True)
 def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f, space_i, acc,
                 mark, tlist, tcount, allt, V, U, L, lfull, flags, cst, ring_idx, ring_val, ringc,
-                head, wnext, wprev, wake_t, period, powtab, rec_idx, readout_out, readout_perm):
-    """Update population ``q`` at step ``t`` from its accumulated input; returns the number
-    of spikes (written to the population's ring slot for step ``t``).
+                head, wnext, wprev, wake_t, period, powtab, rec_idx):
+    """Update spiking population ``q`` at step ``t`` from its accumulated input; returns
+    the number of spikes (written to the population's ring slot for step ``t``).
 
     A lazy population without constant input is updated by one vectorised pass over all
     its neurons (:func:`catch_up` of the neurons behind, then :func:`update_all`) when its
@@ -676,15 +781,6 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
     bs = space_i[s, SP_BS]
     m_off = space_i[s, SP_BOFF]
     beta = pop_f[q, F_BETA]
-    if pop_i[q, P_KIND] == POP_READOUT:
-        for i in range(n):
-            gi = noff + i
-            r = beta * V[gi] + (acc[a_off + i] + cst[gi])
-            acc[a_off + i] = 0
-            V[gi] = r
-            readout_out[t, b, readout_perm[i]] = r
-        _clear_marks(s, space_i, mark, tlist, tcount, allt)
-        return 0
     theta = pop_f[q, F_THETA]
     v_reset = pop_f[q, F_VRESET]
     v_min = pop_f[q, F_VMIN]
@@ -821,7 +917,7 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
 def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, edge_i, edge_stage,
               n_ff, bun_i, wf, wi, const_all, const_conn, powtab, sizes,
               ev_t, ev_i, ev_v, ev_ptr, drive, drive_mode,
-              rec_idx, readout_out, readout_perm, mem_out):
+              rec_idx, readout_out, readout_perm, mem_out, schedule):
     """Simulate samples ``b0 <= b < b1`` for ``T`` steps.
 
     Network tables: see the module docstring and ``eventsim.network`` (``bun_i``: one row
@@ -899,6 +995,26 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     q0 = edge_i[0, E_TGT]
     n0 = pop_i[q0, P_N]
     off0 = pop_i[q0, P_NOFF]
+    # layer-major schedule (feed-forward networks only): population after population, each
+    # over all steps; an edge that is one dense stage is then delivered source-major
+    layer_major = schedule == SCHEDULE_LAYER and NB == 0 and n_ff == E
+    sm_stage = np.full(Q, -1, np.int64)     # per population: its edge's dense stage, or -1
+    n_acc2 = 0
+    if layer_major:
+        for e in range(E):
+            g = edge_stage[edge_i[e, E_SOFF]]
+            if edge_i[e, E_NS] == 1 and stage_i[g, S_KIND] == K_DENSE:
+                sm_stage[edge_i[e, E_TGT]] = g
+                n_acc2 = max(n_acc2, space_i[stage_i[g, S_DST], SP_N])
+        n_acc2 = max(n_acc2, sizes[Z_WINDOW])
+    acc2 = np.zeros(n_acc2, dt)              # [window steps, n_target] of one edge
+    lm_s = np.zeros((Q if layer_major else 0, T), np.int64)
+    lcap = 1024
+    lm_t = np.empty(lcap, np.int64)          # spikes of the sample so far, population-major
+    lm_i = np.empty(lcap, np.int64)
+    lm_v = np.empty(lcap, dt)
+    in_sorted = False
+    k0 = 0
     for b in range(b0, b1):
         V[:] = 0
         U[:] = 0
@@ -943,84 +1059,150 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
             ring_div[q] = 0 if (lazy[q] and driven_q[q]) else sizes[Z_RINGDIV]
         p = ev_ptr[b]
         pend = ev_ptr[b + 1]
-        for t in range(T):
-            stamp = (b - b0) * T + t + 1
-            if drive_mode == DRIVE_STEPS and t > 0:
-                for i in range(n0):
-                    cc = const_conn[off0 + i]
-                    cst[off0 + i] = drive[t, b - b0, i] if cc == 0 else drive[t, b - b0, i] + cc
-            # delayed connections: each bundle delivers its source's spikes of step t - 1 into
-            # its ring (arrival t - 1 + d >= t), then adds the slot of step t to the target;
-            # dense connections take the source's spikes of step t - delay
-            for nb in range(NB):
-                qs = bun_i[nb, B_SRC]
-                qt = bun_i[nb, B_TGT]
-                R = bun_i[nb, B_R]
-                n_t = pop_i[qt, P_N]
-                if t > 0:
-                    Rs = pop_i[qs, P_R]
-                    c = ringc[pop_i[qs, P_RINGC] + (t - 1) % Rs]
+        if layer_major:
+            # source-major delivery of the input needs each step's events in ascending order
+            in_sorted = True
+            for k in range(p + 1, pend):
+                if ev_t[k] == ev_t[k - 1] and ev_i[k] < ev_i[k - 1]:
+                    in_sorted = False
+                    break
+        lm_n = 0
+        for qq in range(Q if layer_major else 1):
+            # time-major: one pass, every population at every step; layer-major: one pass per
+            # population over all steps (its source's spikes of every step are known)
+            qa = qq if layer_major else 0
+            qb = qq + 1 if layer_major else Q
+            win = 0       # > 0: this pass's edge is delivered source-major, win steps at once
+            g_sm = -1
+            if layer_major and sm_stage[qq] >= 0 and (qq > 0 or in_sorted):
+                g_sm = sm_stage[qq]
+                n_sm = space_i[stage_i[g_sm, S_DST], SP_N]
+                win = min(T, max(1, acc2.shape[0] // n_sm))
+            kw = 0
+            for t in range(T):
+                stamp = (b - b0) * T + t + 1
+                if drive_mode == DRIVE_STEPS and t > 0 and qa <= q0 < qb:
+                    for i in range(n0):
+                        cc = const_conn[off0 + i]
+                        cst[off0 + i] = drive[t, b - b0, i] if cc == 0 else drive[t, b - b0, i] + cc
+                if not layer_major:
+                    _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_i,
+                                     space_i, space_f, wf, wi, ring_idx, ring_val, ringc, bring,
+                                     blist, bcnt, ring_div, acc, mark, tlist, tcount, allt,
+                                     mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                if qa == 0:
+                    k0 = p
+                    p = step_end(ev_t, p, pend, t)
+                for q in range(qa, qb):
+                    if win > 0:
+                        if t % win == 0:   # the window's events, source by source
+                            t1 = min(T, t + win)
+                            w_off = stage_i[g_sm, S_WOFF]
+                            n_src = space_i[stage_i[g_sm, S_SRC], SP_N]
+                            if q == 0:
+                                kw = step_end(ev_t, k0, pend, t1 - 1)
+                                if kw > k0:
+                                    dense_window(wf, w_off, n_src, n_sm, ev_t, ev_i, ev_v, k0,
+                                                 kw, t, acc2)
+                            else:
+                                ks0 = lm_s[q - 1, t]
+                                kw = lm_s[q - 1, t1 - 1] + counts[b - b0, t1 - 1, q - 1]
+                                if kw > ks0:
+                                    dense_window(wf, w_off, n_src, n_sm, lm_t, lm_i, lm_v, ks0,
+                                                 kw, t, acc2)
+                        nows = (p - k0) if q == 0 else counts[b - b0, t, q - 1]
+                        if nows > 0:
+                            d = stage_i[g_sm, S_DST]
+                            ao = space_i[d, SP_OFF]
+                            r = (t % win) * n_sm
+                            for j in range(n_sm):
+                                acc[ao + j] += acc2[r + j]
+                                acc2[r + j] = 0
+                            allt[d] = True
+                            syn[g_sm] += nows * n_sm
+                    elif q == 0:
+                        if p > k0:
+                            _run_edge(0, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                                      ev_i, ev_v, k0, p, acc, mark, tlist, tcount, allt,
+                                      mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                    elif layer_major:
+                        c = counts[b - b0, t, q - 1]
+                        if c > 0:
+                            base = lm_s[q - 1, t]
+                            _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                                      lm_i, lm_v, base, base + c, acc, mark, tlist, tcount,
+                                      allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                    else:
+                        qs = q - 1
+                        R = pop_i[qs, P_R]
+                        c = ringc[pop_i[qs, P_RINGC] + t % R]
+                        if c > 0:
+                            base = pop_i[qs, P_RING] + (t % R) * pop_i[qs, P_N]
+                            _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
+                                      ring_idx, ring_val, base, base + c, acc, mark, tlist,
+                                      tcount, allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                    sq = pop_i[q, P_SPACE]
+                    if pop_i[q, P_KIND] == POP_READOUT:
+                        c = 0
+                        _update_readout(q, t, b, pop_i, pop_f, space_i, acc, mark, tlist, tcount,
+                                        allt, V, cst, readout_out, readout_perm)
+                    elif (lazy[q] and tcount[sq] == 0 and not allt[sq] and head[q * T + t] < 0
+                            and pop_i[q, P_RECN] == 0):
+                        # a lazy population with nothing touched and no wake-up due: no neuron
+                        # changes (the call below would find no block to update)
+                        c = 0
+                        ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = 0
+                    else:
+                        c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak,
+                                        full_div[q], pop_i, pop_f, space_i, acc, mark, tlist,
+                                        tcount, allt, V, U, L, lfull, flags, cst, ring_idx,
+                                        ring_val, ringc, head, wnext, wprev, wake_t, period,
+                                        powtab, rec_idx)
+                    if layer_major:
+                        lm_s[q, t] = lm_n
                     if c > 0:
-                        base = pop_i[qs, P_RING] + ((t - 1) % Rs) * pop_i[qs, P_N]
-                        scatter_delayed(wi, bun_i[nb, B_PTR], bun_i[nb, B_IDX], bun_i[nb, B_SEG],
-                                        bun_i[nb, B_NSEG], wf, bun_i[nb, B_W], ring_idx, ring_val,
-                                        base, base + c, t - 1, T, R, n_t, bring, blist, bcnt,
-                                        bun_i[nb, B_ROFF], bun_i[nb, B_LOFF], bun_i[nb, B_RCOFF],
-                                        syn)
-                st = pop_i[qt, P_SPACE]
-                ring_to_acc(bring, blist, bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_LOFF],
-                            bun_i[nb, B_RCOFF], t % R, n_t, ring_div[qt], acc,
-                            space_i[st, SP_OFF], space_i[st, SP_BS], mark, space_i[st, SP_BOFF],
-                            tlist, tcount, st, allt)
-            for e in range(n_ff, E):
-                tt = t - edge_i[e, E_DELAY]
-                if tt < 0:
-                    continue
-                qs = edge_i[e, E_SRC]
-                R = pop_i[qs, P_R]
-                c = ringc[pop_i[qs, P_RINGC] + tt % R]
-                if c > 0:
-                    base = pop_i[qs, P_RING] + (tt % R) * pop_i[qs, P_N]
-                    _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                              ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
-                              mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-            k0 = p
-            p = step_end(ev_t, p, pend, t)
-            for q in range(Q):
-                if q == 0:
-                    if p > k0:
-                        _run_edge(0, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                                  ev_i, ev_v, k0, p, acc, mark, tlist, tcount, allt,
-                                  mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-                else:
-                    qs = q - 1
-                    R = pop_i[qs, P_R]
-                    c = ringc[pop_i[qs, P_RINGC] + t % R]
-                    if c > 0:
-                        base = pop_i[qs, P_RING] + (t % R) * pop_i[qs, P_N]
-                        _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                                  ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount,
-                                  allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-                c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak, full_div[q],
-                                pop_i, pop_f, space_i, acc, mark, tlist, tcount, allt, V, U, L, lfull,
-                                flags, cst, ring_idx, ring_val, ringc, head, wnext, wprev, wake_t,
-                                period, powtab, rec_idx, readout_out, readout_perm)
-                if c > 0:
-                    if ocnt + c > cap:
-                        while ocnt + c > cap:
-                            cap *= 2
-                        o_n = _grow(o_n, cap, ocnt)
-                        o_v = _grow(o_v, cap, ocnt)
-                    counts[b - b0, t, q] = c
-                    base = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * pop_i[q, P_N]
-                    for k in range(c):
-                        o_n[ocnt] = ring_idx[base + k]
-                        o_v[ocnt] = np.int8(ring_val[base + k])
+                        counts[b - b0, t, q] = c
+                        base = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * pop_i[q, P_N]
+                        if layer_major:   # kept for the next pass, listed in (t, q) order below
+                            if lm_n + c > lm_i.shape[0]:
+                                lcap = lm_i.shape[0]
+                                while lm_n + c > lcap:
+                                    lcap *= 2
+                                lm_t = _grow(lm_t, lcap, lm_n)
+                                lm_i = _grow(lm_i, lcap, lm_n)
+                                lm_v = _grow(lm_v, lcap, lm_n)
+                            for k in range(c):
+                                lm_t[lm_n] = t
+                                lm_i[lm_n] = ring_idx[base + k]
+                                lm_v[lm_n] = ring_val[base + k]
+                                lm_n += 1
+                        else:
+                            if ocnt + c > cap:
+                                while ocnt + c > cap:
+                                    cap *= 2
+                                o_n = _grow(o_n, cap, ocnt)
+                                o_v = _grow(o_v, cap, ocnt)
+                            for k in range(c):
+                                o_n[ocnt] = ring_idx[base + k]
+                                o_v[ocnt] = np.int8(ring_val[base + k])
+                                ocnt += 1
+                    r0 = pop_i[q, P_RECOFF]
+                    noff = pop_i[q, P_NOFF]
+                    for k in range(r0, r0 + pop_i[q, P_RECN]):
+                        mem_out[t, b, k] = U[noff + rec_idx[k]]
+        if layer_major and lm_n > 0:
+            if ocnt + lm_n > cap:
+                while ocnt + lm_n > cap:
+                    cap *= 2
+                o_n = _grow(o_n, cap, ocnt)
+                o_v = _grow(o_v, cap, ocnt)
+            for t in range(T):
+                for q in range(Q):
+                    k0 = lm_s[q, t]
+                    for k in range(k0, k0 + counts[b - b0, t, q]):
+                        o_n[ocnt] = lm_i[k]
+                        o_v[ocnt] = np.int8(lm_v[k])
                         ocnt += 1
-                r0 = pop_i[q, P_RECOFF]
-                noff = pop_i[q, P_NOFF]
-                for k in range(r0, r0 + pop_i[q, P_RECN]):
-                    mem_out[t, b, k] = U[noff + rec_idx[k]]
     return counts, o_n[:ocnt].copy(), o_v[:ocnt].copy(), syn
 
 

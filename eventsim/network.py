@@ -54,6 +54,9 @@ from . import modelfile as mf
 # and lose when only a few neurons are ever active; 1/64 is a compromise.
 FULL_PASS_DIV = 64          # leak stepped: leak="repeat" and 0 < beta < 1
 FULL_PASS_DIV_CHEAP = 20    # catch-up in one operation
+# layer-major schedule: a dense edge is delivered source-major over windows of steps whose
+# input currents (steps x targets) fit this many values (512 KB of float32: in L2)
+LAYER_WINDOW = 1 << 17
 # A bundle's ring slot is added to its target as a whole (about 0.3 ns a neuron, and the
 # target then counts as wholly touched: a full pass) when it lists at least 1/16 as many
 # synapses as the target has neurons; entry by entry it costs about 4 ns a synapse.
@@ -528,6 +531,7 @@ class CompiledNetwork:
         sizes[K.Z_BLIST] = max(list_off, 1)
         sizes[K.Z_BRINGC] = max(ringc_off, 1)
         sizes[K.Z_RINGDIV] = RING_DENSE_DIV
+        sizes[K.Z_WINDOW] = LAYER_WINDOW
         self.sizes = sizes
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]

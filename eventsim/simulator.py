@@ -45,6 +45,17 @@ dense engine does.  With ``"repeat"`` this changes no bit; with ``"power"`` neur
 by full passes follow the exact recurrence.  A population's spikes of one step are always
 listed (and added up by later projections) in ascending neuron order.
 
+``schedule``  the order in which a sample's (population, step) updates are run:
+    ``"time"`` steps the whole network one step at a time (the event loop every network
+    needs: delayed and recurrent connections deliver into later steps); ``"layer"`` runs one
+    population over all T steps, then the next, which a feed-forward network allows (each
+    population's input at step t is its source's spikes of step t).  Layer by layer, an edge
+    that is one dense projection is delivered source-major (``kernels.dense_window``): a
+    source row is read once and added to every step its neuron spiked at, instead of being
+    fetched again at each of those steps.  Every (step, target) still sums its terms in the
+    same order, so both schedules give the same bits.  ``"auto"`` (default) is ``"layer"``
+    for feed-forward networks, else ``"time"``.
+
 Samples are independent: batches are split into chunks that run on ``n_threads`` threads
 (the kernel releases the GIL); nothing is reordered within a sample.
 """
@@ -64,6 +75,7 @@ from .recording import Recording, SpikeTrain
 
 CONSTANT_DRIVE_MODES = {"step": K.MODE_STEP, "predict": K.MODE_PREDICT}
 LEAK_MODES = {"repeat": K.LEAK_REPEAT, "power": K.LEAK_POWER}
+SCHEDULES = ("auto", "time", "layer")
 
 
 class Simulator:
@@ -77,16 +89,28 @@ class Simulator:
         leak: "repeat" (default, exact) or "power".
         n_threads: threads across samples (default: ``os.cpu_count()``).
         chunk_size: samples per kernel call (bounds the memory of analog input currents).
+        schedule: "auto" (default), "time" or "layer" (see the module docstring).
     """
 
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
-                 leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256):
+                 leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
+                 schedule: str = "auto"):
         self.network: CompiledNetwork = load(model)
         if constant_drive not in CONSTANT_DRIVE_MODES:
             raise ValueError(f"Simulator.constant_drive: must be one of "
                              f"{sorted(CONSTANT_DRIVE_MODES)}, got {constant_drive!r}")
         if leak not in LEAK_MODES:
             raise ValueError(f"Simulator.leak: must be one of {sorted(LEAK_MODES)}, got {leak!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"Simulator.schedule: must be one of {list(SCHEDULES)}, got "
+                             f"{schedule!r}")
+        feed_forward = self.network.n_ff == len(self.network.edge_i) and len(self.network.bun_i) == 0
+        if schedule == "layer" and not feed_forward:
+            raise ValueError("Simulator.schedule: 'layer' needs a feed-forward network; this model "
+                             f"has {len(self.network.model.connections)} delayed connection(s) "
+                             "(use 'time' or 'auto')")
+        self.schedule = "layer" if schedule == "auto" and feed_forward else (
+            "time" if schedule == "auto" else schedule)
         if n_threads is None:
             n_threads = os.cpu_count() or 1
         if not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
@@ -245,7 +269,8 @@ class Simulator:
                                net.bun_i, net.wf, net.wi, net.const_all, net.const_conn, powtab,
                                net.sizes,
                                inp["ev_t"], inp["ev_i"], inp["ev_v"], inp["ev_ptr"], drive, dmode,
-                               self._rec_idx, readout, net.pop_perm[-1], mem)
+                               self._rec_idx, readout, net.pop_perm[-1], mem,
+                               K.SCHEDULE_LAYER if self.schedule == "layer" else K.SCHEDULE_TIME)
 
         start = time.perf_counter()
         if len(chunks) <= 1 or self.n_threads == 1:

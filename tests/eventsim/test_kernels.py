@@ -18,7 +18,8 @@ from eventsim import kernels as K
 from eventsim.network import merge_delayed, window_tables
 from tests.reference import naive_eventsim as naive
 
-END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_clear_marks", "_grow"}
+END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_update_readout", "_clear_marks",
+              "_deliver_delayed", "_grow"}
 
 
 @pytest.mark.skipif(bool(int(os.environ.get("NUMBA_DISABLE_JIT", "0") or 0)),
@@ -90,6 +91,31 @@ def test_scatter_dense(seed, dtype):
     nb = naive.scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, *b.args())
     assert na == nb
     a.assert_same(b)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_window(seed, dtype):
+    """Source-major delivery over a window of steps == step by step, bit for bit (float
+    weights, so the order of every sum matters), with repeated events and values +-1, 0.5."""
+    rng = np.random.default_rng(seed)
+    n_src, n_dst, n_t = (int(v) for v in rng.integers(1, 25, size=3))
+    t0, w_off = int(rng.integers(0, 4)), int(rng.integers(0, 5))
+    wt = rng.standard_normal(w_off + n_src * n_dst).astype(dtype)
+    m = int(rng.integers(0, 80))
+    ev_t = np.sort(rng.integers(t0, t0 + n_t, size=m))
+    ev_i = rng.integers(0, n_src, size=m)
+    order = np.lexsort((ev_i, ev_t))              # by step, then source (repeats kept)
+    pad = int(rng.integers(0, 3))
+    ev_t = np.concatenate([np.zeros(pad, np.int64), ev_t[order]]).astype(np.int64)
+    ev_i = np.concatenate([np.zeros(pad, np.int64), ev_i[order]]).astype(np.int64)
+    ev_v = rng.choice(np.array([1.0, -1.0, 0.5], dtype), size=pad + m)
+    acc_a = rng.standard_normal(n_t * n_dst).astype(dtype)
+    acc_b = acc_a.copy()
+    na = K.dense_window(wt, w_off, n_src, n_dst, ev_t, ev_i, ev_v, pad, pad + m, t0, acc_a)
+    nb = naive.dense_window(wt, w_off, n_src, n_dst, ev_t, ev_i, ev_v, pad, pad + m, t0, acc_b)
+    assert na == nb == m * n_dst
+    np.testing.assert_array_equal(acc_a, acc_b)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -36,6 +36,15 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
     return (k1 - k0) * n_dst
 
 
+def dense_window(wt, w_off, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, acc2):
+    """Step by step, event by event: what :func:`scatter_dense` does at each step."""
+    for k in range(k0, k1):
+        a = (ev_t[k] - t0) * n_dst
+        row = wt[w_off + ev_idx[k] * n_dst: w_off + (ev_idx[k] + 1) * n_dst]
+        acc2[a:a + n_dst] += ev_val[k] * row
+    return (k1 - k0) * n_dst
+
+
 def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_off, bs,
                    mark, m_off, tlist, tcount, s, whole=False):
     n = 0
