@@ -42,6 +42,7 @@ POP_SPIKING, POP_READOUT = 0, 1
 DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
 MODE_STEP, MODE_PREDICT = 0, 1
 SCHEDULE_TIME, SCHEDULE_LAYER = 0, 1
+SPARSE_WHOLE_DIV = 16   # a sparse delivery of >= n_target / 16 synapses touches all targets
 LEAK_REPEAT, LEAK_POWER = 0, 1
 
 # stage_i columns
@@ -658,6 +659,15 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
                             stage_i[g, S_SW], stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val,
                             k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf)
     if kind == K_SPARSE:
+        if not allt[d]:
+            # as many synapses as 1/16 of the targets: mark the destination wholly touched
+            # (a full pass reads it all) rather than target by target
+            po = stage_i[g, S_POFF]
+            nsyn = 0
+            for k in range(k0, k1):
+                nsyn += wi[po + ev_idx[k] + 1] - wi[po + ev_idx[k]]
+            if nsyn * SPARSE_WHOLE_DIV >= space_i[d, SP_N]:
+                allt[d] = True
         return scatter_sparse(wi, stage_i[g, S_POFF], stage_i[g, S_IOFF], wf, stage_i[g, S_WOFF],
                               ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d,
                               allt[d])
