@@ -1025,6 +1025,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     lm_v = np.empty(lcap, dt)
     in_sorted = False
     k0 = 0
+    vmin_hi = np.zeros(Q, np.bool_)   # v_min >= theta: neurons can fire with no input
+    for q in range(Q):
+        vmin_hi[q] = pop_i[q, P_HASVMIN] != 0 and pop_f[q, F_VMIN] >= pop_f[q, F_THETA]
     for b in range(b0, b1):
         V[:] = 0
         U[:] = 0
@@ -1162,6 +1165,33 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         # changes (the call below would find no block to update)
                         c = 0
                         ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = 0
+                    elif (lazy[q] and allt[sq] and not driven_q[q] and lfull[q] >= t - 1
+                            and head[q * T + t] < 0 and pop_i[q, P_RECN] == 0 and not vmin_hi[q]):
+                        # the common full pass (every neuron touched, none behind, nothing
+                        # recorded or due) without _update_pop's call: what its full-pass
+                        # branch does, in the same order
+                        n = pop_i[q, P_N]
+                        noff = pop_i[q, P_NOFF]
+                        pf = pop_f[q]
+                        beta = pf[F_BETA]
+                        theta = pf[F_THETA]
+                        tern = pop_i[q, P_TERN] != 0
+                        update_all(acc, space_i[sq, SP_OFF], cst, V, U, noff, n, flags, beta,
+                                   theta, pop_i[q, P_RESET], pf[F_VRESET],
+                                   pop_i[q, P_HASVMIN] != 0, pf[F_VMIN], tern, False)
+                        rbase = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * n
+                        c = collect_spikes(flags, n, ring_idx, ring_val, rbase)
+                        if t + 1 < T:
+                            for k in range(c):
+                                un = beta * V[noff + ring_idx[rbase + k]]
+                                if un >= theta or (tern and un <= -theta):
+                                    wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:],
+                                              wake_t[noff:], t + 1, t + 1, ring_idx[rbase + k])
+                        lfull[q] = t
+                        if tcount[sq] > 0:
+                            _clear_marks(sq, space_i, mark, tlist, tcount, allt)
+                        allt[sq] = False
+                        ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = c
                     else:
                         c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak,
                                         full_div[q], pop_i, pop_f, space_i, acc, mark, tlist,
@@ -1214,6 +1244,43 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         o_v[ocnt] = np.int8(lm_v[k])
                         ocnt += 1
     return counts, o_n[:ocnt].copy(), o_v[:ocnt].copy(), syn
+
+
+@njit(cache=True)
+def split_spikes(counts, neuron, value, perm, perm_off):
+    """Regroup :func:`run_batch`'s spikes by population: ``counts [B, T, Q]``, ``neuron``
+    (internal index) and ``value`` in (b, t, q) order -> ``(sample, t, neuron, value, ptr)``
+    with population ``q``'s spikes at ``ptr[q]:ptr[q+1]`` in (b, t) order, neurons mapped
+    to canonical indices ``perm[perm_off[q] + internal]``."""
+    B, T, Q = counts.shape
+    ptr = np.zeros(Q + 1, np.int64)
+    for b in range(B):
+        for t in range(T):
+            for q in range(Q):
+                ptr[q + 1] += counts[b, t, q]
+    for q in range(Q):
+        ptr[q + 1] += ptr[q]
+    n = ptr[Q]
+    o_b = np.empty(n, np.int32)
+    o_t = np.empty(n, np.int32)
+    o_n = np.empty(n, np.int32)
+    o_v = np.empty(n, np.int8)
+    fill = ptr[:Q].copy()
+    k = 0
+    for b in range(B):
+        for t in range(T):
+            for q in range(Q):
+                f = fill[q]
+                po = perm_off[q]
+                for _ in range(counts[b, t, q]):
+                    o_b[f] = b
+                    o_t[f] = t
+                    o_n[f] = perm[po + neuron[k]]
+                    o_v[f] = value[k]
+                    f += 1
+                    k += 1
+                fill[q] = f
+    return o_b, o_t, o_n, o_v, ptr
 
 
 @njit(cache=True)

@@ -536,6 +536,9 @@ class CompiledNetwork:
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]
         self.pop_size = [p["n"] for p in pops]
+        # all populations' permutations in one array (population q's at perm_off[q])
+        self.perm_off = np.concatenate([[0], np.cumsum(self.pop_size)]).astype(np.int64)
+        self.perm_cat = np.concatenate(self.pop_perm).astype(np.int32)
         self.n_stages = len(stages)
 
     # -- helpers for the simulator -------------------------------------------------------

@@ -294,19 +294,16 @@ class Simulator:
             counts = np.zeros((0, T, Q), np.int32)
             neuron, value = np.zeros(0, np.int32), np.zeros(0, np.int8)
             syn = np.zeros(net.n_stages, np.int64)
-        # spikes are stored in (sample, t, population) groups
-        pop_of = np.repeat(np.tile(np.arange(Q, dtype=np.int8), B * T), counts.reshape(-1))
-        steps_b = np.repeat(np.arange(B, dtype=np.int32), T)
-        steps_t = np.tile(np.arange(T, dtype=np.int32), B)
+        # the kernel lists spikes in (sample, t, population) groups
+        s_b, s_t, s_n, s_v, ptr = K.split_spikes(counts, neuron, value, net.perm_cat,
+                                                  net.perm_off)
         spikes = {}
         for q, layer in enumerate(net.pop_layers[:-1]):
-            cq = counts[:, :, q].reshape(-1)
-            sel = pop_of == q
+            sl = slice(ptr[q], ptr[q + 1])
             ternary = net.model.layers[layer].spikes == "ternary"
-            spikes[layer] = SpikeTrain(
-                sample=np.repeat(steps_b, cq), t=np.repeat(steps_t, cq),
-                neuron=net.pop_perm[q].astype(np.int32)[neuron[sel]],
-                value=value[sel] if ternary else None, n_neurons=net.pop_size[q])
+            spikes[layer] = SpikeTrain(sample=s_b[sl], t=s_t[sl], neuron=s_n[sl],
+                                       value=s_v[sl] if ternary else None,
+                                       n_neurons=net.pop_size[q])
         membrane = {layer: np.ascontiguousarray(mem[:, :, c0:c1])
                     for layer, (c0, c1) in self._mem_cols.items()}
         counts: dict = {}

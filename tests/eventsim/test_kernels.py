@@ -555,3 +555,20 @@ def test_wake_queue():
                 g = nxt[g]
             assert seen == model[h]
     assert all(wake_t[g] == where[g] + 100 for g in where)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_spikes(seed):
+    rng = np.random.default_rng(seed)
+    B, T, Q = (int(v) for v in rng.integers(1, 5, size=3))
+    sizes = rng.integers(1, 6, size=Q)
+    counts = np.stack([rng.integers(0, n + 1, size=(B, T)) for n in sizes], -1).astype(np.int32)
+    q_of = np.repeat(np.tile(np.arange(Q), B * T), counts.reshape(-1))
+    neuron = np.array([rng.integers(0, sizes[q]) for q in q_of], np.int32)
+    value = rng.choice(np.array([-1, 1], np.int8), size=len(neuron))
+    perm_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    perm = np.concatenate([rng.permutation(n) for n in sizes]).astype(np.int32)
+    got = K.split_spikes(counts, neuron, value, perm, perm_off)
+    want = naive.split_spikes(counts, neuron, value, perm, perm_off)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)

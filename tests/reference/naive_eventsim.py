@@ -407,3 +407,21 @@ def simulate(model: mf.Model, x, dtype=np.float32):
             else:
                 cur = apply_projection(layer, cur)
     return spikes, membranes, readout
+
+
+def split_spikes(counts, neuron, value, perm, perm_off):
+    """Population by population: boolean selection of the (b, t, q) groups."""
+    B, T, Q = counts.shape
+    group_q = np.repeat(np.tile(np.arange(Q), B * T), counts.reshape(-1))
+    group_b = np.repeat(np.repeat(np.arange(B), T * Q), counts.reshape(-1))
+    group_t = np.repeat(np.tile(np.repeat(np.arange(T), Q), B), counts.reshape(-1))
+    parts = [[], [], [], []]
+    ptr = [0]
+    for q in range(Q):
+        sel = group_q == q
+        parts[0].append(group_b[sel])
+        parts[1].append(group_t[sel])
+        parts[2].append(perm[perm_off[q] + neuron[sel]])
+        parts[3].append(value[sel])
+        ptr.append(ptr[-1] + int(sel.sum()))
+    return tuple(np.concatenate(p) for p in parts) + (np.array(ptr),)
