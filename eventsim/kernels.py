@@ -1165,9 +1165,11 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         # changes (the call below would find no block to update)
                         c = 0
                         ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = 0
-                    elif (lazy[q] and allt[sq] and not driven_q[q] and lfull[q] >= t - 1
-                            and head[q * T + t] < 0 and pop_i[q, P_RECN] == 0 and not vmin_hi[q]):
-                        # the common full pass (every neuron touched, none behind, nothing
+                    elif (lazy[q] and not driven_q[q] and lfull[q] >= t - 1
+                            and head[q * T + t] < 0 and pop_i[q, P_RECN] == 0 and not vmin_hi[q]
+                            and (allt[sq] or tcount[sq] * space_i[sq, SP_BS] * full_div[q]
+                                 >= pop_i[q, P_N])):
+                        # the common full pass (enough neurons touched, none behind, nothing
                         # recorded or due) without _update_pop's call: what its full-pass
                         # branch does, in the same order
                         n = pop_i[q, P_N]
