@@ -42,7 +42,8 @@ POP_SPIKING, POP_READOUT = 0, 1
 DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
 MODE_STEP, MODE_PREDICT = 0, 1
 SCHEDULE_TIME, SCHEDULE_LAYER = 0, 1
-SPARSE_WHOLE_DIV = 16   # a sparse delivery of >= n_target / 16 synapses touches all targets
+# a sparse or conv delivery of >= n_target / 16 synapses counts as touching every target
+SPARSE_WHOLE_DIV = 16
 LEAK_REPEAT, LEAK_POWER = 0, 1
 
 # stage_i columns
@@ -198,7 +199,8 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
 
 @njit(cache=True)
 def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
-                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf):
+                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf,
+                 whole=False):
     """Cross-correlation scattered around each event (PyTorch/NIR Conv2d, zero padding).
 
     Source ``(Hi, Wi, Ci)`` and destination ``(Ho, Wo, Co)`` are channel-last; the weight is
@@ -206,7 +208,8 @@ def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, p
     :func:`eventsim.network.window_tables`.  An event at ``(y, x, ci)`` reaches output ``(oy, ox)`` through
     tap ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)`` when the tap lies inside the kernel:
     ``acc[(oy, ox), :] += v * W[ci, ky, kx, :]``.  Blocks are output positions (all ``Co``
-    channels).  ``pbuf`` (>= 2*kh*kw int64) holds one event's row offsets."""
+    channels), not marked when ``whole`` (the destination is wholly touched already).
+    ``pbuf`` (>= 2*kh*kw int64) holds one event's row offsets."""
     n = 0
     C = np.uint64(Co)
     HW = Hi * Wi
@@ -228,7 +231,7 @@ def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, p
             wrow = w_off + (ci * kh + y + ph - oy * sh) * kw * Co
             for ox in range(ox0, ox1 + 1):
                 opos = oy * Wo + ox
-                if mark[m_off + opos] == 0:
+                if not whole and mark[m_off + opos] == 0:
                     mark[m_off + opos] = 1
                     tlist[m_off + tcount[s]] = opos
                     tcount[s] += 1
@@ -653,11 +656,14 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
         return scatter_dense(wf, stage_i[g, S_WOFF], space_i[d, SP_N], ev_idx, ev_val, k0, k1,
                              acc, a_off)
     if kind == K_CONV:
+        if not allt[d] and ((k1 - k0) * stage_i[g, S_KH] * stage_i[g, S_KW] * stage_i[g, S_CO]
+                            * SPARSE_WHOLE_DIV >= space_i[d, SP_N]):
+            allt[d] = True   # as for sparse: enough events to touch all (see SPARSE_WHOLE_DIV)
         return scatter_conv(wf, stage_i[g, S_WOFF], wi, stage_i[g, S_TOFF], stage_i[g, S_HI],
                             stage_i[g, S_WI], stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
                             stage_i[g, S_CO], stage_i[g, S_KH], stage_i[g, S_KW], stage_i[g, S_SH],
                             stage_i[g, S_SW], stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val,
-                            k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf)
+                            k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf, allt[d])
     if kind == K_SPARSE:
         if not allt[d]:
             # as many synapses as 1/16 of the targets: mark the destination wholly touched

@@ -256,7 +256,8 @@ def _conv_geometry(rng):
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_scatter_conv(seed):
+@pytest.mark.parametrize("whole", [False, True])
+def test_scatter_conv(seed, whole):
     rng = np.random.default_rng(seed)
     Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw = geo = _conv_geometry(rng)
     w = rng.standard_normal(3 + Ci * kh * kw * Co).astype(np.float32)
@@ -265,8 +266,10 @@ def test_scatter_conv(seed):
     a = State(rng, Ho * Wo * Co, Co)
     b = a.copy()
     pbuf = np.zeros(2 * kh * kw, np.int64)
-    na = K.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), pbuf)
-    nb = naive.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args())
+    na = K.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), pbuf,
+                        whole)
+    nb = naive.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args(),
+                            whole=whole)
     assert na == nb
     a.assert_same(b)
 

@@ -60,7 +60,8 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
 
 
 def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
-                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf=None):
+                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf=None,
+                 whole=False):
     """Every output position is tried; the tap is used when it lies inside the kernel
     (the geometry tables ``wi[t_off:]`` and the scratch ``pbuf`` are not used)."""
     W = wf[w_off:w_off + Ci * kh * kw * Co].reshape(Ci, kh, kw, Co)
@@ -74,7 +75,8 @@ def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, p
                 if 0 <= ky < kh and 0 <= kx < kw:
                     base = a_off + (oy * Wo + ox) * Co
                     acc[base:base + Co] += v * W[ci, ky, kx]
-                    touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
+                    if not whole:
+                        touch(oy * Wo + ox, mark, m_off, tlist, tcount, s)
                     n += Co
     return n
 
