@@ -1022,7 +1022,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
             if edge_i[e, E_NS] == 1 and stage_i[g, S_KIND] == K_DENSE:
                 sm_stage[edge_i[e, E_TGT]] = g
                 n_acc2 = max(n_acc2, space_i[stage_i[g, S_DST], SP_N])
-        n_acc2 = max(n_acc2, sizes[Z_WINDOW])
+        n_acc2 = max(n_acc2, min(sizes[Z_WINDOW], T * n_acc2))
     acc2 = np.zeros(n_acc2, dt)              # [window steps, n_target] of one edge
     lm_s = np.zeros((Q if layer_major else 0, T), np.int64)
     lcap = 1024
