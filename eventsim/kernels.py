@@ -645,7 +645,7 @@ def step_end(ev_t, p, pend, t):
 
 @njit(cache=True)
 def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tlist, tcount,
-             allt, mp_last, stamp, pbuf):
+             allt, whole_ok, mp_last, stamp, pbuf):
     kind = stage_i[g, S_KIND]
     d = stage_i[g, S_DST]
     a_off = space_i[d, SP_OFF]
@@ -656,8 +656,8 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
         return scatter_dense(wf, stage_i[g, S_WOFF], space_i[d, SP_N], ev_idx, ev_val, k0, k1,
                              acc, a_off)
     if kind == K_CONV:
-        if not allt[d] and ((k1 - k0) * stage_i[g, S_KH] * stage_i[g, S_KW] * stage_i[g, S_CO]
-                            * SPARSE_WHOLE_DIV >= space_i[d, SP_N]):
+        nsyn = (k1 - k0) * stage_i[g, S_KH] * stage_i[g, S_KW] * stage_i[g, S_CO]
+        if not allt[d] and whole_ok[d] and nsyn * SPARSE_WHOLE_DIV >= space_i[d, SP_N]:
             allt[d] = True   # as for sparse: enough events to touch all (see SPARSE_WHOLE_DIV)
         return scatter_conv(wf, stage_i[g, S_WOFF], wi, stage_i[g, S_TOFF], stage_i[g, S_HI],
                             stage_i[g, S_WI], stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
@@ -665,7 +665,7 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
                             stage_i[g, S_SW], stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val,
                             k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf, allt[d])
     if kind == K_SPARSE:
-        if not allt[d]:
+        if not allt[d] and whole_ok[d]:
             # as many synapses as 1/16 of the targets: mark the destination wholly touched
             # (a full pass reads it all) rather than target by target
             po = stage_i[g, S_POFF]
@@ -691,7 +691,8 @@ def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tli
 
 @njit(cache=True)
 def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, ev_val, k0, k1,
-              acc, mark, tlist, tcount, allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf):
+              acc, mark, tlist, tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val, syn,
+              pbuf):
     """Deliver events ``k0:k1`` through every stage of edge ``e`` (intermediate spaces are
     accumulated, then drained into the scratch event list for the next stage)."""
     soff = edge_i[e, E_SOFF]
@@ -699,19 +700,20 @@ def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, 
         g = edge_stage[soff + j]
         if j == 0:
             syn[g] += _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark,
-                               tlist, tcount, allt, mp_last, stamp, pbuf)
+                               tlist, tcount, allt, whole_ok, mp_last, stamp, pbuf)
         else:
             cnt = drain(stage_i[g, S_SRC], space_i, space_f, acc, mark, tlist, tcount, allt,
                         scr_idx, scr_val)
             if cnt > 0:
                 syn[g] += _scatter(g, stage_i, space_i, wf, wi, scr_idx, scr_val, 0, cnt, acc,
-                                   mark, tlist, tcount, allt, mp_last, stamp, pbuf)
+                                   mark, tlist, tcount, allt, whole_ok, mp_last, stamp, pbuf)
 
 
 @njit(cache=True)
 def _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_i, space_i,
                      space_f, wf, wi, ring_idx, ring_val, ringc, bring, blist, bcnt, ring_div,
-                     acc, mark, tlist, tcount, allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf):
+                     acc, mark, tlist, tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val,
+                     syn, pbuf):
     """Delayed connections at step ``t``: each bundle delivers its source's spikes of step
     ``t - 1`` into its ring (arrival ``t - 1 + d >= t``), then adds the slot of step ``t``
     to the target; dense connections take the source's spikes of step ``t - delay``."""
@@ -745,7 +747,7 @@ def _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_
             base = pop_i[qs, P_RING] + (tt % R) * pop_i[qs, P_N]
             _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                       ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
-                      mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                      whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
 
 
 @njit(cache=True)
@@ -1031,6 +1033,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     lm_v = np.empty(lcap, dt)
     in_sorted = False
     k0 = 0
+    # spaces a large sparse or conv delivery may flag as wholly touched (not the space of a
+    # population updated neuron by neuron even then: driven, constant_drive="predict")
+    whole_ok = np.ones(S, np.bool_)
     vmin_hi = np.zeros(Q, np.bool_)   # v_min >= theta: neurons can fire with no input
     for q in range(Q):
         vmin_hi[q] = pop_i[q, P_HASVMIN] != 0 and pop_f[q, F_VMIN] >= pop_f[q, F_THETA]
@@ -1076,6 +1081,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
             # a dense ring slot makes the whole target touched: fine unless the target is
             # updated lazily neuron by neuron even then (driven, constant_drive="predict")
             ring_div[q] = 0 if (lazy[q] and driven_q[q]) else sizes[Z_RINGDIV]
+            whole_ok[pop_i[q, P_SPACE]] = not (lazy[q] and driven_q[q])
         p = ev_ptr[b]
         pend = ev_ptr[b + 1]
         if layer_major:
@@ -1108,7 +1114,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_i,
                                      space_i, space_f, wf, wi, ring_idx, ring_val, ringc, bring,
                                      blist, bcnt, ring_div, acc, mark, tlist, tcount, allt,
-                                     mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                                     whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
                 if qa == 0:
                     k0 = p
                     p = step_end(ev_t, p, pend, t)
@@ -1143,14 +1149,14 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         if p > k0:
                             _run_edge(0, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                       ev_i, ev_v, k0, p, acc, mark, tlist, tcount, allt,
-                                      mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                                      whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
                     elif layer_major:
                         c = counts[b - b0, t, q - 1]
                         if c > 0:
                             base = lm_s[q - 1, t]
                             _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                       lm_i, lm_v, base, base + c, acc, mark, tlist, tcount,
-                                      allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                                      allt, whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
                     else:
                         qs = q - 1
                         R = pop_i[qs, P_R]
@@ -1159,7 +1165,8 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                             base = pop_i[qs, P_RING] + (t % R) * pop_i[qs, P_N]
                             _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
                                       ring_idx, ring_val, base, base + c, acc, mark, tlist,
-                                      tcount, allt, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
+                                      tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val,
+                                      syn, pbuf)
                     sq = pop_i[q, P_SPACE]
                     if pop_i[q, P_KIND] == POP_READOUT:
                         c = 0
