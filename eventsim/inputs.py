@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels as K
+
 
 @dataclass(frozen=True, eq=False)
 class EventBatch:
@@ -62,33 +64,47 @@ class EventBatch:
         if self.times.dtype.kind not in "iu" or self.indices.dtype.kind not in "iu":
             raise ValueError("EventBatch: times and indices must be integer arrays, got "
                              f"{self.times.dtype} and {self.indices.dtype}")
-        if self.values.dtype.kind != "f" or not np.all(np.isfinite(self.values)):
-            raise ValueError("EventBatch.values: must be finite floats")
+        if self.values.dtype.kind != "f":
+            raise ValueError(f"EventBatch.values: must be finite floats, got dtype {self.values.dtype}")
         if int(self.T) < 1:
             raise ValueError(f"EventBatch.T: must be >= 1, got {self.T}")
         ptr = self.sample_ptr
-        if ptr.ndim != 1 or len(ptr) < 2 or ptr[0] != 0 or ptr[-1] != n or np.any(np.diff(ptr) < 0):
-            raise ValueError(f"EventBatch.sample_ptr: must rise from 0 to {n}, got {ptr[:5]}...")
+        if (not isinstance(ptr, np.ndarray) or ptr.dtype.kind not in "iu" or ptr.ndim != 1
+                or len(ptr) < 2 or ptr[0] != 0 or ptr[-1] != n or np.any(np.diff(ptr) < 0)):
+            raise ValueError(f"EventBatch.sample_ptr: must rise from 0 to {n}, got "
+                             f"{ptr[:5] if isinstance(ptr, np.ndarray) else ptr}...")
         if n:
-            if self.times.min() < 0 or self.times.max() >= self.T:
-                bad = self.times[(self.times < 0) | (self.times >= self.T)][0]
-                raise ValueError(f"EventBatch.times: value {bad} outside [0, {self.T})")
-            if self.indices.min() < 0 or self.indices.max() >= self.n_inputs:
-                bad = self.indices[(self.indices < 0) | (self.indices >= self.n_inputs)][0]
-                raise ValueError(f"EventBatch.indices: address {bad} outside [0, {self.n_inputs}) "
-                                 f"for input shape {self.input_shape}")
-            # one pass over all samples: a step back in time is allowed only where a new
-            # sample starts
-            back = np.diff(self.times) < 0
-            starts = ptr[1:-1]
-            back[starts[(starts > 0) & (starts < n)] - 1] = False
-            if back.any():
-                k = int(np.argmax(back)) + 1
+            # one pass over the events (signed integers: an unsigned value past int64 shows
+            # as negative, out of range)
+            code, k = K.check_events(_signed(self.times), _signed(self.indices),
+                                     _native_float(self.values), ptr.astype(np.int64),
+                                     int(self.T), self.n_inputs)
+            if code == K.EV_VALUE:
+                raise ValueError(f"EventBatch.values: must be finite floats, event {k} is "
+                                 f"{self.values[k]}")
+            if code == K.EV_TIME:
+                raise ValueError(f"EventBatch.times: value {self.times[k]} outside [0, {self.T})")
+            if code == K.EV_INDEX:
+                raise ValueError(f"EventBatch.indices: address {self.indices[k]} outside "
+                                 f"[0, {self.n_inputs}) for input shape {self.input_shape}")
+            if code == K.EV_ORDER:
                 b = int(np.searchsorted(ptr, k, side="right")) - 1
                 raise ValueError(f"EventBatch.times: sample {b} is not sorted by time (event "
                                  f"{k - int(ptr[b])} at step {self.times[k]} follows step "
                                  f"{self.times[k - 1]})")
         return self
+
+
+def _signed(a: np.ndarray) -> np.ndarray:
+    """``a`` as native signed integers (int32/int64 as they are, others as int64)."""
+    return a if a.dtype in (np.dtype(np.int32), np.dtype(np.int64)) else a.astype(np.int64)
+
+
+def _native_float(a: np.ndarray) -> np.ndarray:
+    """``a`` as native float32/float64 (float16 widened, byte order swapped if needed)."""
+    if a.dtype in (np.dtype(np.float32), np.dtype(np.float64)):
+        return a
+    return a.astype(np.float32 if a.dtype.itemsize <= 4 else np.float64)
 
 
 def from_dense(x: np.ndarray) -> EventBatch:

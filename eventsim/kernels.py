@@ -74,6 +74,39 @@ N_SIZES = 16
 
 
 # ---------------------------------------------------------------------------------------
+# input check
+# ---------------------------------------------------------------------------------------
+EV_OK, EV_VALUE, EV_TIME, EV_INDEX, EV_ORDER = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def check_events(times, indices, values, ptr, T, n_inputs):
+    """The first event that breaks an event stream's contract, in one pass: returns
+    ``(code, k)``, ``(EV_OK, -1)`` if there is none.  Event ``k`` of sample ``b``
+    (``ptr[b] <= k < ptr[b+1]``; ``ptr`` rises from 0 to ``len(times)``) needs a finite
+    value (else ``EV_VALUE``), ``0 <= times[k] < T`` (``EV_TIME``), ``0 <= indices[k] <
+    n_inputs`` (``EV_INDEX``) and ``times[k] >= times[k-1]`` within its sample
+    (``EV_ORDER``), checked in that order."""
+    b = 0
+    nxt = ptr[1]
+    for k in range(len(times)):
+        while k >= nxt:
+            b += 1
+            nxt = ptr[b + 1]
+        if not np.isfinite(values[k]):
+            return EV_VALUE, k
+        t = times[k]
+        if t < 0 or t >= T:
+            return EV_TIME, k
+        i = indices[k]
+        if i < 0 or i >= n_inputs:
+            return EV_INDEX, k
+        if k > ptr[b] and t < times[k - 1]:
+            return EV_ORDER, k
+    return EV_OK, -1
+
+
+# ---------------------------------------------------------------------------------------
 # scatter kernels: events (index, value) of a source space -> currents of a destination
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")

@@ -48,6 +48,34 @@ def test_validate_names_the_unsorted_sample(times, ptr, sample):
         _batch(times, ptr).validate()
 
 
+@pytest.mark.parametrize("field, value, match", [
+    ("values", np.nan, r"EventBatch\.values: must be finite floats, event 2 is nan"),
+    ("values", np.inf, r"EventBatch\.values: must be finite floats, event 2 is inf"),
+    ("times", 6, r"EventBatch\.times: value 6 outside \[0, 6\)"),
+    ("times", -1, r"EventBatch\.times: value -1 outside \[0, 6\)"),
+    ("indices", 3, r"EventBatch\.indices: address 3 outside \[0, 3\) for input shape \(3,\)"),
+    ("indices", -4, r"EventBatch\.indices: address -4 outside \[0, 3\)"),
+])
+def test_validate_names_the_bad_event(field, value, match):
+    ev = _batch([0, 1, 2, 3], [0, 4])
+    getattr(ev, field)[2] = value
+    with pytest.raises(ValueError, match=match):
+        ev.validate()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint64, ">i8", np.int16])
+def test_validate_takes_any_integer_dtype(dtype):
+    ev = _batch([0, 1, 2, 5], [0, 4])
+    ev = EventBatch(times=ev.times.astype(dtype), indices=ev.indices.astype(dtype),
+                    values=ev.values.astype(np.float16), sample_ptr=ev.sample_ptr, T=6,
+                    input_shape=(3,))
+    ev.validate()
+    bad = EventBatch(times=ev.times, indices=(ev.indices + 3).astype(dtype), values=ev.values,
+                     sample_ptr=ev.sample_ptr, T=6, input_shape=(3,))
+    with pytest.raises(ValueError, match="address 3 outside"):
+        bad.validate()
+
+
 # -- from_spike_times ---------------------------------------------------------------------
 def test_spike_times_single_sample_sorted_stably():
     t = np.array([3, 0, 3, 1, 0])

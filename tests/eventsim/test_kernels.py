@@ -575,3 +575,28 @@ def test_split_spikes(seed):
     want = naive.split_spikes(counts, neuron, value, perm, perm_off)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_check_events(seed):
+    rng = np.random.default_rng(seed)
+    B, T, n_in = int(rng.integers(1, 4)), int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    sizes = rng.integers(0, 6, size=B)
+    ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    times = np.concatenate([np.sort(rng.integers(0, T, size=m)) for m in sizes]).astype(np.int64)
+    indices = rng.integers(0, n_in, size=len(times)).astype(np.int64)
+    values = rng.standard_normal(len(times)).astype(np.float32)
+    for _ in range(int(rng.integers(0, 3))):       # break a few events (or none)
+        if len(times):
+            k = int(rng.integers(0, len(times)))
+            what = int(rng.integers(0, 4))
+            if what == 0:
+                values[k] = rng.choice([np.nan, np.inf, -np.inf])
+            elif what == 1:
+                times[k] = rng.choice([-1, T, T + 3])
+            elif what == 2:
+                indices[k] = rng.choice([-2, n_in])
+            else:
+                times[k] = max(0, times[k] - 2)
+    got = K.check_events(times, indices, values, ptr, T, n_in)
+    assert tuple(got) == naive.check_events(times, indices, values, ptr, T, n_in)

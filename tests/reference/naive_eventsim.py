@@ -427,3 +427,18 @@ def split_spikes(counts, neuron, value, perm, perm_off):
         parts[3].append(value[sel])
         ptr.append(ptr[-1] + int(sel.sum()))
     return tuple(np.concatenate(p) for p in parts) + (np.array(ptr),)
+
+
+def check_events(times, indices, values, ptr, T, n_inputs):
+    """Each condition over all events with NumPy; the first event breaking any of them."""
+    k = np.arange(len(times))
+    sample = np.searchsorted(ptr, k, side="right") - 1
+    back = np.zeros(len(times), bool)
+    back[1:] = (times[1:] < times[:-1]) & (sample[1:] == sample[:-1])
+    problems = [(~np.isfinite(values), 1), ((times < 0) | (times >= T), 2),
+                ((indices < 0) | (indices >= n_inputs), 3), (back, 4)]
+    first = [(int(np.argmax(bad)), code) for bad, code in problems if bad.any()]
+    if not first:
+        return 0, -1
+    k, code = min(first)   # the earliest event; at equal events, the first condition
+    return code, k
