@@ -17,7 +17,10 @@ Three measurements (issue 10, item 9, first three bullets):
    the spiking layer's threshold is out of reach (1e9), so the events counted are exactly
    those delivered by the projection under test (``rec.synaptic_events["layers[0]"]``),
    and the time is the wall time of ``Simulator.run`` (input validation, kernel, Recording
-   built): nothing subtracted.
+   built): nothing subtracted.  Each projection is measured twice: with the simulator's
+   default ``schedule="auto"`` (layer by layer for these feed-forward models, dense rows
+   delivered source-major) and with ``schedule="time"`` (the whole network step by step,
+   as networks with delayed connections run).
 2. ``scaling``  one 2-layer MLP with random weights (1000-1000-1000-10, LIF beta 0.9,
    theta 1, hard reset; weights N(0, 0.05^2), so hidden layers fire more as the input
    does), T = 100, B = 16, input firing probability swept 1 % .. 20 % per step; least-squares
@@ -175,11 +178,13 @@ def worker(spec: dict) -> dict:
 
     import eventsim
     if kind == "throughput":
-        name = spec["name"]
-        B, shape = THROUGHPUT[name]
-        model = throughput_model(name)
+        name = spec["name"]                       # "dense" (schedule "auto") or "dense-time"
+        base = name.removesuffix("-time")
+        B, shape = THROUGHPUT[base]
+        model = throughput_model(base)
         x = bernoulli_input(P_THROUGHPUT, B, shape, seed=1)
-        sim = eventsim.Simulator(model, n_threads=1)
+        sim = eventsim.Simulator(model, n_threads=1,
+                                 schedule="time" if name.endswith("-time") else "auto")
         sim.run(x)                                                 # warm-up (JIT)
         kernel = []
         runs, rec = _repeat(lambda: _keep(sim.run(x), kernel), min_time)
@@ -258,7 +263,8 @@ def plan(sections) -> list[list[dict]]:
     if "throughput" in sections:
         g = []
         for raw, proj in (("raw-1000", "dense"), ("raw-64", "conv"), ("raw-100", "sparse")):
-            g += [dict(kind="raw", name=raw), dict(kind="throughput", name=proj)]
+            g += [dict(kind="raw", name=raw), dict(kind="throughput", name=proj),
+                  dict(kind="throughput", name=proj + "-time")]
         groups.append(g)
     if "scaling" in sections:
         groups.append([dict(kind="scaling", p=p, B=16, min_time=1.0) for p in SCALING_RATES])
@@ -377,16 +383,18 @@ def report(res: dict, per: dict, info: dict) -> dict:
                "sparse": "1000 -> 1000 CSR 10 %, B=64"}
         rows = {"dense": "raw-1000", "conv": "raw-64", "sparse": "raw-100"}
         th = {}
-        for proj in ("dense", "conv", "sparse"):
+        for proj in ("dense", "dense-time", "conv", "conv-time", "sparse", "sparse-time"):
+            base = proj.removesuffix("-time")
+            label = base + (" (schedule time)" if proj.endswith("-time") else " (auto: layer)")
             r = res[f"kind=throughput/name={proj}"]
-            raw = res[f"kind=raw/name={rows[proj]}"]["rate"]
+            raw = res[f"kind=raw/name={rows[base]}"]["rate"]
             k = f"kind=throughput/name={proj}"
-            same = round_ratio(per, k, f"kind=raw/name={rows[proj]}", "rate")
+            same = round_ratio(per, k, f"kind=raw/name={rows[base]}", "rate")
             dense = round_ratio(per, k, "kind=raw/name=raw-1000", "rate")
             th[proj] = dict(rate=r["rate"], events=r["events"], seconds=r["seconds"],
                             kernel_seconds=r["kernel_seconds"],
                             ratio_raw_dense=dense, ratio_raw_same=same)
-            print(f"| {proj} | {geo[proj]} | {r['events']:.3g} | {r['seconds'] * 1e3:.1f} "
+            print(f"| {label} | {geo[base]} | {r['events']:.3g} | {r['seconds'] * 1e3:.1f} "
                   f"| {r['kernel_seconds'] * 1e3:.1f} | {r['rate'] / 1e9:.2f} | {raw / 1e9:.2f} "
                   f"| {same:.2f}x | {dense:.2f}x |")
         print("\nraw row-streaming kernel (acc += W[i, :] for a list of spike indices i):\n")
