@@ -983,6 +983,12 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     per stage)``: the spikes of population q at step t of sample b are the next
     ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (ascending internal index, the
     order in which the population's projections add them up), taken in (b, t, q) order.
+
+    ``schedule``: ``SCHEDULE_TIME`` runs every population at each step in turn;
+    ``SCHEDULE_LAYER`` (used only when there are no bundles and no delayed edges) runs one
+    population over all steps, then the next, delivering each edge that is a single dense
+    stage with :func:`dense_window`, window by window (``sizes[Z_WINDOW]`` values).  Both
+    add every current's terms in the same order: same results.
     """
     Q = pop_i.shape[0]
     E = edge_i.shape[0]
