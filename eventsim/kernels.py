@@ -123,6 +123,21 @@ def touch(blk, mark, m_off, tlist, tcount, s):
 # row).  Window geometry comes from per-stage tables (``eventsim.network.window_tables``),
 # not from integer divisions.
 
+@njit(cache=True, inline="always")
+def _add_row(acc, ab, wt, wb, n, v):
+    """``acc[ab + j] += v * wt[wb + j]`` for ``j < n`` (unsigned offsets and count); ``v``
+    of +1 or -1 adds or subtracts the weight (same floats as the product, no multiply)."""
+    if v == 1.0:
+        for j in range(n):
+            acc[ab + j] += wt[wb + j]
+    elif v == -1.0:
+        for j in range(n):
+            acc[ab + j] -= wt[wb + j]
+    else:
+        for j in range(n):
+            acc[ab + j] += v * wt[wb + j]
+
+
 @njit(cache=True)
 def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
     """``acc[a_off + j] += v * WT[i, j]`` for events ``(i, v) = (ev_idx[k], ev_val[k])``,
@@ -131,17 +146,7 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
     nd = np.uint64(n_dst)
     ao = np.uint64(a_off)
     for k in range(k0, k1):
-        v = ev_val[k]
-        base = np.uint64(w_off + ev_idx[k] * n_dst)
-        if v == 1.0:
-            for j in range(nd):
-                acc[ao + j] += wt[base + j]
-        elif v == -1.0:
-            for j in range(nd):
-                acc[ao + j] -= wt[base + j]
-        else:
-            for j in range(nd):
-                acc[ao + j] += v * wt[base + j]
+        _add_row(acc, ao, wt, np.uint64(w_off + ev_idx[k] * n_dst), nd, ev_val[k])
     return (k1 - k0) * n_dst
 
 
@@ -175,17 +180,7 @@ def dense_window(wt, w_off, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, acc2
     for i in range(n_src):
         wb = np.uint64(w_off + i * n_dst)
         for f in range(start[i], start[i + 1]):
-            ab = np.uint64(row[f])
-            v = val[f]
-            if v == 1.0:
-                for j in range(nd):
-                    acc2[ab + j] += wt[wb + j]
-            elif v == -1.0:
-                for j in range(nd):
-                    acc2[ab + j] -= wt[wb + j]
-            else:
-                for j in range(nd):
-                    acc2[ab + j] += v * wt[wb + j]
+            _add_row(acc2, np.uint64(row[f]), wt, wb, nd, val[f])
     return m * n_dst
 
 
@@ -272,17 +267,7 @@ def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, p
                 pbuf[m + 1] = wrow + (x + pw - ox * sw) * Co
                 m += 2
         for p in range(0, m, 2):
-            ab = np.uint64(pbuf[p])
-            wb = np.uint64(pbuf[p + 1])
-            if v == 1.0:
-                for co in range(C):
-                    acc[ab + co] += wf[wb + co]
-            elif v == -1.0:
-                for co in range(C):
-                    acc[ab + co] -= wf[wb + co]
-            else:
-                for co in range(C):
-                    acc[ab + co] += v * wf[wb + co]
+            _add_row(acc, np.uint64(pbuf[p]), wf, np.uint64(pbuf[p + 1]), C, v)
         n += (m // 2) * Co
     return n
 
