@@ -1256,11 +1256,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                                 lm_v[lm_n] = ring_val[base + k]
                                 lm_n += 1
                         else:
-                            if ocnt + c > cap:
-                                while ocnt + c > cap:
-                                    cap *= 2
-                                o_n = _grow(o_n, cap, ocnt)
-                                o_v = _grow(o_v, cap, ocnt)
+                            o_n, o_v, cap = _reserve(o_n, o_v, cap, ocnt, c)
                             for k in range(c):
                                 o_n[ocnt] = ring_idx[base + k]
                                 o_v[ocnt] = np.int8(ring_val[base + k])
@@ -1270,11 +1266,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     for k in range(r0, r0 + pop_i[q, P_RECN]):
                         mem_out[t, b, k] = U[noff + rec_idx[k]]
         if layer_major and lm_n > 0:
-            if ocnt + lm_n > cap:
-                while ocnt + lm_n > cap:
-                    cap *= 2
-                o_n = _grow(o_n, cap, ocnt)
-                o_v = _grow(o_v, cap, ocnt)
+            o_n, o_v, cap = _reserve(o_n, o_v, cap, ocnt, lm_n)
             for t in range(T):
                 for q in range(Q):
                     k0 = lm_s[q, t]
@@ -1320,6 +1312,17 @@ def split_spikes(counts, neuron, value, perm, perm_off):
                     k += 1
                 fill[q] = f
     return o_b, o_t, o_n, o_v, ptr
+
+
+@njit(cache=True)
+def _reserve(o_n, o_v, cap, used, more):
+    """The spike output lists with room for ``more`` entries after ``used``: capacity
+    doubled as often as needed; returns ``(o_n, o_v, cap)``."""
+    if used + more <= cap:
+        return o_n, o_v, cap
+    while used + more > cap:
+        cap *= 2
+    return _grow(o_n, cap, used), _grow(o_v, cap, used), cap
 
 
 @njit(cache=True)
