@@ -381,18 +381,21 @@ def test_multiple_threads_and_chunks_give_the_same_result():
 
 
 def test_spike_buffer_growth():
-    """A tiny initial spike buffer grows by doubling inside the kernel."""
-    model, rng = make_model(3)
-    x = make_input(model, rng, "spikes")
-    net = eventsim.load(model)
-    want = eventsim.Simulator(net).run(x)
-    net.sizes[K.Z_SPIKECAP] = 16
-    for schedule in ("auto", "time"):    # both ways of filling the output lists
-        got = eventsim.Simulator(net, schedule=schedule).run(x)
-        assert sum(got.spike_counts.values()) > 100
-        for layer in model.spiking_layers:
-            np.testing.assert_array_equal(got.spikes[layer].neuron, want.spikes[layer].neuron)
-        np.testing.assert_array_equal(got.readout, want.readout)
+    """A tiny initial spike buffer grows by doubling inside the kernel (a recurrent model,
+    run step by step, and a feed-forward one, run both ways)."""
+    ff = next(s for s in range(N_MODELS) if not make_model(s)[0].connections)
+    for seed, schedules in ((3, ("time",)), (ff, ("time", "layer"))):
+        model, rng = make_model(seed)
+        x = make_input(model, rng, "spikes")
+        net = eventsim.load(model)
+        want = eventsim.Simulator(net).run(x)
+        net.sizes[K.Z_SPIKECAP] = 16
+        for schedule in schedules:
+            got = eventsim.Simulator(net, schedule=schedule).run(x)
+            assert sum(got.spike_counts.values()) > 100, (seed, schedule)
+            for layer in model.spiking_layers:
+                np.testing.assert_array_equal(got.spikes[layer].neuron, want.spikes[layer].neuron)
+            np.testing.assert_array_equal(got.readout, want.readout)
 
 
 def test_float64_model():
