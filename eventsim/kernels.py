@@ -87,6 +87,17 @@ def check_events(times, indices, values, ptr, T, n_inputs):
     value (else ``EV_VALUE``), ``0 <= times[k] < T`` (``EV_TIME``), ``0 <= indices[k] <
     n_inputs`` (``EV_INDEX``) and ``times[k] >= times[k-1]`` within its sample
     (``EV_ORDER``), checked in that order."""
+    # a branch-free pass (vectorised) first; the event-by-event search only if it fails
+    ok = True
+    for k in range(len(times)):
+        t = times[k]
+        i = indices[k]
+        ok &= (values[k] - values[k] == 0) & (t >= 0) & (t < T) & (i >= 0) & (i < n_inputs)
+    for b in range(len(ptr) - 1):
+        for k in range(ptr[b] + 1, ptr[b + 1]):
+            ok &= times[k] >= times[k - 1]
+    if ok:
+        return EV_OK, -1
     b = 0
     nxt = ptr[1]
     for k in range(len(times)):
