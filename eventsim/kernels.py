@@ -31,6 +31,8 @@ engine (``u = beta * v + I``; no FMA contraction: no ``fastmath``).  ``u >= thet
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numba import njit
 
@@ -547,20 +549,41 @@ def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_rese
         flags[i] = 1 if pos else (-1 if ng else 0)
 
 
+# bit positions of the lowest set bit, by de Bruijn multiplication (collect_spikes)
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_POS = np.zeros(64, np.int64)
+for _b in range(64):
+    _DEBRUIJN_POS[(((1 << _b) * 0x03F79D71B4CB0A89) % (1 << 64)) >> 58] = _b
+_BYTE_LSB = np.uint64(0x0101010101010101)
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
 @njit(cache=True)
 def collect_spikes(flags, n, ring_idx, ring_val, rbase):
-    """Compress the non-zero ``flags[:n]`` into the spike list at ``ring_idx/ring_val
-    [rbase:]``; returns its length.  ``len(flags)`` is a multiple of 8: words of 8 flags
-    without a spike are skipped."""
+    """Compress the non-zero ``flags[:n]`` (0, 1 or -1) into the spike list at
+    ``ring_idx/ring_val[rbase:]`` in ascending order; returns its length.  ``len(flags)`` is
+    a multiple of 8: words of 8 flags are read at once and only their non-zero bytes
+    visited (lowest set bit by de Bruijn multiplication), so the cost follows the spikes."""
     cnt = 0
     words = flags.view(np.uint64)
-    for w in range((n + 7) // 8):
-        if words[w] != 0:
-            for i in range(w * 8, min(n, w * 8 + 8)):   # branch-free compaction
-                f = flags[i]
-                ring_idx[rbase + cnt] = i
-                ring_val[rbase + cnt] = f
-                cnt += f != 0
+    one = np.uint64(1)
+    s58 = np.uint64(58)
+    nw = n // 8 if _LITTLE_ENDIAN else 0
+    for w in range(nw):
+        x = words[w] & _BYTE_LSB          # bit 8j set where flag j of the word is non-zero
+        while x != 0:
+            low = x & (~x + one)
+            i = w * 8 + (_DEBRUIJN_POS[(low * _DEBRUIJN) >> s58] >> 3)
+            ring_idx[rbase + cnt] = i
+            ring_val[rbase + cnt] = flags[i]
+            cnt += 1
+            x ^= low
+    for i in range(nw * 8, n):
+        f = flags[i]
+        if f != 0:
+            ring_idx[rbase + cnt] = i
+            ring_val[rbase + cnt] = f
+            cnt += 1
     return cnt
 
 
@@ -1154,6 +1177,7 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     k0 = p
                     p = step_end(ev_t, p, pend, t)
                 for q in range(qa, qb):
+                    wrow = -1     # >= 0: this step's input is row acc2[wrow:wrow + n_sm]
                     if win > 0:
                         if t % win == 0:   # the window's events, source by source
                             t1 = min(T, t + win)
@@ -1171,14 +1195,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                                     dense_window(wf, w_off, n_src, n_sm, lm_t, lm_i, lm_v, ks0,
                                                  kw, t, acc2)
                         nows = (p - k0) if q == 0 else counts[b - b0, t, q - 1]
-                        if nows > 0:
-                            d = stage_i[g_sm, S_DST]
-                            ao = space_i[d, SP_OFF]
-                            r = (t % win) * n_sm
-                            for j in range(n_sm):
-                                acc[ao + j] += acc2[r + j]
-                                acc2[r + j] = 0
-                            allt[d] = True
+                        if nows > 0:   # the step's row of the window, read below
+                            wrow = (t % win) * n_sm
+                            allt[stage_i[g_sm, S_DST]] = True
                             syn[g_sm] += nows * n_sm
                     elif q == 0:
                         if p > k0:
@@ -1203,6 +1222,23 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                                       tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val,
                                       syn, pbuf)
                     sq = pop_i[q, P_SPACE]
+                    # the common full pass (enough neurons touched, none behind, nothing
+                    # recorded or due), run here without _update_pop's call: what its
+                    # full-pass branch does, in the same order
+                    fast = (pop_i[q, P_KIND] == POP_SPIKING and lazy[q] and not driven_q[q]
+                            and lfull[q] >= t - 1 and head[q * T + t] < 0
+                            and pop_i[q, P_RECN] == 0 and not vmin_hi[q]
+                            and (allt[sq] or tcount[sq] * space_i[sq, SP_BS] * full_div[q]
+                                 >= pop_i[q, P_N]))
+                    if wrow >= 0 and not fast:   # hand the window's row to the accumulator
+                        ao = space_i[sq, SP_OFF]
+                        for j in range(n_sm):
+                            acc[ao + j] += acc2[wrow + j]
+                            acc2[wrow + j] = 0
+                        wrow = -1
+                    if layer_major:
+                        lm_s[q, t] = lm_n
+                    in_lm = False
                     if pop_i[q, P_KIND] == POP_READOUT:
                         c = 0
                         _update_readout(q, t, b, pop_i, pop_f, space_i, acc, mark, tlist, tcount,
@@ -1213,30 +1249,36 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         # changes (the call below would find no block to update)
                         c = 0
                         ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = 0
-                    elif (lazy[q] and not driven_q[q] and lfull[q] >= t - 1
-                            and head[q * T + t] < 0 and pop_i[q, P_RECN] == 0 and not vmin_hi[q]
-                            and (allt[sq] or tcount[sq] * space_i[sq, SP_BS] * full_div[q]
-                                 >= pop_i[q, P_N])):
-                        # the common full pass (enough neurons touched, none behind, nothing
-                        # recorded or due) without _update_pop's call: what its full-pass
-                        # branch does, in the same order
+                    elif fast:
                         n = pop_i[q, P_N]
                         noff = pop_i[q, P_NOFF]
                         pf = pop_f[q]
                         beta = pf[F_BETA]
                         theta = pf[F_THETA]
                         tern = pop_i[q, P_TERN] != 0
-                        update_all(acc, space_i[sq, SP_OFF], cst, V, U, noff, n, flags, beta,
-                                   theta, pop_i[q, P_RESET], pf[F_VRESET],
-                                   pop_i[q, P_HASVMIN] != 0, pf[F_VMIN], tern, False)
-                        rbase = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * n
-                        c = collect_spikes(flags, n, ring_idx, ring_val, rbase)
+                        if wrow >= 0:   # input read in place from the window (and cleared)
+                            update_all(acc2, wrow, cst, V, U, noff, n, flags, beta, theta,
+                                       pop_i[q, P_RESET], pf[F_VRESET], pop_i[q, P_HASVMIN] != 0,
+                                       pf[F_VMIN], tern, False)
+                        else:
+                            update_all(acc, space_i[sq, SP_OFF], cst, V, U, noff, n, flags,
+                                       beta, theta, pop_i[q, P_RESET], pf[F_VRESET],
+                                       pop_i[q, P_HASVMIN] != 0, pf[F_VMIN], tern, False)
+                        if layer_major:   # spikes straight into the sample's spike lists
+                            if lm_n + n > lm_i.shape[0]:
+                                lm_t, lm_i, lm_v = _grow3(lm_t, lm_i, lm_v, lm_n, lm_n + n)
+                            sp_i, sp_v, rbase = lm_i, lm_v, lm_n
+                            in_lm = True
+                        else:
+                            sp_i, sp_v = ring_idx, ring_val
+                            rbase = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * n
+                        c = collect_spikes(flags, n, sp_i, sp_v, rbase)
                         if t + 1 < T:
                             for k in range(c):
-                                un = beta * V[noff + ring_idx[rbase + k]]
+                                un = beta * V[noff + sp_i[rbase + k]]
                                 if un >= theta or (tern and un <= -theta):
                                     wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:],
-                                              wake_t[noff:], t + 1, t + 1, ring_idx[rbase + k])
+                                              wake_t[noff:], t + 1, t + 1, sp_i[rbase + k])
                         lfull[q] = t
                         if tcount[sq] > 0:
                             _clear_marks(sq, space_i, mark, tlist, tcount, allt)
@@ -1248,19 +1290,15 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                                         tcount, allt, V, U, L, lfull, flags, cst, ring_idx,
                                         ring_val, ringc, head, wnext, wprev, wake_t, period,
                                         powtab, rec_idx)
-                    if layer_major:
-                        lm_s[q, t] = lm_n
                     if c > 0:
                         counts[b - b0, t, q] = c
                         base = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * pop_i[q, P_N]
-                        if layer_major:   # kept for the next pass, listed in (t, q) order below
+                        if in_lm:
+                            lm_t[lm_n:lm_n + c] = t
+                            lm_n += c
+                        elif layer_major:   # kept for the next pass, listed in (t, q) order below
                             if lm_n + c > lm_i.shape[0]:
-                                lcap = lm_i.shape[0]
-                                while lm_n + c > lcap:
-                                    lcap *= 2
-                                lm_t = _grow(lm_t, lcap, lm_n)
-                                lm_i = _grow(lm_i, lcap, lm_n)
-                                lm_v = _grow(lm_v, lcap, lm_n)
+                                lm_t, lm_i, lm_v = _grow3(lm_t, lm_i, lm_v, lm_n, lm_n + c)
                             for k in range(c):
                                 lm_t[lm_n] = t
                                 lm_i[lm_n] = ring_idx[base + k]
@@ -1323,6 +1361,15 @@ def split_spikes(counts, neuron, value, perm, perm_off):
                     k += 1
                 fill[q] = f
     return o_b, o_t, o_n, o_v, ptr
+
+
+@njit(cache=True)
+def _grow3(a, b, c, used, need):
+    """Three parallel lists grown (capacity doubled) to hold at least ``need`` entries."""
+    cap = a.shape[0]
+    while cap < need:
+        cap *= 2
+    return _grow(a, cap, used), _grow(b, cap, used), _grow(c, cap, used)
 
 
 @njit(cache=True)
