@@ -1001,7 +1001,8 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
     reset); returns ``(counts [b1-b0, T, Q] int32, neuron int32, value int8, synaptic events
     per stage)``: the spikes of population q at step t of sample b are the next
     ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (ascending internal index, the
-    order in which the population's projections add them up), taken in (b, t, q) order.
+    order in which the population's projections add them up), taken in (b, t, q) order, or
+    in (b, q, t) order when the layer-major schedule ran (see :func:`split_spikes`).
 
     ``schedule``: ``SCHEDULE_TIME`` runs every population at each step in turn;
     ``SCHEDULE_LAYER`` (used only when there are no bundles and no delayed edges) runs one
@@ -1314,24 +1315,22 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                     noff = pop_i[q, P_NOFF]
                     for k in range(r0, r0 + pop_i[q, P_RECN]):
                         mem_out[t, b, k] = U[noff + rec_idx[k]]
-        if layer_major and lm_n > 0:
+        if layer_major and lm_n > 0:   # the sample's spikes in (q, t) order, as listed
             o_n, o_v, cap = _reserve(o_n, o_v, cap, ocnt, lm_n)
-            for t in range(T):
-                for q in range(Q):
-                    k0 = lm_s[q, t]
-                    for k in range(k0, k0 + counts[b - b0, t, q]):
-                        o_n[ocnt] = lm_i[k]
-                        o_v[ocnt] = np.int8(lm_v[k])
-                        ocnt += 1
+            for k in range(lm_n):
+                o_n[ocnt + k] = lm_i[k]
+                o_v[ocnt + k] = np.int8(lm_v[k])
+            ocnt += lm_n
     return counts, o_n[:ocnt].copy(), o_v[:ocnt].copy(), syn
 
 
 @njit(cache=True)
-def split_spikes(counts, neuron, value, perm, perm_off):
+def split_spikes(counts, neuron, value, perm, perm_off, pop_major):
     """Regroup :func:`run_batch`'s spikes by population: ``counts [B, T, Q]``, ``neuron``
-    (internal index) and ``value`` in (b, t, q) order -> ``(sample, t, neuron, value, ptr)``
-    with population ``q``'s spikes at ``ptr[q]:ptr[q+1]`` in (b, t) order, neurons mapped
-    to canonical indices ``perm[perm_off[q] + internal]``."""
+    (internal index) and ``value`` in (b, t, q) order (``pop_major``: (b, q, t) order) ->
+    ``(sample, t, neuron, value, ptr)`` with population ``q``'s spikes at
+    ``ptr[q]:ptr[q+1]`` in (b, t) order, neurons mapped to canonical indices
+    ``perm[perm_off[q] + internal]``."""
     B, T, Q = counts.shape
     ptr = np.zeros(Q + 1, np.int64)
     for b in range(B):
@@ -1348,18 +1347,18 @@ def split_spikes(counts, neuron, value, perm, perm_off):
     fill = ptr[:Q].copy()
     k = 0
     for b in range(B):
-        for t in range(T):
-            for q in range(Q):
-                f = fill[q]
-                po = perm_off[q]
-                for _ in range(counts[b, t, q]):
-                    o_b[f] = b
-                    o_t[f] = t
-                    o_n[f] = perm[po + neuron[k]]
-                    o_v[f] = value[k]
-                    f += 1
-                    k += 1
-                fill[q] = f
+        for g in range(T * Q):
+            q, t = (g // T, g % T) if pop_major else (g % Q, g // Q)
+            f = fill[q]
+            po = perm_off[q]
+            for _ in range(counts[b, t, q]):
+                o_b[f] = b
+                o_t[f] = t
+                o_n[f] = perm[po + neuron[k]]
+                o_v[f] = value[k]
+                f += 1
+                k += 1
+            fill[q] = f
     return o_b, o_t, o_n, o_v, ptr
 
 

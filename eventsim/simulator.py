@@ -294,9 +294,10 @@ class Simulator:
             counts = np.zeros((0, T, Q), np.int32)
             neuron, value = np.zeros(0, np.int32), np.zeros(0, np.int8)
             syn = np.zeros(net.n_stages, np.int64)
-        # the kernel lists spikes in (sample, t, population) groups
+        # the kernel lists spikes in (sample, t, population) groups, or (sample, population,
+        # t) when it ran layer by layer
         s_b, s_t, s_n, s_v, ptr = K.split_spikes(counts, neuron, value, net.perm_cat,
-                                                  net.perm_off)
+                                                  net.perm_off, self.schedule == "layer")
         spikes = {}
         for q, layer in enumerate(net.pop_layers[:-1]):
             sl = slice(ptr[q], ptr[q + 1])

@@ -562,18 +562,21 @@ def test_wake_queue():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_split_spikes(seed):
+@pytest.mark.parametrize("pop_major", [False, True])
+def test_split_spikes(seed, pop_major):
     rng = np.random.default_rng(seed)
     B, T, Q = (int(v) for v in rng.integers(1, 5, size=3))
     sizes = rng.integers(1, 6, size=Q)
     counts = np.stack([rng.integers(0, n + 1, size=(B, T)) for n in sizes], -1).astype(np.int32)
-    q_of = np.repeat(np.tile(np.arange(Q), B * T), counts.reshape(-1))
+    group_counts = (counts.transpose(0, 2, 1) if pop_major else counts).reshape(-1)
+    q_of = np.repeat(np.tile(np.repeat(np.arange(Q), T) if pop_major else np.arange(Q),
+                             B if pop_major else B * T), group_counts)
     neuron = np.array([rng.integers(0, sizes[q]) for q in q_of], np.int32)
     value = rng.choice(np.array([-1, 1], np.int8), size=len(neuron))
     perm_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     perm = np.concatenate([rng.permutation(n) for n in sizes]).astype(np.int32)
-    got = K.split_spikes(counts, neuron, value, perm, perm_off)
-    want = naive.split_spikes(counts, neuron, value, perm, perm_off)
+    got = K.split_spikes(counts, neuron, value, perm, perm_off, pop_major)
+    want = naive.split_spikes(counts, neuron, value, perm, perm_off, pop_major)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
 

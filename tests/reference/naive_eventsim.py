@@ -411,12 +411,16 @@ def simulate(model: mf.Model, x, dtype=np.float32):
     return spikes, membranes, readout
 
 
-def split_spikes(counts, neuron, value, perm, perm_off):
-    """Population by population: boolean selection of the (b, t, q) groups."""
+def split_spikes(counts, neuron, value, perm, perm_off, pop_major=False):
+    """Population by population: boolean selection of the (b, t, q) groups (or (b, q, t))."""
     B, T, Q = counts.shape
-    group_q = np.repeat(np.tile(np.arange(Q), B * T), counts.reshape(-1))
-    group_b = np.repeat(np.repeat(np.arange(B), T * Q), counts.reshape(-1))
-    group_t = np.repeat(np.tile(np.repeat(np.arange(T), Q), B), counts.reshape(-1))
+    c = (counts.transpose(0, 2, 1) if pop_major else counts).reshape(-1)
+    bb, xx, yy = np.meshgrid(np.arange(B), np.arange(counts.shape[2 if pop_major else 1]),
+                             np.arange(counts.shape[1 if pop_major else 2]), indexing="ij")
+    q_grid, t_grid = (xx, yy) if pop_major else (yy, xx)
+    group_q = np.repeat(q_grid.reshape(-1), c)
+    group_b = np.repeat(bb.reshape(-1), c)
+    group_t = np.repeat(t_grid.reshape(-1), c)
     parts = [[], [], [], []]
     ptr = [0]
     for q in range(Q):
