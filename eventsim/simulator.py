@@ -285,7 +285,9 @@ class Simulator:
         net = self.network
         dt = net.dtype
         Q = len(net.pop_size)
-        if results:
+        if len(results) == 1:
+            counts, neuron, value, syn = results[0]
+        elif results:
             counts = np.concatenate([r[0] for r in results], axis=0)        # [B, T, Q]
             neuron = np.concatenate([r[1] for r in results])
             value = np.concatenate([r[2] for r in results])
@@ -313,7 +315,9 @@ class Simulator:
                 counts[label] = counts.get(label, 0) + int(n)
         counts["total"] = int(sum(counts.values()))
         a = net.time_weights if net.time_weights is not None else np.ones(T, dtype=dt)
-        decoded = np.tensordot(a, readout, axes=(0, 0)) / dt.type(T)
+        # training.losses.decode's tensordot, written out (the same dot of the same arrays)
+        decoded = (np.dot(a.reshape(1, T), readout.reshape(T, B * net.n_outputs))
+                   .reshape(B, net.n_outputs) / dt.type(T))
         predictions = decoded.argmax(axis=1) if B else np.zeros(0, np.int64)
         return Recording(readout=readout, predictions=predictions.astype(np.int64), spikes=spikes,
                          membrane=membrane, membrane_neurons=dict(self.membrane_neurons),
