@@ -266,7 +266,22 @@ def _rdtsc(typingctx):
     return _types.int64(), codegen
 """
 # (anchor in run_batch, code inserted before it); phase k of population q: 1 + 2q (edge), 2 + 2q.
-# Two sets: run_batch since the layer-major schedule (8b9c194 on), and before it.
+# One set per shape of run_batch: from 7ee21c1 on, 6ce83e5 (layer-major schedule) to 7ee21c1,
+# and before; the first set whose anchors all match is used.
+_PATCHES_FAST = [
+    ("    ocnt = 0\n", "    _prof = np.zeros(16, np.int64)\n"),
+    ("                if not layer_major:\n                    _deliver_delayed(",
+     "                _c = _rdtsc()\n"),
+    ("                if qa == 0:\n                    k0 = p\n",
+     "                _c2 = _rdtsc()\n                _prof[0] += _c2 - _c\n                _c = _c2\n"),
+    ("                    sq = pop_i[q, P_SPACE]\n                    # the common full pass",
+     "                    _c2 = _rdtsc()\n                    _prof[1 + 2 * q] += _c2 - _c\n"
+     "                    _c = _c2\n                    _sq = pop_i[q, P_SPACE]\n"
+     "                    _prof[10 + q] += pop_i[q, P_N] if allt[_sq] else tcount[_sq] * space_i[_sq, SP_BS]\n"),
+    ("                    if c > 0:\n                        counts[b - b0, t, q] = c",
+     "                    _c2 = _rdtsc()\n                    _prof[2 + 2 * q] += _c2 - _c\n"
+     "                    _c = _c2\n"),
+]
 _PATCHES_LAYER = [
     ("    ocnt = 0\n", "    _prof = np.zeros(16, np.int64)\n"),
     ("                if not layer_major:\n                    _deliver_delayed(",
@@ -308,7 +323,8 @@ def instrument_eventsim(src_dir: Path, dest: Path) -> str | None:
     if a < 0 or "from numba import njit\n" not in s:
         return "kernels.run_batch or the numba import not found"
     head, body = s[:a], s[a:]
-    patches = _PATCHES_LAYER if "layer_major" in body else _PATCHES
+    patches = next((ps for ps in (_PATCHES_FAST, _PATCHES_LAYER, _PATCHES)
+                    if all(body.count(anchor) == 1 for anchor, _ in ps)), _PATCHES)
     for anchor, code in patches:
         if body.count(anchor) != 1:
             return f"anchor {anchor.strip()[:40]!r} found {body.count(anchor)} times in run_batch"

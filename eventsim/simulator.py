@@ -286,7 +286,7 @@ class Simulator:
         dt = net.dtype
         Q = len(net.pop_size)
         if len(results) == 1:
-            counts, neuron, value, syn = results[0]
+            counts, neuron, value, syn = results[0][:4]
         elif results:
             counts = np.concatenate([r[0] for r in results], axis=0)        # [B, T, Q]
             neuron = np.concatenate([r[1] for r in results])
