@@ -269,7 +269,9 @@ def cmd_simulate(args) -> int:
     if n < 1:
         raise CLIError(f"no samples to simulate (--limit {args.limit}, dataset has {len(data.labels)})")
     rng = np.random.default_rng(args.seed)
-    sim = Simulator(model)
+    options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
+                   n_threads=args.threads)
+    sim = Simulator(model, **options)
     dense = _Dense(record) if args.compare_dense else None
     shapes = mf.validate(record)
     T = int(record.T)
@@ -331,6 +333,7 @@ def cmd_simulate(args) -> int:
     out = {
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
         "T": T, "encoding": record.encoding, "seed": args.seed, "batch_size": args.batch_size,
+        "simulator": dict(options, schedule=getattr(sim, "schedule", args.schedule)),
         "accuracy": correct / n,
         "synaptic_events": syn_total,
         "synaptic_events_per_sample": syn_total / n,
@@ -448,6 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-recording", default=None, metavar="FILE",
                    help="save the (first batch's) recording to this HDF5 file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--schedule", choices=("auto", "time", "layer"), default="auto",
+                   help="update order (default auto: layer by layer for feed-forward models)")
+    p.add_argument("--constant-drive", choices=("step", "predict"), default="step",
+                   help="populations with constant input: updated every step, or their "
+                        "threshold crossings predicted (default step)")
+    p.add_argument("--leak", choices=("repeat", "power"), default="repeat",
+                   help="a lazy neuron's leak: stepped (exact, default) or one power")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="threads across samples (default: all cores)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("plot", help="simulate one sample; draw rasters and membrane traces")

@@ -138,9 +138,10 @@ class _FakeSimulator:
 
     drop_first_spike = False
 
-    def __init__(self, model, record_membrane=None):
+    def __init__(self, model, record_membrane=None, **options):
         self.model = model
         self.record_membrane = record_membrane or {}
+        self.options = options
 
     def run(self, x):
         from training.neurons import NeuronParams, canonical_step
@@ -314,14 +315,20 @@ def _real_simulator_available():
 
 
 @pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
-def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys):
+@pytest.mark.parametrize("options, schedule", [
+    ([], "layer"),
+    (["--schedule", "time", "--constant-drive", "predict", "--leak", "power", "--threads", "1"],
+     "time"),
+])
+def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys, options, schedule):
     pytest.importorskip("training.datasets")
     compare = _dense_engine_available()
     rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "fashion-mnist-small",
-                                 "--limit", "20", "--batch-size", "8"]
+                                 "--limit", "20", "--batch-size", "8"] + options
                         + (["--compare-dense"] if compare else []))
     assert rc == 0, err
     d = json.loads(out)
+    assert d["simulator"]["schedule"] == schedule
     assert d["n"] == 20 and 0 <= d["accuracy"] <= 1
     assert d["synaptic_events"] > 0 and d["events_per_second"] > 0
     assert d["synaptic_events"] == d["synaptic_events_per_layer"]["total"]
