@@ -238,6 +238,24 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
     return n
 
 
+@njit(cache=True, inline="always")
+def _event_window(wi, t_off, Hi, Wi, C, i):
+    """Where input entry ``i`` of a channel-last ``(Hi, Wi, C)`` map lands, read from the
+    stage's :func:`eventsim.network.window_tables` at ``wi[t_off:]``: returns
+    ``(c, y, x, oy0, oy1, ox0, ox1)``, its channel and position and the inclusive ranges of
+    the output positions whose window contains it."""
+    HW = Hi * Wi
+    t_y = t_off + HW * C
+    t_x = t_y + HW
+    t_oy = t_x + HW
+    t_ox = t_oy + 2 * Hi
+    pos = wi[t_off + i]
+    y = wi[t_y + pos]
+    x = wi[t_x + pos]
+    return (i - pos * C, y, x, wi[t_oy + y], wi[t_oy + Hi + y], wi[t_ox + x],
+            wi[t_ox + Wi + x])
+
+
 @njit(cache=True)
 def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
                  ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf,
@@ -253,22 +271,11 @@ def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, p
     ``pbuf`` (>= 2*kh*kw int64) holds one event's row offsets."""
     n = 0
     C = np.uint64(Co)
-    HW = Hi * Wi
-    t_y = t_off + HW * Ci
-    t_x = t_y + HW
-    t_oy = t_x + HW
-    t_ox = t_oy + 2 * Hi
     for k in range(k0, k1):
-        i = ev_idx[k]
         v = ev_val[k]
-        pos = wi[t_off + i]
-        ci = i - pos * Ci
-        y = wi[t_y + pos]
-        x = wi[t_x + pos]
-        ox0 = wi[t_ox + x]
-        ox1 = wi[t_ox + Wi + x]
+        ci, y, x, oy0, oy1, ox0, ox1 = _event_window(wi, t_off, Hi, Wi, Ci, ev_idx[k])
         m = 0
-        for oy in range(wi[t_oy + y], wi[t_oy + Hi + y] + 1):
+        for oy in range(oy0, oy1 + 1):
             wrow = w_off + (ci * kh + y + ph - oy * sh) * kw * Co
             for ox in range(ox0, ox1 + 1):
                 opos = oy * Wo + ox
@@ -294,21 +301,10 @@ def scatter_sumpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
     multiplication by ``dtype(1/(kh*kw))`` when the destination space is read
     (``POST_SCALE``), as the dense engine computes a window mean."""
     n = 0
-    HW = Hi * Wi
-    t_y = t_off + HW * C
-    t_x = t_y + HW
-    t_oy = t_x + HW
-    t_ox = t_oy + 2 * Hi
     for k in range(k0, k1):
-        i = ev_idx[k]
         v = ev_val[k]
-        pos = wi[t_off + i]
-        c = i - pos * C
-        y = wi[t_y + pos]
-        x = wi[t_x + pos]
-        ox0 = wi[t_ox + x]
-        ox1 = wi[t_ox + Wi + x]
-        for oy in range(wi[t_oy + y], wi[t_oy + Hi + y] + 1):
+        c, _, _, oy0, oy1, ox0, ox1 = _event_window(wi, t_off, Hi, Wi, C, ev_idx[k])
+        for oy in range(oy0, oy1 + 1):
             for ox in range(ox0, ox1 + 1):
                 opos = oy * Wo + ox
                 acc[a_off + opos * C + c] += v
@@ -326,21 +322,10 @@ def scatter_maxpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
     """Max pooling of binary spikes: a window emits 1 at most once per step.  ``last``
     (at ``l_off``, one entry per output) holds the stamp of the step that last emitted."""
     n = 0
-    HW = Hi * Wi
-    t_y = t_off + HW * C
-    t_x = t_y + HW
-    t_oy = t_x + HW
-    t_ox = t_oy + 2 * Hi
     for k in range(k0, k1):
-        i = ev_idx[k]
         v = ev_val[k]
-        pos = wi[t_off + i]
-        c = i - pos * C
-        y = wi[t_y + pos]
-        x = wi[t_x + pos]
-        ox0 = wi[t_ox + x]
-        ox1 = wi[t_ox + Wi + x]
-        for oy in range(wi[t_oy + y], wi[t_oy + Hi + y] + 1):
+        c, _, _, oy0, oy1, ox0, ox1 = _event_window(wi, t_off, Hi, Wi, C, ev_idx[k])
+        for oy in range(oy0, oy1 + 1):
             for ox in range(ox0, ox1 + 1):
                 opos = oy * Wo + ox
                 j = opos * C + c
@@ -831,6 +816,23 @@ def _update_readout(q, t, b, pop_i, pop_f, space_i, acc, mark, tlist, tcount, al
         _clear_marks(s, space_i, mark, tlist, tcount, allt)
 
 
+@njit(cache=True, inline="always")
+def _collect_and_wake(flags, n, sp_i, sp_v, rbase, V, noff, beta, theta, tern, t, T, hq,
+                      wnext, wprev, wake_t):
+    """After a full pass of a population (state at ``noff``): its spikes into
+    ``sp_i/sp_v[rbase:]`` (:func:`collect_spikes`), and every neuron that spiked and would
+    cross again at ``t + 1`` without input queued in ``hq`` (its wake buckets); returns the
+    number of spikes."""
+    cnt = collect_spikes(flags, n, sp_i, sp_v, rbase)
+    if t + 1 < T:
+        for k in range(cnt):
+            i = sp_i[rbase + k]
+            un = beta * V[noff + i]
+            if un >= theta or (tern and un <= -theta):
+                wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
+    return cnt
+
+
 @njit(cache=True)
 def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f, space_i, acc,
                 mark, tlist, tcount, allt, V, U, L, lfull, flags, cst, ring_idx, ring_val, ringc,
@@ -894,13 +896,8 @@ def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f,
             catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min)
         update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
                    has_vmin, v_min, tern, pop_i[q, P_RECN] > 0)
-        cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
-        if t + 1 < T:
-            for k in range(cnt):
-                i = ring_idx[rbase + k]
-                un = beta * V[noff + i]
-                if un >= theta or (tern and un <= -theta):
-                    wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
+        cnt = _collect_and_wake(flags, n, ring_idx, ring_val, rbase, V, noff, beta, theta, tern,
+                                t, T, hq, wnext, wprev, wake_t)
         lfull[q] = t
         _clear_marks(s, space_i, mark, tlist, tcount, allt)
         ringc[ringc_i] = cnt
@@ -1162,7 +1159,6 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                 g_sm = sm_stage[qq]
                 n_sm = space_i[stage_i[g_sm, S_DST], SP_N]
                 win = min(T, max(1, acc2.shape[0] // n_sm))
-            kw = 0
             for t in range(T):
                 stamp = (b - b0) * T + t + 1
                 if drive_mode == DRIVE_STEPS and t > 0 and qa <= q0 < qb:
@@ -1273,13 +1269,9 @@ def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, ed
                         else:
                             sp_i, sp_v = ring_idx, ring_val
                             rbase = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * n
-                        c = collect_spikes(flags, n, sp_i, sp_v, rbase)
-                        if t + 1 < T:
-                            for k in range(c):
-                                un = beta * V[noff + sp_i[rbase + k]]
-                                if un >= theta or (tern and un <= -theta):
-                                    wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:],
-                                              wake_t[noff:], t + 1, t + 1, sp_i[rbase + k])
+                        c = _collect_and_wake(flags, n, sp_i, sp_v, rbase, V, noff, beta, theta,
+                                              tern, t, T, head[q * T:(q + 1) * T], wnext,
+                                              wprev, wake_t)
                         lfull[q] = t
                         if tcount[sq] > 0:
                             _clear_marks(sq, space_i, mark, tlist, tcount, allt)

@@ -19,7 +19,8 @@ from eventsim.network import merge_delayed, window_tables
 from tests.reference import naive_eventsim as naive
 
 END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_update_readout", "_clear_marks",
-              "_add_row", "_reserve", "_grow3",
+              "_add_row", "_reserve", "_grow3", "_event_window",
+              "_collect_and_wake",
               "_deliver_delayed", "_grow"}
 
 
