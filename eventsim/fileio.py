@@ -56,3 +56,17 @@ def atomic_output(path, make_parents: bool = True) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync(target.parent, directory=True)
+
+
+def open_hdf5(path, what: str, error: type[Exception]):
+    """Open ``path`` for reading as HDF5 (``h5py.File``); a missing file raises
+    FileNotFoundError naming ``what`` ("model file", ...), an unreadable one ``error``."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise error(f"{path}: not a readable HDF5 file ({e})") from None

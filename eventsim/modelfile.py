@@ -25,7 +25,7 @@ from typing import Union
 
 import numpy as np
 
-from .fileio import atomic_output
+from .fileio import atomic_output, open_hdf5
 
 FORMAT_NAME = "snn-model"
 FORMAT_VERSION = 1
@@ -465,15 +465,8 @@ def _read_layer(g, where):
 
 def read_model(path) -> Model:
     """Read and validate a model file; errors name the file and the first wrong field."""
-    import h5py
-
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ModelFormatError(f"{path}: not a readable HDF5 file ({e})") from None
+    f = open_hdf5(path, "model file", ModelFormatError)
     try:
         with f:
             where = str(path)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_output
+from .fileio import atomic_output, open_hdf5
 
 FORMAT_NAME = "snn-recording"
 FORMAT_VERSION = 1
@@ -150,15 +150,8 @@ class Recording:
     @classmethod
     def load(cls, path) -> "Recording":
         """Read and validate a recording file; errors name the file and the wrong field."""
-        import h5py
-
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"recording file {path} does not exist")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as e:
-            raise RecordingFormatError(f"{path}: not a readable HDF5 file ({e})") from None
+        f = open_hdf5(path, "recording file", RecordingFormatError)
         w = str(path)
         try:
             with f:
