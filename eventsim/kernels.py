@@ -24,7 +24,7 @@ bundle      the sparse connections between one source and one target population,
             arrival step (``R`` slots of ``n_target`` values, each with the list of its
             synapses' targets); at each step the slot due is added to the target's
             accumulator (through the list, or all of it when it is dense).
-population  spiking neurons (METHODS.md section 1) or the readout integrator.
+population  spiking neurons (docs/methods.md section 2) or the readout integrator.
 
 Float arithmetic is done in the model's dtype with exactly the operations of the dense
 engine (``u = beta * v + I``; no FMA contraction: no ``fastmath``).  ``u >= theta`` fires.
@@ -479,7 +479,7 @@ def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val)
 
 
 # ---------------------------------------------------------------------------------------
-# neuron kernels (METHODS.md section 1)
+# neuron kernels (docs/methods.md section 2)
 # ---------------------------------------------------------------------------------------
 @njit(cache=True)
 def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):

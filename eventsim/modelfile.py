@@ -10,7 +10,7 @@ A model is a feed-forward chain of layers in graph order, applied to an input of
 (recurrent or feedback) between spiking layers with integer delays >= 1:
 
     projections  Dense | Sparse | Conv2d | AvgPool2d | MaxPool2d | Flatten
-    populations  Spiking (canonical neuron of METHODS.md section 1)
+    populations  Spiking (canonical neuron of docs/methods.md section 2)
     output       Readout (last layer: non-spiking integrator and the decision's time weights)
 
 Within a step, spikes of a layer reach the next layer in the same step; an extra projection
@@ -92,7 +92,7 @@ class Flatten:
 
 @dataclass(frozen=True, eq=False)
 class Spiking:
-    """Canonical spiking population (METHODS.md section 1)::
+    """Canonical spiking population (docs/methods.md section 2)::
 
         u_t = beta v_{t-1} + I_t ;  s_t = 1[u_t >= theta]  (ternary: - 1[u_t <= -theta])
         hard: v_t = u_t (1 - |s_t|) + v_reset |s_t| ;  subtract: v_t = u_t - theta s_t

@@ -9,7 +9,7 @@ cannot run event by event raises ``ValueError`` here, naming the layer.
 Compilation (see ``eventsim/kernels.py`` for the vocabulary)
 ------------------------------------------------------------
 - Each spiking layer and the readout become a *population* with the canonical parameters of
-  METHODS.md section 1 cast to the model dtype (so ``beta * v`` is a float32 multiply when the
+  docs/methods.md section 2 cast to the model dtype (so ``beta * v`` is a float32 multiply when the
   weights are float32).
 - The projections between two populations become an *edge*: a chain of *stages*
   (dense: transposed weight ``WT[n_in, n_out]`` so a spike streams one contiguous row;

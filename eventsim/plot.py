@@ -183,7 +183,7 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float = 1.0, 
         threshold: scalar ``theta`` (dashed red line) or None.
         spikes_t: spike steps, marked by a tick above the threshold: ``[n]`` for one trace,
             a list of k arrays, or a boolean mask ``[T, k]``; default (with a threshold): the
-            steps where ``trace >= threshold`` (the model's test, METHODS.md section 1), and
+            steps where ``trace >= threshold`` (the model's test, docs/methods.md section 2), and
             ``trace <= -threshold`` too when ``ternary``.
         reset: reset potential ``v_reset`` (dotted line) or None.
         dt: step length; the x axis shows ``t * dt``.

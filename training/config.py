@@ -7,7 +7,7 @@ each has a context manager so tests can change them without leaking into other t
 Smooth mode replaces every spike function's Heaviside step by its surrogate's smooth
 primitive ``g`` in the forward pass.  The backward passes are unchanged (they already use
 ``g'``), so in smooth mode the whole network is differentiable and central finite
-differences check every hand-derived gradient exactly (METHODS.md section 2).
+differences check every hand-derived gradient exactly (docs/methods.md section 4).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Inverted dropout with one mask per sample shared by all time steps.
 
 In training mode each sample and feature keeps its value with probability ``1 - p`` for the
-whole sequence (the "one mask for all steps" of METHODS.md)::
+whole sequence (the "one mask for all steps" of docs/methods.md section 9)::
 
     m[b, f] = 1[u[b, f] >= p] / (1 - p),   u ~ U[0, 1)      (drawn once per forward)
     y[t, b, f] = m[b, f] x[t, b, f]         dx[t, b, f] = m[b, f] g[t, b, f]

@@ -2,7 +2,7 @@
 
 ``export(net, path, **metadata)`` turns a :class:`training.Sequential` into the plain
 records of :mod:`eventsim.modelfile` and writes them atomically.  Training-only
-parameterisations are folded (ARCHITECTURE.md, METHODS.md section 1):
+parameterisations are folded (docs/methods.md section 11):
 
 - BatchNorm (eval statistics) into the preceding Linear/Conv weight and bias;
 - the LIF input gain ``1/tau`` (tau form) into the last weight layer before the neuron;

@@ -7,7 +7,7 @@ their inputs and call these.  Each kernel has a plain-NumPy twin in
 Conventions: arrays are ``[T, N]`` (time-major, features flattened); ``reset_mode`` is
 ``HARD_RESET`` or ``SUBTRACT_RESET``; ``sur_code``/``alpha`` select the surrogate of
 ``training/surrogates.py``; ``smooth`` replaces the step by the surrogate's primitive.
-The threshold test is ``u >= theta`` (METHODS.md section 1), as in the simulator.
+The threshold test is ``u >= theta`` (docs/methods.md section 2), as in the simulator.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def _check(y: np.ndarray, labels: np.ndarray, who: str):
 
 
 def time_weights_or_uniform(time_weights, T: int, dtype) -> np.ndarray:
-    """``a[T]`` of the decoder (TWO, METHODS.md section 4); ones when None."""
+    """``a[T]`` of the decoder (docs/methods.md section 6); ones when None."""
     if time_weights is None:
         return np.ones(T, dtype=dtype)
     a = np.asarray(time_weights, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Spiking neurons of the dense engine: LIF and IF (METHODS.md section 1).
+"""Spiking neurons of the dense engine: LIF and IF (docs/methods.md sections 2-5).
 
 The canonical update (both engines implement it; ``u >= theta`` is the threshold test)::
 

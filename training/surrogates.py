@@ -1,4 +1,4 @@
-"""Surrogate gradients for the spike function (METHODS.md section 2).
+"""Surrogate gradients for the spike function (docs/methods.md section 4).
 
 Forward is the Heaviside step ``s = 1[x >= 0]`` with ``x = u - theta``; backward replaces
 ``ds/dx`` by ``g'(x)``, the derivative of a smooth primitive ``g``.  In smooth mode the

@@ -444,7 +444,7 @@ def test_neuron_step(dtype):
 
 
 def test_neuron_step_equals_canonical_step():
-    """The scalar kernel is METHODS.md section 1 as written in training.neurons."""
+    """The scalar kernel is docs/methods.md section 2 as written in training.neurons."""
     from training.neurons import NeuronParams, canonical_step
     rng = np.random.default_rng(1)
     for reset in ("hard", "subtract"):

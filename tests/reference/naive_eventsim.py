@@ -5,7 +5,7 @@ and the same float operations in the same order, written with Python loops over 
 scalars (so float32 stays float32); the kernels must match them exactly.
 
 Part 2, :func:`simulate`, is an independent dense simulator written straight from
-METHODS.md section 1 and the model-file records: every layer of every sample is computed at
+docs/methods.md section 2 and the model-file records: every layer of every sample is computed at
 every step, in canonical (C-order, channel-first) layout, with plain loops for convolution
 and pooling.  It handles everything the model file can express (ternary spikes, ``v_min``,
 biases, delayed recurrent/feedback connections, leaky readout), and is itself checked against

@@ -1,6 +1,6 @@
 """Deliberately plain references for the dense engine's fused kernels.
 
-Written step by step from METHODS.md section 1 with NumPy and no Numba, so the kernels in
+Written step by step from docs/methods.md section 2 with NumPy and no Numba, so the kernels in
 ``training/kernels.py`` can be tested against an independent implementation.
 """
 from __future__ import annotations

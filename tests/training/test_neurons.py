@@ -41,7 +41,7 @@ def test_numba_surrogates_match_numpy(name):
 
 
 def test_surrogate_table_values():
-    # heights at 0 from METHODS.md section 2
+    # heights at 0 from docs/methods.md section 4
     for name, h in [("sigmoid", 1.0), ("atan", 1.0), ("triangle", 2.0), ("rectangle", 1.0)]:
         assert surrogates.get(name).derivative(np.array(0.0)) == pytest.approx(h)
 
