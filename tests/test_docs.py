@@ -1,6 +1,6 @@
 """The repository documents itself: no file points outside it, and the README's links resolve.
 
-A clone has no ``../shared`` directory and no design notes in capitals; the equations and
+A clone has no shared design directory beside it; the equations and
 conventions live in ``docs/methods.md`` and ``docs/architecture.md``.  These tests read every
 file git tracks (every file under the root, skipping hidden and build directories, when git
 is not available) and the README's markdown links into ``docs/``.
