@@ -306,7 +306,8 @@ class Simulator:
             ternary = net.model.layers[layer].spikes == "ternary"
             spikes[layer] = SpikeTrain(sample=s_b[sl], t=s_t[sl], neuron=s_n[sl],
                                        value=s_v[sl] if ternary else None,
-                                       n_neurons=net.pop_size[q])
+                                       n_neurons=net.pop_size[q], T=T, batch_size=B,
+                                       shape=net.shapes[layer])
         membrane = {layer: np.ascontiguousarray(mem[:, :, c0:c1])
                     for layer, (c0, c1) in self._mem_cols.items()}
         counts: dict = {}
