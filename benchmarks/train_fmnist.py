@@ -73,15 +73,15 @@ def main(argv=None):
     def on_epoch_end(epoch, h):
         elapsed = time.perf_counter() - t_start
         if h.test_acc[-1] > best["test_acc"]:
-            best.update(test_acc=h.test_acc[-1], epoch=epoch + 1, seconds=elapsed)
+            best.update(test_acc=h.test_acc[-1], epoch=epoch, seconds=elapsed)
             if args.out:
                 training.export(net, args.out, input_shape=input_shape, T=args.T, encoding="direct",
                                 dataset="fashion-mnist", method="bptt", model=args.model,
-                                accuracy=h.test_acc[-1], seed=args.seed, epoch=epoch + 1)
-        print(json.dumps({"epoch": epoch + 1, "elapsed_s": round(elapsed, 1),
+                                accuracy=h.test_acc[-1], seed=args.seed, epoch=epoch)
+        print(json.dumps({"epoch": epoch, "elapsed_s": round(elapsed, 1),
                           "epoch_s": round(h.seconds[-1], 1), "train_acc": round(h.train_acc[-1], 4),
                           "test_acc": round(h.test_acc[-1], 4)}), flush=True)
-        per_epoch = elapsed / (epoch + 1 - first_epoch[0]) if epoch + 1 > first_epoch[0] else 0
+        per_epoch = elapsed / (epoch - first_epoch[0]) if epoch > first_epoch[0] else 0
         if elapsed + per_epoch > args.time_budget:
             raise Budget
 

@@ -3,14 +3,34 @@
     net = eventsim.load("model.h5")                 # validate + compile (no Numba yet)
     rec = eventsim.Simulator(net).run(x)            # x: [T, B, *input_shape] or EventBatch
     rec.readout, rec.predictions, rec.spikes[layer], rec.membrane[layer], rec.synaptic_events
+    eventsim.plot.raster(...), eventsim.inputs.rate_code(...)   # submodules as attributes
+
+``eventsim.plot`` and ``eventsim.cli`` are imported on first access (PEP 562 module
+``__getattr__``), so ``import eventsim`` stays light: no matplotlib, no argument parser.
 """
-from . import modelfile
+import importlib
+
+from . import inputs, modelfile, recording
 from .inputs import EventBatch
 from .modelfile import Model, ModelFormatError, read_model, write_model
 from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator
 
-__all__ = ["modelfile", "Model", "ModelFormatError", "read_model", "write_model", "load",
-           "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",
+#: submodules imported on first attribute access (``eventsim.plot``, ``eventsim.cli``, ...)
+_LAZY_SUBMODULES = ("cli", "fileio", "kernels", "plot")
+
+__all__ = ["inputs", "modelfile", "recording", "plot", "Model", "ModelFormatError", "read_model",
+           "write_model", "load", "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",
            "RecordingFormatError", "SpikeTrain", "EventBatch"]
+
+
+def __getattr__(name: str):
+    """Import the submodule ``eventsim.<name>`` the first time it is reached as an attribute."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

@@ -214,10 +214,25 @@ def _layer_info(i: int, layer, shape) -> dict:
     return d
 
 
+def _origins_info(record, layers: list) -> dict | None:
+    """Add each layer's origin in the training Sequential to its info dict ("origin": None if
+    unknown); return ``{position: model layer}`` (folded BatchNorm positions map to the layer
+    they were folded into), or None for a file without origins."""
+    origins = record.origins or [None] * len(layers)
+    mapping = {}
+    for d, o in zip(layers, origins):
+        d["origin"] = None if o is None else {"position": o.position, "class": o.cls,
+                                              "folded": list(o.folded)}
+        for p in () if o is None else (o.position,) + tuple(o.folded):
+            mapping[str(p)] = d["index"]
+    return mapping if record.origins is not None else None
+
+
 def cmd_info(args) -> int:
     record = _read_record(args.model)
     shapes = mf.validate(record)
     layers = [_layer_info(i, l, s) for i, (l, s) in enumerate(zip(record.layers, shapes))]
+    sequential = _origins_info(record, layers)
     conns = []
     for c in record.connections:
         p = c.projection
@@ -235,6 +250,7 @@ def cmd_info(args) -> int:
         "neurons": int(sum(np.prod(shapes[i]) for i in record.spiking_layers)),
         "parameters": int(sum(l["parameters"] for l in layers) + sum(c["parameters"] for c in conns)),
         "layers": layers, "connections": conns, "metadata": dict(record.metadata),
+        "sequential_to_model": sequential,
     })
     return 0
 

@@ -463,22 +463,44 @@ def rate_code(images, T: int, rng: np.random.Generator, gain: float = 1.0) -> Ev
     return _bernoulli_events(np.clip(gain * x, 0.0, 1.0), T, rng)
 
 
-def poisson_code(images, T: int, rng: np.random.Generator, rate_hz: float, dt: float) -> EventBatch:
+def poisson_code(images, T: int, rng: np.random.Generator, max_rate_hz: float | None = None,
+                 dt: float | None = None, *, rate_hz: float | None = None) -> EventBatch:
     """Poisson rate coding as events: a pixel of intensity ``x`` fires as a Poisson process of
-    rate ``x * rate_hz`` (Hz) seen in steps of ``dt`` seconds, at most one spike per step, so
-    a step spikes with probability ``1 - exp(-x rate_hz dt)`` (as ``training.encoding.poisson``).
+    rate ``x * max_rate_hz`` (Hz) seen in steps of ``dt`` seconds, at most one spike per step,
+    so a step spikes with probability ``1 - exp(-x max_rate_hz dt)`` (as
+    ``training.encoding.poisson``, which takes the same arguments).
 
     Args:
         images: ``[B, ...features]`` intensities in ``[0, 1]``.
         T: number of steps.  rng: a seeded ``np.random.Generator`` (required).
-        rate_hz: rate of an intensity-1 pixel in Hz, finite ``>= 0``.  dt: step in seconds, ``> 0``.
+        max_rate_hz: rate of an intensity-1 pixel in Hz, finite ``>= 0``.
+        dt: step in seconds, ``> 0``.
+        rate_hz: deprecated name of ``max_rate_hz`` (DeprecationWarning).
     """
+    max_rate_hz = _renamed_keyword("poisson_code", "max_rate_hz", max_rate_hz, "rate_hz", rate_hz)
+    if dt is None:
+        raise TypeError("poisson_code: missing required argument 'dt' (step length in seconds)")
     T = _positive_int("T", T)
     rng = _check_rng(rng)
-    rate_hz = _finite("rate_hz", rate_hz, 0.0, strict=False)
+    max_rate_hz = _finite("max_rate_hz", max_rate_hz, 0.0, strict=False)
     dt = _finite("dt", dt, 0.0, strict=True)
     x = _unit_images(images)
-    return _bernoulli_events(-np.expm1(-x * rate_hz * dt), T, rng)
+    return _bernoulli_events(-np.expm1(-x * max_rate_hz * dt), T, rng)
+
+
+def _renamed_keyword(fn: str, name: str, value, old_name: str, old_value):
+    """``value``, or ``old_value`` given under a keyword's deprecated name (with a warning)."""
+    if old_value is None:
+        if value is None:
+            raise TypeError(f"{fn}: missing required argument {name!r}")
+        return value
+    if value is not None:
+        raise TypeError(f"{fn}: give {name!r} only ({old_name!r} is its deprecated name)")
+    import warnings
+
+    warnings.warn(f"{fn}: {old_name!r} is deprecated, use {name!r} (the name "
+                  "training.encoding uses)", DeprecationWarning, stacklevel=3)
+    return old_value
 
 
 def direct(images, T: int) -> np.ndarray:

@@ -134,6 +134,19 @@ _LAYER_TYPES = {cls.kind: cls for cls in (Dense, Sparse, Conv2d, AvgPool2d, MaxP
                                           Spiking, Readout)}
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a model layer came from in the training network (``training.export``).
+
+    position: index of the layer in the user's ``Sequential`` (``net.layers[position]``).
+    cls: that layer's class name (``"Linear"``, ``"LIF"``, ...).
+    folded: positions of layers folded into this one at export (BatchNorm), ascending.
+    """
+    position: int
+    cls: str
+    folded: tuple = ()
+
+
 @dataclass(eq=False)
 class Model:
     """A whole network.
@@ -145,6 +158,9 @@ class Model:
     encoding: how images become input: "direct" (analog current every step), "rate"
         (Bernoulli spikes), or "events".
     metadata: free-form scalars (dataset, method, accuracy, seed, ...).
+    origins: optional, one :class:`Origin` (or None) per layer: the position of the layer it
+        was exported from in the training ``Sequential`` (BatchNorm and Dropout disappear at
+        export, so model layer indices and those positions differ).  None: not known.
     """
     input_shape: tuple[int, ...]
     layers: list
@@ -152,9 +168,32 @@ class Model:
     T: int = 1
     encoding: str = "direct"
     metadata: dict = field(default_factory=dict)
+    origins: list | None = None
 
     def __post_init__(self):
         self.input_shape = tuple(int(s) for s in self.input_shape)
+
+    def layer_at_position(self, position: int) -> int:
+        """Model layer index exported from ``net.layers[position]`` of the training network.
+
+        Raises ValueError when the model does not store origins, when that layer was folded
+        into another one or removed at export (BatchNorm, Dropout), or is not in the model.
+        """
+        if self.origins is None:
+            raise ValueError("this model does not store the layers' positions in the training "
+                             "Sequential (exported before they were recorded); use model layer "
+                             "indices (see `eventsim info`)")
+        for i, o in enumerate(self.origins):
+            if o is None:
+                continue
+            if o.position == position:
+                return i
+            if position in o.folded:
+                raise ValueError(f"Sequential position {position} was folded into model layer {i} "
+                                 f"(from position {o.position}, {o.cls}) at export")
+        known = {o.position: i for i, o in enumerate(self.origins) if o is not None}
+        raise ValueError(f"Sequential position {position} has no layer in the model (removed at "
+                         f"export, e.g. Dropout, or out of range); positions -> model layers: {known}")
 
     @property
     def shapes(self) -> list[tuple[int, ...]]:
@@ -281,6 +320,28 @@ def _check_spiking(l: Spiking, where: str):
         _fail(where + ".spikes", f"must be 'binary' or 'ternary', got {l.spikes!r}")
 
 
+def _check_origins(origins, n: int, where: str):
+    """One Origin (or None) per layer, positions non-negative and increasing through the chain."""
+    if len(origins) != n:
+        _fail(where + ".origins", f"expected one entry per layer ({n}), got {len(origins)}")
+    last = -1
+    for i, o in enumerate(origins):
+        if o is None:
+            continue
+        w = f"{where}.layers[{i}].origin"
+        if not isinstance(o, Origin):
+            _fail(w, f"expected an Origin or None, got {type(o).__name__}")
+        positions = (o.position,) + tuple(o.folded)
+        if not all(isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_))
+                   for p in positions):
+            _fail(w, f"positions must be integers, got {positions}")
+        if not isinstance(o.cls, str) or not o.cls:
+            _fail(w + ".class", f"expected a class name, got {o.cls!r}")
+        if min(positions) <= last or list(positions) != sorted(set(positions)):
+            _fail(w, f"positions {positions} must increase through the chain (previous {last})")
+        last = max(positions)
+
+
 def validate(model: Model, where: str = "model") -> list[tuple[int, ...]]:
     """Check every field of ``model``; return the feature shape after each layer.
 
@@ -315,6 +376,8 @@ def validate(model: Model, where: str = "model") -> list[tuple[int, ...]]:
         shapes.append(shape)
     if not isinstance(model.layers[-1], Readout):
         _fail(where + ".layers", f"the last layer must be a readout, got {model.layers[-1].kind}")
+    if model.origins is not None:
+        _check_origins(model.origins, n, where)
     for k, c in enumerate(model.connections):
         w = f"{where}.connections[{k}]"
         for name in ("source", "target"):
@@ -375,6 +438,27 @@ def _write_layer(g, layer):
         _write_projection_arrays(g, layer)
 
 
+def _write_origin(g, o: Origin):
+    g.attrs["origin_position"] = int(o.position)
+    g.attrs["origin_class"] = o.cls
+    if o.folded:
+        g.attrs["origin_folded"] = np.asarray(o.folded, dtype=np.int64)
+
+
+def _read_origin(g, where):
+    """The optional ``origin_*`` attributes of a layer group, or None when absent."""
+    if "origin_position" not in g.attrs:
+        return None
+    position = _attr(g, "origin_position", where)
+    cls = _attr(g, "origin_class", where, str)
+    folded = np.atleast_1d(np.asarray(g.attrs.get("origin_folded", np.zeros(0, np.int64))))
+    if not isinstance(position, (int, np.integer)) or position < 0:
+        _fail(where + ".origin_position", f"expected an integer >= 0, got {position!r}")
+    if folded.ndim != 1 or (folded.size and (folded.dtype.kind not in "iu" or folded.min() < 0)):
+        _fail(where + ".origin_folded", f"expected integers >= 0, got {folded.tolist()!r}")
+    return Origin(position=int(position), cls=cls, folded=tuple(int(p) for p in folded))
+
+
 def write_model(model: Model, path) -> Path:
     """Validate ``model`` and write it to ``path`` atomically (temporary file, then rename).
 
@@ -398,7 +482,10 @@ def write_model(model: Model, path) -> Path:
             layers = f.create_group("layers")
             layers.attrs["count"] = len(model.layers)
             for i, layer in enumerate(model.layers):
-                _write_layer(layers.create_group(f"{i:04d}"), layer)
+                g = layers.create_group(f"{i:04d}")
+                _write_layer(g, layer)
+                if model.origins is not None and model.origins[i] is not None:
+                    _write_origin(g, model.origins[i])
             conns = f.create_group("connections")
             conns.attrs["count"] = len(model.connections)
             for k, c in enumerate(model.connections):
@@ -485,12 +572,13 @@ def read_model(path) -> Model:
                 if group not in f:
                     _fail(where, f"missing group {group!r}")
             n = int(_attr(f["layers"], "count", where + ".layers"))
-            layers = []
+            layers, origins = [], []
             for i in range(n):
                 key = f"{i:04d}"
                 if key not in f["layers"]:
                     _fail(f"{where}.layers", f"missing layer {key} of {n}")
                 layers.append(_read_layer(f["layers"][key], f"{where}.layers[{i}]"))
+                origins.append(_read_origin(f["layers"][key], f"{where}.layers[{i}]"))
             conns = []
             m = int(_attr(f["connections"], "count", where + ".connections"))
             for k in range(m):
@@ -507,7 +595,8 @@ def read_model(path) -> Model:
             metadata = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["metadata"].attrs.items()}
             model = Model(input_shape=tuple(int(s) for s in _attr(f, "input_shape", where)),
                           layers=layers, connections=conns, T=int(_attr(f, "T", where)),
-                          encoding=_attr(f, "encoding", where, str), metadata=metadata)
+                          encoding=_attr(f, "encoding", where, str), metadata=metadata,
+                          origins=origins if any(o is not None for o in origins) else None)
     except (KeyError, OSError, TypeError) as e:
         raise ModelFormatError(f"{path}: corrupt or truncated model file ({type(e).__name__}: {e})") from None
     validate(model, where=str(path))

@@ -9,7 +9,8 @@ HDF5 layout (``format = "snn-recording"``, ``version = 1``)::
     /readout               [T, B, n_out] float   per-step readout values r_t
     /predictions           [B] int64             argmax_c sum_t a_t r_t[c]
     /time_weights          [T] float             (only if the model has them)
-    /spikes/<layer:04d>    attrs: layer, n_neurons, ternary
+    /spikes/<layer:04d>    attrs: layer, n_neurons, ternary, shape (int64 [d], optional:
+                           the layer's feature shape, e.g. [C, H, W]; absent in older files)
                            datasets sample, t, neuron (int32 [n]), value (int8 [n], ternary)
     /membrane/<layer:04d>  attrs: layer; datasets neurons (int64 [k]), values [T, B, k]
     /synaptic_events       attrs: one integer per projection ("layers[i]", "connections[k]")
@@ -21,6 +22,7 @@ names the first wrong one (no pickle anywhere).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +43,30 @@ class SpikeTrain:
     """Spikes of one layer: event ``k`` is neuron ``neuron[k]`` (canonical C-order index)
     of sample ``sample[k]`` firing at step ``t[k]`` (int32 arrays), sorted by (sample, t);
     within one step the neurons come in the simulator's update order (:meth:`sorted` also
-    orders them).  ``value`` is +1/-1 (int8) for ternary layers, None for binary ones."""
+    orders them).  ``value`` is +1/-1 (int8) for ternary layers, None for binary ones.
+
+    ``n_neurons`` is the layer size; ``T`` (steps), ``batch_size`` (samples) and ``shape``
+    (the layer's feature shape, ``prod(shape) == n_neurons``) are the extent of the run the
+    train came from, so :meth:`to_dense` needs no arguments.  The simulator and
+    :meth:`Recording.load` fill them in; None means unknown (a train built by hand, or
+    ``shape`` in a recording file written before it was stored).
+    """
     sample: np.ndarray
     t: np.ndarray
     neuron: np.ndarray
     value: np.ndarray | None
     n_neurons: int
+    T: int | None = None
+    batch_size: int | None = None
+    shape: tuple | None = None
+
+    def __post_init__(self):
+        if self.shape is not None:
+            shape = tuple(int(s) for s in self.shape)
+            if int(np.prod(shape)) != int(self.n_neurons):
+                raise ValueError(f"SpikeTrain.shape: {shape} holds {int(np.prod(shape))} neurons, "
+                                 f"n_neurons is {self.n_neurons}")
+            object.__setattr__(self, "shape", shape)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -58,19 +78,44 @@ class SpikeTrain:
     def sorted(self) -> "SpikeTrain":
         """A copy sorted by (sample, t, neuron)."""
         order = np.lexsort((self.neuron, self.t, self.sample))
-        return SpikeTrain(sample=self.sample[order], t=self.t[order], neuron=self.neuron[order],
-                          value=None if self.value is None else self.value[order],
-                          n_neurons=self.n_neurons)
+        return dataclasses.replace(self, sample=self.sample[order], t=self.t[order],
+                                   neuron=self.neuron[order],
+                                   value=None if self.value is None else self.value[order])
 
-    def to_dense(self, T: int, B: int, n: int | None = None) -> np.ndarray:
-        """Dense spikes ``[T, B, n]`` int8 (values 0/1, or -1/0/1 for ternary layers)."""
-        n = self.n_neurons if n is None else int(n)
-        out = np.zeros((int(T), int(B), n), dtype=np.int8)
+    def to_dense(self, T: int | None = None, B: int | None = None,
+                 n: int | None = None) -> np.ndarray:
+        """Dense spikes ``[T, B, n]`` int8 (values 0/1, or -1/0/1 for ternary layers).
+
+        ``T``, ``B`` (samples) and ``n`` (neurons) default to the train's own ``T``,
+        ``batch_size`` and ``n_neurons``; given explicitly they must agree with the values
+        the train knows (and be given when it does not know them).
+        """
+        T = self._extent("T", T, self.T)
+        B = self._extent("B", B, self.batch_size, allow_zero=True)
+        n = self._extent("n", n, self.n_neurons)
+        out = np.zeros((T, B, n), dtype=np.int8)
         if len(self.t):
             if self.t.max() >= T or self.sample.max() >= B or self.neuron.max() >= n:
                 raise ValueError(f"SpikeTrain.to_dense: spikes outside [T={T}, B={B}, n={n}]")
         out[self.t, self.sample, self.neuron] = 1 if self.value is None else self.value
         return out
+
+    @staticmethod
+    def _extent(name: str, given, known, allow_zero: bool = False) -> int:
+        """``given`` checked against ``known`` (the train's own value, or None)."""
+        if given is None:
+            if known is None:
+                raise ValueError(f"SpikeTrain.to_dense: {name} is not stored in this train; "
+                                 f"pass {name}=...")
+            return int(known)
+        lo = 0 if allow_zero else 1
+        if isinstance(given, bool) or not isinstance(given, (int, np.integer)) or given < lo:
+            raise ValueError(f"SpikeTrain.to_dense: {name} must be an integer >= {lo}, "
+                             f"got {given!r}")
+        if known is not None and int(given) != int(known):
+            raise ValueError(f"SpikeTrain.to_dense: {name}={given} but the train has "
+                             f"{name}={known}")
+        return int(given)
 
 
 @dataclass(eq=False)
@@ -132,6 +177,8 @@ class Recording:
                 for layer, st in sorted(self.spikes.items()):
                     h = g.create_group(f"{int(layer):04d}")
                     h.attrs.update(layer=int(layer), n_neurons=int(st.n_neurons), ternary=st.ternary)
+                    if st.shape is not None:
+                        h.attrs["shape"] = np.asarray(st.shape, dtype=np.int64)
                     for name in ("sample", "t", "neuron"):
                         h.create_dataset(name, data=np.asarray(getattr(st, name), dtype=np.int32))
                     if st.value is not None:
@@ -196,6 +243,19 @@ def _in_range(a, hi, where):
         _fail(where, f"value {bad} outside [0, {hi})")
 
 
+def _layer_shape(g, n: int, where: str):
+    """The optional ``shape`` attribute of a spikes group (None in older files), checked."""
+    if "shape" not in g.attrs:
+        return None
+    shape = np.asarray(g.attrs["shape"])
+    if shape.ndim != 1 or shape.dtype.kind not in "iu" or len(shape) == 0 or shape.min() < 1:
+        _fail(where + ".shape", f"expected positive integer sizes, got {shape.tolist()!r}")
+    if int(np.prod(shape)) != n:
+        _fail(where + ".shape", f"{tuple(shape.tolist())} holds {int(np.prod(shape))} neurons, "
+              f"n_neurons is {n}")
+    return tuple(int(s) for s in shape)
+
+
 def _read(f, w) -> Recording:
     fmt = _attr(f, "format", w)
     if fmt != FORMAT_NAME:
@@ -232,7 +292,8 @@ def _read(f, w) -> Recording:
             if np.any((value != 1) & (value != -1)):
                 _fail(where + "/value", "ternary spike values must be +1 or -1")
         spikes[layer] = SpikeTrain(sample=cols["sample"], t=cols["t"], neuron=cols["neuron"],
-                                   value=value, n_neurons=n)
+                                   value=value, n_neurons=n, T=T, batch_size=B,
+                                   shape=_layer_shape(g, n, where))
     membrane, neurons = {}, {}
     for key in f["membrane"]:
         g = f["membrane"][key]

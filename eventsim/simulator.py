@@ -83,8 +83,15 @@ class Simulator:
 
     Args:
         model: anything :func:`eventsim.load` accepts (path, Model, CompiledNetwork).
-        record_membrane: ``{layer index: neuron indices (canonical, C-order) or "all"}`` of
+        record_membrane: ``{layer: neuron indices (canonical, C-order) or "all"}`` of
             spiking layers whose membrane before reset ``u_t`` is recorded at every step.
+        record_membrane_keys: what the keys of ``record_membrane`` count: ``"model"``
+            (default) model-file layer indices, as ``eventsim info`` lists them;
+            ``"sequential"`` positions in the training ``Sequential`` the model was exported
+            from (``net.layers[i]``; BatchNorm and Dropout have no model layer, so the two
+            differ), read from the model file's layer origins.  Either way the Recording is
+            keyed by model layer index; ``Simulator.membrane_layers`` maps each given key to
+            it.
         constant_drive: "step" (default) or "predict" (see the module docstring).
         leak: "repeat" (default, exact) or "power".
         n_threads: threads across samples (default: ``os.cpu_count()``).
@@ -94,7 +101,7 @@ class Simulator:
 
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
                  leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
-                 schedule: str = "auto"):
+                 schedule: str = "auto", record_membrane_keys: str = "model"):
         self.network: CompiledNetwork = load(model)
         if constant_drive not in CONSTANT_DRIVE_MODES:
             raise ValueError(f"Simulator.constant_drive: must be one of "
@@ -121,18 +128,49 @@ class Simulator:
         inv = self.network.input_inv
         self._input_identity = bool(np.array_equal(inv, np.arange(len(inv))))
         self.n_threads, self.chunk_size = int(n_threads), int(chunk_size)
-        self._setup_recording(record_membrane or {})
+        layers = self._membrane_layers(record_membrane or {}, record_membrane_keys)
+        self._setup_recording({layers[k]: which for k, which in (record_membrane or {}).items()},
+                              {v: k for k, v in layers.items()})
+        #: ``{key given in record_membrane: model layer index}`` (the Recording's keys)
+        self.membrane_layers = {k: int(v) for k, v in layers.items()}
 
-    def _setup_recording(self, spec):
-        net = self.network
+    def _membrane_layers(self, spec, keys: str) -> dict:
+        """``{key of record_membrane: model layer index}`` (checked by _setup_recording)."""
         if not isinstance(spec, dict):
             raise ValueError(f"record_membrane: expected a dict {{layer: indices or 'all'}}, got "
                              f"{type(spec).__name__}")
+        if keys not in ("model", "sequential"):
+            raise ValueError(f"Simulator.record_membrane_keys: must be 'model' or 'sequential', "
+                             f"got {keys!r}")
+        model = self.network.model
+        layers = {}
+        for key in spec:
+            if keys == "model":
+                layers[key] = key
+                continue
+            if not isinstance(key, (int, np.integer)) or isinstance(key, (bool, np.bool_)):
+                raise ValueError(f"record_membrane: key {key!r} is not a Sequential position (int)")
+            try:
+                layer = model.layer_at_position(int(key))
+            except ValueError as e:
+                raise ValueError(f"record_membrane (record_membrane_keys='sequential'): {e}") from None
+            if layer not in self.network.spiking_layers:
+                spiking = {o.position: i for i, o in enumerate(model.origins)
+                           if o is not None and i in self.network.spiking_layers}
+                raise ValueError(f"record_membrane: Sequential position {key} "
+                                 f"({model.origins[layer].cls}) is model layer {layer}, not a "
+                                 f"spiking layer; spiking layers by position: {spiking}")
+            layers[key] = layer
+        return layers
+
+    def _setup_recording(self, spec, given_keys):
+        """``spec``: ``{model layer: indices or "all"}``; errors name ``given_keys[layer]``."""
+        net = self.network
         pop_i = net.pop_i.copy()
         rec_idx, self.membrane_neurons, self._mem_cols = [], {}, {}
         col = 0
         for layer in sorted(spec):
-            which = spec[layer]
+            which, key = spec[layer], given_keys[layer]
             if not isinstance(layer, (int, np.integer)) or int(layer) not in net.spiking_layers:
                 raise ValueError(f"record_membrane: key {layer!r} is not a spiking layer index; "
                                  f"spiking layers are {net.spiking_layers}")
@@ -140,17 +178,17 @@ class Simulator:
             n = net.pop_size[q]
             if isinstance(which, str):
                 if which != "all":
-                    raise ValueError(f"record_membrane[{layer}]: expected indices or 'all', got {which!r}")
+                    raise ValueError(f"record_membrane[{key}]: expected indices or 'all', got {which!r}")
                 idx = np.arange(n, dtype=np.int64)
             else:
                 idx = np.asarray(which)
                 if idx.ndim != 1 or idx.dtype.kind not in "iu":
-                    raise ValueError(f"record_membrane[{layer}]: expected a 1-D integer array of "
+                    raise ValueError(f"record_membrane[{key}]: expected a 1-D integer array of "
                                      f"neuron indices, got {idx.dtype} shape {idx.shape}")
                 idx = idx.astype(np.int64)
                 if len(idx) and (idx.min() < 0 or idx.max() >= n):
                     bad = idx[(idx < 0) | (idx >= n)][0]
-                    raise ValueError(f"record_membrane[{layer}]: neuron {bad} outside [0, {n})")
+                    raise ValueError(f"record_membrane[{key}]: neuron {bad} outside [0, {n})")
             self.membrane_neurons[int(layer)] = idx
             inv = np.empty(n, dtype=np.int64)
             inv[net.pop_perm[q]] = np.arange(n)
@@ -306,7 +344,8 @@ class Simulator:
             ternary = net.model.layers[layer].spikes == "ternary"
             spikes[layer] = SpikeTrain(sample=s_b[sl], t=s_t[sl], neuron=s_n[sl],
                                        value=s_v[sl] if ternary else None,
-                                       n_neurons=net.pop_size[q])
+                                       n_neurons=net.pop_size[q], T=T, batch_size=B,
+                                       shape=net.shapes[layer])
         membrane = {layer: np.ascontiguousarray(mem[:, :, c0:c1])
                     for layer, (c0, c1) in self._mem_cols.items()}
         counts: dict = {}

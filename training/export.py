@@ -8,6 +8,11 @@ parameterisations are folded (docs/methods.md section 11):
 - the LIF input gain ``1/tau`` (tau form) into the last weight layer before the neuron;
 - Dropout disappears (identity at inference).
 
+So model layer indices are not positions in the training ``Sequential``: each model layer
+records its origin (``eventsim.modelfile.Origin``: the position and class name of the layer
+it came from, and the positions of the BatchNorm layers folded into it), which the simulator's
+``record_membrane_keys="sequential"`` and ``eventsim info`` use.
+
 The network must end with a weight layer (the non-spiking readout, decoded by the
 time-weighted mean of its per-step outputs).  :func:`to_network` rebuilds a dense-engine
 network from a model, so a model file can be run densely and compared with the simulator.
@@ -55,6 +60,7 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
     if not isinstance(net, Sequential):
         raise TypeError(f"export expects a training.Sequential, got {type(net).__name__}")
     records: list = []
+    origins: list = []  # one mf.Origin per record: where it came from in net.layers
     last_weight = None  # index in records of the weight layer feeding the next neuron
     for i, layer in enumerate(net.layers):
         where = f"layer {i} ({layer!r})"
@@ -75,6 +81,8 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             W, b = fold_batchnorm(prev.weight.astype(np.float64),
                                   None if prev.bias is None else prev.bias.astype(np.float64), layer)
             records[last_weight] = _replace_wb(prev, _as_float(W, dtype), _as_float(b, dtype))
+            o = origins[last_weight]
+            origins[last_weight] = mf.Origin(o.position, o.cls, o.folded + (i,))
         elif isinstance(layer, AvgPool2d):
             records.append(mf.AvgPool2d(kernel=tuple(layer.kernel_size), stride=tuple(layer.stride)))
         elif isinstance(layer, MaxPool2d):
@@ -98,13 +106,17 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             last_weight = None
         else:
             raise ValueError(f"export: {where} has no model-file equivalent")
+        if len(origins) < len(records):   # this layer became a record of its own
+            origins.append(mf.Origin(position=i, cls=type(layer).__name__))
     if not records or not isinstance(records[-1], (mf.Dense, mf.Conv2d)):
         raise ValueError("export: the network must end with a Linear readout layer "
                          "(non-spiking, decoded over time)")
     tw = None if time_weights is None else _as_float(time_weights, dtype)
     records.append(mf.Readout(beta=0.0, time_weights=tw))
+    origins.append(None)  # the readout integrator has no layer of its own in the Sequential
     model = mf.Model(input_shape=tuple(input_shape), layers=records, T=int(T), encoding=encoding,
-                     metadata={k: v for k, v in metadata.items() if v is not None})
+                     metadata={k: v for k, v in metadata.items() if v is not None},
+                     origins=origins)
     mf.validate(model)
     return model
 

@@ -41,6 +41,8 @@ def surrogate_primitive(code, alpha, x):
         if ax < 0:
             return 0.5 * (1.0 + ax) * (1.0 + ax)
         return 1.0 - 0.5 * (1.0 - ax) * (1.0 - ax)
+    if code == 4:
+        return 0.5 + x / (1.0 + alpha * abs(x))
     return min(1.0, max(0.0, alpha * x + 0.5))
 
 
@@ -55,6 +57,9 @@ def surrogate_derivative(code, alpha, x):
         return 0.5 * alpha / (1.0 + z * z)
     if code == 2:
         return max(0.0, alpha - alpha * alpha * abs(x))
+    if code == 4:
+        d = 1.0 + alpha * abs(x)
+        return 1.0 / (d * d)
     return alpha if abs(x) < 0.5 / alpha else 0.0
 
 
@@ -128,6 +133,10 @@ def surrogate_derivative_row(code, alpha, theta, u, out):
         a2 = alpha * alpha
         for n in range(N):
             out[n] = max(zero, alpha - a2 * abs(u[n] - theta))
+    elif code == 4:
+        for n in range(N):
+            d = one + alpha * abs(u[n] - theta)
+            out[n] = one / (d * d)
     else:
         w = out.dtype.type(0.5) / alpha
         for n in range(N):

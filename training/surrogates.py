@@ -10,6 +10,12 @@ forward pass uses ``g(x)`` itself, so finite differences check the backward pass
 | atan      | 1/2 + arctan(pi/2 alpha x) / pi             | alpha / 2 / (1 + (pi/2 alpha x)^2)      | 2     |
 | triangle  | (1 + a x)^2/2 on [-1/a, 0], 1 - (1 - a x)^2/2 on [0, 1/a] | max(0, alpha - alpha^2 abs(x)) | 2 |
 | rectangle | clip(alpha x + 1/2, 0, 1)                   | alpha 1[abs(x) < 1/(2 alpha)]           | 1     |
+| fast_sigmoid | 1/2 + x / (1 + alpha abs(x))             | 1 / (1 + alpha abs(x))^2                | 25    |
+
+``fast_sigmoid`` is snnTorch's default surrogate (its ``slope`` is ``alpha`` here): height 1
+at threshold whatever the slope, so unlike the others its area is ``2/alpha``, not 1, and
+its smooth-mode primitive runs from ``1/2 - 1/alpha`` to ``1/2 + 1/alpha`` instead of 0 to
+1 (the function whose derivative is exactly the surrogate).
 
 Each surrogate has an integer ``code`` so the fused Numba kernels in ``training/kernels.py``
 can evaluate it without Python objects; :func:`primitive` and :func:`derivative` here are
@@ -21,9 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SIGMOID, ATAN, TRIANGLE, RECTANGLE = 0, 1, 2, 3
-_CODES = {"sigmoid": SIGMOID, "atan": ATAN, "triangle": TRIANGLE, "rectangle": RECTANGLE}
-DEFAULT_ALPHA = {"sigmoid": 4.0, "atan": 2.0, "triangle": 2.0, "rectangle": 1.0}
+SIGMOID, ATAN, TRIANGLE, RECTANGLE, FAST_SIGMOID = 0, 1, 2, 3, 4
+_CODES = {"sigmoid": SIGMOID, "atan": ATAN, "triangle": TRIANGLE, "rectangle": RECTANGLE,
+          "fast_sigmoid": FAST_SIGMOID}
+DEFAULT_ALPHA = {"sigmoid": 4.0, "atan": 2.0, "triangle": 2.0, "rectangle": 1.0,
+                 "fast_sigmoid": 25.0}
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,8 @@ class Surrogate:
         return _CODES[self.name]
 
     def primitive(self, x: np.ndarray) -> np.ndarray:
-        """Smooth stand-in ``g(x)`` for the step function, values in [0, 1]."""
+        """Smooth stand-in ``g(x)`` for the step function, increasing from ``g(-inf)`` to
+        ``g(+inf)`` (0 and 1, or ``1/2 -+ 1/alpha`` for ``fast_sigmoid``)."""
         return primitive(self.code, self.alpha, x)
 
     def derivative(self, x: np.ndarray) -> np.ndarray:
@@ -66,6 +75,11 @@ def triangle(alpha: float = 2.0) -> Surrogate:
 
 def rectangle(alpha: float = 1.0) -> Surrogate:
     return Surrogate("rectangle", float(alpha))
+
+
+def fast_sigmoid(slope: float = 25.0) -> Surrogate:
+    """snnTorch's default: ``ds/du = 1 / (1 + slope |u - theta|)^2`` (``alpha = slope``)."""
+    return Surrogate("fast_sigmoid", float(slope))
 
 
 def get(spec) -> Surrogate:
@@ -97,6 +111,8 @@ def primitive(code: int, alpha: float, x: np.ndarray) -> np.ndarray:
         return np.where(ax < 0, 0.5 * (1 + ax) ** 2, 1 - 0.5 * (1 - ax) ** 2)
     if code == RECTANGLE:
         return np.clip(a * x + 0.5, 0, 1)
+    if code == FAST_SIGMOID:
+        return 0.5 + x / (1 + a * np.abs(x))
     raise ValueError(f"unknown surrogate code {code}")
 
 
@@ -112,4 +128,7 @@ def derivative(code: int, alpha: float, x: np.ndarray) -> np.ndarray:
         return np.maximum(0, a - a * a * np.abs(x))
     if code == RECTANGLE:
         return a * (np.abs(x) < 1 / (2 * a)).astype(x.dtype)
+    if code == FAST_SIGMOID:
+        d = 1 + a * np.abs(x)
+        return 1 / (d * d)
     raise ValueError(f"unknown surrogate code {code}")

@@ -32,7 +32,12 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass
 class History:
-    """Per-epoch metrics; every list has one entry per finished epoch."""
+    """Per-epoch metrics; every list has one entry per finished epoch.
+
+    ``epoch`` holds epoch numbers counted from 1, as everywhere in ``fit``: the progress bar
+    ("epoch 1/5"), the ``on_epoch_end(epoch, history)`` callback, a checkpoint's ``epoch``
+    (epochs completed) and the divergence messages all name the first epoch 1.
+    """
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
@@ -149,7 +154,9 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         seed: seeds shuffling and rate encoding.
         checkpoint: path of the HDF5 checkpoint written after every epoch; with
             ``resume=True`` training continues from it if it exists.
-        on_epoch_end: optional ``f(epoch, history)`` called after each epoch.
+        on_epoch_end: optional ``f(epoch, history)`` called after each epoch (and after its
+            checkpoint is written) with the epoch number counted from 1, the number the
+            progress bar shows: ``epoch == history.epoch[-1]``, 1 after the first epoch.
     Returns:
         :class:`History` of per-epoch metrics.
     """
@@ -241,5 +248,5 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                             rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
                             extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)})
         if on_epoch_end is not None:
-            on_epoch_end(epoch, history)
+            on_epoch_end(epoch + 1, history)
     return history

@@ -97,6 +97,35 @@ def test_info_prints_json(model_path, capsys):
     assert d["metadata"] == {"dataset": "fashion-mnist-small", "method": "bptt", "seed": 3}
 
 
+def _info_json(capsys, path):
+    """``eventsim info`` as data (JSON is the default output, or asked for with --json)."""
+    rc, out, err = _run(capsys, ["info", path])
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        rc, out, err = _run(capsys, ["info", "--json", path])
+        assert rc == 0, err
+        return json.loads(out)
+
+
+def test_info_maps_sequential_positions_to_model_layers(tmp_path, capsys):
+    """A net with BatchNorm: info shows where each model layer came from in the Sequential."""
+    import training
+
+    rng = np.random.default_rng(0)
+    net = training.Sequential(training.Linear(6, 5, rng=rng), training.BatchNorm1d(5),
+                              training.LIF(beta=0.5), training.Dropout(0.2, rng=rng),
+                              training.Linear(5, 3, rng=rng)).eval()
+    path = str(training.export(net, tmp_path / "bn.h5", input_shape=(6,), T=2))
+    d = _info_json(capsys, path)
+    assert [l["origin"] for l in d["layers"]] == [
+        {"position": 0, "class": "Linear", "folded": [1]}, {"position": 2, "class": "LIF", "folded": []},
+        {"position": 4, "class": "Linear", "folded": []}, None]
+    assert d["sequential_to_model"] == {"0": 0, "1": 0, "2": 1, "4": 2}
+    old = _info_json(capsys, str(mf.write_model(_tiny_model(), tmp_path / "old.h5")))
+    assert old["sequential_to_model"] is None and all(l["origin"] is None for l in old["layers"])
+
+
 def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
     rc, out, err = _run(capsys, ["info", str(tmp_path / "missing.h5")])
     assert rc == 2 and out == "" and "does not exist" in _one_line_error(err)

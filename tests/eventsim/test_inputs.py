@@ -279,7 +279,7 @@ def test_rate_code_tiny_probabilities_do_not_overflow():
 def test_poisson_code_probability():
     B, T, rate, dt = 20, 500, 100.0, 1e-3
     x = np.array([[0.0, 0.5, 1.0]] * B)
-    ev = inputs.poisson_code(x, T, np.random.default_rng(5), rate_hz=rate, dt=dt)
+    ev = inputs.poisson_code(x, T, np.random.default_rng(5), max_rate_hz=rate, dt=dt)
     freq = inputs.to_dense(ev).mean(axis=(0, 1))
     p = 1 - np.exp(-x[0] * rate * dt)
     assert np.all(np.abs(freq - p) <= 5 * np.sqrt(p * (1 - p) / (B * T)) + 1e-12)
@@ -293,7 +293,7 @@ def test_rate_codes_validate(fn):
     def call(images=np.full((2, 3), 0.5), T=4, rng=np.random.default_rng(0), **kw):
         if fn == "rate":
             return inputs.rate_code(images, T, rng, **kw)
-        kw.setdefault("rate_hz", 10.0)
+        kw.setdefault("max_rate_hz", 10.0)
         kw.setdefault("dt", 1e-3)
         return inputs.poisson_code(images, T, rng, **kw)
 
@@ -315,8 +315,31 @@ def test_rate_codes_validate(fn):
     else:
         with pytest.raises(ValueError, match="dt"):
             call(dt=0.0)
-        with pytest.raises(ValueError, match="rate_hz"):
-            call(rate_hz=np.inf)
+        with pytest.raises(ValueError, match="max_rate_hz"):
+            call(max_rate_hz=np.inf)
+
+
+def test_poisson_code_takes_the_training_encoder_keyword():
+    """One name for the rate in both packages: ``max_rate_hz``; ``rate_hz`` still works, warned."""
+    import inspect
+
+    from training import encoding
+
+    x = np.array([[0.2, 0.9, 1.0]] * 4)
+    new = inputs.poisson_code(x, 20, np.random.default_rng(2), max_rate_hz=300.0, dt=1e-3)
+    assert "max_rate_hz" in inspect.signature(encoding.poisson).parameters
+    with pytest.warns(DeprecationWarning, match="'rate_hz' is deprecated, use 'max_rate_hz'"):
+        old = inputs.poisson_code(x, 20, np.random.default_rng(2), rate_hz=300.0, dt=1e-3)
+    np.testing.assert_array_equal(new.times, old.times)
+    np.testing.assert_array_equal(new.indices, old.indices)
+    dense = encoding.poisson(x, 20, np.random.default_rng(2), max_rate_hz=300.0, dt=1e-3)
+    assert dense.sum() > 0
+    with pytest.raises(TypeError, match="give 'max_rate_hz' only"):
+        inputs.poisson_code(x, 20, np.random.default_rng(2), 300.0, 1e-3, rate_hz=300.0)
+    with pytest.raises(TypeError, match="missing required argument 'max_rate_hz'"):
+        inputs.poisson_code(x, 20, np.random.default_rng(2), dt=1e-3)
+    with pytest.raises(TypeError, match="missing required argument 'dt'"):
+        inputs.poisson_code(x, 20, np.random.default_rng(2), 300.0)
 
 
 # -- direct -------------------------------------------------------------------------------

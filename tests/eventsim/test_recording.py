@@ -124,3 +124,51 @@ def test_spike_train_to_dense_checks_bounds():
     assert d[2, 0, 1] == 1 and d[0, 1, 3] == 1 and d.sum() == 2
     with pytest.raises(ValueError, match="outside"):
         st.to_dense(2, 2)
+    with pytest.raises(ValueError, match=r"T is not stored in this train; pass T=\.\.\."):
+        st.to_dense()
+
+
+def test_spike_train_knows_its_extent(rec):
+    """The simulator stores T, the batch size and the layer shape: to_dense() needs nothing."""
+    st = rec.spikes[1]
+    assert (st.T, st.batch_size, st.shape, st.n_neurons) == (7, 3, (12,), 12)
+    np.testing.assert_array_equal(st.to_dense(), st.to_dense(7, 3))
+    assert st.to_dense().shape == (7, 3, 12)
+    assert st.sorted().T == 7 and st.sorted().shape == (12,)
+    with pytest.raises(ValueError, match="T=8 but the train has T=7"):
+        st.to_dense(8, 3)
+    with pytest.raises(ValueError, match="B=2 but the train has B=3"):
+        st.to_dense(B=2)
+    with pytest.raises(ValueError, match="n=5 but the train has n=12"):
+        st.to_dense(n=5)
+    with pytest.raises(ValueError, match="T must be an integer >= 1, got 0"):
+        st.to_dense(T=0)
+    with pytest.raises(ValueError, match=r"SpikeTrain.shape: \(2, 5\) holds 10 neurons"):
+        SpikeTrain(sample=st.sample, t=st.t, neuron=st.neuron, value=None, n_neurons=12, shape=(2, 5))
+
+
+def test_conv_spike_train_shape():
+    rng = np.random.default_rng(1)
+    w = (rng.integers(-40, 80, size=(2, 1, 3, 3)) / 64).astype(np.float32)
+    model = mf.Model(input_shape=(1, 5, 5), T=3, encoding="direct",
+                     layers=[mf.Conv2d(w), mf.Spiking(beta=0.5, theta=0.5), mf.Flatten(),
+                             mf.Dense((rng.integers(-4, 4, size=(3, 18)) / 8).astype(np.float32)),
+                             mf.Readout()])
+    rec = eventsim.Simulator(model).run(rng.random((3, 2, 1, 5, 5)).astype(np.float32))
+    assert rec.spikes[1].shape == (2, 3, 3) and rec.spikes[1].to_dense().shape == (3, 2, 18)
+
+
+def test_extent_round_trip_and_old_files(rec, tmp_path):
+    p = rec.save(tmp_path / "rec.h5")
+    back = Recording.load(p)
+    for layer, st in rec.spikes.items():
+        b = back.spikes[layer]
+        assert (b.T, b.batch_size, b.shape) == (st.T, st.batch_size, st.shape)
+        np.testing.assert_array_equal(b.to_dense(), st.to_dense())
+    _edit(p, lambda f: [f[f"spikes/{k}"].attrs.__delitem__("shape") for k in f["spikes"]])
+    old = Recording.load(p)                     # a file written before shapes were stored
+    assert old.spikes[3].shape is None and old.spikes[3].T == 7
+    np.testing.assert_array_equal(old.spikes[3].to_dense(), rec.spikes[3].to_dense())
+    _edit(p, lambda f: f["spikes/0003"].attrs.__setitem__("shape", np.array([2, 5])))
+    with pytest.raises(RecordingFormatError, match=r"spikes/0003.shape: \(2, 5\) holds 10 neurons"):
+        Recording.load(p)

@@ -7,7 +7,9 @@ from training.neurons import LIF, NeuronParams, canonical_step
 from tests.gradcheck import assert_close, check_module_gradients, numeric_grad
 from tests.reference import naive_training as naive
 
-SURROGATES = ["sigmoid", "atan", "triangle", "rectangle"]
+SURROGATES = ["sigmoid", "atan", "triangle", "rectangle", "fast_sigmoid"]
+# g(+inf) - g(-inf): the area under each surrogate (fast_sigmoid's is 2/alpha, snnTorch's form)
+AREA = {"sigmoid": 1.0, "atan": 1.0, "triangle": 1.0, "rectangle": 1.0, "fast_sigmoid": 2 / 25}
 RESETS = ["hard", "subtract"]
 
 
@@ -23,10 +25,13 @@ def test_surrogate_derivative_is_derivative_of_primitive(name):
     x = np.linspace(-2, 2, 4001)
     x = x[np.abs(np.abs(x) - 0.5 / s.alpha) > 1e-3]  # avoid the rectangle's jumps
     x = x[np.abs(np.abs(x) - 1 / s.alpha) > 1e-3]    # and the triangle's kinks
+    x = x[np.abs(x) > 1e-3]                          # and fast_sigmoid's jump of g'' at 0
     eps = 1e-6
     numeric = (s.primitive(x + eps) - s.primitive(x - eps)) / (2 * eps)
     np.testing.assert_allclose(s.derivative(x), numeric, rtol=1e-5, atol=1e-6)
-    assert s.primitive(np.array(-1e4)) < 1e-4 and s.primitive(np.array(1e4)) > 1 - 1e-4
+    lo, hi = 0.5 - AREA[name] / 2, 0.5 + AREA[name] / 2
+    assert s.primitive(np.array(-1e5)) == pytest.approx(lo, abs=1e-4)
+    assert s.primitive(np.array(1e5)) == pytest.approx(hi, abs=1e-4)
     assert s.primitive(np.array(0.0)) == pytest.approx(0.5)
 
 
@@ -42,8 +47,22 @@ def test_numba_surrogates_match_numpy(name):
 
 def test_surrogate_table_values():
     # heights at 0 from docs/methods.md section 4
-    for name, h in [("sigmoid", 1.0), ("atan", 1.0), ("triangle", 2.0), ("rectangle", 1.0)]:
+    for name, h in [("sigmoid", 1.0), ("atan", 1.0), ("triangle", 2.0), ("rectangle", 1.0),
+                    ("fast_sigmoid", 1.0)]:
         assert surrogates.get(name).derivative(np.array(0.0)) == pytest.approx(h)
+
+
+def test_fast_sigmoid_is_snntorch_form():
+    """ds/du = 1 / (1 + slope |u - theta|)^2 with slope 25 by default; factory and registry agree."""
+    x = np.array([-0.2, -0.04, 0.0, 0.04, 0.2])
+    want = 1 / (1 + 25 * np.abs(x)) ** 2
+    np.testing.assert_allclose(surrogates.get("fast_sigmoid").derivative(x), want, rtol=1e-15)
+    assert surrogates.fast_sigmoid() == surrogates.get("fast_sigmoid")
+    assert surrogates.fast_sigmoid(slope=10).alpha == 10.0
+    assert surrogates.get(("fast_sigmoid", 10)).derivative(np.array(0.1)) == pytest.approx(0.25)
+    assert LIF(beta=0.5, surrogate="fast_sigmoid").surrogate.name == "fast_sigmoid"
+    with pytest.raises(ValueError, match="fast_sigmoid.*alpha must be a positive"):
+        surrogates.fast_sigmoid(slope=0)
 
 
 @pytest.mark.parametrize("reset", RESETS)

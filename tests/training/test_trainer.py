@@ -44,6 +44,30 @@ def _run(tmp_path, epochs, resume, name="ck.h5"):
     return net, h
 
 
+def test_epochs_counted_from_one_everywhere(tmp_path, capsys):
+    """on_epoch_end, History.epoch, the progress lines and the checkpoint name the same epoch."""
+    x, y = toy_task(seed=3, n=120)
+    seen = []
+
+    def callback(epoch, history):
+        seen.append((epoch, history.epoch[-1], load_checkpoint(tmp_path / "ck.h5").epoch))
+
+    def run(epochs, resume):
+        net = make_net(seed=4)
+        opt = SGD(list(net.named_parameters()), lr=0.1)
+        return fit(net, (x, y), T=2, epochs=epochs, batch_size=60, optimizer=opt, progress=True,
+                   checkpoint=tmp_path / "ck.h5", resume=resume, on_epoch_end=callback)
+
+    h = run(2, False)
+    assert seen == [(1, 1, 1), (2, 2, 2)] and h.epoch == [1, 2]
+    printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()
+               if line.startswith("epoch ")]
+    assert printed == ["epoch 1/2", "epoch 2/2"]
+    seen.clear()
+    h = run(3, True)                                    # resumes after epoch 2
+    assert seen == [(3, 3, 3)] and h.epoch == [1, 2, 3]
+
+
 def test_same_seed_gives_identical_weights(tmp_path):
     a, _ = _run(tmp_path, 2, False, "a.h5")
     b, _ = _run(tmp_path, 2, False, "b.h5")
