@@ -10,6 +10,7 @@ from .modelfile import Model, ModelFormatError, read_model, write_model
 from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator
+from ._version import __version__
 
 __all__ = ["modelfile", "Model", "ModelFormatError", "read_model", "write_model", "load",
            "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",

@@ -214,8 +214,8 @@ def _layer_info(i: int, layer, shape) -> dict:
     return d
 
 
-def cmd_info(args) -> int:
-    record = _read_record(args.model)
+def _info(record: mf.Model, path) -> dict:
+    """Everything ``eventsim info`` shows, as the JSON object ``--json`` prints."""
     shapes = mf.validate(record)
     layers = [_layer_info(i, l, s) for i, (l, s) in enumerate(zip(record.layers, shapes))]
     conns = []
@@ -225,8 +225,8 @@ def cmd_info(args) -> int:
                                  getattr(p, "bias", None)) if isinstance(a, np.ndarray))
         conns.append({"source": c.source, "target": c.target, "delay": c.delay,
                       "kind": p.kind, "parameters": n})
-    _print_json({
-        "path": str(args.model),
+    return {
+        "path": str(path),
         "format": mf.FORMAT_NAME, "version": mf.FORMAT_VERSION,
         "threshold_test": mf.THRESHOLD_TEST,
         "input_shape": list(record.input_shape), "T": record.T, "encoding": record.encoding,
@@ -235,7 +235,103 @@ def cmd_info(args) -> int:
         "neurons": int(sum(np.prod(shapes[i]) for i in record.spiking_layers)),
         "parameters": int(sum(l["parameters"] for l in layers) + sum(c["parameters"] for c in conns)),
         "layers": layers, "connections": conns, "metadata": dict(record.metadata),
-    })
+    }
+
+
+def _num(v) -> str:
+    """A float as its shortest exact-enough text (0.5, 1, 1e-05)."""
+    return f"{float(v):g}"
+
+
+def _dims(shape) -> str:
+    return "x".join(str(int(v)) for v in shape)
+
+
+def _neuron_text(d: dict) -> str:
+    """The neuron parameters of a spiking or readout layer's info, one line."""
+    if d["kind"] == "spiking":
+        parts = [f"beta={_num(d['beta'])}", f"theta={_num(d['theta'])}", f"reset={d['reset']}"]
+        if d["reset"] == "hard":
+            parts.append(f"v_reset={_num(d['v_reset'])}")
+        if d["v_min"] is not None:
+            parts.append(f"v_min={_num(d['v_min'])}")
+        parts.append(d["spikes"])
+        return " ".join(parts)
+    if d["kind"] == "readout":
+        return f"beta={_num(d['beta'])} time_weights={d['time_weights']}"
+    return ""
+
+
+def _detail_text(d: dict) -> str:
+    """Shapes of a projection or pooling layer's info, one line."""
+    parts = []
+    if "weight_shape" in d:
+        parts.append(f"weight {_dims(d['weight_shape'])}")
+    if "nnz" in d:
+        parts.append(f"{_dims(d['shape'])} sparse, {d['nnz']} non-zeros")
+    for name in ("kernel", "stride", "padding"):
+        if name in d:
+            parts.append(f"{name} {_dims(d[name])}")
+    if "bias" in d:
+        parts.append("bias" if d["bias"] else "no bias")
+    return ", ".join(parts)
+
+
+def _table(header: list, rows: list, right: set) -> list:
+    """Lines of an aligned text table; columns in ``right`` are right-aligned."""
+    widths = [max(len(str(r[j])) for r in [header] + rows) for j in range(len(header))]
+
+    def line(r):
+        cells = [str(c).rjust(w) if j in right else str(c).ljust(w)
+                 for j, (c, w) in enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
+    return [line(header)] + [line(r) for r in rows]
+
+
+def _short(v, width: int = 70) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, default=_json_default)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _info_text(d: dict) -> str:
+    """``eventsim info``'s human-readable view of :func:`_info`'s object."""
+    n_spiking = len(d["spiking_layers"])
+    head = [
+        ("model", d["path"]),
+        ("format", f"{d['format']}, version {d['version']} (spike when u {d['threshold_test']} theta)"),
+        ("input shape", str(tuple(d["input_shape"]))),
+        ("T", f"{d['T']} steps"),
+        ("encoding", d["encoding"]),
+        ("totals", f"{len(d['layers'])} layers ({n_spiking} spiking), {d['neurons']:,} spiking "
+                   f"neurons, {d['parameters']:,} parameters, {d['n_outputs']} outputs"),
+    ]
+    w = max(len(k) for k, _ in head)
+    lines = [f"{k.ljust(w)}  {v}" for k, v in head]
+    rows = [[l["index"], l["kind"], str(tuple(l["output_shape"])), f"{l['parameters']:,}",
+             _neuron_text(l), _detail_text(l)] for l in d["layers"]]
+    lines += ["", "layers"]
+    lines += ["  " + s for s in _table(["index", "kind", "output shape", "parameters",
+                                        "neuron parameters", "details"], rows, right={0, 3})]
+    if d["connections"]:
+        rows = [[c["source"], c["target"], c["delay"], c["kind"], f"{c['parameters']:,}"]
+                for c in d["connections"]]
+        lines += ["", "connections"]
+        lines += ["  " + s for s in _table(["source", "target", "delay", "kind", "parameters"],
+                                           rows, right={0, 1, 2, 4})]
+    lines += ["", "metadata" + ("" if d["metadata"] else "  (none)")]
+    if d["metadata"]:
+        mw = max(len(str(k)) for k in d["metadata"])
+        lines += [f"  {str(k).ljust(mw)}  {_short(v)}" for k, v in d["metadata"].items()]
+    return "\n".join(lines)
+
+
+def cmd_info(args) -> int:
+    record = _read_record(args.model)
+    d = _info(record, args.model)
+    if args.json:
+        _print_json(d)
+    else:
+        print(_info_text(d))
     return 0
 
 
@@ -402,6 +498,41 @@ def cmd_plot(args) -> int:
 # ---------------------------------------------------------------------------------------
 # argument parsing
 # ---------------------------------------------------------------------------------------
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``), else the source tree's
+    ``eventsim._version.__version__`` (a checkout run without ``pip install``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("snn-eventsim")
+    except metadata.PackageNotFoundError:
+        from ._version import __version__
+
+        return __version__
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option's help, except flags (default off), options
+    without a default (None) and texts that already say their default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose help shows defaults; subcommand parsers inherit the class, so
+    every subcommand's ``--help`` shows them too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _int_at_least(low: int, what: str):
     """argparse type: an int >= ``low``, else an error saying ``expected <what>``."""
     def parse(s: str) -> int:
@@ -422,27 +553,32 @@ _non_negative = _int_at_least(0, "an integer >= 0")
 def _add_data_args(p) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="image dataset (default: the model's metadata 'dataset', else fashion-mnist)")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="dataset split")
+    p.add_argument("--data-dir", default=None,
+                   help="directory holding the IDX files (default: the usual places, see README)")
     p.add_argument("--no-download", action="store_true", help="never download missing files")
     p.add_argument("--seed", type=int, default=0, help="seed of the rate encoder (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventsim",
-                                     description="Event-driven simulator for exported spiking networks.")
+    parser = _Parser(prog="eventsim",
+                     description="Event-driven simulator for exported spiking networks.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--traceback", action="store_true", help="show the full stack on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="print a model's layers, shapes, parameters and metadata as JSON")
-    p.add_argument("model", metavar="MODEL")
+    p = sub.add_parser("info", help="print a model's layers, shapes, parameters and metadata")
+    p.add_argument("model", metavar="MODEL", help="model file (.h5)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the table")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("simulate", help="run a dataset through the simulator; print a JSON summary")
     p.add_argument("model", metavar="MODEL")
     _add_data_args(p)
-    p.add_argument("--limit", type=_positive, default=None, help="first N samples only")
-    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--limit", type=_positive, default=None,
+                   help="first N samples only (default: all)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="samples per simulator run")
     p.add_argument("--compare-dense", action="store_true",
                    help="also run the dense training engine; report prediction and spike agreement")
     p.add_argument("--out-recording", default=None, metavar="FILE",
@@ -465,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=_non_negative, default=0, help="index in the dataset split")
     p.add_argument("--neurons", type=_non_negative, default=5,
                    help="membrane traces per spiking layer (the most active neurons)")
-    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
     p.set_defaults(func=cmd_plot)
     return parser
 

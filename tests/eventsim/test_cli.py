@@ -78,6 +78,57 @@ def test_parser_defaults_and_help(capsys):
     assert e.value.code == 0 and "simulate" in capsys.readouterr().out
 
 
+def test_version(capsys):
+    import re
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.strip() == f"eventsim {cli.package_version()}"
+    declared = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert eventsim.__version__ == declared  # the fallback agrees with the distribution
+
+
+def test_version_falls_back_to_the_package(monkeypatch):
+    from importlib import metadata
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert cli.package_version() == eventsim.__version__
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_help_shows_defaults():
+    import argparse
+
+    parser = cli.build_parser()
+    subs = _subparsers(parser)
+    assert {"info", "simulate", "plot"} <= set(subs)
+    for name, p in [("eventsim", parser)] + sorted(subs.items()):
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                continue
+            assert action.help, f"{name} {action.option_strings[0]}: no help text"
+            shown = p._get_formatter()._expand_help(action)
+            assert "default" in shown, f"{name} {action.option_strings[0]}: default not shown"
+            assert shown.count("default") == 1, f"{name} {action.option_strings[0]}: {shown}"
+            assert "".join(shown.split()) in "".join(text.split())  # wrapping aside
+    simulate = " ".join(subs["simulate"].format_help().split())
+    assert "(default: 256)" in simulate and "(default: test)" in simulate
+    assert "(default: 5)" in " ".join(subs["plot"].format_help().split())
+
+
 def test_console_script_is_declared():
     text = (REPO / "pyproject.toml").read_text()
     assert 'eventsim = "eventsim.cli:main"' in text
@@ -85,7 +136,7 @@ def test_console_script_is_declared():
 
 # -- info ---------------------------------------------------------------------------------
 def test_info_prints_json(model_path, capsys):
-    rc, out, err = _run(capsys, ["info", model_path])
+    rc, out, err = _run(capsys, ["info", model_path, "--json"])
     assert rc == 0 and err == ""
     d = json.loads(out)
     assert d["format"] == "snn-model" and d["version"] == mf.FORMAT_VERSION
@@ -95,6 +146,41 @@ def test_info_prints_json(model_path, capsys):
     assert d["layers"][2]["theta"] == 1.0 and d["layers"][2]["reset"] == "hard"
     assert d["parameters"] == 784 * 20 + 20 + 200 and d["neurons"] == 20 and d["n_outputs"] == 10
     assert d["metadata"] == {"dataset": "fashion-mnist-small", "method": "bptt", "seed": 3}
+
+
+def test_info_prints_an_aligned_table(tmp_path, capsys):
+    model = _tiny_model()
+    model.connections = [mf.Connection(2, 2, mf.Dense(np.zeros((20, 20), np.float32)), delay=2)]
+    path = str(mf.write_model(model, tmp_path / "rec.h5"))
+    rc, out, err = _run(capsys, ["info", path])
+    assert rc == 0 and err == ""
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+    lines = out.splitlines()
+    head = dict(l.split(None, 1) if not l.startswith("input shape") else ("input shape", l[11:].strip())
+                for l in lines[:6])
+    assert head["model"] == path and head["format"].startswith(f"snn-model, version {mf.FORMAT_VERSION}")
+    assert head["input shape"] == "(1, 28, 28)" and head["T"] == "8 steps" and head["encoding"] == "direct"
+    assert head["totals"] == ("5 layers (1 spiking), 20 spiking neurons, 16,300 parameters, "
+                              "10 outputs")
+    k = lines.index("layers")
+    header = lines[k + 1]
+    assert header.split() == ["index", "kind", "output", "shape", "parameters", "neuron",
+                              "parameters", "details"]
+    rows = lines[k + 2:k + 7]
+    assert [r.split()[:2] for r in rows] == [["0", "flatten"], ["1", "dense"], ["2", "spiking"],
+                                             ["3", "dense"], ["4", "readout"]]
+    # aligned: every row's kind starts in the header's "kind" column, parameters end in its column
+    col, end = header.index("kind"), header.index("parameters") + len("parameters")
+    assert all(r[col - 1] == " " and r[col] != " " for r in rows)
+    assert [r[:end].split()[-1] for r in rows] == ["0", "15,700", "0", "200", "0"]
+    assert "beta=0.5 theta=1 reset=hard v_reset=0 binary" in rows[2]
+    assert "weight 20x784, bias" in rows[1] and "time_weights=uniform" in rows[4]
+    c = lines.index("connections")
+    assert lines[c + 2].split() == ["2", "2", "2", "dense", "400"]
+    m = lines.index("metadata")
+    assert [l.split() for l in lines[m + 1:]] == [["dataset", "fashion-mnist-small"],
+                                                 ["method", "bptt"], ["seed", "3"]]
 
 
 def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
