@@ -355,6 +355,15 @@ def _save_recording(rec, path: str) -> None:
     raise CLIError("this Recording cannot be saved (no Recording.save)")
 
 
+def _concatenate(recordings: list):
+    """One Recording of every batch's (sample ids offset per batch; see Recording.concatenate)."""
+    if len(recordings) == 1:
+        return recordings[0]
+    from .recording import Recording
+
+    return Recording.concatenate(recordings)
+
+
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
@@ -380,7 +389,7 @@ def cmd_simulate(args) -> int:
     totals: dict = {}
     spikes_sim: dict = {}
     spikes_dense: dict = {}
-    saved = None
+    recordings = []  # every batch's Recording, with --out-recording
     from tqdm import tqdm
 
     bar = tqdm(total=n, unit="img", file=sys.stderr, desc="simulate",
@@ -419,12 +428,13 @@ def cmd_simulate(args) -> int:
                     mism[idx] = mism.get(idx, 0) + len(sk) + len(dk) - 2 * common
                     totals[idx] = totals.get(idx, 0) + T * B * nn
                     spikes_dense[idx] = spikes_dense.get(idx, 0) + len(dk)
-            if args.out_recording and saved is None:
-                _save_recording(rec, args.out_recording)
-                saved = B
+            if args.out_recording:
+                recordings.append(rec)
             bar.update(B)
     finally:
         bar.close()
+    if args.out_recording:
+        _save_recording(_concatenate(recordings), args.out_recording)
 
     out = {
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
@@ -445,8 +455,7 @@ def cmd_simulate(args) -> int:
         out["spike_agreement"] = {str(k): 1.0 - mism[k] / totals[k] for k in sorted(totals)}
         out["dense_spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_dense.items())}
     if args.out_recording:
-        out["recording"] = {"path": args.out_recording, "samples": saved,
-                            "note": "the first batch" if saved != n else "all samples"}
+        out["recording"] = {"path": args.out_recording, "samples": n}
     out["wall_time_s"] = time.perf_counter() - wall0
     _print_json(out)
     return 0
@@ -582,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-dense", action="store_true",
                    help="also run the dense training engine; report prediction and spike agreement")
     p.add_argument("--out-recording", default=None, metavar="FILE",
-                   help="save the (first batch's) recording to this HDF5 file")
+                   help="save the recording of every sample (all batches) to this HDF5 file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--schedule", choices=("auto", "time", "layer"), default="auto",
                    help="update order (default auto: layer by layer for feed-forward models)")

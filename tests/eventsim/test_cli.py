@@ -17,6 +17,7 @@ import pytest
 
 import eventsim
 from eventsim import cli, inputs
+from eventsim.recording import Recording, SpikeTrain
 from eventsim import modelfile as mf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -252,20 +253,16 @@ class _FakeSimulator:
                 t, b, i = np.nonzero(h.reshape(T, B, -1))
                 if self.drop_first_spike and len(t):
                     t, b, i = t[1:], b[1:], i[1:]
-                spikes[idx] = SimpleNamespace(sample=b, t=t, neuron=i)
+                spikes[idx] = SpikeTrain(sample=b.astype(np.int32), t=t.astype(np.int32),
+                                         neuron=i.astype(np.int32), value=None,
+                                         n_neurons=h[0, 0].size)
                 syn[idx] = len(t) * 10
                 if idx in self.record_membrane:
                     membrane[idx] = u_all.reshape(T, B, -1)[:, :, np.asarray(self.record_membrane[idx])]
         readout = np.asarray(h)
-
-        def save(path):
-            import h5py
-            with h5py.File(path, "w") as f:
-                f["readout"] = readout
-
-        return SimpleNamespace(spikes=spikes, membrane=membrane, readout=readout,
-                               predictions=readout.sum(axis=0).argmax(axis=1),
-                               synaptic_events=syn, save=save)
+        return Recording(spikes=spikes, membrane=membrane, readout=readout,
+                         membrane_neurons={k: np.asarray(v) for k, v in self.record_membrane.items()},
+                         predictions=readout.sum(axis=0).argmax(axis=1), synaptic_events=syn)
 
 
 @pytest.fixture
@@ -320,7 +317,11 @@ def test_simulate_summary_with_stand_in(tmp_path, capsys, fake_simulator, encodi
     assert d["synaptic_events"] == 10 * d["spikes_per_layer"]["2"] > 0
     assert d["synaptic_events_per_sample"] == pytest.approx(d["synaptic_events"] / 50)
     assert d["events_per_second"] > 0 and d["wall_time_s"] >= d["simulate_time_s"] > 0
-    assert d["recording"]["samples"] == 16 and rec_path.exists()
+    assert d["recording"]["samples"] == 50 and rec_path.exists()
+    saved = Recording.load(rec_path)
+    assert saved.batch_size == 50 and saved.readout.shape == (8, 50, 10)
+    assert np.mean(saved.predictions == _reference_predictions(model, 50)[1]) == d["accuracy"]
+    assert sum(saved.spike_counts.values()) == d["spikes_per_layer"]["2"]
     if encoding == "direct":
         pred, labels = _reference_predictions(model, 50)
         assert d["accuracy"] == pytest.approx(np.mean(pred == labels))
@@ -427,3 +428,21 @@ def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys, option
                                  "fashion-mnist-small", "--out", str(png)])
     assert rc == 0, err
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
+def test_out_recording_saves_every_batch(model_path, tmp_path, capsys):
+    from tests.eventsim.test_recording import assert_same_recording
+
+    pytest.importorskip("training.datasets")
+    recs = {}
+    for batch in (20, 7):  # one batch, then three (7 + 7 + 6)
+        path = tmp_path / f"rec{batch}.h5"
+        rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "fashion-mnist-small",
+                                     "--limit", "20", "--batch-size", str(batch),
+                                     "--out-recording", str(path)])
+        assert rc == 0, err
+        assert json.loads(out)["recording"] == {"path": str(path), "samples": 20}
+        recs[batch] = Recording.load(path)
+    assert recs[7].batch_size == 20 and set(recs[7].spikes[2].sample.tolist()) > {13, 19}
+    assert_same_recording(recs[7], recs[20])
