@@ -124,8 +124,8 @@ def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator):
     if record.encoding == "rate":
         ev = inputs.rate_code(x, T, rng)
         return ev, lambda: inputs.to_dense(ev, dtype=dtype)
-    raise CLIError(f"the model's encoding is {record.encoding!r}: it needs an event dataset, "
-                   "not images (direct or rate encoding only)")
+    raise CLIError(f"the model's encoding is {record.encoding!r}: it needs an event dataset "
+                   "(--events FILE), not images (direct or rate encoding only)")
 
 
 def _total(x) -> int:
@@ -341,6 +341,60 @@ def _dataset_for(args, record):
     return name, data
 
 
+class _Images:
+    """An image dataset as simulator input: ``batch(start, stop, rng)`` encodes the images
+    as the model says (:func:`_encode`)."""
+
+    def __init__(self, data, record: mf.Model):
+        self.data, self.record = data, record
+        self.n, self.labels = len(data.labels), data.labels
+
+    def batch(self, start: int, stop: int, rng):
+        return _encode(self.record, self.data.images[start:stop], rng)
+
+
+class _Events:
+    """An event file as simulator input: samples binned into the model's T steps of ``dt``
+    microseconds (:func:`eventsim.inputs.from_tonic`), shaped to the model's input."""
+
+    def __init__(self, events, record: mf.Model, dt: float):
+        self.events, self.record, self.dt = events, record, dt
+        self.n, self.labels = len(events), events.labels
+        W, H, P = events.sensor_size
+        n_in = int(np.prod(record.input_shape))
+        if P * H * W != n_in:
+            raise CLIError(f"the model expects inputs of shape {record.input_shape} ({n_in} values); "
+                           f"the event file {events.path} has sensor_size (W, H, P) = "
+                           f"{events.sensor_size}, {P * H * W} values")
+
+    def batch(self, start: int, stop: int, rng):
+        import dataclasses
+
+        from . import inputs
+
+        ev = self.events.to_batch(self.dt, T=int(self.record.T), start=start, stop=stop)
+        ev = dataclasses.replace(ev, input_shape=tuple(self.record.input_shape))
+        dtype = _model_dtype(self.record)
+        return ev, lambda: inputs.to_dense(ev, dtype=dtype)
+
+
+def _input_for(args, record):
+    """``(name, source)``: the image dataset, or the event file of ``--events``."""
+    if args.events is None:
+        name, data = _dataset_for(args, record)
+        return name, _Images(data, record)
+    from .eventfile import load_events
+
+    if args.dataset is not None:
+        raise CLIError("--events and --dataset are exclusive: simulate an event file or a dataset")
+    events = load_events(args.events)
+    dt = args.dt if args.dt is not None else events.dt
+    if dt is None:
+        raise CLIError(f"--events {args.events}: give --dt (the bin width in microseconds); "
+                       "the event file suggests none")
+    return str(args.events), _Events(events, record, dt)
+
+
 def _save_recording(rec, path: str) -> None:
     if hasattr(rec, "save"):
         rec.save(path)
@@ -369,10 +423,10 @@ def cmd_simulate(args) -> int:
     record = _read_record(args.model)
     load, Simulator = _simulator_api()
     model = load(args.model)
-    name, data = _dataset_for(args, record)
-    n = len(data.labels) if args.limit is None else min(args.limit, len(data.labels))
+    name, data = _input_for(args, record)
+    n = data.n if args.limit is None else min(args.limit, data.n)
     if n < 1:
-        raise CLIError(f"no samples to simulate (--limit {args.limit}, dataset has {len(data.labels)})")
+        raise CLIError(f"no samples to simulate (--limit {args.limit}, {name} has {data.n})")
     rng = np.random.default_rng(args.seed)
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads)
@@ -398,13 +452,13 @@ def cmd_simulate(args) -> int:
         for start in range(0, n, args.batch_size):
             stop = min(n, start + args.batch_size)
             B = stop - start
-            labels = np.asarray(data.labels[start:stop])
-            xs, make_dense = _encode(record, data.images[start:stop], rng)
+            labels = None if data.labels is None else np.asarray(data.labels[start:stop])
+            xs, make_dense = data.batch(start, stop, rng)
             t0 = time.perf_counter()
             rec = sim.run(xs)
             sim_time += time.perf_counter() - t0
             pred = np.asarray(rec.predictions).reshape(-1)
-            correct += int(np.sum(pred == labels))
+            correct += 0 if labels is None else int(np.sum(pred == labels))
             se = getattr(rec, "synaptic_events", None)
             syn_total += _total(se)
             if isinstance(se, dict):
@@ -440,12 +494,17 @@ def cmd_simulate(args) -> int:
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
         "T": T, "encoding": record.encoding, "seed": args.seed, "batch_size": args.batch_size,
         "simulator": dict(options, schedule=getattr(sim, "schedule", args.schedule)),
-        "accuracy": correct / n,
+        "accuracy": None if data.labels is None else correct / n,
         "synaptic_events": syn_total,
         "synaptic_events_per_sample": syn_total / n,
         "events_per_second": syn_total / sim_time if sim_time > 0 else None,
         "simulate_time_s": sim_time,
     }
+    if args.events is not None:
+        out["split"] = None
+        out["events"] = {"path": str(args.events), "dt_us": data.dt,
+                         "sensor_size": list(data.events.sensor_size),
+                         "labels": data.labels is not None}
     if syn_layers:
         out["synaptic_events_per_layer"] = syn_layers
     out["spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_sim.items())}
@@ -555,6 +614,17 @@ def _int_at_least(low: int, what: str):
     return parse
 
 
+def _positive_float(s: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {s}")
+    return v
+
+
 _positive = _int_at_least(1, "a positive integer")
 _non_negative = _int_at_least(0, "an integer >= 0")
 
@@ -592,6 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the dense training engine; report prediction and spike agreement")
     p.add_argument("--out-recording", default=None, metavar="FILE",
                    help="save the recording of every sample (all batches) to this HDF5 file")
+    p.add_argument("--events", default=None, metavar="FILE",
+                   help="simulate the samples of this event file (docs/event-files.md) "
+                        "instead of an image dataset")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="US",
+                   help="with --events: bin width in microseconds (default: the file's 'dt')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--schedule", choices=("auto", "time", "layer"), default="auto",
                    help="update order (default auto: layer by layer for feed-forward models)")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 
@@ -446,3 +447,92 @@ def test_out_recording_saves_every_batch(model_path, tmp_path, capsys):
         recs[batch] = Recording.load(path)
     assert recs[7].batch_size == 20 and set(recs[7].spikes[2].sample.tolist()) > {13, 19}
     assert_same_recording(recs[7], recs[20])
+
+
+# -- event files as input --------------------------------------------------------------------
+def _event_model(T=6, seed=0) -> mf.Model:
+    """(2, 4, 5) events -> 12 LIF -> 3 readout, dyadic weights."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.integers(-4, 12, (12, 40)) / 16).astype(np.float32)
+    w2 = (rng.integers(-16, 16, (3, 12)) / 16).astype(np.float32)
+    return mf.Model(input_shape=(2, 4, 5), T=T, encoding="events",
+                    layers=[mf.Flatten(), mf.Dense(w1), mf.Spiking(beta=0.5, theta=1.0),
+                            mf.Dense(w2), mf.Readout()])
+
+
+def _event_samples(n=7, seed=0):
+    from tests.eventsim.test_eventfile import SENSOR, _sample
+
+    rng = np.random.default_rng(seed)
+    return [_sample(rng, int(k)) for k in rng.integers(0, 60, n)], SENSOR
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_simulate_event_file(tmp_path, capsys, fake_simulator, labelled):
+    model = _event_model()
+    path = str(mf.write_model(model, tmp_path / "m.h5"))
+    evs, sensor = _event_samples()
+    labels = np.arange(7) % 3 if labelled else None
+    ev_path = str(inputs.save_events(tmp_path / "ev.h5", evs, labels, sensor, dt=10_000))
+    rc, out, err = _run(capsys, ["simulate", path, "--events", ev_path, "--batch-size", "3",
+                                 "--limit", "6"])
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["dataset"] == ev_path and d["split"] is None and d["n"] == 6
+    assert d["events"] == {"path": ev_path, "dt_us": 10_000.0, "sensor_size": [5, 4, 2],
+                           "labels": labelled}
+    ref = _FakeSimulator(model).run(inputs.from_tonic(evs[:6], sensor, 10_000, T=6))
+    if labelled:
+        assert d["accuracy"] == pytest.approx(np.mean(ref.predictions == labels[:6]))
+    else:
+        assert d["accuracy"] is None
+    assert d["spikes_per_layer"]["2"] == len(ref.spikes[2]) > 0
+    # --dt overrides the file's suggestion
+    rc, out, err = _run(capsys, ["simulate", path, "--events", ev_path, "--dt", "5000"])
+    assert rc == 0, err
+    ref = _FakeSimulator(model).run(inputs.from_tonic(evs, sensor, 5000, T=6))
+    assert json.loads(out)["spikes_per_layer"]["2"] == len(ref.spikes[2])
+
+
+def test_simulate_event_file_errors(tmp_path, capsys, fake_simulator):
+    path = str(mf.write_model(_event_model(), tmp_path / "m.h5"))
+    evs, sensor = _event_samples()
+    no_dt = str(inputs.save_events(tmp_path / "no_dt.h5", evs, None, sensor))
+    rc, out, err = _run(capsys, ["simulate", path, "--events", no_dt])
+    assert rc == 2 and "give --dt" in _one_line_error(err) and out == ""
+    rc, out, err = _run(capsys, ["simulate", path, "--events", no_dt, "--dt", "100",
+                                 "--dataset", "mnist"])
+    assert rc == 2 and "--events and --dataset" in _one_line_error(err)
+    wide = str(inputs.save_events(tmp_path / "wide.h5", evs, None, (6, 4, 2)))
+    rc, out, err = _run(capsys, ["simulate", path, "--events", wide, "--dt", "100"])
+    assert rc == 2 and "sensor_size (W, H, P) = (6, 4, 2)" in _one_line_error(err)
+    with h5py.File(no_dt, "r+") as f:
+        f["events/x"][2] = 5
+    rc, out, err = _run(capsys, ["simulate", path, "--events", no_dt, "--dt", "100"])
+    line = _one_line_error(err)
+    assert rc == 2 and "no_dt.h5" in line and "events[0].x[2] = 5" in line
+    rc, out, err = _run(capsys, ["simulate", path, "--events", str(tmp_path / "none.h5"), "--dt", "1"])
+    assert rc == 2 and "event file" in _one_line_error(err) and "does not exist" in err
+    with pytest.raises(SystemExit):
+        cli.main(["simulate", path, "--events", no_dt, "--dt", "0"])
+    assert "--dt: expected a finite number > 0, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
+def test_simulate_event_file_real_simulator(tmp_path, capsys):
+    model = _event_model()
+    path = str(mf.write_model(model, tmp_path / "m.h5"))
+    evs, sensor = _event_samples(9, seed=3)
+    labels = np.arange(9) % 3
+    ev_path = str(inputs.save_events(tmp_path / "ev.h5", evs, labels, sensor, dt=8000))
+    rec_path = tmp_path / "rec.h5"
+    rc, out, err = _run(capsys, ["simulate", path, "--events", ev_path, "--batch-size", "4",
+                                 "--out-recording", str(rec_path)]
+                        + (["--compare-dense"] if _dense_engine_available() else []))
+    assert rc == 0, err
+    d = json.loads(out)
+    ref = eventsim.Simulator(eventsim.load(path)).run(inputs.from_tonic(evs, sensor, 8000, T=6))
+    assert d["accuracy"] == pytest.approx(np.mean(ref.predictions == labels))
+    np.testing.assert_array_equal(Recording.load(rec_path).readout, ref.readout)
+    if _dense_engine_available():
+        assert d["dense_agreement"] == 1.0 and d["spike_agreement"] == {"2": 1.0}
