@@ -2,12 +2,15 @@
 
 ::
 
-    eventsim info MODEL
+    eventsim --version
+    eventsim info MODEL [--json]
     eventsim simulate MODEL [--dataset fashion-mnist] [--limit N] [--batch-size B]
                             [--compare-dense] [--seed S] [--out-recording FILE]
+    eventsim simulate MODEL --events FILE [--dt US] ...
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
 
-``info`` and ``simulate`` print one JSON object on stdout; progress bars go to stderr.
+``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
+stdout; progress bars go to stderr.  Every ``--help`` shows the defaults.
 Errors (missing or malformed model file, missing dataset, bad argument) print one line
 ``eventsim: error: ...`` on stderr and exit with status 2 (``--traceback`` shows the stack).
 :func:`main` returns the exit status instead of exiting, so it can be called from Python;
@@ -16,6 +19,8 @@ argparse's own usage errors still raise ``SystemExit(2)``.
 Images are encoded as the model says (``model.encoding``): "direct" feeds the analog image
 ``pixel / 255`` shaped to ``model.input_shape`` at every step; "rate" draws Bernoulli spikes
 (:func:`eventsim.inputs.rate_code`) from ``np.random.default_rng(--seed)``, batch after batch.
+With ``--events FILE`` the samples of an event file (docs/event-files.md) are binned into
+the model's T steps of ``--dt`` microseconds (:func:`eventsim.inputs.from_tonic`) instead.
 """
 from __future__ import annotations
 
@@ -652,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print one JSON object instead of the table")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("simulate", help="run a dataset through the simulator; print a JSON summary")
+    p = sub.add_parser("simulate", help="run a dataset or an event file through the simulator; "
+                                        "print a JSON summary")
     p.add_argument("model", metavar="MODEL")
     _add_data_args(p)
     p.add_argument("--limit", type=_positive, default=None,
