@@ -282,6 +282,14 @@ def _detail_text(d: dict) -> str:
     return ", ".join(parts)
 
 
+def _origin_text(o) -> str:
+    """A layer's origin in the training Sequential: "2 LIF", "0 Linear (+1 folded)", "-"."""
+    if not o:
+        return "-"
+    folded = ",".join(str(p) for p in o.get("folded", ()))
+    return f"{o['position']} {o['class']}" + (f" (+{folded} folded)" if folded else "")
+
+
 def _table(header: list, rows: list, right: set) -> list:
     """Lines of an aligned text table; columns in ``right`` are right-aligned."""
     widths = [max(len(str(r[j])) for r in [header] + rows) for j in range(len(header))]
@@ -314,9 +322,13 @@ def _info_text(d: dict) -> str:
     lines = [f"{k.ljust(w)}  {v}" for k, v in head]
     rows = [[l["index"], l["kind"], str(tuple(l["output_shape"])), f"{l['parameters']:,}",
              _neuron_text(l), _detail_text(l)] for l in d["layers"]]
+    header = ["index", "kind", "output shape", "parameters", "neuron parameters", "details"]
+    if any(l.get("origin") for l in d["layers"]):  # files that record the Sequential positions
+        header.insert(2, "from Sequential")
+        for r, l in zip(rows, d["layers"]):
+            r.insert(2, _origin_text(l.get("origin")))
     lines += ["", "layers"]
-    lines += ["  " + s for s in _table(["index", "kind", "output shape", "parameters",
-                                        "neuron parameters", "details"], rows, right={0, 3})]
+    lines += ["  " + s for s in _table(header, rows, right={0, len(header) - 3})]
     if d["connections"]:
         rows = [[c["source"], c["target"], c["delay"], c["kind"], f"{c['parameters']:,}"]
                 for c in d["connections"]]

@@ -185,6 +185,24 @@ def test_info_prints_an_aligned_table(tmp_path, capsys):
                                                  ["method", "bptt"], ["seed", "3"]]
 
 
+def test_info_table_shows_sequential_positions_when_known(model_path):
+    d = cli._info(mf.read_model(model_path), model_path)
+    assert "from Sequential" not in cli._info_text(d)  # a file without origins: no column
+    origins = [None, {"position": 0, "class": "Linear", "folded": [1]},
+               {"position": 2, "class": "LIF", "folded": []},
+               {"position": 3, "class": "Linear", "folded": []}, None]
+    for l, o in zip(d["layers"], origins):
+        l["origin"] = o
+    lines = cli._info_text(d).splitlines()
+    k = lines.index("layers")
+    header, rows = lines[k + 1], lines[k + 2:k + 7]
+    col = header.index("from Sequential")
+    assert [r[col:].split("  ")[0].strip() for r in rows] == [
+        "-", "0 Linear (+1 folded)", "2 LIF", "3 Linear", "-"]
+    end = header.index("parameters") + len("parameters")
+    assert [r[:end].split()[-1] for r in rows] == ["0", "15,700", "0", "200", "0"]
+
+
 def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
     rc, out, err = _run(capsys, ["info", str(tmp_path / "missing.h5")])
     assert rc == 2 and out == "" and "does not exist" in _one_line_error(err)
