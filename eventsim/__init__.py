@@ -16,6 +16,7 @@ from .modelfile import Model, ModelFormatError, read_model, write_model
 from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator
+from ._version import __version__
 
 #: submodules imported on first attribute access (``eventsim.plot``, ``eventsim.cli``, ...)
 _LAZY_SUBMODULES = ("cli", "fileio", "kernels", "plot")

@@ -2,12 +2,15 @@
 
 ::
 
-    eventsim info MODEL
+    eventsim --version
+    eventsim info MODEL [--json]
     eventsim simulate MODEL [--dataset fashion-mnist] [--limit N] [--batch-size B]
                             [--compare-dense] [--seed S] [--out-recording FILE]
+    eventsim simulate MODEL --events FILE [--dt US] ...
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
 
-``info`` and ``simulate`` print one JSON object on stdout; progress bars go to stderr.
+``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
+stdout; progress bars go to stderr.  Every ``--help`` shows the defaults.
 Errors (missing or malformed model file, missing dataset, bad argument) print one line
 ``eventsim: error: ...`` on stderr and exit with status 2 (``--traceback`` shows the stack).
 :func:`main` returns the exit status instead of exiting, so it can be called from Python;
@@ -16,6 +19,8 @@ argparse's own usage errors still raise ``SystemExit(2)``.
 Images are encoded as the model says (``model.encoding``): "direct" feeds the analog image
 ``pixel / 255`` shaped to ``model.input_shape`` at every step; "rate" draws Bernoulli spikes
 (:func:`eventsim.inputs.rate_code`) from ``np.random.default_rng(--seed)``, batch after batch.
+With ``--events FILE`` the samples of an event file (docs/event-files.md) are binned into
+the model's T steps of ``--dt`` microseconds (:func:`eventsim.inputs.from_tonic`) instead.
 """
 from __future__ import annotations
 
@@ -124,8 +129,8 @@ def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator):
     if record.encoding == "rate":
         ev = inputs.rate_code(x, T, rng)
         return ev, lambda: inputs.to_dense(ev, dtype=dtype)
-    raise CLIError(f"the model's encoding is {record.encoding!r}: it needs an event dataset, "
-                   "not images (direct or rate encoding only)")
+    raise CLIError(f"the model's encoding is {record.encoding!r}: it needs an event dataset "
+                   "(--events FILE), not images (direct or rate encoding only)")
 
 
 def _total(x) -> int:
@@ -228,8 +233,8 @@ def _origins_info(record, layers: list) -> dict | None:
     return mapping if record.origins is not None else None
 
 
-def cmd_info(args) -> int:
-    record = _read_record(args.model)
+def _info(record: mf.Model, path) -> dict:
+    """Everything ``eventsim info`` shows, as the JSON object ``--json`` prints."""
     shapes = mf.validate(record)
     layers = [_layer_info(i, l, s) for i, (l, s) in enumerate(zip(record.layers, shapes))]
     sequential = _origins_info(record, layers)
@@ -240,8 +245,8 @@ def cmd_info(args) -> int:
                                  getattr(p, "bias", None)) if isinstance(a, np.ndarray))
         conns.append({"source": c.source, "target": c.target, "delay": c.delay,
                       "kind": p.kind, "parameters": n})
-    _print_json({
-        "path": str(args.model),
+    return {
+        "path": str(path),
         "format": mf.FORMAT_NAME, "version": mf.FORMAT_VERSION,
         "threshold_test": mf.THRESHOLD_TEST,
         "input_shape": list(record.input_shape), "T": record.T, "encoding": record.encoding,
@@ -251,7 +256,115 @@ def cmd_info(args) -> int:
         "parameters": int(sum(l["parameters"] for l in layers) + sum(c["parameters"] for c in conns)),
         "layers": layers, "connections": conns, "metadata": dict(record.metadata),
         "sequential_to_model": sequential,
-    })
+    }
+
+
+def _num(v) -> str:
+    """A float as its shortest exact-enough text (0.5, 1, 1e-05)."""
+    return f"{float(v):g}"
+
+
+def _dims(shape) -> str:
+    return "x".join(str(int(v)) for v in shape)
+
+
+def _neuron_text(d: dict) -> str:
+    """The neuron parameters of a spiking or readout layer's info, one line."""
+    if d["kind"] == "spiking":
+        parts = [f"beta={_num(d['beta'])}", f"theta={_num(d['theta'])}", f"reset={d['reset']}"]
+        if d["reset"] == "hard":
+            parts.append(f"v_reset={_num(d['v_reset'])}")
+        if d["v_min"] is not None:
+            parts.append(f"v_min={_num(d['v_min'])}")
+        parts.append(d["spikes"])
+        return " ".join(parts)
+    if d["kind"] == "readout":
+        return f"beta={_num(d['beta'])} time_weights={d['time_weights']}"
+    return ""
+
+
+def _detail_text(d: dict) -> str:
+    """Shapes of a projection or pooling layer's info, one line."""
+    parts = []
+    if "weight_shape" in d:
+        parts.append(f"weight {_dims(d['weight_shape'])}")
+    if "nnz" in d:
+        parts.append(f"{_dims(d['shape'])} sparse, {d['nnz']} non-zeros")
+    for name in ("kernel", "stride", "padding"):
+        if name in d:
+            parts.append(f"{name} {_dims(d[name])}")
+    if "bias" in d:
+        parts.append("bias" if d["bias"] else "no bias")
+    return ", ".join(parts)
+
+
+def _origin_text(o) -> str:
+    """A layer's origin in the training Sequential: "2 LIF", "0 Linear (+1 folded)", "-"."""
+    if not o:
+        return "-"
+    folded = ",".join(str(p) for p in o.get("folded", ()))
+    return f"{o['position']} {o['class']}" + (f" (+{folded} folded)" if folded else "")
+
+
+def _table(header: list, rows: list, right: set) -> list:
+    """Lines of an aligned text table; columns in ``right`` are right-aligned."""
+    widths = [max(len(str(r[j])) for r in [header] + rows) for j in range(len(header))]
+
+    def line(r):
+        cells = [str(c).rjust(w) if j in right else str(c).ljust(w)
+                 for j, (c, w) in enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
+    return [line(header)] + [line(r) for r in rows]
+
+
+def _short(v, width: int = 70) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, default=_json_default)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _info_text(d: dict) -> str:
+    """``eventsim info``'s human-readable view of :func:`_info`'s object."""
+    n_spiking = len(d["spiking_layers"])
+    head = [
+        ("model", d["path"]),
+        ("format", f"{d['format']}, version {d['version']} (spike when u {d['threshold_test']} theta)"),
+        ("input shape", str(tuple(d["input_shape"]))),
+        ("T", f"{d['T']} steps"),
+        ("encoding", d["encoding"]),
+        ("totals", f"{len(d['layers'])} layers ({n_spiking} spiking), {d['neurons']:,} spiking "
+                   f"neurons, {d['parameters']:,} parameters, {d['n_outputs']} outputs"),
+    ]
+    w = max(len(k) for k, _ in head)
+    lines = [f"{k.ljust(w)}  {v}" for k, v in head]
+    rows = [[l["index"], l["kind"], str(tuple(l["output_shape"])), f"{l['parameters']:,}",
+             _neuron_text(l), _detail_text(l)] for l in d["layers"]]
+    header = ["index", "kind", "output shape", "parameters", "neuron parameters", "details"]
+    if any(l.get("origin") for l in d["layers"]):  # files that record the Sequential positions
+        header.insert(2, "from Sequential")
+        for r, l in zip(rows, d["layers"]):
+            r.insert(2, _origin_text(l.get("origin")))
+    lines += ["", "layers"]
+    lines += ["  " + s for s in _table(header, rows, right={0, len(header) - 3})]
+    if d["connections"]:
+        rows = [[c["source"], c["target"], c["delay"], c["kind"], f"{c['parameters']:,}"]
+                for c in d["connections"]]
+        lines += ["", "connections"]
+        lines += ["  " + s for s in _table(["source", "target", "delay", "kind", "parameters"],
+                                           rows, right={0, 1, 2, 4})]
+    lines += ["", "metadata" + ("" if d["metadata"] else "  (none)")]
+    if d["metadata"]:
+        mw = max(len(str(k)) for k in d["metadata"])
+        lines += [f"  {str(k).ljust(mw)}  {_short(v)}" for k, v in d["metadata"].items()]
+    return "\n".join(lines)
+
+
+def cmd_info(args) -> int:
+    record = _read_record(args.model)
+    d = _info(record, args.model)
+    if args.json:
+        _print_json(d)
+    else:
+        print(_info_text(d))
     return 0
 
 
@@ -259,6 +372,60 @@ def _dataset_for(args, record):
     name = args.dataset or _default_dataset(record)
     data = _load_dataset(name, args.split, args.data_dir, not args.no_download)
     return name, data
+
+
+class _Images:
+    """An image dataset as simulator input: ``batch(start, stop, rng)`` encodes the images
+    as the model says (:func:`_encode`)."""
+
+    def __init__(self, data, record: mf.Model):
+        self.data, self.record = data, record
+        self.n, self.labels = len(data.labels), data.labels
+
+    def batch(self, start: int, stop: int, rng):
+        return _encode(self.record, self.data.images[start:stop], rng)
+
+
+class _Events:
+    """An event file as simulator input: samples binned into the model's T steps of ``dt``
+    microseconds (:func:`eventsim.inputs.from_tonic`), shaped to the model's input."""
+
+    def __init__(self, events, record: mf.Model, dt: float):
+        self.events, self.record, self.dt = events, record, dt
+        self.n, self.labels = len(events), events.labels
+        W, H, P = events.sensor_size
+        n_in = int(np.prod(record.input_shape))
+        if P * H * W != n_in:
+            raise CLIError(f"the model expects inputs of shape {record.input_shape} ({n_in} values); "
+                           f"the event file {events.path} has sensor_size (W, H, P) = "
+                           f"{events.sensor_size}, {P * H * W} values")
+
+    def batch(self, start: int, stop: int, rng):
+        import dataclasses
+
+        from . import inputs
+
+        ev = self.events.to_batch(self.dt, T=int(self.record.T), start=start, stop=stop)
+        ev = dataclasses.replace(ev, input_shape=tuple(self.record.input_shape))
+        dtype = _model_dtype(self.record)
+        return ev, lambda: inputs.to_dense(ev, dtype=dtype)
+
+
+def _input_for(args, record):
+    """``(name, source)``: the image dataset, or the event file of ``--events``."""
+    if args.events is None:
+        name, data = _dataset_for(args, record)
+        return name, _Images(data, record)
+    from .eventfile import load_events
+
+    if args.dataset is not None:
+        raise CLIError("--events and --dataset are exclusive: simulate an event file or a dataset")
+    events = load_events(args.events)
+    dt = args.dt if args.dt is not None else events.dt
+    if dt is None:
+        raise CLIError(f"--events {args.events}: give --dt (the bin width in microseconds); "
+                       "the event file suggests none")
+    return str(args.events), _Events(events, record, dt)
 
 
 def _save_recording(rec, path: str) -> None:
@@ -275,15 +442,24 @@ def _save_recording(rec, path: str) -> None:
     raise CLIError("this Recording cannot be saved (no Recording.save)")
 
 
+def _concatenate(recordings: list):
+    """One Recording of every batch's (sample ids offset per batch; see Recording.concatenate)."""
+    if len(recordings) == 1:
+        return recordings[0]
+    from .recording import Recording
+
+    return Recording.concatenate(recordings)
+
+
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
     load, Simulator = _simulator_api()
     model = load(args.model)
-    name, data = _dataset_for(args, record)
-    n = len(data.labels) if args.limit is None else min(args.limit, len(data.labels))
+    name, data = _input_for(args, record)
+    n = data.n if args.limit is None else min(args.limit, data.n)
     if n < 1:
-        raise CLIError(f"no samples to simulate (--limit {args.limit}, dataset has {len(data.labels)})")
+        raise CLIError(f"no samples to simulate (--limit {args.limit}, {name} has {data.n})")
     rng = np.random.default_rng(args.seed)
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads)
@@ -300,7 +476,7 @@ def cmd_simulate(args) -> int:
     totals: dict = {}
     spikes_sim: dict = {}
     spikes_dense: dict = {}
-    saved = None
+    recordings = []  # every batch's Recording, with --out-recording
     from tqdm import tqdm
 
     bar = tqdm(total=n, unit="img", file=sys.stderr, desc="simulate",
@@ -309,13 +485,13 @@ def cmd_simulate(args) -> int:
         for start in range(0, n, args.batch_size):
             stop = min(n, start + args.batch_size)
             B = stop - start
-            labels = np.asarray(data.labels[start:stop])
-            xs, make_dense = _encode(record, data.images[start:stop], rng)
+            labels = None if data.labels is None else np.asarray(data.labels[start:stop])
+            xs, make_dense = data.batch(start, stop, rng)
             t0 = time.perf_counter()
             rec = sim.run(xs)
             sim_time += time.perf_counter() - t0
             pred = np.asarray(rec.predictions).reshape(-1)
-            correct += int(np.sum(pred == labels))
+            correct += 0 if labels is None else int(np.sum(pred == labels))
             se = getattr(rec, "synaptic_events", None)
             syn_total += _total(se)
             if isinstance(se, dict):
@@ -339,23 +515,29 @@ def cmd_simulate(args) -> int:
                     mism[idx] = mism.get(idx, 0) + len(sk) + len(dk) - 2 * common
                     totals[idx] = totals.get(idx, 0) + T * B * nn
                     spikes_dense[idx] = spikes_dense.get(idx, 0) + len(dk)
-            if args.out_recording and saved is None:
-                _save_recording(rec, args.out_recording)
-                saved = B
+            if args.out_recording:
+                recordings.append(rec)
             bar.update(B)
     finally:
         bar.close()
+    if args.out_recording:
+        _save_recording(_concatenate(recordings), args.out_recording)
 
     out = {
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
         "T": T, "encoding": record.encoding, "seed": args.seed, "batch_size": args.batch_size,
         "simulator": dict(options, schedule=getattr(sim, "schedule", args.schedule)),
-        "accuracy": correct / n,
+        "accuracy": None if data.labels is None else correct / n,
         "synaptic_events": syn_total,
         "synaptic_events_per_sample": syn_total / n,
         "events_per_second": syn_total / sim_time if sim_time > 0 else None,
         "simulate_time_s": sim_time,
     }
+    if args.events is not None:
+        out["split"] = None
+        out["events"] = {"path": str(args.events), "dt_us": data.dt,
+                         "sensor_size": list(data.events.sensor_size),
+                         "labels": data.labels is not None}
     if syn_layers:
         out["synaptic_events_per_layer"] = syn_layers
     out["spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_sim.items())}
@@ -365,8 +547,7 @@ def cmd_simulate(args) -> int:
         out["spike_agreement"] = {str(k): 1.0 - mism[k] / totals[k] for k in sorted(totals)}
         out["dense_spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_dense.items())}
     if args.out_recording:
-        out["recording"] = {"path": args.out_recording, "samples": saved,
-                            "note": "the first batch" if saved != n else "all samples"}
+        out["recording"] = {"path": args.out_recording, "samples": n}
     out["wall_time_s"] = time.perf_counter() - wall0
     _print_json(out)
     return 0
@@ -418,6 +599,41 @@ def cmd_plot(args) -> int:
 # ---------------------------------------------------------------------------------------
 # argument parsing
 # ---------------------------------------------------------------------------------------
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``), else the source tree's
+    ``eventsim._version.__version__`` (a checkout run without ``pip install``)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("snn-eventsim")
+    except metadata.PackageNotFoundError:
+        from ._version import __version__
+
+        return __version__
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to every option's help, except flags (default off), options
+    without a default (None) and texts that already say their default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose help shows defaults; subcommand parsers inherit the class, so
+    every subcommand's ``--help`` shows them too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _int_at_least(low: int, what: str):
     """argparse type: an int >= ``low``, else an error saying ``expected <what>``."""
     def parse(s: str) -> int:
@@ -431,6 +647,17 @@ def _int_at_least(low: int, what: str):
     return parse
 
 
+def _positive_float(s: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {s}")
+    return v
+
+
 _positive = _int_at_least(1, "a positive integer")
 _non_negative = _int_at_least(0, "an integer >= 0")
 
@@ -438,31 +665,42 @@ _non_negative = _int_at_least(0, "an integer >= 0")
 def _add_data_args(p) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="image dataset (default: the model's metadata 'dataset', else fashion-mnist)")
-    p.add_argument("--split", choices=("test", "train"), default="test")
-    p.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="dataset split")
+    p.add_argument("--data-dir", default=None,
+                   help="directory holding the IDX files (default: the usual places, see README)")
     p.add_argument("--no-download", action="store_true", help="never download missing files")
     p.add_argument("--seed", type=int, default=0, help="seed of the rate encoder (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventsim",
-                                     description="Event-driven simulator for exported spiking networks.")
+    parser = _Parser(prog="eventsim",
+                     description="Event-driven simulator for exported spiking networks.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--traceback", action="store_true", help="show the full stack on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="print a model's layers, shapes, parameters and metadata as JSON")
-    p.add_argument("model", metavar="MODEL")
+    p = sub.add_parser("info", help="print a model's layers, shapes, parameters and metadata")
+    p.add_argument("model", metavar="MODEL", help="model file (.h5)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the table")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("simulate", help="run a dataset through the simulator; print a JSON summary")
+    p = sub.add_parser("simulate", help="run a dataset or an event file through the simulator; "
+                                        "print a JSON summary")
     p.add_argument("model", metavar="MODEL")
     _add_data_args(p)
-    p.add_argument("--limit", type=_positive, default=None, help="first N samples only")
-    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--limit", type=_positive, default=None,
+                   help="first N samples only (default: all)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="samples per simulator run")
     p.add_argument("--compare-dense", action="store_true",
                    help="also run the dense training engine; report prediction and spike agreement")
     p.add_argument("--out-recording", default=None, metavar="FILE",
-                   help="save the (first batch's) recording to this HDF5 file")
+                   help="save the recording of every sample (all batches) to this HDF5 file")
+    p.add_argument("--events", default=None, metavar="FILE",
+                   help="simulate the samples of this event file (docs/event-files.md) "
+                        "instead of an image dataset")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="US",
+                   help="with --events: bin width in microseconds (default: the file's 'dt')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--schedule", choices=("auto", "time", "layer"), default="auto",
                    help="update order (default auto: layer by layer for feed-forward models)")
@@ -481,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=_non_negative, default=0, help="index in the dataset split")
     p.add_argument("--neurons", type=_non_negative, default=5,
                    help="membrane traces per spiking layer (the most active neurons)")
-    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
     p.set_defaults(func=cmd_plot)
     return parser
 

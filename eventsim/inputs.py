@@ -520,3 +520,10 @@ def direct(images, T: int) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=x.dtype if x.dtype.kind == "f" else np.float32)
         return np.broadcast_to(x[None], (T,) + x.shape)
     return _direct(images, T)
+
+
+# event files (HDF5, docs/event-files.md): defined in eventsim.eventfile, which uses the
+# converters above
+from .eventfile import EventFile, EventFileError, load_events, save_events  # noqa: E402
+
+__all__ += ["EventFile", "EventFileError", "load_events", "save_events"]

@@ -156,6 +156,41 @@ class Recording:
         return (f"Recording(T={self.T}, B={self.batch_size}, spikes={self.spike_counts}, "
                 f"synaptic_events={self.synaptic_events.get('total', 0)})")
 
+    @classmethod
+    def concatenate(cls, recordings) -> "Recording":
+        """One Recording of several batches' recordings of the same model, in order.
+
+        Sample ``b`` of the k-th recording becomes sample ``b + B_0 + ... + B_{k-1}``:
+        readouts ``[T, B_k, n_out]`` and membranes ``[T, B_k, m]`` are joined along the batch
+        axis, predictions and spike trains (sample ids offset) appended, synaptic-event counts
+        and ``elapsed_s`` summed.  Raises ValueError naming the first field that differs
+        between the recordings (T, outputs, spiking layers, recorded neurons, time weights).
+        """
+        recs = list(recordings)
+        if not recs:
+            raise ValueError("Recording.concatenate: no recordings given")
+        if any(not isinstance(r, Recording) for r in recs):
+            bad = next(type(r).__name__ for r in recs if not isinstance(r, Recording))
+            raise TypeError(f"Recording.concatenate: expected Recordings, got a {bad}")
+        first = recs[0]
+        for k, r in enumerate(recs[1:], 1):
+            _check_compatible(first, r, k)
+        offsets = np.cumsum([0] + [r.batch_size for r in recs])
+        spikes = {layer: _join_trains([r.spikes[layer] for r in recs], offsets)
+                  for layer in first.spikes}
+        membrane = {layer: np.concatenate([r.membrane[layer] for r in recs], axis=1)
+                    for layer in first.membrane}
+        syn: dict = {}
+        for r in recs:
+            for key, count in r.synaptic_events.items():
+                syn[key] = syn.get(key, 0) + int(count)
+        return cls(readout=np.concatenate([r.readout for r in recs], axis=1),
+                   predictions=np.concatenate([np.asarray(r.predictions) for r in recs]),
+                   spikes=spikes, membrane=membrane,
+                   membrane_neurons={k: np.array(v, copy=True) for k, v in first.membrane_neurons.items()},
+                   synaptic_events=syn, time_weights=first.time_weights,
+                   elapsed_s=float(sum(r.elapsed_s for r in recs)))
+
     # -- HDF5 ------------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write the recording to ``path`` atomically (temporary file, then rename)."""
@@ -206,6 +241,46 @@ class Recording:
         except (KeyError, OSError, TypeError) as e:
             raise RecordingFormatError(f"{w}: corrupt or truncated recording "
                                        f"({type(e).__name__}: {e})") from None
+
+
+def _check_compatible(a: Recording, b: Recording, k: int) -> None:
+    """Raise ValueError naming the first field in which recording ``k`` differs from the first."""
+    def fail(field, x, y):
+        raise ValueError(f"Recording.concatenate: recording {k} has {field} {y}, the first has {x}")
+
+    if a.T != b.T:
+        fail("T", a.T, b.T)
+    if a.readout.shape[2] != b.readout.shape[2]:
+        fail("n_outputs", a.readout.shape[2], b.readout.shape[2])
+    if set(a.spikes) != set(b.spikes):
+        fail("spiking layers", sorted(a.spikes), sorted(b.spikes))
+    for layer, s in a.spikes.items():
+        t = b.spikes[layer]
+        if (s.n_neurons, s.ternary) != (t.n_neurons, t.ternary):
+            fail(f"spikes[{layer}] (n_neurons, ternary)", (s.n_neurons, s.ternary),
+                 (t.n_neurons, t.ternary))
+    if set(a.membrane) != set(b.membrane):
+        fail("membrane layers", sorted(a.membrane), sorted(b.membrane))
+    for layer in a.membrane:
+        x, y = (np.asarray(r.membrane_neurons[layer]) for r in (a, b))
+        if not np.array_equal(x, y):
+            fail(f"membrane_neurons[{layer}]", x.tolist(), y.tolist())
+    ta, tb = a.time_weights, b.time_weights
+    if (ta is None) != (tb is None) or (ta is not None and not np.array_equal(ta, tb)):
+        fail("time_weights", ta, tb)
+
+
+def _join_trains(trains: list, offsets: np.ndarray) -> SpikeTrain:
+    """The spike trains of consecutive batches as one; sample ids offset by ``offsets[k]``."""
+    sample = np.concatenate([np.asarray(s.sample, dtype=np.int64) + int(o)
+                             for s, o in zip(trains, offsets)])
+    if len(sample) and sample.max() > np.iinfo(np.int32).max:
+        raise ValueError(f"Recording.concatenate: {int(offsets[-1])} samples overflow int32 sample ids")
+    cat = lambda name: np.concatenate([np.asarray(getattr(s, name)) for s in trains])
+    return SpikeTrain(sample=sample.astype(np.int32), t=cat("t").astype(np.int32),
+                      neuron=cat("neuron").astype(np.int32),
+                      value=None if trains[0].value is None else cat("value").astype(np.int8),
+                      n_neurons=trains[0].n_neurons)
 
 
 def _fail(where, msg):

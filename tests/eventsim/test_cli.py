@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 
 import eventsim
 from eventsim import cli, inputs
+from eventsim.recording import Recording, SpikeTrain
 from eventsim import modelfile as mf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,6 +80,57 @@ def test_parser_defaults_and_help(capsys):
     assert e.value.code == 0 and "simulate" in capsys.readouterr().out
 
 
+def test_version(capsys):
+    import re
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.strip() == f"eventsim {cli.package_version()}"
+    declared = re.search(r'^version = "(.+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert eventsim.__version__ == declared  # the fallback agrees with the distribution
+
+
+def test_version_falls_back_to_the_package(monkeypatch):
+    from importlib import metadata
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert cli.package_version() == eventsim.__version__
+
+
+def _subparsers(parser):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_help_shows_defaults():
+    import argparse
+
+    parser = cli.build_parser()
+    subs = _subparsers(parser)
+    assert {"info", "simulate", "plot"} <= set(subs)
+    for name, p in [("eventsim", parser)] + sorted(subs.items()):
+        text = " ".join(p.format_help().split())
+        for action in p._actions:
+            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                continue
+            assert action.help, f"{name} {action.option_strings[0]}: no help text"
+            shown = p._get_formatter()._expand_help(action)
+            assert "default" in shown, f"{name} {action.option_strings[0]}: default not shown"
+            assert shown.count("default") == 1, f"{name} {action.option_strings[0]}: {shown}"
+            assert "".join(shown.split()) in "".join(text.split())  # wrapping aside
+    simulate = " ".join(subs["simulate"].format_help().split())
+    assert "(default: 256)" in simulate and "(default: test)" in simulate
+    assert "(default: 5)" in " ".join(subs["plot"].format_help().split())
+
+
 def test_console_script_is_declared():
     text = (REPO / "pyproject.toml").read_text()
     assert 'eventsim = "eventsim.cli:main"' in text
@@ -85,7 +138,7 @@ def test_console_script_is_declared():
 
 # -- info ---------------------------------------------------------------------------------
 def test_info_prints_json(model_path, capsys):
-    rc, out, err = _run(capsys, ["info", model_path])
+    rc, out, err = _run(capsys, ["info", model_path, "--json"])
     assert rc == 0 and err == ""
     d = json.loads(out)
     assert d["format"] == "snn-model" and d["version"] == mf.FORMAT_VERSION
@@ -124,6 +177,59 @@ def test_info_maps_sequential_positions_to_model_layers(tmp_path, capsys):
     assert d["sequential_to_model"] == {"0": 0, "1": 0, "2": 1, "4": 2}
     old = _info_json(capsys, str(mf.write_model(_tiny_model(), tmp_path / "old.h5")))
     assert old["sequential_to_model"] is None and all(l["origin"] is None for l in old["layers"])
+
+
+def test_info_prints_an_aligned_table(tmp_path, capsys):
+    model = _tiny_model()
+    model.connections = [mf.Connection(2, 2, mf.Dense(np.zeros((20, 20), np.float32)), delay=2)]
+    path = str(mf.write_model(model, tmp_path / "rec.h5"))
+    rc, out, err = _run(capsys, ["info", path])
+    assert rc == 0 and err == ""
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+    lines = out.splitlines()
+    head = dict(l.split(None, 1) if not l.startswith("input shape") else ("input shape", l[11:].strip())
+                for l in lines[:6])
+    assert head["model"] == path and head["format"].startswith(f"snn-model, version {mf.FORMAT_VERSION}")
+    assert head["input shape"] == "(1, 28, 28)" and head["T"] == "8 steps" and head["encoding"] == "direct"
+    assert head["totals"] == ("5 layers (1 spiking), 20 spiking neurons, 16,300 parameters, "
+                              "10 outputs")
+    k = lines.index("layers")
+    header = lines[k + 1]
+    assert header.split() == ["index", "kind", "output", "shape", "parameters", "neuron",
+                              "parameters", "details"]
+    rows = lines[k + 2:k + 7]
+    assert [r.split()[:2] for r in rows] == [["0", "flatten"], ["1", "dense"], ["2", "spiking"],
+                                             ["3", "dense"], ["4", "readout"]]
+    # aligned: every row's kind starts in the header's "kind" column, parameters end in its column
+    col, end = header.index("kind"), header.index("parameters") + len("parameters")
+    assert all(r[col - 1] == " " and r[col] != " " for r in rows)
+    assert [r[:end].split()[-1] for r in rows] == ["0", "15,700", "0", "200", "0"]
+    assert "beta=0.5 theta=1 reset=hard v_reset=0 binary" in rows[2]
+    assert "weight 20x784, bias" in rows[1] and "time_weights=uniform" in rows[4]
+    c = lines.index("connections")
+    assert lines[c + 2].split() == ["2", "2", "2", "dense", "400"]
+    m = lines.index("metadata")
+    assert [l.split() for l in lines[m + 1:]] == [["dataset", "fashion-mnist-small"],
+                                                 ["method", "bptt"], ["seed", "3"]]
+
+
+def test_info_table_shows_sequential_positions_when_known(model_path):
+    d = cli._info(mf.read_model(model_path), model_path)
+    assert "from Sequential" not in cli._info_text(d)  # a file without origins: no column
+    origins = [None, {"position": 0, "class": "Linear", "folded": [1]},
+               {"position": 2, "class": "LIF", "folded": []},
+               {"position": 3, "class": "Linear", "folded": []}, None]
+    for l, o in zip(d["layers"], origins):
+        l["origin"] = o
+    lines = cli._info_text(d).splitlines()
+    k = lines.index("layers")
+    header, rows = lines[k + 1], lines[k + 2:k + 7]
+    col = header.index("from Sequential")
+    assert [r[col:].split("  ")[0].strip() for r in rows] == [
+        "-", "0 Linear (+1 folded)", "2 LIF", "3 Linear", "-"]
+    end = header.index("parameters") + len("parameters")
+    assert [r[:end].split()[-1] for r in rows] == ["0", "15,700", "0", "200", "0"]
 
 
 def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
@@ -195,20 +301,16 @@ class _FakeSimulator:
                 t, b, i = np.nonzero(h.reshape(T, B, -1))
                 if self.drop_first_spike and len(t):
                     t, b, i = t[1:], b[1:], i[1:]
-                spikes[idx] = SimpleNamespace(sample=b, t=t, neuron=i)
+                spikes[idx] = SpikeTrain(sample=b.astype(np.int32), t=t.astype(np.int32),
+                                         neuron=i.astype(np.int32), value=None,
+                                         n_neurons=h[0, 0].size)
                 syn[idx] = len(t) * 10
                 if idx in self.record_membrane:
                     membrane[idx] = u_all.reshape(T, B, -1)[:, :, np.asarray(self.record_membrane[idx])]
         readout = np.asarray(h)
-
-        def save(path):
-            import h5py
-            with h5py.File(path, "w") as f:
-                f["readout"] = readout
-
-        return SimpleNamespace(spikes=spikes, membrane=membrane, readout=readout,
-                               predictions=readout.sum(axis=0).argmax(axis=1),
-                               synaptic_events=syn, save=save)
+        return Recording(spikes=spikes, membrane=membrane, readout=readout,
+                         membrane_neurons={k: np.asarray(v) for k, v in self.record_membrane.items()},
+                         predictions=readout.sum(axis=0).argmax(axis=1), synaptic_events=syn)
 
 
 @pytest.fixture
@@ -263,7 +365,11 @@ def test_simulate_summary_with_stand_in(tmp_path, capsys, fake_simulator, encodi
     assert d["synaptic_events"] == 10 * d["spikes_per_layer"]["2"] > 0
     assert d["synaptic_events_per_sample"] == pytest.approx(d["synaptic_events"] / 50)
     assert d["events_per_second"] > 0 and d["wall_time_s"] >= d["simulate_time_s"] > 0
-    assert d["recording"]["samples"] == 16 and rec_path.exists()
+    assert d["recording"]["samples"] == 50 and rec_path.exists()
+    saved = Recording.load(rec_path)
+    assert saved.batch_size == 50 and saved.readout.shape == (8, 50, 10)
+    assert np.mean(saved.predictions == _reference_predictions(model, 50)[1]) == d["accuracy"]
+    assert sum(saved.spike_counts.values()) == d["spikes_per_layer"]["2"]
     if encoding == "direct":
         pred, labels = _reference_predictions(model, 50)
         assert d["accuracy"] == pytest.approx(np.mean(pred == labels))
@@ -370,3 +476,110 @@ def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys, option
                                  "fashion-mnist-small", "--out", str(png)])
     assert rc == 0, err
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
+def test_out_recording_saves_every_batch(model_path, tmp_path, capsys):
+    from tests.eventsim.test_recording import assert_same_recording
+
+    pytest.importorskip("training.datasets")
+    recs = {}
+    for batch in (20, 7):  # one batch, then three (7 + 7 + 6)
+        path = tmp_path / f"rec{batch}.h5"
+        rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "fashion-mnist-small",
+                                     "--limit", "20", "--batch-size", str(batch),
+                                     "--out-recording", str(path)])
+        assert rc == 0, err
+        assert json.loads(out)["recording"] == {"path": str(path), "samples": 20}
+        recs[batch] = Recording.load(path)
+    assert recs[7].batch_size == 20 and set(recs[7].spikes[2].sample.tolist()) > {13, 19}
+    assert_same_recording(recs[7], recs[20])
+
+
+# -- event files as input --------------------------------------------------------------------
+def _event_model(T=6, seed=0) -> mf.Model:
+    """(2, 4, 5) events -> 12 LIF -> 3 readout, dyadic weights."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.integers(-4, 12, (12, 40)) / 16).astype(np.float32)
+    w2 = (rng.integers(-16, 16, (3, 12)) / 16).astype(np.float32)
+    return mf.Model(input_shape=(2, 4, 5), T=T, encoding="events",
+                    layers=[mf.Flatten(), mf.Dense(w1), mf.Spiking(beta=0.5, theta=1.0),
+                            mf.Dense(w2), mf.Readout()])
+
+
+def _event_samples(n=7, seed=0):
+    from tests.eventsim.test_eventfile import SENSOR, _sample
+
+    rng = np.random.default_rng(seed)
+    return [_sample(rng, int(k)) for k in rng.integers(0, 60, n)], SENSOR
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_simulate_event_file(tmp_path, capsys, fake_simulator, labelled):
+    model = _event_model()
+    path = str(mf.write_model(model, tmp_path / "m.h5"))
+    evs, sensor = _event_samples()
+    labels = np.arange(7) % 3 if labelled else None
+    ev_path = str(inputs.save_events(tmp_path / "ev.h5", evs, labels, sensor, dt=10_000))
+    rc, out, err = _run(capsys, ["simulate", path, "--events", ev_path, "--batch-size", "3",
+                                 "--limit", "6"])
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["dataset"] == ev_path and d["split"] is None and d["n"] == 6
+    assert d["events"] == {"path": ev_path, "dt_us": 10_000.0, "sensor_size": [5, 4, 2],
+                           "labels": labelled}
+    ref = _FakeSimulator(model).run(inputs.from_tonic(evs[:6], sensor, 10_000, T=6))
+    if labelled:
+        assert d["accuracy"] == pytest.approx(np.mean(ref.predictions == labels[:6]))
+    else:
+        assert d["accuracy"] is None
+    assert d["spikes_per_layer"]["2"] == len(ref.spikes[2]) > 0
+    # --dt overrides the file's suggestion
+    rc, out, err = _run(capsys, ["simulate", path, "--events", ev_path, "--dt", "5000"])
+    assert rc == 0, err
+    ref = _FakeSimulator(model).run(inputs.from_tonic(evs, sensor, 5000, T=6))
+    assert json.loads(out)["spikes_per_layer"]["2"] == len(ref.spikes[2])
+
+
+def test_simulate_event_file_errors(tmp_path, capsys, fake_simulator):
+    path = str(mf.write_model(_event_model(), tmp_path / "m.h5"))
+    evs, sensor = _event_samples()
+    no_dt = str(inputs.save_events(tmp_path / "no_dt.h5", evs, None, sensor))
+    rc, out, err = _run(capsys, ["simulate", path, "--events", no_dt])
+    assert rc == 2 and "give --dt" in _one_line_error(err) and out == ""
+    rc, out, err = _run(capsys, ["simulate", path, "--events", no_dt, "--dt", "100",
+                                 "--dataset", "mnist"])
+    assert rc == 2 and "--events and --dataset" in _one_line_error(err)
+    wide = str(inputs.save_events(tmp_path / "wide.h5", evs, None, (6, 4, 2)))
+    rc, out, err = _run(capsys, ["simulate", path, "--events", wide, "--dt", "100"])
+    assert rc == 2 and "sensor_size (W, H, P) = (6, 4, 2)" in _one_line_error(err)
+    with h5py.File(no_dt, "r+") as f:
+        f["events/x"][2] = 5
+    rc, out, err = _run(capsys, ["simulate", path, "--events", no_dt, "--dt", "100"])
+    line = _one_line_error(err)
+    assert rc == 2 and "no_dt.h5" in line and "events[0].x[2] = 5" in line
+    rc, out, err = _run(capsys, ["simulate", path, "--events", str(tmp_path / "none.h5"), "--dt", "1"])
+    assert rc == 2 and "event file" in _one_line_error(err) and "does not exist" in err
+    with pytest.raises(SystemExit):
+        cli.main(["simulate", path, "--events", no_dt, "--dt", "0"])
+    assert "--dt: expected a finite number > 0, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
+def test_simulate_event_file_real_simulator(tmp_path, capsys):
+    model = _event_model()
+    path = str(mf.write_model(model, tmp_path / "m.h5"))
+    evs, sensor = _event_samples(9, seed=3)
+    labels = np.arange(9) % 3
+    ev_path = str(inputs.save_events(tmp_path / "ev.h5", evs, labels, sensor, dt=8000))
+    rec_path = tmp_path / "rec.h5"
+    rc, out, err = _run(capsys, ["simulate", path, "--events", ev_path, "--batch-size", "4",
+                                 "--out-recording", str(rec_path)]
+                        + (["--compare-dense"] if _dense_engine_available() else []))
+    assert rc == 0, err
+    d = json.loads(out)
+    ref = eventsim.Simulator(eventsim.load(path)).run(inputs.from_tonic(evs, sensor, 8000, T=6))
+    assert d["accuracy"] == pytest.approx(np.mean(ref.predictions == labels))
+    np.testing.assert_array_equal(Recording.load(rec_path).readout, ref.readout)
+    if _dense_engine_available():
+        assert d["dense_agreement"] == 1.0 and d["spike_agreement"] == {"2": 1.0}

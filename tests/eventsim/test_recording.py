@@ -1,6 +1,8 @@
 """Recordings: contents, HDF5 round trip, atomic save, validated load."""
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import numpy as np
 import pytest
@@ -172,3 +174,60 @@ def test_extent_round_trip_and_old_files(rec, tmp_path):
     _edit(p, lambda f: f["spikes/0003"].attrs.__setitem__("shape", np.array([2, 5])))
     with pytest.raises(RecordingFormatError, match=r"spikes/0003.shape: \(2, 5\) holds 10 neurons"):
         Recording.load(p)
+
+
+def assert_same_recording(a: Recording, b: Recording) -> None:
+    """Every field of two recordings equal (spike trains compared in (sample, t, neuron) order)."""
+    np.testing.assert_array_equal(a.readout, b.readout)
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    if a.time_weights is None or b.time_weights is None:
+        assert a.time_weights is None and b.time_weights is None
+    else:
+        np.testing.assert_array_equal(a.time_weights, b.time_weights)
+    assert a.synaptic_events == b.synaptic_events
+    assert set(a.spikes) == set(b.spikes)
+    for layer in a.spikes:
+        sa, sb = a.spikes[layer].sorted(), b.spikes[layer].sorted()
+        assert (sa.n_neurons, sa.ternary) == (sb.n_neurons, sb.ternary)
+        for name in ("sample", "t", "neuron", "value"):
+            x, y = getattr(sa, name), getattr(sb, name)
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+                assert x.dtype == y.dtype
+    assert set(a.membrane) == set(b.membrane)
+    for layer in a.membrane:
+        np.testing.assert_array_equal(a.membrane[layer], b.membrane[layer])
+        np.testing.assert_array_equal(a.membrane_neurons[layer], b.membrane_neurons[layer])
+
+
+def test_concatenate_batches_equals_one_run(tmp_path):
+    rng = np.random.default_rng(1)
+    model = _model(rng)
+    x = (rng.random((7, 8, 10)) < 0.5).astype(np.float32)
+    sim = eventsim.Simulator(model, record_membrane={1: [0, 5, 11], 3: "all"})
+    whole = sim.run(x)
+    parts = [sim.run(x[:, a:b]) for a, b in ((0, 3), (3, 4), (4, 8))]
+    joined = Recording.concatenate(parts)
+    assert joined.batch_size == 8 and len(joined.spikes[1]) == len(whole.spikes[1]) > 0
+    assert_same_recording(joined, whole)
+    assert joined.elapsed_s == pytest.approx(sum(p.elapsed_s for p in parts))
+    assert_same_recording(Recording.load(joined.save(tmp_path / "r.h5")), whole)
+    assert_same_recording(Recording.concatenate([whole]), whole)
+
+
+def test_concatenate_refuses_different_recordings():
+    rng = np.random.default_rng(2)
+    model = _model(rng)
+    x = (rng.random((7, 2, 10)) < 0.5).astype(np.float32)
+    a = eventsim.Simulator(model, record_membrane={1: [0, 5]}).run(x)
+    with pytest.raises(ValueError, match="no recordings"):
+        Recording.concatenate([])
+    with pytest.raises(ValueError, match=r"recording 1 has membrane_neurons\[1\] \[0, 6\]"):
+        Recording.concatenate([a, eventsim.Simulator(model, record_membrane={1: [0, 6]}).run(x)])
+    with pytest.raises(ValueError, match="recording 1 has T 5, the first has 7"):
+        Recording.concatenate([a, dataclasses.replace(a, readout=a.readout[:5])])
+    with pytest.raises(ValueError, match="recording 1 has time_weights None"):
+        Recording.concatenate([a, dataclasses.replace(a, time_weights=None)])
+    with pytest.raises(TypeError, match="expected Recordings"):
+        Recording.concatenate([a, {"readout": 1}])
