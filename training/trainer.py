@@ -139,6 +139,9 @@ def _check_images(what: str, x: np.ndarray, encoder) -> None:
     if x.dtype.kind != "f":
         raise ValueError(f"{what} are {x.dtype}; the {encoder!r} encoder needs float images in "
                          "[0, 1]: use dataset.float_images() or images.astype(np.float32) / 255")
+    lo, hi = x.min(), x.max()       # NaN propagates: one pass, no mask unless a value is bad
+    if (0 <= lo and hi <= 1) if encoder == "rate" else (np.isfinite(lo) and np.isfinite(hi)):
+        return
     bad = ~np.isfinite(x)
     if encoder == "rate":
         bad |= (x < 0) | (x > 1)
