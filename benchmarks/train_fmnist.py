@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -98,4 +99,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except training.TrainingInterrupted as err:   # Ctrl-C: one line saying how to resume
+        print(err, file=sys.stderr)
+        sys.exit(130)

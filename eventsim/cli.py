@@ -368,8 +368,23 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _check_data_dir(data_dir, name: str, from_metadata: bool, download: bool) -> None:
+    """A given --data-dir must exist and be read by the dataset; never silently ignored."""
+    if data_dir is None:
+        return
+    if name == "fashion-mnist-small":
+        named_by = "the model's metadata names" if from_metadata else "--dataset names"
+        raise CLIError(f"--data-dir {data_dir}: {named_by} the bundled fashion-mnist-small, "
+                       "which reads no directory; pass --dataset fashion-mnist (or mnist) to read "
+                       "the IDX files there, or drop --data-dir")
+    if not Path(data_dir).is_dir():
+        hint = " (create it to download the dataset into it)" if download else ""
+        raise CLIError(f"--data-dir {data_dir} does not exist or is not a directory{hint}")
+
+
 def _dataset_for(args, record):
     name = args.dataset or _default_dataset(record)
+    _check_data_dir(args.data_dir, name, args.dataset is None, not args.no_download)
     data = _load_dataset(name, args.split, args.data_dir, not args.no_download)
     return name, data
 
@@ -669,7 +684,8 @@ def _add_data_args(p) -> None:
     p.add_argument("--data-dir", default=None,
                    help="directory holding the IDX files (default: the usual places, see README)")
     p.add_argument("--no-download", action="store_true", help="never download missing files")
-    p.add_argument("--seed", type=int, default=0, help="seed of the rate encoder (default 0)")
+    p.add_argument("--seed", type=_non_negative, default=0,
+                   help="seed of the rate encoder (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,11 @@ Converters (each returns a validated EventBatch; errors name the field and the v
 |----------------------|-------------------------------------------------------------|
 | ``from_dense``       | dense ``x[T, B, ...]`` (one event per non-zero entry)         |
 | ``from_spike_times`` | ``(t, index)`` arrays, optionally with a ``sample`` id array  |
-| ``from_tonic``       | tonic structured arrays ``x, y, t, p`` (t in us), binned by dt |
+| ``from_tonic``       | tonic structured arrays ``x, y, t, p`` (t in us, or ``time_unit``), binned by dt |
 | ``rate_code``        | images in [0, 1]: Bernoulli spikes, drawn sparsely, seeded    |
 | ``poisson_code``     | images in [0, 1]: Poisson process of a given rate, seeded     |
 
+Every encoder refuses an empty batch (``B == 0``), as :class:`EventBatch` and the simulator do.
 ``direct`` returns the analog images as a dense stride-0 ``[T, B, ...]`` view (the
 simulator treats it as a constant drive), and ``to_dense`` turns events back into
 ``x[T, B, ...]`` (for the dense engine).
@@ -248,8 +249,14 @@ def from_spike_times(times, indices, T: int, input_shape, values=None, sample=No
 _TONIC_FIELDS = ("x", "y", "t", "p")
 
 
-def _tonic_sample(ev, k: int, W: int, H: int, P: int, dt, t_start, T):
-    """Validate one tonic array; return (step, flat address) of the events in the window."""
+#: factors from the units ``from_tonic(time_unit=...)`` accepts to microseconds
+TIME_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000}
+
+
+def _tonic_sample(ev, k: int, W: int, H: int, P: int, dt, t_start, T, scale=1):
+    """Validate one tonic array; return (step, flat address) of the events in the window.
+
+    ``scale`` converts its timestamps to microseconds (1 when they already are)."""
     where = "events" if k < 0 else f"events[{k}]"
     names = getattr(getattr(ev, "dtype", None), "names", None)
     if not isinstance(ev, np.ndarray) or names is None:
@@ -299,6 +306,8 @@ def _tonic_sample(ev, k: int, W: int, H: int, P: int, dt, t_start, T):
             c = p.astype(np.int64)
     else:
         c = np.zeros(len(ev), dtype=np.int64)
+    if scale != 1:
+        t = t.astype(np.float64) * scale
     rel = t - t_start
     if t.dtype.kind in "iub" and float(dt).is_integer() and float(t_start).is_integer():
         step = (t.astype(np.int64) - int(t_start)) // int(dt)  # exact integer binning
@@ -311,8 +320,23 @@ def _tonic_sample(ev, k: int, W: int, H: int, P: int, dt, t_start, T):
     return step[keep], addr[keep]
 
 
+def _check_time_unit(samples, dt: float, t_start: float, T) -> None:
+    """Refuse float timestamps with fractions that all fall in the first step: the mark of
+    seconds given where microseconds are expected (every event would land in step 0)."""
+    ts = [np.asarray(ev["t"]) for ev in samples if len(ev)]
+    if T == 1 or not ts or not all(t.dtype.kind == "f" for t in ts):
+        return
+    latest = max(float(t[-1]) for t in ts)          # each sample is sorted
+    if latest < t_start + dt and any(np.any(t != np.floor(t)) for t in ts):
+        where = "events" if len(samples) == 1 else "events[...]"
+        raise ValueError(f"{where}.t: float timestamps that all fall in the first step (latest "
+                         f"{latest!r}, dt = {dt!r} us): from_tonic reads t in microseconds "
+                         "(tonic's convention); for seconds pass time_unit='s' (or multiply t by "
+                         "1e6), or pass time_unit='us' if they really are microseconds")
+
+
 def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
-               binary: bool = False) -> EventBatch:
+               binary: bool = False, time_unit: str | None = None) -> EventBatch:
     """Bin tonic-style event arrays into time steps.
 
     Args:
@@ -327,6 +351,10 @@ def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
         t_start: start of the window in microseconds.
         binary: True keeps one event of value 1.0 per (step, address); by default events
             of one step and address merge into one event whose value is their count.
+        time_unit: unit of ``t``: ``"us"`` (tonic's), ``"ms"`` or ``"s"``; ``dt`` and
+            ``t_start`` stay in microseconds.  Default None: microseconds, and float
+            timestamps with fractional parts that all fall in the first step are refused
+            (seconds passed as microseconds); an explicit ``"us"`` skips that check.
 
     Returns:
         EventBatch with ``input_shape = (P, H, W)`` (channel-first) and flat address
@@ -335,8 +363,13 @@ def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
 
     Raises:
         ValueError naming the field and value: not a structured array, missing fields,
-        negative or unsorted ``t``, ``x``/``y``/``p`` outside the sensor, bad dt/T/sensor_size.
+        negative or unsorted ``t``, ``x``/``y``/``p`` outside the sensor, bad dt/T/sensor_size,
+        float timestamps that look like seconds (see ``time_unit``).
     """
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise ValueError(f"time_unit: must be one of {list(TIME_UNITS)} (or None for "
+                         f"microseconds), got {time_unit!r}")
+    scale = TIME_UNITS[time_unit or "us"]
     try:
         W, H, P = (int(s) for s in sensor_size)
     except (TypeError, ValueError):
@@ -357,8 +390,10 @@ def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
     samples = [events] if single else list(events)
     if not samples:
         raise ValueError("events: empty list of samples")
-    binned = [_tonic_sample(ev, -1 if single else k, W, H, P, dt, t_start, T)
+    binned = [_tonic_sample(ev, -1 if single else k, W, H, P, dt, t_start, T, scale)
               for k, ev in enumerate(samples)]
+    if time_unit is None:
+        _check_time_unit(samples, dt_f, t0, T)
     if T is None:
         T = max([int(s.max()) + 1 for s, _ in binned if len(s)] + [1])
     n_inputs = P * H * W
@@ -384,12 +419,23 @@ def _check_rng(rng) -> np.random.Generator:
     return rng
 
 
+def _check_not_empty(x: np.ndarray) -> None:
+    """Encoders need at least one sample and one feature (an EventBatch and the Simulator
+    need B >= 1); an empty batch is refused rather than turned into an empty input."""
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise ValueError(f"images: empty batch, shape {x.shape}: encoders need at least one "
+                         "sample (B >= 1)")
+    if 0 in x.shape[1:]:
+        raise ValueError(f"images: shape {x.shape} has no features (every size must be >= 1)")
+
+
 def _unit_images(images) -> np.ndarray:
     x = np.asarray(images)
     if x.dtype.kind not in "biuf":
         raise ValueError(f"images: expected a real numeric array [B, ...], got dtype {x.dtype}")
     if x.ndim < 2:
         raise ValueError(f"images: expected [B, ...features], got shape {x.shape}")
+    _check_not_empty(x)
     bad = (x < 0) | (x > 1)
     if x.dtype.kind == "f":
         bad |= ~np.isfinite(x)
@@ -509,7 +555,9 @@ def direct(images, T: int) -> np.ndarray:
     Returns the read-only stride-0 view ``x[T, B, ...]`` of ``training.encoding.direct``
     (the simulator, like the dense engine, recognises ``x.strides[0] == 0`` as a constant
     drive).  Falls back to the same ``np.broadcast_to`` view if ``training`` is absent.
+    An empty batch (``B == 0``) is refused, as by :func:`rate_code` and :func:`poisson_code`.
     """
+    _check_not_empty(np.asarray(images))
     try:
         from training.encoding import direct as _direct
     except ImportError:  # pragma: no cover - the training package ships with eventsim

@@ -50,6 +50,35 @@ def _spike_arrays(t, neuron):
     return t, i.astype(np.int64)
 
 
+def _check_dt(where: str, dt, optional: bool):
+    """``dt`` as a finite float > 0 (or None when ``optional``); else a ValueError naming it."""
+    if dt is None and optional:
+        return None
+    try:
+        value = float(dt)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{where}: dt must be a finite step length > 0"
+                         f"{' or None' if optional else ''}, got {dt!r}")
+    return value
+
+
+def _check_sample(rec, sample) -> int:
+    """``sample`` as an index into the recording's batch, when its size is known."""
+    if isinstance(sample, (bool, np.bool_)) or not isinstance(sample, (int, np.integer)):
+        raise ValueError(f"plot_recording: sample must be an integer, got {sample!r}")
+    B = getattr(rec, "batch_size", None)
+    for arr in [getattr(rec, "readout", None)] + list((getattr(rec, "membrane", None) or {}).values()):
+        if B is None and arr is not None and np.ndim(arr) == 3:
+            B = np.shape(arr)[1]
+    if sample < 0 or (B is not None and sample >= B):
+        valid = f"[0, {B})" if B is not None else ">= 0"
+        raise ValueError(f"plot_recording: sample {int(sample)} outside {valid}"
+                         + (f" (the recording holds {B} samples)" if B is not None else ""))
+    return int(sample)
+
+
 def _hist_image(ax, t, i, T, n, color):
     """2-D histogram of spikes per (time bin, neuron bin), drawn as one image."""
     from matplotlib.colors import LinearSegmentedColormap
@@ -88,6 +117,7 @@ def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
         (``fig.axes[0]``), rate panel and population panel.
     """
     t, i = _spike_arrays(t, neuron)
+    dt = _check_dt("raster", dt, optional=True)
     T = float(T) if T is not None else (float(t.max()) + 1 if len(t) else 1.0)
     n = int(n) if n is not None else (int(i.max()) + 1 if len(i) else 1)
     if T <= 0 or n <= 0:
@@ -193,6 +223,7 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float = 1.0, 
     Returns:
         The Axes.
     """
+    dt = _check_dt("membrane", dt, optional=False)
     tr = np.asarray(trace, dtype=np.float64)
     if tr.ndim == 1:
         tr = tr[:, None]
@@ -365,6 +396,8 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
     Returns:
         The Figure.
     """
+    sample = _check_sample(rec, sample)
+    dt = _check_dt("plot_recording", dt, optional=True)
     model = model if model is not None else getattr(rec, "model", None)
     spikes = getattr(rec, "spikes", None) or {}
     mem = getattr(rec, "membrane", None) or {}

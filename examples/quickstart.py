@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -92,4 +93,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except training.TrainingInterrupted as err:   # Ctrl-C: one line saying how to resume
+        print(err, file=sys.stderr)
+        sys.exit(130)

@@ -43,7 +43,7 @@ import numpy as np
 from eventsim.fileio import atomic_output
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "rng_state", "restore_rng"]
+           "load_checkpoint", "check_architecture", "rng_state", "restore_rng"]
 
 FORMAT_NAME = "snn-checkpoint"
 FORMAT_VERSION = 1
@@ -419,3 +419,38 @@ def load_checkpoint(path) -> Checkpoint:
                 optional[name] = value
     return Checkpoint(model_state=model_state, optimizer_state=optimizer_state,
                       epoch=epoch, step=step, **optional)
+
+
+# ------------------------------------------------------------------------------------------
+# matching a checkpoint to a network
+
+
+def _shape_text(shape) -> str:
+    return "absent" if shape is None else str(tuple(int(d) for d in shape))
+
+
+def check_architecture(path, saved: dict, expected: dict) -> None:
+    """Raise a one-line ValueError if ``saved`` (a checkpoint's ``model_state``) is not the
+    state of a network shaped like ``expected`` (``net.state_dict()``).
+
+    The message says the checkpoint belongs to a different network and summarises both:
+    the first differing array (in the network's order, then the checkpoint's) with its shape
+    on each side, and how many arrays and values each holds.  Nothing is loaded.
+    """
+    ours = {k: tuple(np.shape(v)) for k, v in expected.items()}
+    theirs = {k: tuple(np.shape(v)) for k, v in saved.items()}
+    if ours == theirs:
+        return
+    first = next((k for k in ours if theirs.get(k) != ours[k]), None)
+    if first is None:
+        first = next(k for k in theirs if k not in ours)
+
+    def summary(shapes: dict) -> str:
+        values = sum(int(np.prod(s)) for s in shapes.values())
+        return f"{len(shapes)} arrays, {values} values"
+
+    raise ValueError(
+        f"checkpoint {path} belongs to a different network: first difference at {first!r}: "
+        f"checkpoint {_shape_text(theirs.get(first))}, network {_shape_text(ours.get(first))} "
+        f"(checkpoint: {summary(theirs)}; network: {summary(ours)}); build the network it was "
+        "saved from, or pass another checkpoint path (or resume=False)")

@@ -70,7 +70,9 @@ def _checked_images(images, unit_interval: bool) -> np.ndarray:
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         need = "finite and in [0, 1]" if unit_interval else "finite"
-        raise ValueError(f"images must be {need}; images[{where}] = {raw[where].item()!r}")
+        hint = (f" ({raw.dtype} pixels? convert them with dataset.float_images() or images / 255)"
+                if raw.dtype.kind in "iu" else "")
+        raise ValueError(f"images must be {need}; images[{where}] = {raw[where].item()!r}{hint}")
     return raw
 
 

@@ -7,7 +7,9 @@ checkpoint path is given, a checkpoint is written atomically.  Resuming from it 
 bit-identically (weights, optimiser, schedule, and every random generator are restored).
 
 A non-finite loss stops training with :class:`TrainingDiverged`; the last checkpoint
-written (at the end of the last good epoch) is left intact.
+written (at the end of the last good epoch) is left intact.  Ctrl-C (KeyboardInterrupt) stops
+it with :class:`TrainingInterrupted`, whose one-line message says which epoch the checkpoint
+holds and how to resume.
 """
 from __future__ import annotations
 
@@ -21,13 +23,44 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import encoding, losses
-from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from .checkpoint import (check_architecture, load_checkpoint, restore_rng, rng_state,
+                         save_checkpoint)
 from .layers import Sequential
 from .optim import clip_grad_norm
 
 
 class TrainingDiverged(FloatingPointError):
     """The loss or the gradients became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit`; the message says where and how to resume.
+
+    Attributes:
+        epoch: the epoch (counted from 1) that was running.
+        checkpoint: the checkpoint path given to ``fit``, or None.
+        checkpoint_epoch: the number of finished epochs the checkpoint holds, or None when
+            this run has not written (or resumed from) one.
+    """
+
+    def __init__(self, message: str, epoch: int | None = None, checkpoint=None,
+                 checkpoint_epoch: int | None = None):
+        super().__init__(message)
+        self.epoch, self.checkpoint, self.checkpoint_epoch = epoch, checkpoint, checkpoint_epoch
+
+
+def _interrupted(where: str, epoch: int, ckpt_path, saved_epoch) -> TrainingInterrupted:
+    """The TrainingInterrupted for Ctrl-C at ``where`` ("epoch 2, batch 7", ...)."""
+    if ckpt_path is None:
+        advice = "no checkpoint was configured (pass checkpoint=PATH to fit to be able to resume)"
+    elif saved_epoch is None:
+        advice = (f"no checkpoint written yet (the first is written to {ckpt_path} at the end of "
+                  f"epoch {epoch})")
+    else:
+        advice = (f"checkpoint {ckpt_path} holds epoch {saved_epoch}: call "
+                  f"fit(..., checkpoint={str(ckpt_path)!r}, resume=True) to continue")
+    return TrainingInterrupted(f"training interrupted at {where}; {advice}", epoch=epoch,
+                               checkpoint=ckpt_path, checkpoint_epoch=saved_epoch)
 
 
 @dataclass
@@ -87,16 +120,41 @@ def _generators(net) -> dict[str, np.random.Generator]:
     return found
 
 
-def _check_data(name, data, T):
+def _check_data(name, data, encoder, caller="fit"):
     if not (isinstance(data, tuple) and len(data) == 2):
-        raise ValueError(f"fit: {name} must be a pair (images, labels)")
+        raise ValueError(f"{caller}: {name} must be a pair (images, labels)")
     x, y = np.asarray(data[0]), np.asarray(data[1])
     if x.ndim < 2 or y.shape != (len(x),):
-        raise ValueError(f"fit: {name} images {x.shape} and labels {y.shape} do not match "
+        raise ValueError(f"{caller}: {name} images {x.shape} and labels {y.shape} do not match "
                          "([N, ...features] and [N])")
+    if len(x) == 0:
+        raise ValueError(f"{caller}: the {name} set is empty: images {x.shape}, labels {y.shape}")
     if y.dtype.kind not in "iu":
-        raise ValueError(f"fit: {name} labels must be integers, got {y.dtype}")
+        raise ValueError(f"{caller}: {name} labels must be integers, got {y.dtype}")
+    _check_images(f"{caller}: {name} images", x, encoder)
     return x, y
+
+
+def _check_images(what: str, x: np.ndarray, encoder) -> None:
+    """Refuse images the built-in encoder would misread: integer pixels (0..255) and values
+    outside what it accepts ("direct": finite; "rate": finite and in [0, 1]).  A callable
+    encoder gets the images as they are and checks them itself."""
+    if callable(encoder) or encoder not in ("direct", "rate"):
+        return
+    if x.dtype.kind != "f":
+        raise ValueError(f"{what} are {x.dtype}; the {encoder!r} encoder needs float images in "
+                         "[0, 1]: use dataset.float_images() or images.astype(np.float32) / 255")
+    lo, hi = x.min(), x.max()       # NaN propagates: one pass, no mask unless a value is bad
+    if (0 <= lo and hi <= 1) if encoder == "rate" else (np.isfinite(lo) and np.isfinite(hi)):
+        return
+    bad = ~np.isfinite(x)
+    if encoder == "rate":
+        bad |= (x < 0) | (x > 1)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        need = "finite values in [0, 1] (spike probabilities)" if encoder == "rate" else "finite values"
+        raise ValueError(f"{what}[{', '.join(map(str, where))}] = {x[where].item()!r}: the "
+                         f"{encoder!r} encoder needs {need}")
 
 
 def _check_gradients(named, epoch: int, batch: int) -> None:
@@ -114,7 +172,19 @@ def _check_gradients(named, epoch: int, batch: int) -> None:
 
 def evaluate(net: Sequential, images, labels, *, T: int, encoder="direct", batch_size: int = 1000,
              loss="rate_ce", seed: int = 0, time_weights=None, progress: bool = False):
-    """Mean loss and accuracy of ``net`` in eval mode; returns ``(loss, accuracy)``."""
+    """Mean loss and accuracy of ``net`` in eval mode; returns ``(loss, accuracy)``.
+
+    ``images`` and ``labels`` are checked as :func:`fit` checks its test set (not empty,
+    float images the encoder accepts).
+    """
+    images, labels = _check_data("evaluation", (images, labels), encoder, caller="evaluate")
+    return _evaluate(net, images, labels, T=T, encoder=encoder, batch_size=batch_size, loss=loss,
+                     seed=seed, time_weights=time_weights, progress=progress)
+
+
+def _evaluate(net, images, labels, *, T, encoder, batch_size, loss, seed, time_weights=None,
+              progress=False):
+    """:func:`evaluate` on checked, non-empty arrays."""
     enc = make_encoder(encoder, T)
     loss_fn = _loss_fn(loss, 0.0)
     rng = np.random.default_rng(seed)
@@ -122,13 +192,15 @@ def evaluate(net: Sequential, images, labels, *, T: int, encoder="direct", batch
     net.eval()
     total_loss, correct = 0.0, 0
     n = len(images)
+    bar = tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=not progress)
     try:
-        for start in tqdm(range(0, n, batch_size), desc="eval", leave=False, disable=not progress):
+        for start in bar:
             xb, yb = images[start:start + batch_size], labels[start:start + batch_size]
             y = net.forward(enc(xb, rng))
             total_loss += loss_fn(y, yb)[0] * len(xb)
             correct += int(np.sum(losses.decode(y, time_weights).argmax(axis=1) == yb))
     finally:
+        bar.close()
         net.train(was_training)
     return total_loss / n, correct / n
 
@@ -153,16 +225,24 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         clip_norm: clip the global gradient norm to this value.
         seed: seeds shuffling and rate encoding.
         checkpoint: path of the HDF5 checkpoint written after every epoch; with
-            ``resume=True`` training continues from it if it exists.
+            ``resume=True`` training continues from it if it exists (a checkpoint of another
+            network is refused with a one-line ValueError).
         on_epoch_end: optional ``f(epoch, history)`` called after each epoch (and after its
             checkpoint is written) with the epoch number counted from 1, the number the
             progress bar shows: ``epoch == history.epoch[-1]``, 1 after the first epoch.
     Returns:
         :class:`History` of per-epoch metrics.
+    Raises:
+        ValueError: an empty train or test set, mismatched labels, or images the encoder
+            would misread: integer pixels (convert with ``dataset.float_images()`` or
+            ``images / 255``), non-finite values, or values outside [0, 1] for "rate".
+        TrainingDiverged: the loss or a gradient became NaN or infinite.
+        TrainingInterrupted: Ctrl-C; the message says which epoch the checkpoint holds and
+            how to resume.  The checkpoint is left as it was at the end of that epoch.
     """
-    x, labels = _check_data("train", train, T)
+    x, labels = _check_data("train", train, encoder)
     if test is not None:
-        x_test, labels_test = _check_data("test", test, T)
+        x_test, labels_test = _check_data("test", test, encoder)
     if int(T) < 1 or int(epochs) < 0 or int(batch_size) < 1:
         raise ValueError(f"fit: need T >= 1, epochs >= 0, batch_size >= 1; got {T}, {epochs}, {batch_size}")
     enc = make_encoder(encoder, T)
@@ -171,9 +251,11 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
     layer_rngs = _generators(net)
     history, start_epoch, step = History(), 0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    saved_epoch = None          # epochs held by a checkpoint this run wrote or resumed from
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
+        check_architecture(ckpt_path, ck.model_state, net.state_dict())
         net.load_state_dict(ck.model_state)
         optimizer.load_state_dict(ck.optimizer_state)
         if schedule is not None and ck.schedule_state is not None:
@@ -183,70 +265,83 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             gen.bit_generator.state = restore_rng(ck.rng_state[key]).bit_generator.state
         history = History.from_dict(ck.metrics or {})
         start_epoch, step = ck.epoch, ck.step
+        saved_epoch = ck.epoch
 
     named = list(net.named_parameters())
     params = [p for _, p in named]
     n = len(x)
     n_batches = math.ceil(n / batch_size)
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        net.train()
-        order = rng.permutation(n)
-        sum_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False, unit="batch")
-        for b in bar:
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            xb, yb = x[idx], labels[idx]
-            optimizer.zero_grad()
-            y = net.forward(enc(xb, rng))
-            value, grad = loss_fn(y, yb)
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training stopped"
-                    + (f"; the last good checkpoint {ckpt_path} (end of epoch {epoch}) is intact"
-                       if ckpt_path is not None and ckpt_path.exists() else ""))
-            net.backward(grad, need_input_grad=False)
-            _check_gradients(named, epoch, b)
-            if clip_norm is not None:
-                norm = clip_grad_norm(params, clip_norm)
-                if not math.isfinite(norm):
-                    raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
-                                           f"batch {b + 1}; training stopped")
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            step += 1
-            sum_loss += value * len(idx)
-            correct += int(np.sum(losses.decode(y).argmax(axis=1) == yb))
-            seen += len(idx)
-            if b % 10 == 0:
-                bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
-        bar.close()
+    bar, where, epoch = None, "the start", start_epoch
+    try:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            net.train()
+            order = rng.permutation(n)
+            sum_loss, correct, seen = 0.0, 0, 0
+            bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+                       leave=False, unit="batch")
+            for b in bar:
+                where = f"epoch {epoch + 1}, batch {b + 1}"
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                xb, yb = x[idx], labels[idx]
+                optimizer.zero_grad()
+                y = net.forward(enc(xb, rng))
+                value, grad = loss_fn(y, yb)
+                if not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training stopped"
+                        + (f"; the last good checkpoint {ckpt_path} (end of epoch {epoch}) is intact"
+                           if ckpt_path is not None and ckpt_path.exists() else ""))
+                net.backward(grad, need_input_grad=False)
+                _check_gradients(named, epoch, b)
+                if clip_norm is not None:
+                    norm = clip_grad_norm(params, clip_norm)
+                    if not math.isfinite(norm):
+                        raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
+                                               f"batch {b + 1}; training stopped")
+                optimizer.step()
+                if schedule is not None:
+                    schedule.step()
+                step += 1
+                sum_loss += value * len(idx)
+                correct += int(np.sum(losses.decode(y).argmax(axis=1) == yb))
+                seen += len(idx)
+                if b % 10 == 0:
+                    bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+            bar.close()
+            net.reset_cache()
+            history.epoch.append(epoch + 1)
+            history.train_loss.append(sum_loss / seen)
+            history.train_acc.append(correct / seen)
+            history.lr.append(float(optimizer.lr))
+            if test is not None:
+                where = f"epoch {epoch + 1}, evaluating the test set"
+                tl, ta = _evaluate(net, x_test, labels_test, T=T, encoder=encoder, loss=loss,
+                                   batch_size=eval_batch_size, seed=seed + 1)
+            else:
+                tl, ta = float("nan"), float("nan")
+            history.test_loss.append(tl)
+            history.test_acc.append(ta)
+            history.seconds.append(time.perf_counter() - t0)
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f} "
+                           f"acc {history.train_acc[-1]:.4f} | test loss {tl:.4f} acc {ta:.4f} | "
+                           f"{history.seconds[-1]:.1f} s")
+            if ckpt_path is not None:
+                where = f"epoch {epoch + 1}, writing the checkpoint"
+                states = {"trainer": rng_state(rng)}
+                states.update({k: rng_state(g) for k, g in layer_rngs.items()})
+                save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
+                                schedule_state=None if schedule is None else schedule.state_dict(),
+                                rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
+                                extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)})
+                saved_epoch = epoch + 1
+            if on_epoch_end is not None:
+                where = f"the end of epoch {epoch + 1} (in on_epoch_end)"
+                on_epoch_end(epoch + 1, history)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
         net.reset_cache()
-        history.epoch.append(epoch + 1)
-        history.train_loss.append(sum_loss / seen)
-        history.train_acc.append(correct / seen)
-        history.lr.append(float(optimizer.lr))
-        if test is not None:
-            tl, ta = evaluate(net, x_test, labels_test, T=T, encoder=encoder, loss=loss,
-                              batch_size=eval_batch_size, seed=seed + 1)
-        else:
-            tl, ta = float("nan"), float("nan")
-        history.test_loss.append(tl)
-        history.test_acc.append(ta)
-        history.seconds.append(time.perf_counter() - t0)
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f} "
-                       f"acc {history.train_acc[-1]:.4f} | test loss {tl:.4f} acc {ta:.4f} | "
-                       f"{history.seconds[-1]:.1f} s")
-        if ckpt_path is not None:
-            states = {"trainer": rng_state(rng)}
-            states.update({k: rng_state(g) for k, g in layer_rngs.items()})
-            save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
-                            schedule_state=None if schedule is None else schedule.state_dict(),
-                            rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
-                            extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, history)
+        raise _interrupted(where, epoch + 1, ckpt_path, saved_epoch) from None
     return history
