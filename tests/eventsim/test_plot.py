@@ -412,3 +412,38 @@ def test_small_T_raster_draws_one_dash_per_spike():
     # thousands of neurons over few steps: the density image, not dashes covering many rows
     ax = plot.raster(t, i * 1000, T=4, n=5000)
     assert len(ax.images) == 1
+
+
+def test_plot_command_watches_neurons_that_cross_sometimes():
+    """``eventsim plot``'s choice: crossing neurons, else the silent ones nearest threshold
+    (found by a second run recording every membrane), never a flat always-firing trace."""
+    from eventsim import Simulator, cli, inputs, load
+    from eventsim import modelfile as mf
+
+    def watched(weights, T, k):
+        w = np.array(weights, dtype=np.float32)[:, None]
+        record = mf.Model(input_shape=(1,), T=T, layers=[
+            mf.Dense(w), mf.Spiking(beta=1.0, theta=1.0),
+            mf.Dense(np.ones((2, len(weights)), np.float32)), mf.Readout()])
+        model = load(record)
+        xs = inputs.direct(np.ones((1, 1), np.float32), T)
+        rec = Simulator(model).run(xs)
+        return list(cli._neurons_to_watch(Simulator, model, record, xs, rec,
+                                          mf.validate(record), k)[1])
+
+    # counts over T=8: 8 (every step), 4, 2, 0 (peak 0.8), 4
+    assert watched([2.0, 0.625, 0.3125, 0.1, 0.5], T=8, k=2) == [1, 4]
+    # nothing crosses sometimes: neuron 0 fires on every step, 1-3 stay below threshold
+    # with peaks 0.5, 0.25, 0.75 -> the two nearest threshold, not the lowest indices
+    assert watched([2.0, 0.125, 0.0625, 0.1875], T=4, k=2) == [1, 3]
+
+
+def test_plot_command_dt_option():
+    from eventsim import cli
+
+    args = cli.build_parser().parse_args(["plot", "m.h5", "--out", "a.png", "--dt", "1e-3"])
+    assert args.dt == 1e-3
+    assert cli.build_parser().parse_args(["plot", "m.h5", "--out", "a.png"]).dt is None
+    for bad in ("0", "-1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["plot", "m.h5", "--out", "a.png", "--dt", bad])
