@@ -362,7 +362,8 @@ def _neurons_to_watch(Simulator, model, record, xs, rec, shapes, k: int) -> dict
     run recording all its membranes, so its silent neurons closest to threshold are chosen."""
     from .plot import pick_neurons, spike_counts
 
-    T = int(np.shape(rec.readout)[0]) if getattr(rec, "readout", None) is not None else int(record.T)
+    readout = getattr(rec, "readout", None)
+    T = int(np.shape(readout)[0]) if readout is not None else int(record.T)
     keys = _spike_keys(getattr(rec, "spikes", {}) or {}, record)
     counts = {}
     for idx in record.spiking_layers:
@@ -371,7 +372,8 @@ def _neurons_to_watch(Simulator, model, record, xs, rec, shapes, k: int) -> dict
     short = [idx for idx, c in counts.items() if np.sum((c > 0) & (c < T)) < min(k, len(c))]
     peaks = {}
     if short and k > 0:
-        full = Simulator(model, record_membrane={idx: np.arange(len(counts[idx])) for idx in short}).run(xs)
+        every = {idx: np.arange(len(counts[idx])) for idx in short}
+        full = Simulator(model, record_membrane=every).run(xs)
         for idx in short:
             u = np.asarray(full.membrane[idx])[:, 0, :]
             ternary = getattr(record.layers[idx], "spikes", "binary") == "ternary"

@@ -186,14 +186,12 @@ def _spike_dashes(ax, t, i, n, color, scale, linewidth=None):
 def _hist_image(ax, t, i, T, n, color, scale: float = 1.0):
     """2-D histogram of spikes per (time bin, neuron bin), drawn as one image (x in steps
     times ``scale``)."""
-    from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.colors import LinearSegmentedColormap, PowerNorm
 
     tb, nb = min(int(np.ceil(T)), MAX_IMAGE_BINS[0]), min(n, MAX_IMAGE_BINS[1])
     ti = np.clip((np.asarray(t, np.float64) * (tb / T)).astype(np.int64), 0, tb - 1)
     ni = np.clip(i * nb // n, 0, nb - 1)
     counts = np.bincount(ni * tb + ti, minlength=nb * tb).reshape(nb, tb)
-    from matplotlib.colors import PowerNorm
-
     cmap = LinearSegmentedColormap.from_list("raster", ["white", color])
     # square-root scale: a bin with one spike stays visible next to a bin where all fire
     norm = PowerNorm(0.5, vmin=0, vmax=max(1, counts.max()))
@@ -221,6 +219,7 @@ def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
             "auto": markers up to :data:`MAX_MARKERS` spikes, the image above, and the image
             too for at most :data:`SMALL_T` steps of more than 1000 neurons (where a dash
             would cover many rows).  1e6 spikes render in < 1 s either way.
+        markersize: height of a '|' marker, or width of a dash (points).
         dt: step length in seconds: the x axis is then "time (ms)" and rates are in Hz;
             without it the x axis counts steps ("time step") and rates are spikes per step.
         fig: Figure to lay the panels out in (with panels; default: ``ax``'s figure, or new).
