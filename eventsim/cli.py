@@ -568,12 +568,29 @@ def cmd_simulate(args) -> int:
     return 0
 
 
-def _top_neurons(s, n: int, k: int) -> np.ndarray:
-    """Indices of the k most active neurons (ties and silence: lowest index first)."""
-    counts = np.bincount(np.asarray(s.neuron, dtype=np.int64), minlength=n)[:n] if s is not None \
-        else np.zeros(n, dtype=np.int64)
-    order = np.argsort(-counts, kind="stable")
-    return np.sort(order[:min(k, n)]).astype(np.int64)
+def _neurons_to_watch(Simulator, model, record, xs, rec, shapes, k: int) -> dict:
+    """{spiking layer: k neurons whose membranes cross threshold some of the time}
+    (:func:`eventsim.plot.pick_neurons`); a layer with too few such neurons gets a second
+    run recording all its membranes, so its silent neurons closest to threshold are chosen."""
+    from .plot import pick_neurons, spike_counts
+
+    readout = getattr(rec, "readout", None)
+    T = int(np.shape(readout)[0]) if readout is not None else int(record.T)
+    keys = _spike_keys(getattr(rec, "spikes", {}) or {}, record)
+    counts = {}
+    for idx in record.spiking_layers:
+        n = int(np.prod(shapes[idx]))
+        counts[idx] = spike_counts(rec.spikes[keys[idx]] if idx in keys else None, n)
+    short = [idx for idx, c in counts.items() if np.sum((c > 0) & (c < T)) < min(k, len(c))]
+    peaks = {}
+    if short and k > 0:
+        every = {idx: np.arange(len(counts[idx])) for idx in short}
+        full = Simulator(model, record_membrane=every).run(xs)
+        for idx in short:
+            u = np.asarray(full.membrane[idx])[:, 0, :]
+            ternary = getattr(record.layers[idx], "spikes", "binary") == "ternary"
+            peaks[idx] = (np.abs(u) if ternary else u).max(axis=0)
+    return {idx: pick_neurons(c, T, k, peak=peaks.get(idx)) for idx, c in counts.items()}
 
 
 def cmd_plot(args) -> int:
@@ -591,20 +608,20 @@ def cmd_plot(args) -> int:
     rng = np.random.default_rng(args.seed)
     xs, _ = _encode(record, data.images[args.sample:args.sample + 1], rng)
     shapes = mf.validate(record)
-    # first pass finds the busiest neurons, the second records their membranes
+    # a first run counts spikes; the neurons that fire on some steps get their membranes recorded
     rec = Simulator(model).run(xs)
-    keys = _spike_keys(getattr(rec, "spikes", {}) or {}, record)
-    record_membrane = {}
-    for idx in record.spiking_layers:
-        s = rec.spikes[keys[idx]] if idx in keys else None
-        record_membrane[idx] = _top_neurons(s, int(np.prod(shapes[idx])), args.neurons)
+    record_membrane = _neurons_to_watch(Simulator, model, record, xs, rec, shapes, args.neurons)
     if args.neurons > 0:
         rec = Simulator(model, record_membrane=record_membrane).run(xs)
-    plot_recording(rec, sample=0, model=record, out=str(out))
+    label = int(data.labels[args.sample])
+    classes = getattr(data, "classes", None)
+    n_out = int(shapes[-1][0])
+    plot_recording(rec, sample=0, model=record, out=str(out), dt=args.dt, true_label=label,
+                   class_names=classes if classes is not None and len(classes) == n_out else None)
     pred = getattr(rec, "predictions", None)
     _print_json({
         "out": str(out), "dataset": name, "sample": args.sample,
-        "label": int(data.labels[args.sample]),
+        "label": label,
         "prediction": None if pred is None else int(np.asarray(pred).reshape(-1)[0]),
         "membrane_neurons": {str(k): v for k, v in record_membrane.items()} if args.neurons else {},
     })
@@ -734,7 +751,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--sample", type=_non_negative, default=0, help="index in the dataset split")
     p.add_argument("--neurons", type=_non_negative, default=5,
-                   help="membrane traces per spiking layer (the most active neurons)")
+                   help="membrane traces per spiking layer: neurons that fire on about half "
+                        "of the steps")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="SECONDS",
+                   help="step length: time axes in ms (default: in time steps)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
     p.set_defaults(func=cmd_plot)
     return parser

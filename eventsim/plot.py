@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["raster", "membrane", "firing_rates", "training_curves", "plot_recording"]
+__all__ = ["raster", "membrane", "firing_rates", "training_curves", "plot_recording",
+           "pick_neurons", "spike_counts", "CLASS_NAMES"]
 
 #: above this many spikes ``raster(method="auto")`` draws a 2-D histogram image instead of
 #: one marker per spike (both render 1e6 spikes in well under a second; the image also
@@ -23,6 +24,87 @@ __all__ = ["raster", "membrane", "firing_rates", "training_curves", "plot_record
 MAX_MARKERS = 200_000
 #: largest image (time bins x neuron bins) drawn by the histogram method.
 MAX_IMAGE_BINS = (2000, 1000)
+#: up to this many steps a raster draws each spike as a dash 0.8 steps wide (a '|' marker
+#: would be a thin line in a wide empty cell) and traces mark every step with a dot.
+SMALL_T = 64
+#: class names by the model metadata's ``dataset`` (readout legends of :func:`plot_recording`).
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "mnist": tuple(str(d) for d in range(10)),
+}
+CLASS_NAMES["fashion-mnist-small"] = CLASS_NAMES["fashion-mnist"]
+
+
+def spike_counts(spikes, n: int, sample: int = 0) -> np.ndarray:
+    """Spikes per neuron of one sample: ``[n]`` int64.
+
+    Args:
+        spikes: a layer's spikes with int arrays ``.sample`` and ``.neuron`` (a
+            :class:`eventsim.recording.SpikeTrain`), or None (no spikes).
+        n: number of neurons in the layer.
+        sample: which sample of the batch.
+    """
+    if spikes is None:
+        return np.zeros(int(n), dtype=np.int64)
+    sel = np.asarray(spikes.sample) == sample
+    neuron = np.asarray(spikes.neuron, dtype=np.int64)[sel]
+    return np.bincount(neuron, minlength=int(n))[:int(n)]
+
+
+def pick_neurons(counts, T: int, k: int = 5, peak=None, fraction: float = 0.5) -> np.ndarray:
+    """Choose k neurons whose membrane traces show threshold crossings.
+
+    A neuron that fires on every step has a flat trace above threshold and a silent one a
+    trace that never reaches it; neither shows how the neuron works.  The choice, in order:
+
+    1. neurons that fire on some steps but not all (``0 < count < T``), those whose count
+       is closest to ``fraction * T`` first;
+    2. silent neurons, highest ``peak`` membrane first (closest to threshold), or lowest
+       index first when ``peak`` is None;
+    3. neurons that fire on every step.
+
+    Where equally good neurons are more than needed, the chosen ones are spread evenly over
+    their index range (over the channels of a conv layer), not the lowest indices.
+
+    Args:
+        counts: ``[n]`` spikes per neuron over the T steps of one sample (for ternary
+            layers: spikes of either sign), e.g. from :func:`spike_counts`.
+        T: number of steps.
+        k: how many neurons (fewer when the layer is smaller).
+        peak: optional ``[n]`` largest membrane potential of each neuron over the run
+            (``u.max(axis=0)``; ``abs(u).max(axis=0)`` for ternary layers).
+        fraction: the preferred share of steps with a spike.
+
+    Returns:
+        ``[min(k, n)]`` int64 neuron indices, ascending.
+    """
+    c = np.asarray(counts)
+    if c.ndim != 1 or c.dtype.kind not in "iu":
+        raise ValueError(f"pick_neurons: counts must be a 1-D integer array, got {c.dtype} "
+                         f"shape {c.shape}")
+    c = c.astype(np.int64)
+    n = len(c)
+    score = np.abs(c - fraction * T).astype(np.float64)
+    group = np.where((c > 0) & (c < T), 0, np.where(c == 0, 1, 2))
+    if peak is not None:
+        pk = np.asarray(peak, dtype=np.float64)
+        if pk.shape != (n,):
+            raise ValueError(f"pick_neurons: peak must have shape ({n},), got {pk.shape}")
+        score = np.where(group == 1, -np.nan_to_num(pk, nan=-np.inf), score)
+    else:
+        score = np.where(group == 1, 0.0, score)
+    order = np.lexsort((np.arange(n), score, group))
+    k = max(0, min(int(k), n))
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    # the last place's tie class: take what is needed from it, evenly spaced
+    same = (group[order] == group[order[k - 1]]) & (score[order] == score[order[k - 1]])
+    tied = order[same]
+    before = order[:k][~same[:k]]
+    m = k - len(before)
+    spread = tied[np.round(np.linspace(0, len(tied) - 1, m)).astype(np.int64)] if m else tied[:0]
+    return np.sort(np.concatenate([before, spread])).astype(np.int64)
 
 
 def _new_figure(figsize=(8.0, 4.5)):
@@ -35,6 +117,43 @@ def _axes(ax, figsize=(8.0, 4.5)):
     if ax is None:
         return _new_figure(figsize).add_subplot()
     return ax
+
+
+def _time_scale(dt) -> float:
+    """x-axis units per step: milliseconds when ``dt`` (seconds) is given, else steps."""
+    return 1.0 if dt is None else float(dt) * 1e3
+
+
+def _time_axis(ax, T, dt) -> None:
+    """Label the x axis "time step" (integer ticks) or "time (ms)" when ``dt`` is given;
+    with at most 20 steps every step gets a tick."""
+    from matplotlib.ticker import MaxNLocator, MultipleLocator
+
+    if T is not None and T <= 20:
+        ax.xaxis.set_major_locator(MultipleLocator(_time_scale(dt)))
+    elif dt is None:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("time step" if dt is None else "time (ms)")
+
+
+def _legend_outside(ax, **kw):
+    """Legend to the right of the Axes, where it cannot cover data."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                     fontsize="small", frameon=False, **kw)
+
+
+def _channel_ticks(ax, channels: int, n: int) -> None:
+    """Rows ``[c * n/C, (c+1) * n/C)`` belong to channel c: boundary lines, channel ticks."""
+    per = n // channels
+    for c in range(1, channels):
+        ax.axhline(c * per - 0.5, color="tab:blue", linewidth=0.4, alpha=0.35, zorder=1)
+    every = 1
+    while channels / every > 8:
+        every *= 2
+    shown = np.arange(0, channels, every)
+    ax.set_yticks(shown * per + (per - 1) / 2, [str(c) for c in shown])
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylabel(f"channel\n({per} neurons each)")
 
 
 def _spike_arrays(t, neuron):
@@ -79,24 +198,41 @@ def _check_sample(rec, sample) -> int:
     return int(sample)
 
 
-def _hist_image(ax, t, i, T, n, color):
-    """2-D histogram of spikes per (time bin, neuron bin), drawn as one image."""
-    from matplotlib.colors import LinearSegmentedColormap
+def _spike_dashes(ax, t, i, n, color, scale, linewidth=None):
+    """One horizontal dash per spike, 0.8 steps wide: with few steps a '|' marker would be a
+    thin line in a wide empty cell.  Thin rows stay visible (antialiased, never dropped)."""
+    from matplotlib.collections import LineCollection
+
+    x = np.asarray(t, dtype=np.float64) * scale
+    y = np.asarray(i, dtype=np.float64)
+    segs = np.stack([np.stack([x - 0.4 * scale, y], 1), np.stack([x + 0.4 * scale, y], 1)], 1)
+    lw = linewidth if linewidth is not None else float(np.clip(150.0 / n, 0.6, 6.0))
+    lc = LineCollection(segs, colors=color, linewidths=lw, capstyle="butt")
+    lc.set_rasterized(len(x) > 10_000)
+    ax.add_collection(lc, autolim=False)
+
+
+def _hist_image(ax, t, i, T, n, color, scale: float = 1.0):
+    """2-D histogram of spikes per (time bin, neuron bin), drawn as one image (x in steps
+    times ``scale``)."""
+    from matplotlib.colors import LinearSegmentedColormap, PowerNorm
 
     tb, nb = min(int(np.ceil(T)), MAX_IMAGE_BINS[0]), min(n, MAX_IMAGE_BINS[1])
     ti = np.clip((np.asarray(t, np.float64) * (tb / T)).astype(np.int64), 0, tb - 1)
     ni = np.clip(i * nb // n, 0, nb - 1)
     counts = np.bincount(ni * tb + ti, minlength=nb * tb).reshape(nb, tb)
     cmap = LinearSegmentedColormap.from_list("raster", ["white", color])
+    # square-root scale: a bin with one spike stays visible next to a bin where all fire
+    norm = PowerNorm(0.5, vmin=0, vmax=max(1, counts.max()))
     im = ax.imshow(counts, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap,
-                   extent=(-0.5, T - 0.5, -0.5, n - 0.5), vmin=0, vmax=max(1, counts.max()))
+                   extent=((-0.5) * scale, (T - 0.5) * scale, -0.5, n - 0.5), norm=norm)
     return im
 
 
 def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
            population_panel: bool = False, method: str = "auto", dt: float | None = None,
            color="k", markersize: float | None = None, title: str | None = None, fig=None,
-           ylabel: str = "neuron"):
+           ylabel: str = "neuron", channels: int | None = None):
     """Spike raster: one mark per spike at (step, neuron).
 
     Args:
@@ -106,11 +242,19 @@ def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
         n: number of neurons (y range); default ``max(neuron) + 1``.
         rate_panel: add a per-neuron firing-rate panel on the right.
         population_panel: add a population-rate panel below (mean rate per step).
-        method: "markers" (one '|' marker per spike, rasterised), "image" (2-D histogram,
-            exact per-cell when ``T <= 2000`` and ``n <= 1000``), or "auto": markers up to
-            :data:`MAX_MARKERS` spikes, the image above.  1e6 spikes render in < 1 s either way.
-        dt: step length in seconds; rates are then in Hz, else in spikes per step.
+        method: "markers" (one mark per spike: a '|' marker, or for at most
+            :data:`SMALL_T` steps a dash 0.8 steps wide; rasterised above 10,000 spikes),
+            "image" (2-D histogram, exact per-cell when ``T <= 2000`` and ``n <= 1000``), or
+            "auto": markers up to :data:`MAX_MARKERS` spikes, the image above, and the image
+            too for at most :data:`SMALL_T` steps of more than 1000 neurons (where a dash
+            would cover many rows).  1e6 spikes render in < 1 s either way.
+        markersize: height of a '|' marker, or width of a dash (points).
+        dt: step length in seconds: the x axis is then "time (ms)" and rates are in Hz;
+            without it the x axis counts steps ("time step") and rates are spikes per step.
         fig: Figure to lay the panels out in (with panels; default: ``ax``'s figure, or new).
+        channels: the neurons are ``channels`` equal blocks, channel-major (a conv layer's
+            ``[C, H, W]`` in C order): boundary lines between channels, channel numbers
+            on the y axis.
 
     Returns:
         The raster's Axes, or -- when a panel is requested -- the Figure holding the raster
@@ -124,8 +268,12 @@ def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
         raise ValueError(f"raster: T and n must be positive, got T={T}, n={n}")
     if method not in ("auto", "markers", "image"):
         raise ValueError(f"raster: method must be 'auto', 'markers' or 'image', got {method!r}")
+    if channels is not None and (int(channels) < 1 or n % int(channels)):
+        raise ValueError(f"raster: channels={channels} does not divide n={n} neurons")
     if method == "auto":
-        method = "markers" if len(t) <= MAX_MARKERS else "image"
+        dense = len(t) > MAX_MARKERS or (T <= SMALL_T and n > MAX_IMAGE_BINS[1])
+        method = "image" if dense else "markers"
+    scale = _time_scale(dt)
 
     panels = rate_panel or population_panel
     ax_rate = ax_pop = None
@@ -150,21 +298,25 @@ def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
         ax = _axes(ax)
 
     if len(t):
-        if method == "markers":
+        if method == "markers" and T <= SMALL_T:
+            _spike_dashes(ax, t, i, n, color, scale, markersize)
+        elif method == "markers":
             ms = markersize if markersize is not None else float(np.clip(300.0 / n, 1.0, 6.0))
-            ax.plot(t, i, linestyle="none", marker="|", markersize=ms, color=color,
-                    rasterized=len(t) > 10_000)
+            ax.plot(np.asarray(t) * scale, i, linestyle="none", marker="|", markersize=ms,
+                    color=color, rasterized=len(t) > 10_000)
         else:
-            _hist_image(ax, t, i, T, n, color)
-    ax.set_xlim(-0.5, T - 0.5)
+            _hist_image(ax, t, i, T, n, color, scale)
+    ax.set_xlim(-0.5 * scale, (T - 0.5) * scale)
     ax.set_ylim(-0.5, n - 0.5)
     ax.set_ylabel(ylabel)
+    if channels is not None and int(channels) > 1:
+        _channel_ticks(ax, int(channels), n)
     if title:
         ax.set_title(title)
     unit = "Hz" if dt else "spikes/step"
-    scale = 1.0 / dt if dt else 1.0
+    per_s = 1.0 / dt if dt else 1.0
     if ax_rate is not None:
-        rates = np.bincount(i, minlength=n)[:n] / T * scale
+        rates = np.bincount(i, minlength=n)[:n] / T * per_s
         ax_rate.stairs(rates, np.arange(n + 1) - 0.5, orientation="horizontal", fill=True,
                        color=color)
         ax_rate.set_xlabel(f"rate ({unit})")
@@ -172,13 +324,13 @@ def raster(t, neuron, ax=None, T=None, n=None, rate_panel: bool = False,
     if ax_pop is not None:
         steps = int(np.ceil(T))
         tt = np.clip(np.asarray(t, np.float64).astype(np.int64), 0, steps - 1)
-        pop = np.bincount(tt, minlength=steps) / n * scale
-        ax_pop.step(np.arange(steps), pop, where="mid", color=color)
+        pop = np.bincount(tt, minlength=steps) / n * per_s
+        ax_pop.step(np.arange(steps) * scale, pop, where="mid", color=color)
         ax_pop.set_ylabel(f"pop. ({unit})")
-        ax_pop.set_xlabel("time step")
+        _time_axis(ax_pop, T, dt)
         ax.tick_params(labelbottom=False)
     else:
-        ax.set_xlabel("time step")
+        _time_axis(ax, T, dt)
     return fig if panels else ax
 
 
@@ -203,7 +355,7 @@ def _spike_times_per_trace(spikes_t, k: int, T: int):
     return [np.asarray(x) for x in s]
 
 
-def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float = 1.0, ax=None,
+def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float | None = None, ax=None,
              labels: Sequence[str] | None = None, title: str | None = None,
              ternary: bool = False):
     """Membrane traces with threshold and reset lines and spike marks.
@@ -211,19 +363,20 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float = 1.0, 
     Args:
         trace: ``[T]`` or ``[T, k]`` membrane potential (before reset) per step.
         threshold: scalar ``theta`` (dashed red line) or None.
-        spikes_t: spike steps, marked by a tick above the threshold: ``[n]`` for one trace,
+        spikes_t: spike steps, marked by a vertical tick on the trace: ``[n]`` for one trace,
             a list of k arrays, or a boolean mask ``[T, k]``; default (with a threshold): the
             steps where ``trace >= threshold`` (the model's test, docs/methods.md section 2), and
             ``trace <= -threshold`` too when ``ternary``.
         reset: reset potential ``v_reset`` (dotted line) or None.
-        dt: step length; the x axis shows ``t * dt``.
-        labels: names of the k traces for the legend.
+        dt: step length in seconds: the x axis is then "time (ms)" (``t * dt * 1000``);
+            without it the x axis counts steps ("time step").
+        labels: names of the k traces for the legend (drawn to the right of the Axes).
         ternary: the layer emits -1 spikes at ``u <= -theta``: draw that line as well.
 
     Returns:
         The Axes.
     """
-    dt = _check_dt("membrane", dt, optional=False)
+    dt = _check_dt("membrane", dt, optional=True)
     tr = np.asarray(trace, dtype=np.float64)
     if tr.ndim == 1:
         tr = tr[:, None]
@@ -233,8 +386,9 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float = 1.0, 
     if labels is not None and len(labels) != k:
         raise ValueError(f"membrane: {len(labels)} labels for {k} traces")
     ax = _axes(ax)
-    x = np.arange(T) * dt
-    lines = ax.plot(x, tr, linewidth=1.0, drawstyle="default")
+    scale = _time_scale(dt)
+    x = np.arange(T) * scale
+    lines = ax.plot(x, tr, linewidth=1.2, marker="o" if T <= SMALL_T else None, markersize=3)
     if labels is not None:
         for line, lab in zip(lines, labels):
             line.set_label(str(lab))
@@ -251,18 +405,28 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float = 1.0, 
     if reset is not None:
         ax.axhline(float(reset), color="0.4", linestyle=":", linewidth=1.0, label="reset")
     if per_trace is not None:
-        top = np.nanmax(tr) if threshold is None else max(float(threshold), np.nanmax(tr))
-        span = (np.nanmax(tr) - np.nanmin(tr)) or 1.0
+        marked = False
         for j, st in enumerate(per_trace):
+            st = np.asarray(st, dtype=np.int64)
+            st = st[(st >= 0) & (st < T)]
             if len(st):
-                ax.plot(np.asarray(st) * dt, np.full(len(st), top + 0.08 * span * (j + 1)),
-                        linestyle="none", marker="|", markersize=8, color=lines[j].get_color())
-    ax.set_xlabel("time step" if dt == 1.0 else "time")
+                ax.plot(st * scale, tr[st, j], linestyle="none", marker="|", markersize=14,
+                        markeredgewidth=2.0, color=lines[j].get_color(), zorder=3)
+                marked = True
+    ax.set_xlim(-0.5 * scale, (T - 0.5) * scale)
+    ax.margins(y=0.1)  # room for the spike ticks at the highest points
+    _time_axis(ax, T, dt)
     ax.set_ylabel("membrane potential")
     if title:
         ax.set_title(title)
     if labels is not None or threshold is not None or reset is not None:
-        ax.legend(loc="best", fontsize="small")
+        from matplotlib.lines import Line2D
+
+        handles, _ = ax.get_legend_handles_labels()
+        if per_trace is not None and marked:  # a legend key for the marks, not drawn in the Axes
+            handles.append(Line2D([], [], linestyle="none", marker="|", markersize=10,
+                                  markeredgewidth=2.0, color="0.25", label="spike"))
+        _legend_outside(ax, handles=handles)
     return ax
 
 
@@ -368,18 +532,116 @@ def _layer_size(model, layer, default: int) -> int:
         return default
 
 
-def _membrane_neurons(rec, layer, k: int):
+def _layer_shape(model, layer):
+    """Feature shape of ``layer`` from the model's records (e.g. ``(32, 28, 28)``), or None."""
+    model = getattr(model, "model", model)
+    try:
+        return tuple(int(v) for v in model.shapes[int(layer)])
+    except Exception:
+        return None
+
+
+def _class_names(model, n_out: int, class_names):
+    """Readout line names: ``class_names``, else the model's dataset's classes, else numbers."""
+    if class_names is not None:
+        names = [str(c) for c in class_names]
+        if len(names) != n_out:
+            raise ValueError(f"plot_recording: class_names has {len(names)} names for "
+                             f"{n_out} readout classes")
+        return names
+    meta = getattr(getattr(model, "model", model), "metadata", None) or {}
+    dataset = str(meta.get("dataset", "")).lower().replace("_", "-")
+    names = CLASS_NAMES.get(dataset)
+    if names is not None and len(names) == n_out:
+        return list(names)
+    return [f"class {c}" for c in range(n_out)]
+
+
+def _neuron_name(j: int, shape) -> str:
+    """``neuron j``, or its channel and position for a ``[C, H, W]`` layer."""
+    if shape is not None and len(shape) == 3:
+        c, y, x = np.unravel_index(int(j), shape)
+        return f"ch {c}, y {y}, x {x}"
+    return f"neuron {int(j)}"
+
+
+def _membrane_neurons(rec, layer, k: int, shape=None):
     for name in ("membrane_neurons", "membrane_index", "record_membrane"):
         m = getattr(rec, name, None)
         if isinstance(m, Mapping) and layer in m:
             idx = np.asarray(m[layer]).ravel()
             if len(idx) == k:
-                return [f"neuron {int(j)}" for j in idx]
+                return [_neuron_name(j, shape) for j in idx]
     return [f"trace {j}" for j in range(k)]
 
 
+def _shape_text(shape, n: int) -> str:
+    if shape is not None and len(shape) == 3:
+        return f"{shape[0]} channels x {shape[1]}x{shape[2]}"
+    return f"{n} neurons"
+
+
+def _raster_row(ax, rec_spikes, key, sample, model, T, dt):
+    """One layer's spikes of one sample; conv layers grouped by channel."""
+    sel = np.asarray(rec_spikes.sample) == sample
+    t_s, n_s = np.asarray(rec_spikes.t)[sel], np.asarray(rec_spikes.neuron)[sel]
+    shape = _layer_shape(model, key)
+    n = _layer_size(model, key, int(n_s.max()) + 1 if len(n_s) else 1)
+    channels = shape[0] if shape is not None and len(shape) == 3 else None
+    title = f"layer {key}: {_shape_text(shape, n)}, {len(t_s)} spikes"
+    raster(t_s, n_s, ax=ax, T=T, n=n, dt=dt, title=title, channels=channels)
+
+
+def _membrane_row(ax, m, key, sample, model, rec, dt):
+    """Membrane traces of the recorded neurons of one layer, with threshold and reset."""
+    if m.ndim != 3:
+        raise ValueError(f"plot_recording: rec.membrane[{key!r}] must be [T, B, k], "
+                         f"got shape {m.shape}")
+    layer = _layer_record(model, key)
+    theta = getattr(layer, "theta", None)
+    reset = getattr(layer, "v_reset", None) if getattr(layer, "reset", None) == "hard" else None
+    labels = _membrane_neurons(rec, key, m.shape[2], _layer_shape(model, key))
+    membrane(m[:, sample, :], threshold=theta, reset=reset, ax=ax, dt=dt,
+             ternary=getattr(layer, "spikes", "binary") == "ternary", labels=labels,
+             title=f"layer {key}: membrane potential of {m.shape[2]} neurons (before reset)")
+
+
+def _readout_row(ax, r, names, pred, true_label, dt):
+    """Per-step readout ``r [T, n_out]``, one line per class; the predicted class bold."""
+    T = r.shape[0]
+    x = np.arange(T) * _time_scale(dt)
+    for c in range(r.shape[1]):
+        bold = pred is not None and c == pred
+        ax.plot(x, r[:, c], color=f"C{c % 10}", linewidth=2.6 if bold else 1.0,
+                alpha=1.0 if bold else 0.75, zorder=3 if bold else 2,
+                marker="o" if T <= SMALL_T else None, markersize=4 if bold else 2.5,
+                label=names[c] + (" (predicted)" if bold else ""))
+    title = "readout per step"
+    if pred is not None:
+        title += f": predicted {names[pred]}"
+    if true_label is not None:
+        title += f", true class {names[int(true_label)]}"
+    ax.set_title(title)
+    ax.set_ylabel("readout")
+    ax.set_xlim(x[0] - 0.5 * _time_scale(dt), x[-1] + 0.5 * _time_scale(dt))
+    _time_axis(ax, T, dt)
+    _legend_outside(ax, title="class")
+
+
+def _row_order(keys, spikes, mem_keys):
+    """Rows layer by layer: each layer's raster, then its membrane traces."""
+    rows = []
+    for k in keys + [k for k in mem_keys if k not in keys]:
+        if k in spikes and k in keys:
+            rows.append(("raster", k))
+        if k in mem_keys:
+            rows.append(("membrane", k))
+    return rows
+
+
 def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=None,
-                   dt: float | None = None):
+                   dt: float | None = None, class_names: Sequence[str] | None = None,
+                   true_label: int | None = None):
     """Raster of every spiking layer and the recorded membrane traces of one sample.
 
     Args:
@@ -390,8 +652,13 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
         layers: layer keys to draw (default: every layer in ``rec.spikes``, in order).
         out: if given, the figure is saved there (format from the suffix).
         model: the loaded model, for thresholds (``model.layers[layer].theta``), reset
-            potentials and layer sizes; default ``rec.model`` when present.
+            potentials, layer shapes (conv layers' rasters are grouped by channel) and the
+            dataset's class names; default ``rec.model`` when present.
         fig: Figure to draw into (default: new).
+        dt: step length in seconds: time axes in ms (default: in steps).
+        class_names: names of the readout classes (default: the classes of the model
+            metadata's ``dataset`` when known, see :data:`CLASS_NAMES`, else "class c").
+        true_label: the sample's true class, named in the readout's title.
 
     Returns:
         The Figure.
@@ -408,13 +675,13 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
                          f"(spikes: {list(spikes)}, membrane: {list(mem)})")
     mem_keys = [k for k in (keys if layers is not None else list(mem)) if k in mem]
     readout = getattr(rec, "readout", None)
-    rows = [("raster", k) for k in keys if k in spikes] + [("membrane", k) for k in mem_keys]
+    rows = _row_order(keys, spikes, mem_keys)
     if readout is not None:
         rows.append(("readout", None))
     if not rows:
         raise ValueError("plot_recording: the recording holds no spikes, membranes or readout")
     if fig is None:
-        fig = _new_figure((9.0, 2.4 * len(rows) + 0.6))
+        fig = _new_figure((10.0, 2.5 * len(rows) + 0.6))
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     T = None
     for arr in [readout] + [mem[k] for k in mem_keys]:
@@ -423,38 +690,17 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
             break
     T = T or getattr(model, "T", None)
     for ax, (what, key) in zip(axes, rows):
-        name = f"layer {key}"
         if what == "raster":
-            s = spikes[key]
-            sel = np.asarray(s.sample) == sample
-            t_s, n_s = np.asarray(s.t)[sel], np.asarray(s.neuron)[sel]
-            n = _layer_size(model, key, int(n_s.max()) + 1 if len(n_s) else 1)
-            raster(t_s, n_s, ax=ax, T=T, n=n, dt=dt, title=f"{name}: {len(t_s)} spikes")
-            if ax is not axes[-1]:
-                ax.set_xlabel("")
+            _raster_row(ax, spikes[key], key, sample, model, T, dt)
         elif what == "membrane":
-            m = np.asarray(mem[key])
-            if m.ndim != 3:
-                raise ValueError(f"plot_recording: rec.membrane[{key!r}] must be [T, B, k], "
-                                 f"got shape {m.shape}")
-            layer = _layer_record(model, key)
-            theta = getattr(layer, "theta", None)
-            reset = getattr(layer, "v_reset", None) if getattr(layer, "reset", None) == "hard" else None
-            membrane(m[:, sample, :], threshold=theta, reset=reset, ax=ax,
-                     ternary=getattr(layer, "spikes", "binary") == "ternary",
-                     labels=_membrane_neurons(rec, key, m.shape[2]), title=f"{name}: membrane")
-            if ax is not axes[-1]:
-                ax.set_xlabel("")
+            _membrane_row(ax, np.asarray(mem[key]), key, sample, model, rec, dt)
         else:
             r = np.asarray(readout)[:, sample, :]
-            ax.plot(np.arange(r.shape[0]), r, linewidth=1.0)
-            title = "readout"
             preds = getattr(rec, "predictions", None)
-            if preds is not None:
-                title += f" (prediction {int(np.asarray(preds)[sample])})"
-            ax.set_title(title)
-            ax.set_ylabel("readout")
-            ax.set_xlabel("time step")
+            pred = None if preds is None else int(np.asarray(preds)[sample])
+            _readout_row(ax, r, _class_names(model, r.shape[1], class_names), pred, true_label, dt)
+        if ax is not axes[-1]:
+            ax.set_xlabel("")
     if out is not None:
         fig.savefig(out, dpi=120)
     return fig

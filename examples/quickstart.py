@@ -74,11 +74,10 @@ def main(argv=None):
 
     # 5. plots: raster, and membrane traces of 6 hidden neurons that fire on about half
     #    of the steps for one test image (the most telling traces), and the readout
-    spikes = rec.spikes[1]
-    counts = np.bincount(spikes.neuron[spikes.sample == 0], minlength=256)
-    chosen = np.argsort(np.abs(counts - args.T / 2), kind="stable")[:6]
+    chosen = plot.pick_neurons(plot.spike_counts(rec.spikes[1], 256, sample=0), args.T, k=6)
     one = eventsim.Simulator(model, record_membrane={1: chosen}).run(x[:, :1])
-    plot.plot_recording(one, sample=0, model=model, out=out / "sample0_raster_membrane.png")
+    plot.plot_recording(one, sample=0, model=model, true_label=int(test.labels[0]),
+                        out=out / "sample0_raster_membrane.png")
 
     summary = {
         "train_seconds": round(train_s, 1),

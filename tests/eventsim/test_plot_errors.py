@@ -42,7 +42,7 @@ def test_plot_recording_sample_range_from_batch_size_or_membrane():
 def test_raster_and_membrane_refuse_bad_dt(dt):
     with pytest.raises(ValueError, match=r"raster: dt must be a finite step length > 0 or None"):
         plot.raster(np.array([0, 1]), np.array([0, 1]), dt=dt)
-    with pytest.raises(ValueError, match=r"membrane: dt must be a finite step length > 0, got"):
+    with pytest.raises(ValueError, match=r"membrane: dt must be a finite step length > 0 or None, got"):
         plot.membrane(np.zeros(5), dt=dt)
     with pytest.raises(ValueError, match=r"plot_recording: dt must be"):
         plot.plot_recording(_recording(), dt=dt)
