@@ -4,7 +4,7 @@
 
     eventsim info MODEL
     eventsim simulate MODEL [--dataset fashion-mnist] [--limit N] [--batch-size B]
-                            [--compare-dense] [--seed S] [--out-recording FILE]
+                            [--compare-dense] [--seed S] [--out-recording FILE [--overwrite]]
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
 
 ``info`` and ``simulate`` print one JSON object on stdout; progress bars go to stderr.
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import modelfile as mf
+from .fileio import check_output
 
 DATASETS = ("fashion-mnist", "mnist", "fashion-mnist-small")
 
@@ -245,9 +246,9 @@ def _dataset_for(args, record):
     return name, data
 
 
-def _save_recording(rec, path: str) -> None:
+def _save_recording(rec, path: str, overwrite: bool) -> None:
     if hasattr(rec, "save"):
-        rec.save(path)
+        rec.save(path, overwrite=overwrite)
         return
     from . import recording
 
@@ -262,6 +263,8 @@ def _save_recording(rec, path: str) -> None:
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
+    if args.out_recording:  # before any work: never replace the model, data or another file
+        check_output(args.out_recording, "recording", args.overwrite, inputs=[args.model])
     load, Simulator = _simulator_api()
     model = load(args.model)
     name, data = _dataset_for(args, record)
@@ -324,7 +327,7 @@ def cmd_simulate(args) -> int:
                     totals[idx] = totals.get(idx, 0) + T * B * nn
                     spikes_dense[idx] = spikes_dense.get(idx, 0) + len(dk)
             if args.out_recording and saved is None:
-                _save_recording(rec, args.out_recording)
+                _save_recording(rec, args.out_recording, args.overwrite)
                 saved = B
             bar.update(B)
     finally:
@@ -376,6 +379,7 @@ def cmd_plot(args) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise CLIError(f"output directory {out.parent} does not exist")
+    check_output(out, "image", inputs=[args.model])  # a figure replaces only a figure
     rng = np.random.default_rng(args.seed)
     xs, _ = _encode(record, data.images[args.sample:args.sample + 1], rng)
     shapes = mf.validate(record)
@@ -446,7 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-dense", action="store_true",
                    help="also run the dense training engine; report prediction and spike agreement")
     p.add_argument("--out-recording", default=None, metavar="FILE",
-                   help="save the (first batch's) recording to this HDF5 file")
+                   help="save the (first batch's) recording to this HDF5 file (never over "
+                        "the model or a file of another kind)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing recording at --out-recording")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--schedule", choices=("auto", "time", "layer"), default="auto",
                    help="update order (default auto: layer by layer for feed-forward models)")
@@ -465,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=_non_negative, default=0, help="index in the dataset split")
     p.add_argument("--neurons", type=_non_negative, default=5,
                    help="membrane traces per spiking layer (the most active neurons)")
-    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--out", required=True, metavar="FILE.png",
+                   help="figure to write (replaces an existing figure, never another file)")
     p.set_defaults(func=cmd_plot)
     return parser
 

@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from eventsim.fileio import check_output
+
 from . import encoding, losses
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from .layers import Sequential
@@ -131,7 +133,7 @@ def evaluate(net: Sequential, images, labels, *, T: int, encoder="direct", batch
 def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimizer,
         schedule=None, test=None, loss="rate_ce", encoder="direct", label_smoothing: float = 0.0,
         clip_norm: float | None = None, seed: int = 0, checkpoint=None, resume: bool = False,
-        progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None) -> History:
+        overwrite: bool = False, progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None) -> History:
     """Train ``net`` by BPTT.
 
     Args:
@@ -149,6 +151,9 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         seed: seeds shuffling and rate encoding.
         checkpoint: path of the HDF5 checkpoint written after every epoch; with
             ``resume=True`` training continues from it if it exists.
+        overwrite: start afresh over an existing ``checkpoint`` (without ``resume``);
+            else an existing checkpoint raises FileExistsError before training starts.
+            A file of another kind (model, recording, ...) is never replaced.
         on_epoch_end: optional ``f(epoch, history)`` called after each epoch.
     Returns:
         :class:`History` of per-epoch metrics.
@@ -164,6 +169,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
     layer_rngs = _generators(net)
     history, start_epoch, step = History(), 0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None:
+        check_output(ckpt_path, "checkpoint", overwrite=overwrite or resume)
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
@@ -239,7 +246,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
                             schedule_state=None if schedule is None else schedule.state_dict(),
                             rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
-                            extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)})
+                            extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)},
+                            overwrite=True)  # this run's own checkpoint (checked above)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     return history

@@ -172,7 +172,7 @@ class _FakeSimulator:
                     membrane[idx] = u_all.reshape(T, B, -1)[:, :, np.asarray(self.record_membrane[idx])]
         readout = np.asarray(h)
 
-        def save(path):
+        def save(path, overwrite=False):
             import h5py
             with h5py.File(path, "w") as f:
                 f["readout"] = readout
