@@ -1,9 +1,14 @@
-"""Atomic file output shared by every writer (model files, recordings, checkpoints, data).
+"""File helpers shared by every writer and reader (model files, recordings, checkpoints, data).
 
 ``with atomic_output(path) as tmp: write(tmp)`` writes to a new temporary file next to
 ``path`` (created like ``open`` would: mode 0666 minus the umask), then fsyncs it and
 renames it over ``path``; if the body raises (or the process is interrupted), the temporary
 file is removed and an existing ``path`` is left exactly as it was.
+
+``check_output(path, kind, overwrite, inputs)`` is called by every writer first: no file of
+another kind (``file_kind``) or input of the command is ever replaced, and a file of the
+same kind only with ``overwrite``.  ``write_array``/``read_array`` store and check a SHA-256
+digest per HDF5 dataset; ``string_attr`` keeps strings in checksummed object headers.
 """
 from __future__ import annotations
 

@@ -116,6 +116,11 @@ def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
     with h5py.File(p, "r+") as f:
         f.attrs["version"] = mf.FORMAT_VERSION
         f["layers/0001/weight"][0, 0] = np.nan
+    rc, out, err = _run(capsys, ["info", str(p)])  # edited data no longer match the digest
+    assert rc == 2 and "/layers/0001/weight is damaged" in _one_line_error(err)
+    from tests import hdf5edit
+
+    hdf5edit.edit(p, lambda f: None)  # an edit that updates the digests: the value is checked
     rc, out, err = _run(capsys, ["info", str(p)])
     assert rc == 2 and "weight" in _one_line_error(err) and "nan" in err
 
