@@ -15,8 +15,12 @@ HDF5 layout (``format = "snn-recording"``, ``version = 2``)::
     /synaptic_events       attrs: one integer per projection ("layers[i]", "connections[k]")
                            and "total"
 
-``Recording.save`` writes a temporary file in the target directory and renames it, so an
-existing file is replaced only by a complete one; ``Recording.load`` checks every field and
+Every dataset carries the attribute ``sha256`` (digest of its contents, checked on
+loading; version 1 files have none), strings are fixed-length and the file uses the HDF5
+1.10 layout (checksummed headers), so damage raises RecordingFormatError naming the file
+and dataset.  ``Recording.save`` refuses to replace a file of another kind, and an existing
+recording unless ``overwrite=True``; it writes a temporary file in the target directory and
+renames it, so an existing file is replaced only by a complete one; ``Recording.load`` checks every field and
 names the first wrong one (no pickle anywhere).
 """
 from __future__ import annotations

@@ -195,3 +195,26 @@ def test_files_without_digests_still_load(name, tmp_path):
         assert f.attrs["version"] == 1
     shutil.copy(src, tmp_path / name)
     assert mf.read_model(tmp_path / name).layers
+
+
+def _strip_digests(f, version):
+    names = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    for n in names:
+        del f[n].attrs[fileio.DIGEST_ATTR]
+    f.attrs["version"] = version
+
+
+@pytest.mark.parametrize("kind", sorted(FORMATS))
+def test_version_1_loads_without_digests_version_2_requires_them(kind, tmp_path):
+    write, read, error = FORMATS[kind]
+    path = tmp_path / "f.h5"
+    write(path)
+    expected = read(path)
+    with h5py.File(path, "r+") as f:
+        _strip_digests(f, 2)
+    with pytest.raises(error, match=rf"f\.h5: dataset /\S+ has no sha256 digest"):
+        read(path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["version"] = 1
+    assert read(path) == expected
