@@ -84,10 +84,12 @@ def open_hdf5(path, what: str, error: type[Exception]):
 # what an existing file is, and whether a writer may replace it
 # ---------------------------------------------------------------------------------------
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-FORMAT_KINDS = {"snn-model": "model", "snn-checkpoint": "checkpoint", "snn-recording": "recording"}
+FORMAT_KINDS = {"snn-model": "model", "snn-checkpoint": "checkpoint", "snn-recording": "recording",
+                "snn-events": "events"}
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"%PDF-", b"%!PS", b"GIF8",
                      b"II*\x00", b"MM\x00*", b"RIFF")
 _DESCRIPTIONS = {"model": "model file", "checkpoint": "checkpoint", "recording": "recording",
+                 "events": "event file",
                  "hdf5": "HDF5 file that is not a model, checkpoint or recording",
                  "image": "figure", "directory": "directory", "other": "file of another kind"}
 
@@ -115,8 +117,8 @@ def _looks_like_image(head: bytes) -> bool:
 
 def file_kind(path) -> str | None:
     """What is at ``path``: None (nothing), ``"empty"`` (a file of 0 bytes), ``"directory"``,
-    ``"model"``, ``"checkpoint"``, ``"recording"`` (by the root ``format`` attribute of
-    this project's HDF5 formats), ``"hdf5"`` (any other HDF5 file, or a damaged one),
+    ``"model"``, ``"checkpoint"``, ``"recording"``, ``"events"`` (by the root ``format``
+    attribute of this project's HDF5 formats), ``"hdf5"`` (any other HDF5 file, or a damaged one),
     ``"image"`` (PNG, JPEG, PDF, PostScript, SVG, GIF, TIFF, WebP) or ``"other"``."""
     path = Path(path)
     if not path.exists():
@@ -189,6 +191,8 @@ def string_attr(attrs, name: str, value: str) -> None:
     global heap, which has no checksum)."""
     import h5py
 
+    if "\x00" in value:  # fixed-length strings end at the first NUL: it would not read back
+        raise ValueError(f"attribute {name!r}: strings with NUL characters cannot be stored")
     data = value.encode("utf-8")
     attrs.create(name, data=np.bytes_(data), dtype=h5py.string_dtype("utf-8", max(len(data), 1)))
 
@@ -206,6 +210,8 @@ def write_array(group, name: str, value: np.ndarray):
     value = np.asarray(value)
     if value.dtype.kind in "SU":
         data = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in value.reshape(-1)]
+        if any(b"\x00" in s for s in data):
+            raise ValueError(f"dataset {name!r}: strings with NUL characters cannot be stored")
         dt = h5py.string_dtype("utf-8", max([len(s) for s in data] + [1]))
         value = np.array(data, dtype=dt).reshape(value.shape)
     ds = group.create_dataset(name, data=value)

@@ -187,6 +187,8 @@ def _create_array(group: h5py.Group, key: str, value: np.ndarray) -> h5py.Datase
 
 def _write_list(group: h5py.Group, key: str, value, path: str) -> None:
     if all(isinstance(v, str) for v in value) and value:
+        if any("\x00" in v for v in value):
+            raise ValueError(f"{path}: strings with NUL characters cannot be stored")
         ds = write_array(group, key, np.array([v.encode("utf-8") for v in value]))
     elif all(isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating))
              for v in value):
