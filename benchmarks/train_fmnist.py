@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import training
+from eventsim.fileio import check_output
 from training import datasets, optim
 from training.trainer import fit
 
@@ -54,9 +55,12 @@ def main(argv=None):
     ap.add_argument("--data", default=None, help="directory with the Fashion-MNIST IDX files")
     ap.add_argument("--out", default=None, help="export the best model here (HDF5)")
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing model at --out")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
+    if args.out:  # before training: an existing model is replaced only with --overwrite
+        check_output(args.out, "model", args.overwrite)
     t_start = time.perf_counter()
     train = datasets.load_fashion_mnist(args.data, split="train")
     test = datasets.load_fashion_mnist(args.data, split="test")
@@ -77,7 +81,7 @@ def main(argv=None):
             best.update(test_acc=h.test_acc[-1], epoch=epoch, seconds=elapsed)
             if args.out:
                 training.export(net, args.out, input_shape=input_shape, T=args.T, encoding="direct",
-                                dataset="fashion-mnist", method="bptt", model=args.model,
+                                overwrite=True, dataset="fashion-mnist", method="bptt", model=args.model,
                                 accuracy=h.test_acc[-1], seed=args.seed, epoch=epoch)
         print(json.dumps({"epoch": epoch, "elapsed_s": round(elapsed, 1),
                           "epoch_s": round(h.seconds[-1], 1), "train_acc": round(h.train_acc[-1], 4),

@@ -5,7 +5,7 @@
     eventsim --version
     eventsim info MODEL [--json]
     eventsim simulate MODEL [--dataset fashion-mnist] [--limit N] [--batch-size B]
-                            [--compare-dense] [--seed S] [--out-recording FILE]
+                            [--compare-dense] [--seed S] [--out-recording FILE [--overwrite]]
     eventsim simulate MODEL --events FILE [--dt US] ...
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import modelfile as mf
+from .fileio import check_output
 
 DATASETS = ("fashion-mnist", "mnist", "fashion-mnist-small")
 
@@ -443,9 +444,9 @@ def _input_for(args, record):
     return str(args.events), _Events(events, record, dt)
 
 
-def _save_recording(rec, path: str) -> None:
+def _save_recording(rec, path: str, overwrite: bool) -> None:
     if hasattr(rec, "save"):
-        rec.save(path)
+        rec.save(path, overwrite=overwrite)
         return
     from . import recording
 
@@ -469,6 +470,9 @@ def _concatenate(recordings: list):
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
+    if args.out_recording:  # before any work: never replace the model, data or another file
+        check_output(args.out_recording, "recording", args.overwrite,
+                     inputs=[args.model] + ([args.events] if args.events else []))
     load, Simulator = _simulator_api()
     model = load(args.model)
     name, data = _input_for(args, record)
@@ -536,7 +540,7 @@ def cmd_simulate(args) -> int:
     finally:
         bar.close()
     if args.out_recording:
-        _save_recording(_concatenate(recordings), args.out_recording)
+        _save_recording(_concatenate(recordings), args.out_recording, args.overwrite)
 
     out = {
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
@@ -605,6 +609,7 @@ def cmd_plot(args) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise CLIError(f"output directory {out.parent} does not exist")
+    check_output(out, "image", inputs=[args.model])  # a figure replaces only a figure
     rng = np.random.default_rng(args.seed)
     xs, _ = _encode(record, data.images[args.sample:args.sample + 1], rng)
     shapes = mf.validate(record)
@@ -728,12 +733,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-dense", action="store_true",
                    help="also run the dense training engine; report prediction and spike agreement")
     p.add_argument("--out-recording", default=None, metavar="FILE",
-                   help="save the recording of every sample (all batches) to this HDF5 file")
+                   help="save the recording of every sample (all batches) to this HDF5 file (never "
+                        "over the model or a file of another kind)")
     p.add_argument("--events", default=None, metavar="FILE",
                    help="simulate the samples of this event file (docs/event-files.md) "
                         "instead of an image dataset")
     p.add_argument("--dt", type=_positive_float, default=None, metavar="US",
                    help="with --events: bin width in microseconds (default: the file's 'dt')")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing recording at --out-recording")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--schedule", choices=("auto", "time", "layer"), default="auto",
                    help="update order (default auto: layer by layer for feed-forward models)")
@@ -755,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the steps")
     p.add_argument("--dt", type=_positive_float, default=None, metavar="SECONDS",
                    help="step length: time axes in ms (default: in time steps)")
-    p.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="figure to write (replaces an existing figure, never another file)")
     p.set_defaults(func=cmd_plot)
     return parser
 

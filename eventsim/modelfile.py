@@ -25,10 +25,12 @@ from typing import Union
 
 import numpy as np
 
-from .fileio import atomic_output, open_hdf5
+from .fileio import (HDF5_LIBVER, atomic_output, check_output, open_hdf5, read_array,
+                     string_attr, write_array)
 
 FORMAT_NAME = "snn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no digests, earliest HDF5 layout
 THRESHOLD_TEST = ">="  # spikes when u >= theta (NIR uses strict >; converters map it)
 
 
@@ -404,43 +406,43 @@ def validate(model: Model, where: str = "model") -> list[tuple[int, ...]]:
 # ---------------------------------------------------------------------------------------
 def _write_projection_arrays(g, p):
     if isinstance(p, Dense):
-        g.create_dataset("weight", data=p.weight)
+        write_array(g, "weight", p.weight)
     elif isinstance(p, Sparse):
-        g.create_dataset("data", data=p.data)
-        g.create_dataset("indices", data=p.indices)
-        g.create_dataset("indptr", data=p.indptr)
+        write_array(g, "data", p.data)
+        write_array(g, "indices", p.indices)
+        write_array(g, "indptr", p.indptr)
         g.attrs["shape"] = np.asarray(p.shape, dtype=np.int64)
     elif isinstance(p, Conv2d):
-        g.create_dataset("weight", data=p.weight)
+        write_array(g, "weight", p.weight)
         g.attrs["stride"] = np.asarray(p.stride, dtype=np.int64)
         g.attrs["padding"] = np.asarray(p.padding, dtype=np.int64)
     elif isinstance(p, (AvgPool2d, MaxPool2d)):
         g.attrs["kernel"] = np.asarray(p.kernel, dtype=np.int64)
         g.attrs["stride"] = np.asarray(p.stride, dtype=np.int64)
     if getattr(p, "bias", None) is not None:
-        g.create_dataset("bias", data=p.bias)
+        write_array(g, "bias", p.bias)
 
 
 def _write_layer(g, layer):
-    g.attrs["kind"] = layer.kind
+    string_attr(g.attrs, "kind", layer.kind)
     if isinstance(layer, Spiking):
         for name in ("beta", "theta", "v_reset"):
             g.attrs[name] = float(getattr(layer, name))
-        g.attrs["reset"] = layer.reset
-        g.attrs["spikes"] = layer.spikes
+        string_attr(g.attrs, "reset", layer.reset)
+        string_attr(g.attrs, "spikes", layer.spikes)
         if layer.v_min is not None:
             g.attrs["v_min"] = float(layer.v_min)
     elif isinstance(layer, Readout):
         g.attrs["beta"] = float(layer.beta)
         if layer.time_weights is not None:
-            g.create_dataset("time_weights", data=layer.time_weights)
+            write_array(g, "time_weights", layer.time_weights)
     else:
         _write_projection_arrays(g, layer)
 
 
 def _write_origin(g, o: Origin):
     g.attrs["origin_position"] = int(o.position)
-    g.attrs["origin_class"] = o.cls
+    string_attr(g.attrs, "origin_class", o.cls)
     if o.folded:
         g.attrs["origin_folded"] = np.asarray(o.folded, dtype=np.int64)
 
@@ -459,26 +461,31 @@ def _read_origin(g, where):
     return Origin(position=int(position), cls=cls, folded=tuple(int(p) for p in folded))
 
 
-def write_model(model: Model, path) -> Path:
+def write_model(model: Model, path, overwrite: bool = False) -> Path:
     """Validate ``model`` and write it to ``path`` atomically (temporary file, then rename).
 
-    An existing file at ``path`` is replaced only once the new one is complete.
+    An existing model file at ``path`` is replaced (only once the new one is complete)
+    when ``overwrite`` is True; anything else at ``path`` (a checkpoint, a recording, any
+    other file) is never replaced (FileExistsError, see ``fileio.check_output``).
     """
     import h5py
 
     validate(model)
-    path = Path(path)
+    path = check_output(path, "model", overwrite)
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT_NAME
+        with h5py.File(tmp, "w", libver=HDF5_LIBVER) as f:
+            string_attr(f.attrs, "format", FORMAT_NAME)
             f.attrs["version"] = FORMAT_VERSION
-            f.attrs["threshold_test"] = THRESHOLD_TEST
+            string_attr(f.attrs, "threshold_test", THRESHOLD_TEST)
             f.attrs["input_shape"] = np.asarray(model.input_shape, dtype=np.int64)
             f.attrs["T"] = int(model.T)
-            f.attrs["encoding"] = model.encoding
+            string_attr(f.attrs, "encoding", model.encoding)
             meta = f.create_group("metadata")
             for key, value in model.metadata.items():
-                meta.attrs[key] = value
+                if isinstance(value, str):
+                    string_attr(meta.attrs, key, value)
+                else:
+                    meta.attrs[key] = value
             layers = f.create_group("layers")
             layers.attrs["count"] = len(model.layers)
             for i, layer in enumerate(model.layers):
@@ -506,7 +513,9 @@ def _attr(g, name, where, kind=None):
     return v
 
 
-def _dataset(g, name, where, required=True):
+def _dataset(g, name, where, source, required=True):
+    """Dataset ``name`` of group ``g`` as an array; ``source = (file, version)`` being read
+    (version >= 2 files carry a digest per dataset, checked here)."""
     import h5py
 
     if name not in g:
@@ -518,10 +527,11 @@ def _dataset(g, name, where, required=True):
         _fail(f"{where}.{name}", "expected a dataset")
     if d.dtype.kind not in "fiu":
         _fail(f"{where}.{name}", f"unsupported dtype {d.dtype}")
-    return np.asarray(d[()])
+    path, version = source
+    return read_array(d, path, ModelFormatError, require_digest=version >= 2)
 
 
-def _read_layer(g, where):
+def _read_layer(g, where, source):
     kind = _attr(g, "kind", where, str)
     if kind not in _LAYER_TYPES:
         _fail(where + ".kind", f"unknown layer kind {kind!r}; known: {sorted(_LAYER_TYPES)}")
@@ -534,19 +544,19 @@ def _read_layer(g, where):
                        spikes=_attr(g, "spikes", w, str))
     if kind == "readout":
         return Readout(beta=float(_attr(g, "beta", w)),
-                       time_weights=_dataset(g, "time_weights", w, required=False))
+                       time_weights=_dataset(g, "time_weights", w, source, required=False))
     if kind == "flatten":
         return Flatten()
     if kind in ("avgpool2d", "maxpool2d"):
         return _LAYER_TYPES[kind](kernel=tuple(_attr(g, "kernel", w)), stride=tuple(_attr(g, "stride", w)))
-    bias = _dataset(g, "bias", w, required=False)
+    bias = _dataset(g, "bias", w, source, required=False)
     if kind == "dense":
-        return Dense(weight=_dataset(g, "weight", w), bias=bias)
+        return Dense(weight=_dataset(g, "weight", w, source), bias=bias)
     if kind == "conv2d":
-        return Conv2d(weight=_dataset(g, "weight", w), bias=bias,
+        return Conv2d(weight=_dataset(g, "weight", w, source), bias=bias,
                       stride=tuple(_attr(g, "stride", w)), padding=tuple(_attr(g, "padding", w)))
-    return Sparse(data=_dataset(g, "data", w), indices=_dataset(g, "indices", w),
-                  indptr=_dataset(g, "indptr", w), shape=tuple(int(s) for s in _attr(g, "shape", w)),
+    return Sparse(data=_dataset(g, "data", w, source), indices=_dataset(g, "indices", w, source),
+                  indptr=_dataset(g, "indptr", w, source), shape=tuple(int(s) for s in _attr(g, "shape", w)),
                   bias=bias)
 
 
@@ -563,8 +573,10 @@ def read_model(path) -> Model:
             version = _attr(f, "version", where)
             if not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
                 _fail(where + ".version", f"expected an integer, got {version!r}")
-            if version != FORMAT_VERSION:
-                _fail(where + ".version", f"unsupported version {version}; this reader knows {FORMAT_VERSION}")
+            if version not in READABLE_VERSIONS:
+                _fail(where + ".version", f"unsupported version {version}; this reader knows "
+                      f"{', '.join(map(str, READABLE_VERSIONS))}")
+            source = (str(path), int(version))
             test = _attr(f, "threshold_test", where, str)
             if test != THRESHOLD_TEST:
                 _fail(where + ".threshold_test", f"expected {THRESHOLD_TEST!r}, got {test!r}")
@@ -577,7 +589,7 @@ def read_model(path) -> Model:
                 key = f"{i:04d}"
                 if key not in f["layers"]:
                     _fail(f"{where}.layers", f"missing layer {key} of {n}")
-                layers.append(_read_layer(f["layers"][key], f"{where}.layers[{i}]"))
+                layers.append(_read_layer(f["layers"][key], f"{where}.layers[{i}]", source))
                 origins.append(_read_origin(f["layers"][key], f"{where}.layers[{i}]"))
             conns = []
             m = int(_attr(f["connections"], "count", where + ".connections"))
@@ -591,13 +603,16 @@ def read_model(path) -> Model:
                     _fail(w, "missing group 'projection'")
                 conns.append(Connection(source=int(_attr(g, "source", w)), target=int(_attr(g, "target", w)),
                                         delay=int(_attr(g, "delay", w)),
-                                        projection=_read_layer(g["projection"], w + ".projection")))
+                                        projection=_read_layer(g["projection"], w + ".projection", source)))
             metadata = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["metadata"].attrs.items()}
             model = Model(input_shape=tuple(int(s) for s in _attr(f, "input_shape", where)),
                           layers=layers, connections=conns, T=int(_attr(f, "T", where)),
                           encoding=_attr(f, "encoding", where, str), metadata=metadata,
                           origins=origins if any(o is not None for o in origins) else None)
-    except (KeyError, OSError, TypeError) as e:
-        raise ModelFormatError(f"{path}: corrupt or truncated model file ({type(e).__name__}: {e})") from None
+    except ModelFormatError:
+        raise
+    except (KeyError, OSError, TypeError, ValueError, RuntimeError) as e:  # h5py on damaged files
+        raise ModelFormatError(f"{path}: corrupt or truncated model file "
+                               f"({type(e).__name__}: {' '.join(str(e).split())})") from None
     validate(model, where=str(path))
     return model

@@ -11,9 +11,12 @@ Spike inputs follow the monitor convention ``(t, i)``: step and neuron index of 
 """
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from .fileio import check_output
 
 __all__ = ["raster", "membrane", "firing_rates", "training_curves", "plot_recording",
            "pick_neurons", "spike_counts", "CLASS_NAMES"]
@@ -650,7 +653,9 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
             optional ``rec.readout [T, B, n_out]`` and ``rec.predictions [B]``.
         sample: which sample of the batch to draw.
         layers: layer keys to draw (default: every layer in ``rec.spikes``, in order).
-        out: if given, the figure is saved there (format from the suffix).
+        out: if given, the figure is saved there (format from the suffix); an existing
+            figure there is replaced, any other file (model, recording, ...) never is
+            (FileExistsError).
         model: the loaded model, for thresholds (``model.layers[layer].theta``), reset
             potentials, layer shapes (conv layers' rasters are grouped by channel) and the
             dataset's class names; default ``rec.model`` when present.
@@ -702,5 +707,7 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
         if ax is not axes[-1]:
             ax.set_xlabel("")
     if out is not None:
+        if isinstance(out, (str, os.PathLike)):
+            check_output(out, "image")  # a figure never replaces a model, data, ... file
         fig.savefig(out, dpi=120)
     return fig

@@ -3,7 +3,7 @@
 Vocabulary of spike and state monitors (Brian2, NIR): spikes are ``(sample, t, neuron)``
 event lists per layer; membrane traces ``[T, B, k]`` for k chosen neurons.
 
-HDF5 layout (``format = "snn-recording"``, ``version = 1``)::
+HDF5 layout (``format = "snn-recording"``, ``version = 2``)::
 
     /                      attrs: format, version, T, batch_size, n_outputs
     /readout               [T, B, n_out] float   per-step readout values r_t
@@ -16,8 +16,12 @@ HDF5 layout (``format = "snn-recording"``, ``version = 1``)::
     /synaptic_events       attrs: one integer per projection ("layers[i]", "connections[k]")
                            and "total"
 
-``Recording.save`` writes a temporary file in the target directory and renames it, so an
-existing file is replaced only by a complete one; ``Recording.load`` checks every field and
+Every dataset carries the attribute ``sha256`` (digest of its contents, checked on
+loading; version 1 files have none), strings are fixed-length and the file uses the HDF5
+1.10 layout (checksummed headers), so damage raises RecordingFormatError naming the file
+and dataset.  ``Recording.save`` refuses to replace a file of another kind, and an existing
+recording unless ``overwrite=True``; it writes a temporary file in the target directory and
+renames it, so an existing file is replaced only by a complete one; ``Recording.load`` checks every field and
 names the first wrong one (no pickle anywhere).
 """
 from __future__ import annotations
@@ -28,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_output, open_hdf5
+from .fileio import (HDF5_LIBVER, atomic_output, check_output, open_hdf5, read_array,
+                     string_attr, write_array)
 
 FORMAT_NAME = "snn-recording"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no digests, earliest HDF5 layout
 
 
 class RecordingFormatError(ValueError):
@@ -192,22 +198,27 @@ class Recording:
                    elapsed_s=float(sum(r.elapsed_s for r in recs)))
 
     # -- HDF5 ------------------------------------------------------------------------------
-    def save(self, path) -> Path:
-        """Write the recording to ``path`` atomically (temporary file, then rename)."""
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write the recording to ``path`` atomically (temporary file, then rename).
+
+        An existing recording at ``path`` is replaced only when ``overwrite`` is True;
+        anything else there (a model, a checkpoint, any other file) is never replaced
+        (FileExistsError, see ``eventsim.fileio.check_output``).
+        """
         import h5py
 
-        path = Path(path)
+        path = check_output(path, "recording", overwrite)
         with atomic_output(path) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.attrs["format"] = FORMAT_NAME
+            with h5py.File(tmp, "w", libver=HDF5_LIBVER) as f:
+                string_attr(f.attrs, "format", FORMAT_NAME)
                 f.attrs["version"] = FORMAT_VERSION
                 f.attrs["T"] = self.T
                 f.attrs["batch_size"] = self.batch_size
                 f.attrs["n_outputs"] = int(self.readout.shape[2])
-                f.create_dataset("readout", data=self.readout)
-                f.create_dataset("predictions", data=np.asarray(self.predictions, dtype=np.int64))
+                write_array(f, "readout", self.readout)
+                write_array(f, "predictions", np.asarray(self.predictions, dtype=np.int64))
                 if self.time_weights is not None:
-                    f.create_dataset("time_weights", data=self.time_weights)
+                    write_array(f, "time_weights", self.time_weights)
                 g = f.create_group("spikes")
                 for layer, st in sorted(self.spikes.items()):
                     h = g.create_group(f"{int(layer):04d}")
@@ -215,15 +226,15 @@ class Recording:
                     if st.shape is not None:
                         h.attrs["shape"] = np.asarray(st.shape, dtype=np.int64)
                     for name in ("sample", "t", "neuron"):
-                        h.create_dataset(name, data=np.asarray(getattr(st, name), dtype=np.int32))
+                        write_array(h, name, np.asarray(getattr(st, name), dtype=np.int32))
                     if st.value is not None:
-                        h.create_dataset("value", data=np.asarray(st.value, dtype=np.int8))
+                        write_array(h, "value", np.asarray(st.value, dtype=np.int8))
                 g = f.create_group("membrane")
                 for layer, values in sorted(self.membrane.items()):
                     h = g.create_group(f"{int(layer):04d}")
                     h.attrs["layer"] = int(layer)
-                    h.create_dataset("neurons", data=np.asarray(self.membrane_neurons[layer], dtype=np.int64))
-                    h.create_dataset("values", data=values)
+                    write_array(h, "neurons", np.asarray(self.membrane_neurons[layer], dtype=np.int64))
+                    write_array(h, "values", values)
                 g = f.create_group("synaptic_events")
                 for key, value in self.synaptic_events.items():
                     g.attrs[str(key)] = int(value)
@@ -238,9 +249,11 @@ class Recording:
         try:
             with f:
                 return _read(f, w)
-        except (KeyError, OSError, TypeError) as e:
+        except RecordingFormatError:
+            raise
+        except (KeyError, OSError, TypeError, ValueError, RuntimeError) as e:  # h5py, damaged file
             raise RecordingFormatError(f"{w}: corrupt or truncated recording "
-                                       f"({type(e).__name__}: {e})") from None
+                                       f"({type(e).__name__}: {' '.join(str(e).split())})") from None
 
 
 def _check_compatible(a: Recording, b: Recording, k: int) -> None:
@@ -294,12 +307,14 @@ def _attr(g, name, where):
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _array(g, name, where, kind, ndim=None, shape=None):
+def _array(g, name, where, source, kind, ndim=None, shape=None):
+    """Dataset ``name`` of group ``g`` checked against its digest, dtype kind, rank and
+    shape; ``source = (file, version)`` being read (version >= 2 files carry digests)."""
     import h5py
 
     if name not in g or not isinstance(g[name], h5py.Dataset):
         _fail(where, f"missing dataset {name!r}")
-    a = np.asarray(g[name][()])
+    a = read_array(g[name], source[0], RecordingFormatError, require_digest=source[1] >= 2)
     w = f"{where}/{name}"
     if a.dtype.kind not in kind:
         _fail(w, f"unexpected dtype {a.dtype}")
@@ -336,15 +351,17 @@ def _read(f, w) -> Recording:
     if fmt != FORMAT_NAME:
         _fail(w + ".format", f"expected {FORMAT_NAME!r}, got {fmt!r}")
     version = int(_attr(f, "version", w))
-    if version != FORMAT_VERSION:
-        _fail(w + ".version", f"unsupported version {version}; this reader knows {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        _fail(w + ".version", f"unsupported version {version}; this reader knows "
+              f"{', '.join(map(str, READABLE_VERSIONS))}")
+    src = (w, version)
     T, B, n_out = (int(_attr(f, k, w)) for k in ("T", "batch_size", "n_outputs"))
     if T < 1 or B < 0 or n_out < 1:
         _fail(w, f"bad sizes T={T}, batch_size={B}, n_outputs={n_out}")
-    readout = _array(f, "readout", w, "f", shape=(T, B, n_out))
-    predictions = _array(f, "predictions", w, "iu", shape=(B,)).astype(np.int64)
+    readout = _array(f, "readout", w, src, "f", shape=(T, B, n_out))
+    predictions = _array(f, "predictions", w, src, "iu", shape=(B,)).astype(np.int64)
     _in_range(predictions, n_out, w + "/predictions")
-    tw = _array(f, "time_weights", w, "f", shape=(T,)) if "time_weights" in f else None
+    tw = _array(f, "time_weights", w, src, "f", shape=(T,)) if "time_weights" in f else None
     for group in ("spikes", "membrane", "synaptic_events"):
         if group not in f:
             _fail(w, f"missing group {group!r}")
@@ -354,7 +371,7 @@ def _read(f, w) -> Recording:
         where = f"{w}/spikes/{key}"
         layer, n = int(_attr(g, "layer", where)), int(_attr(g, "n_neurons", where))
         ternary = bool(_attr(g, "ternary", where))
-        cols = {name: _array(g, name, where, "iu", ndim=1) for name in ("sample", "t", "neuron")}
+        cols = {name: _array(g, name, where, src, "iu", ndim=1) for name in ("sample", "t", "neuron")}
         m = len(cols["t"])
         for name, hi in (("sample", B), ("t", T), ("neuron", n)):
             if len(cols[name]) != m:
@@ -363,7 +380,7 @@ def _read(f, w) -> Recording:
             cols[name] = cols[name].astype(np.int32)
         value = None
         if ternary:
-            value = _array(g, "value", where, "i", shape=(m,)).astype(np.int8)
+            value = _array(g, "value", where, src, "i", shape=(m,)).astype(np.int8)
             if np.any((value != 1) & (value != -1)):
                 _fail(where + "/value", "ternary spike values must be +1 or -1")
         spikes[layer] = SpikeTrain(sample=cols["sample"], t=cols["t"], neuron=cols["neuron"],
@@ -374,10 +391,10 @@ def _read(f, w) -> Recording:
         g = f["membrane"][key]
         where = f"{w}/membrane/{key}"
         layer = int(_attr(g, "layer", where))
-        idx = _array(g, "neurons", where, "iu", ndim=1).astype(np.int64)
+        idx = _array(g, "neurons", where, src, "iu", ndim=1).astype(np.int64)
         if layer in spikes:
             _in_range(idx, spikes[layer].n_neurons, where + "/neurons")
-        membrane[layer] = _array(g, "values", where, "f", shape=(T, B, len(idx)))
+        membrane[layer] = _array(g, "values", where, src, "f", shape=(T, B, len(idx)))
         neurons[layer] = idx
     syn = {}
     for key, value in f["synaptic_events"].attrs.items():

@@ -4,7 +4,8 @@ event by event, check it against the dense engine, and plot what it did.
     python examples/quickstart.py [--out runs/quickstart] [--epochs 8]
 
 Writes into ``--out``: ``model.h5`` (the exported model), ``checkpoint.h5``,
-``training_curves.png``, ``recording.h5`` and ``sample0_raster_membrane.png``.
+``training_curves.png``, ``recording.h5`` and ``sample0_raster_membrane.png``; a second run
+replaces the files of the first (``overwrite=True``).
 """
 from __future__ import annotations
 
@@ -51,14 +52,14 @@ def main(argv=None):
     t0 = time.perf_counter()
     history = fit(net, (x_train, train.labels), test=(x_test, test.labels), T=args.T,
                   epochs=args.epochs, batch_size=64, optimizer=opt, schedule=sched,
-                  seed=args.seed, checkpoint=out / "checkpoint.h5")
+                  seed=args.seed, checkpoint=out / "checkpoint.h5", overwrite=True)  # a fresh run
     train_s = time.perf_counter() - t0
     plot.training_curves({"train loss": history.train_loss, "test acc": history.test_acc,
                           "train acc": history.train_acc}).figure.savefig(out / "training_curves.png", dpi=120)
 
     # 3. export: BatchNorm, input gains (1/tau) folded; versioned HDF5 model file
     model_path = training.export(net, out / "model.h5", input_shape=(784,), T=args.T, encoding="direct",
-                                 dataset="fashion-mnist-small", method="bptt",
+                                 overwrite=True, dataset="fashion-mnist-small", method="bptt",
                                  accuracy=history.test_acc[-1], seed=args.seed)
 
     # 4. simulate event by event and compare with the dense engine
@@ -70,7 +71,7 @@ def main(argv=None):
     dense = training.to_network(model.model)
     y_dense = dense.forward(x)
     dense_pred = training.losses.decode(y_dense).argmax(axis=1)
-    rec.save(out / "recording.h5")
+    rec.save(out / "recording.h5", overwrite=True)
 
     # 5. plots: raster, and membrane traces of 6 hidden neurons that fire on about half
     #    of the steps for one test image (the most telling traces), and the readout

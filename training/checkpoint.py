@@ -1,8 +1,8 @@
 """Training checkpoints as HDF5 files (h5py, no pickle), written atomically.
 
-File layout (format ``"snn-checkpoint"``, version 1)::
+File layout (format ``"snn-checkpoint"``, version 2)::
 
-    /                       attrs: format="snn-checkpoint", version=1, epoch, step,
+    /                       attrs: format="snn-checkpoint", version=2, epoch, step,
                                    <field>_is_none for each optional field below
     /model_state/<name>     one dataset per array of Module.state_dict()
     /optimizer_state        Optimizer.state_dict(): arrays as datasets, scalars as attrs
@@ -22,10 +22,14 @@ the root attribute ``<field>_is_none = True``.  Nested dicts are encoded generic
 * ``list``/``tuple`` of numbers or of strings -> 1-D dataset marked as a list (read back
   as a ``list``).
 
-Keys must be non-empty strings without ``/`` and not ``"."``.  Non-empty arrays are
-stored chunked with a Fletcher-32 checksum and the file uses the HDF5 1.10 format
-(checksummed metadata), so corruption is reported instead of read as wrong numbers.  A reader checks the format
-name, the version and every field, and names the file and the first field that is wrong.
+Keys must be non-empty strings without ``/`` and not ``"."``.  Every dataset carries the
+SHA-256 digest of its contents (attribute ``sha256``, checked on reading; version 2) and
+non-empty arrays are chunked with a Fletcher-32 checksum; strings are fixed-length
+attributes and the file uses the HDF5 1.10 format (checksummed object headers), so
+corruption is reported, naming the damaged dataset, instead of read as wrong numbers.
+Version 1 files (no digests) still load.  A reader checks the format name, the version
+and every field, and raises :class:`CheckpointFormatError` naming the file and the first
+field that is wrong.
 
 ``save_checkpoint`` writes to a temporary file in the target's directory, fsyncs it and
 renames it over the target with ``os.replace``, so an interrupted or failing write leaves
@@ -40,19 +44,26 @@ from typing import Any
 import h5py
 import numpy as np
 
-from eventsim.fileio import atomic_output
+from eventsim.fileio import (HDF5_LIBVER, atomic_output, check_output, read_array, string_attr,
+                             write_array)
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "check_architecture", "rng_state", "restore_rng"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "CheckpointFormatError",
+           "save_checkpoint", "load_checkpoint", "check_architecture", "rng_state", "restore_rng"]
 
 FORMAT_NAME = "snn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)          # 1: no digests
 
 _REQUIRED = ("model_state", "optimizer_state")
 _OPTIONAL = ("schedule_state", "rng_state", "metrics", "extra")
 _LIST_MARK = "python_list"          # attribute on datasets that encode lists
 _INT64 = (-(2 ** 63), 2 ** 63 - 1)
-_LIBVER = ("v110", "v110")          # object headers with checksums (HDF5 >= 1.10 readers)
+_LIBVER = HDF5_LIBVER               # object headers with checksums (HDF5 >= 1.10 readers)
+
+
+class CheckpointFormatError(ValueError):
+    """A checkpoint file is unreadable, damaged or malformed; the message names the file
+    and the field."""
 
 
 @dataclass
@@ -150,7 +161,9 @@ def _write_dict(group: h5py.Group, data: dict, where: str) -> None:
             _create_array(group, key, value)
         elif value is None:
             group.attrs[key] = h5py.Empty("i1")
-        elif isinstance(value, (str, bool, np.bool_, float, np.floating, np.integer)):
+        elif isinstance(value, str):
+            string_attr(group.attrs, key, value)
+        elif isinstance(value, (bool, np.bool_, float, np.floating, np.integer)):
             group.attrs[key] = value
         elif isinstance(value, int):
             if not _INT64[0] <= value <= _INT64[1]:
@@ -166,22 +179,23 @@ def _write_dict(group: h5py.Group, data: dict, where: str) -> None:
 
 
 def _create_array(group: h5py.Group, key: str, value: np.ndarray) -> h5py.Dataset:
-    """A dataset holding ``value``; non-empty arrays get a Fletcher-32 checksum so a
-    corrupted file is detected on reading instead of returning wrong numbers."""
-    if value.ndim == 0 or value.size == 0:
-        return group.create_dataset(key, data=value)
-    return group.create_dataset(key, data=value, chunks=True, fletcher32=True)
+    """A dataset holding ``value`` with its SHA-256 digest (and, when non-empty, a
+    Fletcher-32 checksum), so a corrupted file is detected on reading instead of
+    returning wrong numbers."""
+    return write_array(group, key, value)
 
 
 def _write_list(group: h5py.Group, key: str, value, path: str) -> None:
     if all(isinstance(v, str) for v in value) and value:
-        ds = group.create_dataset(key, data=list(value), dtype=h5py.string_dtype("utf-8"))
+        if any("\x00" in v for v in value):
+            raise ValueError(f"{path}: strings with NUL characters cannot be stored")
+        ds = write_array(group, key, np.array([v.encode("utf-8") for v in value]))
     elif all(isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating))
              for v in value):
         arr = np.asarray(value) if value else np.zeros(0, np.float64)
         if arr.ndim != 1 or arr.dtype.kind not in "biuf":
             raise TypeError(f"{path}: list of mixed or unsupported values cannot be stored")
-        ds = group.create_dataset(key, data=arr)
+        ds = write_array(group, key, arr)
     else:
         raise TypeError(f"{path}: only lists of numbers or of strings can be stored")
     ds.attrs[_LIST_MARK] = True
@@ -196,7 +210,7 @@ def _check_count(name: str, value) -> int:
 
 def _write_checkpoint(f: h5py.File, model_state, optimizer_state, schedule_state, rng_state,
                       epoch: int, step: int, metrics, extra) -> None:
-    f.attrs["format"] = FORMAT_NAME
+    string_attr(f.attrs, "format", FORMAT_NAME)
     f.attrs["version"] = np.int64(FORMAT_VERSION)
     f.attrs["epoch"] = np.int64(epoch)
     f.attrs["step"] = np.int64(step)
@@ -234,7 +248,7 @@ def _write_checkpoint(f: h5py.File, model_state, optimizer_state, schedule_state
 def save_checkpoint(path, *, model_state: dict[str, np.ndarray], optimizer_state: dict,
                     schedule_state: dict | None = None, rng_state: dict | None = None,
                     epoch: int, step: int, metrics: dict[str, list[float]] | None = None,
-                    extra: dict | None = None) -> None:
+                    extra: dict | None = None, overwrite: bool = False) -> None:
     """Write a checkpoint to ``path`` atomically (see the module docstring for the layout).
 
     Args:
@@ -246,6 +260,8 @@ def save_checkpoint(path, *, model_state: dict[str, np.ndarray], optimizer_state
         epoch, step: counters >= 0 (the epoch and optimiser step to resume *from*).
         metrics: histories ``{name: [float, ...]}`` or None.
         extra: any nested dict of the supported value types, or None.
+        overwrite: replace an existing checkpoint at ``path`` (else FileExistsError);
+            a file of another kind (model, recording, ...) is never replaced.
 
     The data go to a temporary file in the same directory, which is flushed, fsynced and
     then renamed over ``path`` with ``os.replace``; on any exception the temporary file is
@@ -254,6 +270,7 @@ def save_checkpoint(path, *, model_state: dict[str, np.ndarray], optimizer_state
     path = os.fspath(path)
     epoch = _check_count("epoch", epoch)
     step = _check_count("step", step)
+    check_output(path, "checkpoint", overwrite)
     with atomic_output(path, make_parents=False) as tmp:
         with h5py.File(tmp, "w", track_order=True, libver=_LIBVER) as f:
             _write_checkpoint(f, model_state, optimizer_state, schedule_state, rng_state,
@@ -269,9 +286,10 @@ class _Reader:
 
     def __init__(self, path: str):
         self.path = path
+        self.version = FORMAT_VERSION   # set from the file once read
 
     def fail(self, where: str, problem: str, cause: BaseException | None = None):
-        err = ValueError(f"checkpoint {self.path}: field '{where}': {problem}")
+        err = CheckpointFormatError(f"checkpoint {self.path}: field '{where}': {problem}")
         if cause is not None:
             raise err from cause
         raise err
@@ -281,7 +299,7 @@ class _Reader:
             if name not in obj.attrs:
                 self.fail(where, "missing")
             return obj.attrs[name]
-        except ValueError:
+        except CheckpointFormatError:
             raise
         except Exception as err:  # noqa: BLE001 - h5py raises many types on corrupt files
             self.fail(where, f"unreadable ({type(err).__name__}: {err})", err)
@@ -289,8 +307,13 @@ class _Reader:
     def scalar(self, value, where: str):
         if isinstance(value, h5py.Empty):
             return None
-        if isinstance(value, (str, bytes)):
-            return value.decode("utf-8") if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                self.fail(where, f"not UTF-8 text ({err})", err)
+        if isinstance(value, str):
+            return value
         if isinstance(value, np.ndarray) or not isinstance(value, np.generic):
             self.fail(where, f"unexpected attribute value {value!r:.100}")
         if isinstance(value, np.bool_):
@@ -305,17 +328,23 @@ class _Reader:
 
     def array(self, ds: h5py.Dataset, where: str):
         try:
-            if ds.attrs.get(_LIST_MARK, False):
-                if h5py.check_string_dtype(ds.dtype) is not None:
-                    return [str(s) for s in ds.asstr()[()]]
-                return ds[()].tolist()
-            if h5py.check_string_dtype(ds.dtype) is not None or ds.dtype.kind not in "biufc":
-                self.fail(where, f"unsupported dataset dtype {ds.dtype}")
-            return np.array(ds[()])
-        except ValueError:
-            raise
+            is_list = bool(ds.attrs.get(_LIST_MARK, False))
+            string = h5py.check_string_dtype(ds.dtype) is not None
+            kind = ds.dtype.kind
         except Exception as err:  # noqa: BLE001
             self.fail(where, f"unreadable ({type(err).__name__}: {err})", err)
+        if not is_list and (string or kind not in "biufc"):
+            self.fail(where, f"unsupported dataset dtype {ds.dtype}")
+        value = read_array(ds, f"checkpoint {self.path}", CheckpointFormatError,
+                           require_digest=self.version >= 2)
+        if not is_list:
+            return value                # a new array, read from the file
+        if not string:
+            return value.tolist()
+        try:
+            return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in value.tolist()]
+        except UnicodeDecodeError as err:
+            self.fail(where, f"not UTF-8 text ({err})", err)
 
     def children(self, group: h5py.Group, where: str):
         try:
@@ -361,9 +390,10 @@ def load_checkpoint(path) -> Checkpoint:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file is not a readable HDF5 file, has the wrong format name or
-            version, or a field is missing or unreadable; the message names the file and
-            the field.
+        CheckpointFormatError (a ValueError): the file is not a readable HDF5 file, has
+            the wrong format name or version, a dataset is damaged (its digest or
+            checksum does not match), or a field is missing or unreadable; the message
+            names the file and the field.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -372,51 +402,63 @@ def load_checkpoint(path) -> Checkpoint:
     try:
         f = h5py.File(path, "r")
     except Exception as err:  # noqa: BLE001 - OSError for corrupt / truncated files
-        raise ValueError(f"checkpoint {path}: not a readable HDF5 file "
-                         f"(corrupt or truncated?): {err}") from err
+        raise CheckpointFormatError(f"checkpoint {path}: not a readable HDF5 file "
+                                    f"(corrupt or truncated?): {err}") from err
     with f:
-        fmt = r.scalar(r.attr(f, "format", "format"), "format")
-        if fmt != FORMAT_NAME:
-            r.fail("format", f"is {fmt!r}, expected {FORMAT_NAME!r}")
-        version = r.integer(f, "version", "version")
-        if version != FORMAT_VERSION:
-            r.fail("version", f"unsupported checkpoint version {version} "
-                              f"(this reader supports version {FORMAT_VERSION})")
-        epoch = r.integer(f, "epoch", "epoch")
-        step = r.integer(f, "step", "step")
-        for name, value in (("epoch", epoch), ("step", step)):
-            if value < 0:
-                r.fail(name, f"negative value {value}")
+        try:
+            return _read_checkpoint(f, r)
+        except CheckpointFormatError:
+            raise
+        except Exception as err:  # noqa: BLE001 - h5py raises many types on damaged files
+            raise CheckpointFormatError(f"checkpoint {path}: corrupt or truncated "
+                                        f"({type(err).__name__}: {err})") from err
 
-        model_group = r.group(f, "model_state")
-        model_state = {}
-        for key, obj in r.children(model_group, "model_state"):
-            if not isinstance(obj, h5py.Dataset) or obj.attrs.get(_LIST_MARK, False):
-                r.fail(f"model_state/{key}", "expected an array dataset")
-            model_state[key] = r.array(obj, f"model_state/{key}")
-        optimizer_state = r.tree(r.group(f, "optimizer_state"), "optimizer_state")
 
-        optional: dict[str, Any] = {}
-        for name in _OPTIONAL:
-            group = r.group(f, name)
-            is_none = r.attr(f, f"{name}_is_none", f"{name}_is_none")
-            if not isinstance(is_none, (np.bool_, bool)):
-                r.fail(f"{name}_is_none", f"expected a bool, got {is_none!r:.100}")
-            value = r.tree(group, name)
-            if is_none:
-                if value:
-                    r.fail(name, "marked None but not empty")
-                optional[name] = None
-            elif name == "metrics":
-                metrics = {}
-                for key, hist in value.items():
-                    if not (isinstance(hist, np.ndarray) and hist.ndim == 1
-                            and hist.dtype.kind == "f"):
-                        r.fail(f"metrics/{key}", "expected a 1-D float dataset")
-                    metrics[key] = hist.tolist()
-                optional[name] = metrics
-            else:
-                optional[name] = value
+def _read_checkpoint(f: h5py.File, r: _Reader) -> Checkpoint:
+    """The checkpoint in the open file ``f``; ``r`` turns failures into named errors."""
+    fmt = r.scalar(r.attr(f, "format", "format"), "format")
+    if fmt != FORMAT_NAME:
+        r.fail("format", f"is {fmt!r}, expected {FORMAT_NAME!r}")
+    version = r.integer(f, "version", "version")
+    if version not in READABLE_VERSIONS:
+        r.fail("version", f"unsupported checkpoint version {version} (this reader "
+                          f"supports versions {', '.join(map(str, READABLE_VERSIONS))})")
+    r.version = version
+    epoch = r.integer(f, "epoch", "epoch")
+    step = r.integer(f, "step", "step")
+    for name, value in (("epoch", epoch), ("step", step)):
+        if value < 0:
+            r.fail(name, f"negative value {value}")
+
+    model_group = r.group(f, "model_state")
+    model_state = {}
+    for key, obj in r.children(model_group, "model_state"):
+        if not isinstance(obj, h5py.Dataset) or obj.attrs.get(_LIST_MARK, False):
+            r.fail(f"model_state/{key}", "expected an array dataset")
+        model_state[key] = r.array(obj, f"model_state/{key}")
+    optimizer_state = r.tree(r.group(f, "optimizer_state"), "optimizer_state")
+
+    optional: dict[str, Any] = {}
+    for name in _OPTIONAL:
+        group = r.group(f, name)
+        is_none = r.attr(f, f"{name}_is_none", f"{name}_is_none")
+        if not isinstance(is_none, (np.bool_, bool)):
+            r.fail(f"{name}_is_none", f"expected a bool, got {is_none!r:.100}")
+        value = r.tree(group, name)
+        if is_none:
+            if value:
+                r.fail(name, "marked None but not empty")
+            optional[name] = None
+        elif name == "metrics":
+            metrics = {}
+            for key, hist in value.items():
+                if not (isinstance(hist, np.ndarray) and hist.ndim == 1
+                        and hist.dtype.kind == "f"):
+                    r.fail(f"metrics/{key}", "expected a 1-D float dataset")
+                metrics[key] = hist.tolist()
+            optional[name] = metrics
+        else:
+            optional[name] = value
     return Checkpoint(model_state=model_state, optimizer_state=optimizer_state,
                       epoch=epoch, step=step, **optional)
 

@@ -127,14 +127,16 @@ def _replace_wb(rec, W, b):
 
 
 def export(net: Sequential, path, *, input_shape, T: int, encoding: str = "direct",
-           time_weights=None, **metadata) -> Path:
+           time_weights=None, overwrite: bool = False, **metadata) -> Path:
     """Write ``net`` as a versioned HDF5 model file (atomic); returns the path.
 
     See :func:`to_model` for the arguments; ``docs/model-format.md`` for the layout.
+    An existing model file at ``path`` is replaced only with ``overwrite=True``; a file
+    of another kind (checkpoint, recording, ...) is never replaced (FileExistsError).
     """
     model = to_model(net, input_shape=input_shape, T=T, encoding=encoding,
                      time_weights=time_weights, **metadata)
-    return mf.write_model(model, path)
+    return mf.write_model(model, path, overwrite=overwrite)
 
 
 def to_network(model: mf.Model) -> Sequential:

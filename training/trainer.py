@@ -22,6 +22,8 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from eventsim.fileio import check_output
+
 from . import encoding, losses
 from .checkpoint import (check_architecture, load_checkpoint, restore_rng, rng_state,
                          save_checkpoint)
@@ -208,7 +210,7 @@ def _evaluate(net, images, labels, *, T, encoder, batch_size, loss, seed, time_w
 def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimizer,
         schedule=None, test=None, loss="rate_ce", encoder="direct", label_smoothing: float = 0.0,
         clip_norm: float | None = None, seed: int = 0, checkpoint=None, resume: bool = False,
-        progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None) -> History:
+        overwrite: bool = False, progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None) -> History:
     """Train ``net`` by BPTT.
 
     Args:
@@ -227,6 +229,9 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         checkpoint: path of the HDF5 checkpoint written after every epoch; with
             ``resume=True`` training continues from it if it exists (a checkpoint of another
             network is refused with a one-line ValueError).
+        overwrite: start afresh over an existing ``checkpoint`` (without ``resume``);
+            else an existing checkpoint raises FileExistsError before training starts.
+            A file of another kind (model, recording, ...) is never replaced.
         on_epoch_end: optional ``f(epoch, history)`` called after each epoch (and after its
             checkpoint is written) with the epoch number counted from 1, the number the
             progress bar shows: ``epoch == history.epoch[-1]``, 1 after the first epoch.
@@ -251,6 +256,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
     layer_rngs = _generators(net)
     history, start_epoch, step = History(), 0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None:
+        check_output(ckpt_path, "checkpoint", overwrite=overwrite or resume)
     saved_epoch = None          # epochs held by a checkpoint this run wrote or resumed from
 
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -334,7 +341,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                 save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
                                 schedule_state=None if schedule is None else schedule.state_dict(),
                                 rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
-                                extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)})
+                                extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)},
+                                overwrite=True)  # this run's own checkpoint (checked above)
                 saved_epoch = epoch + 1
             if on_epoch_end is not None:
                 where = f"the end of epoch {epoch + 1} (in on_epoch_end)"

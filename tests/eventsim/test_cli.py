@@ -251,6 +251,11 @@ def test_info_bad_files_exit_2_with_one_line(tmp_path, capsys):
     with h5py.File(p, "r+") as f:
         f.attrs["version"] = mf.FORMAT_VERSION
         f["layers/0001/weight"][0, 0] = np.nan
+    rc, out, err = _run(capsys, ["info", str(p)])  # edited data no longer match the digest
+    assert rc == 2 and "/layers/0001/weight is damaged" in _one_line_error(err)
+    from tests import hdf5edit
+
+    hdf5edit.edit(p, lambda f: None)  # an edit that updates the digests: the value is checked
     rc, out, err = _run(capsys, ["info", str(p)])
     assert rc == 2 and "weight" in _one_line_error(err) and "nan" in err
 
@@ -308,9 +313,10 @@ class _FakeSimulator:
                 if idx in self.record_membrane:
                     membrane[idx] = u_all.reshape(T, B, -1)[:, :, np.asarray(self.record_membrane[idx])]
         readout = np.asarray(h)
-        return Recording(spikes=spikes, membrane=membrane, readout=readout,
-                         membrane_neurons={k: np.asarray(v) for k, v in self.record_membrane.items()},
-                         predictions=readout.sum(axis=0).argmax(axis=1), synaptic_events=syn)
+        rec = Recording(spikes=spikes, membrane=membrane, readout=readout,
+                        membrane_neurons={k: np.asarray(v) for k, v in self.record_membrane.items()},
+                        predictions=readout.sum(axis=0).argmax(axis=1), synaptic_events=syn)
+        return rec
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from eventsim import kernels as K
 from eventsim import modelfile as mf
 from eventsim.inputs import EventBatch
 from eventsim.network import CompiledNetwork, UnsupportedModelError, dense_apply
+from tests import hdf5edit
 from tests.reference import naive_eventsim as naive
 
 
@@ -107,8 +108,7 @@ def test_dense_apply_matches_reference(seed):
 # bad model files surface through eventsim.load with the field named
 # ---------------------------------------------------------------------------------------
 def _edit(path, fn):
-    with h5py.File(path, "r+") as f:
-        fn(f)
+    hdf5edit.edit(path, fn)  # refreshes the digests: an edited file, not a damaged one
     return path
 
 

@@ -94,12 +94,14 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     saved = ck.read_bytes()
     net.layers[2].weight.data[0, 0] = np.nan   # readout: reaches the loss
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, batch 1.*ck.h5.*intact"):
-        fit(net, (x, y), T=2, epochs=2, batch_size=100, optimizer=opt, checkpoint=ck, progress=False)
+        fit(net, (x, y), T=2, epochs=2, batch_size=100, optimizer=opt, checkpoint=ck,
+            overwrite=True, progress=False)
     assert ck.read_bytes() == saved
     net.layers[2].weight.data[0, 0] = 0.0
     net.layers[0].weight.data[0, 0] = np.nan   # hidden: spikes hide it, its gradient does not
     with pytest.raises(TrainingDiverged, match=r"parameter '0.weight' became non-finite"):
-        fit(net, (x, y), T=2, epochs=2, batch_size=100, optimizer=opt, checkpoint=ck, progress=False)
+        fit(net, (x, y), T=2, epochs=2, batch_size=100, optimizer=opt, checkpoint=ck,
+            overwrite=True, progress=False)
     assert ck.read_bytes() == saved
     assert load_checkpoint(ck).epoch == 1
 
