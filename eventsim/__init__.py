@@ -4,9 +4,9 @@
     rec = eventsim.Simulator(net).run(x)            # x: [T, B, *input_shape] or EventBatch
     rec.readout, rec.predictions, rec.spikes[layer], rec.membrane[layer], rec.synaptic_events
 """
-from . import modelfile
+from snncore import modelfile
 from .inputs import EventBatch
-from .modelfile import Model, ModelFormatError, read_model, write_model
+from snncore.modelfile import Model, ModelFormatError, read_model, write_model
 from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator

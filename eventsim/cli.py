@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile as mf
+from snncore import modelfile as mf
 
 DATASETS = ("fashion-mnist", "mnist", "fashion-mnist-small")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_output, open_hdf5
+from snncore.fileio import atomic_output, open_hdf5
 
 FORMAT_NAME = "snn-recording"
 FORMAT_VERSION = 1

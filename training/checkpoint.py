@@ -40,7 +40,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from eventsim.fileio import atomic_output
+from snncore.fileio import atomic_output
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "rng_state", "restore_rng"]

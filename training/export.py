@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 
 from .layers import Flatten, Linear, Sequential
 from .module import Module

@@ -20,7 +20,9 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import encoding, losses
+from snncore import encoding
+
+from . import losses
 from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from .layers import Sequential
 from .optim import clip_grad_norm

@@ -178,7 +178,7 @@ def test_training_curves(tmp_path):
 def _synthetic_recording(T=30, B=2, k=3, seed=0):
     """An object with the Recording API: spikes[layer].(sample, t, neuron), membrane
     [T, B, k] before reset, readout [T, B, n_out], predictions [B]."""
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
 
     rng = np.random.default_rng(seed)
     model = mf.Model(input_shape=(8,), layers=[
@@ -225,7 +225,7 @@ def test_plot_recording_from_the_simulator(tmp_path):
     load = getattr(eventsim, "load", None)
     if Simulator is None or load is None:
         pytest.skip("eventsim.Simulator / eventsim.load not available yet")
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
 
     rng = np.random.default_rng(0)
     model_rec = mf.Model(input_shape=(10,), layers=[

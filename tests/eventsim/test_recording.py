@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import eventsim
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 from eventsim.recording import Recording, RecordingFormatError, SpikeTrain
 
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from eventsim import fileio
+from snncore import fileio
 
 from training import checkpoint as ckpt_mod
 from training.checkpoint import (Checkpoint, load_checkpoint, restore_rng, rng_state,

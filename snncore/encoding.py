@@ -2,7 +2,7 @@
 
 ``x`` is typically ``Dataset.float_images()``, i.e. ``[B, 1, 28, 28]`` or ``[B, 784]`` with
 values in ``[0, 1]``; any trailing shape is accepted.  Outputs have the dtype given, or
-``training.config.get_default_dtype()``.
+``snncore.dtypes.get_default_dtype()`` (set by ``training.set_default_dtype``).
 
 | encoder   | value at step t                                     | needs x in [0, 1] | random |
 |-----------|-----------------------------------------------------|-------------------|--------|
@@ -16,62 +16,17 @@ spikes for a given seed and input do not depend on the output dtype.  There is n
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .config import get_default_dtype
+from . import checks
+from .dtypes import get_default_dtype
 
 __all__ = ["direct", "rate", "poisson"]
 
 
-# -- validation -------------------------------------------------------------------------
-def _check_T(T) -> int:
-    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T <= 0:
-        raise ValueError(f"T (number of time steps) must be a positive int, got {T!r}")
-    return int(T)
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (e.g. np.random.default_rng(seed)), "
-                        f"got {type(rng).__name__}")
-    return rng
-
-
-def _check_scalar(name: str, value, minimum: float, strict: bool) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not np.isfinite(v) or v < minimum or (strict and v == minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
-    return v
-
-
+# -- validation (the shared validators of snncore.checks) ---------------------------------
 def _out_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(get_default_dtype() if dtype is None else dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating type, got {dtype.name}")
-    return dtype
-
-
-def _checked_images(images, unit_interval: bool) -> np.ndarray:
-    """``images`` as an array, checked to be real, finite (and in [0, 1]); not converted."""
-    raw = np.asarray(images)
-    if raw.dtype.kind not in "biuf":
-        raise ValueError(f"images must be a real numeric array, got dtype {raw.dtype}")
-    if raw.ndim == 0:
-        raise ValueError("images must have a batch axis: shape [B, ...], got a scalar")
-    bad = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
-    if unit_interval:
-        bad |= (raw < 0) | (raw > 1)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        need = "finite and in [0, 1]" if unit_interval else "finite"
-        raise ValueError(f"images must be {need}; images[{where}] = {raw[where].item()!r}")
-    return raw
+    return checks.float_dtype(get_default_dtype() if dtype is None else dtype)
 
 
 def _bernoulli(p: np.ndarray, T: int, rng: np.random.Generator, dtype) -> np.ndarray:
@@ -98,9 +53,9 @@ def direct(images, T: int, dtype=None) -> np.ndarray:
         ``x.strides[0] == 0`` to recognise a static input and computes its synaptic current
         ``W x`` once instead of ``T`` times.  Copy it (``np.array(x)``) if you need to write.
     """
-    T = _check_T(T)
+    T = checks.positive_int("T", T)
     dtype = _out_dtype(dtype)
-    x = np.ascontiguousarray(_checked_images(images, unit_interval=False), dtype=dtype)
+    x = np.ascontiguousarray(checks.images(images, unit_interval=False), dtype=dtype)
     return np.broadcast_to(x[None], (T,) + x.shape)
 
 
@@ -122,11 +77,11 @@ def rate(images, T: int, rng: np.random.Generator, gain: float = 1.0, dtype=None
         ValueError: bad ``T`` or ``gain``, non-finite or out-of-range image value (named).
         TypeError: ``rng`` is not a ``np.random.Generator``.
     """
-    T = _check_T(T)
-    rng = _check_rng(rng)
-    gain = _check_scalar("gain", gain, 0.0, strict=False)
+    T = checks.positive_int("T", T)
+    rng = checks.generator(rng)
+    gain = checks.finite_scalar("gain", gain, 0.0)
     dtype = _out_dtype(dtype)
-    x = _checked_images(images, unit_interval=True).astype(np.float64)
+    x = checks.images(images, unit_interval=True).astype(np.float64)
     p = np.clip(gain * x, 0.0, 1.0)
     return _bernoulli(p, T, rng, dtype)
 
@@ -155,11 +110,11 @@ def poisson(images, T: int, rng: np.random.Generator, max_rate_hz: float, dt: fl
         ValueError: bad ``T``, ``max_rate_hz`` or ``dt``, non-finite or out-of-range image value.
         TypeError: ``rng`` is not a ``np.random.Generator``.
     """
-    T = _check_T(T)
-    rng = _check_rng(rng)
-    max_rate_hz = _check_scalar("max_rate_hz", max_rate_hz, 0.0, strict=False)
-    dt = _check_scalar("dt", dt, 0.0, strict=True)
+    T = checks.positive_int("T", T)
+    rng = checks.generator(rng)
+    max_rate_hz = checks.finite_scalar("max_rate_hz", max_rate_hz, 0.0)
+    dt = checks.finite_scalar("dt", dt, 0.0, lo_open=True)
     dtype = _out_dtype(dtype)
-    x = _checked_images(images, unit_interval=True).astype(np.float64)
+    x = checks.images(images, unit_interval=True).astype(np.float64)
     p = -np.expm1(-(x * max_rate_hz * dt))     # 1 - exp(-r dt), accurate for small r dt
     return _bernoulli(p, T, rng, dtype)

@@ -51,9 +51,9 @@ from typing import Mapping
 
 import numpy as np
 
-from eventsim.fileio import atomic_output
+from .fileio import atomic_output
 
-from .config import get_default_dtype
+from .dtypes import get_default_dtype
 
 __all__ = [
     "Dataset",
@@ -197,7 +197,7 @@ class Dataset:
         """Pixels scaled to ``[0, 1]``: ``x = images / 255`` (correctly rounded, so 255 -> 1.0).
 
         Args:
-            dtype: ``np.float32`` or ``np.float64``; default ``training.config.get_default_dtype()``.
+            dtype: ``np.float32`` or ``np.float64``; default ``snncore.dtypes.get_default_dtype()`` (``training.set_default_dtype`` sets it).
             flatten: ``False`` -> ``[N, 1, H, W]`` (channel-first, as PyTorch);
                 ``True`` -> ``[N, H*W]``.
 

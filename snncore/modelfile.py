@@ -25,6 +25,7 @@ from typing import Union
 
 import numpy as np
 
+from . import checks
 from .fileio import atomic_output, open_hdf5
 
 FORMAT_NAME = "snn-model"
@@ -193,21 +194,11 @@ def _finite_array(a, where: str, ndim: int | None = None, shape=None) -> np.ndar
 
 
 def _finite_scalar(x, where: str, lo=-math.inf, hi=math.inf, lo_open=False) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        _fail(where, f"expected a number, got {x!r}")
-    if not math.isfinite(x) or x < lo or x > hi or (lo_open and x == lo):
-        rng = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        _fail(where, f"value {x} outside {rng}")
-    return x
+    return checks.finite_scalar(where, x, lo, hi, lo_open=lo_open, error=ModelFormatError)
 
 
 def _pair(v, where: str, lo: int) -> tuple[int, int]:
-    v = tuple(int(i) for i in np.atleast_1d(v))
-    if len(v) != 2 or min(v) < lo:
-        _fail(where, f"expected two integers >= {lo}, got {v}")
-    return v
+    return checks.int_pair(where, v, lo, error=ModelFormatError)
 
 
 def _check_bias(bias, n: int, where: str):
