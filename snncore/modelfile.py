@@ -327,6 +327,32 @@ def validate(model: Model, where: str = "model") -> list[tuple[int, ...]]:
     return shapes
 
 
+def model_dtype(model: Model) -> np.dtype:
+    """The one float dtype (float32 or float64) of every array in ``model``; float32 when it
+    has no arrays.  Raises ModelFormatError naming an array of another or a mixed dtype."""
+    found = []
+    for i, layer in enumerate(model.layers):
+        found += _array_dtypes(layer, f"model.layers[{i}]({layer.kind})")
+    for k, c in enumerate(model.connections):
+        found += _array_dtypes(c.projection, f"model.connections[{k}].projection")
+    if not found:
+        return np.dtype(np.float32)
+    first_where, first = found[0]
+    for where, d in found:
+        if d not in (np.dtype(np.float32), np.dtype(np.float64)):
+            _fail(where, f"dtype {d} is not float32 or float64")
+        if d != first:
+            _fail(where, f"dtype {d} differs from {first_where} ({first}); all arrays of a "
+                  "model share one float dtype")
+    return first
+
+
+def _array_dtypes(record, where: str) -> list:
+    return [(f"{where}.{name}", np.asarray(getattr(record, name)).dtype)
+            for name in ("weight", "bias", "data", "time_weights")
+            if getattr(record, name, None) is not None]
+
+
 # ---------------------------------------------------------------------------------------
 # HDF5 writer and reader
 # ---------------------------------------------------------------------------------------
