@@ -56,7 +56,9 @@ class LIF(Module):
             tau = float(tau)
             if not tau >= 1.0:
                 raise ValueError(f"LIF: tau must be >= 1 (in steps; inf for IF), got {tau}")
-            beta, gain = 1.0 - 1.0 / tau, 1.0 / tau
+            # tau = inf is IF in the tau form: no leak and, as SpikingJelly's IF, no input
+            # scaling (1/tau would be 0 and the layer would never charge)
+            beta, gain = (1.0, 1.0) if tau == np.inf else (1.0 - 1.0 / tau, 1.0 / tau)
         else:
             gain = 1.0
         beta = float(beta)
