@@ -3,7 +3,7 @@ import pytest
 
 import training
 from training import kernels, surrogates
-from training.neurons import LIF, NeuronParams, canonical_step
+from training.neurons import IF, LIF, NeuronParams, canonical_step
 from tests.gradcheck import assert_close, check_module_gradients, numeric_grad
 from tests.reference import naive_training as naive
 
