@@ -141,7 +141,7 @@ def delivered_events(net: dict, p: dict, t: np.ndarray, i: np.ndarray) -> int:
 # workers (each in its own process)
 # ---------------------------------------------------------------------------------------
 def _csr(rows, cols, vals, shape, dtype):
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
     order = np.lexsort((cols, rows))
     indptr = np.zeros(shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
@@ -152,7 +152,7 @@ def _csr(rows, cols, vals, shape, dtype):
 
 def make_model(net: dict, p: dict, dtype):
     """The benchmark network as eventsim model records."""
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
     N, n_in = p["N"], int(net["n_in"])
     layers = [_csr(net["in_post"], net["in_pre"], net["in_w"], (N, n_in), dtype),
               mf.Spiking(beta=float(np.exp(-p["dt"] / p["tau"])), theta=p["theta"], reset="hard",

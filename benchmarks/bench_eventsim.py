@@ -79,7 +79,7 @@ def _f32(a):
 def throughput_model(kind: str):
     """input -> projection under test -> Spiking (never fires) -> Dense -> Readout."""
     import numpy as np
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
     rng = np.random.default_rng(0)
     never = mf.Spiking(beta=0.9, theta=UNREACHABLE)
     if kind == "dense":
@@ -106,7 +106,7 @@ def throughput_model(kind: str):
 def mlp_model():
     """1000-1000-1000-10 MLP, random N(0, 0.05^2) weights, LIF beta 0.9, theta 1."""
     import numpy as np
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
     rng = np.random.default_rng(0)
     lif = mf.Spiking(beta=0.9, theta=1.0)
     return mf.Model(input_shape=(N,), layers=[

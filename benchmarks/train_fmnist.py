@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import training
-from eventsim.fileio import check_output
+from snncore.fileio import check_output
 from training import datasets, optim
 from training.trainer import fit
 

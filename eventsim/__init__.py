@@ -10,9 +10,11 @@
 """
 import importlib
 
-from . import inputs, modelfile, recording
+from snncore import modelfile
+
+from . import inputs, recording
 from .inputs import EventBatch
-from .modelfile import Model, ModelFormatError, read_model, write_model
+from snncore.modelfile import Model, ModelFormatError, read_model, write_model
 from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator

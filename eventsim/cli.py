@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile as mf
-from .fileio import check_output
+from snncore import modelfile as mf
+from snncore.fileio import check_output
 
 DATASETS = ("fashion-mnist", "mnist", "fashion-mnist-small")
 

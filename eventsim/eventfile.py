@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_output, open_hdf5
+from snncore.fileio import atomic_output, open_hdf5
+
 from .inputs import EventBatch, _tonic_sample, from_tonic
 
 FORMAT_NAME = "snn-events"

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snncore import checks, encoding
+
 from . import kernels as K
 
 
@@ -135,12 +137,6 @@ __all__ = ["EventBatch", "from_dense", "to_dense", "from_spike_times", "from_ton
            "rate_code", "poisson_code", "direct"]
 
 
-def _positive_int(name: str, v) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name}: must be a positive integer, got {v!r}")
-    return int(v)
-
-
 def _shape(input_shape) -> tuple:
     shape = (input_shape,) if isinstance(input_shape, (int, np.integer)) else tuple(input_shape)
     if not shape or any(isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer))
@@ -213,7 +209,7 @@ def from_spike_times(times, indices, T: int, input_shape, values=None, sample=No
         ValueError naming the field, the position and the value: negative times, times
         ``>= T``, indices outside the input, negative sample ids, length mismatches.
     """
-    T = _positive_int("T", T)
+    T = checks.positive_int("T", T)
     shape = _shape(input_shape)
     n_inputs = int(np.prod(shape))
     t = _int_array("times", times)
@@ -235,11 +231,11 @@ def from_spike_times(times, indices, T: int, input_shape, values=None, sample=No
         _first_bad("values", v, ~np.isfinite(v), "not finite")
     if sample is None:
         s = np.zeros(n, dtype=np.int64)
-        B = 1 if batch_size is None else _positive_int("batch_size", batch_size)
+        B = 1 if batch_size is None else checks.positive_int("batch_size", batch_size)
     else:
         s = _int_array("sample", sample, n)
         _first_bad("sample", s, s < 0, "negative sample id")
-        B = (int(s.max()) + 1 if n else 1) if batch_size is None else _positive_int("batch_size", batch_size)
+        B = (int(s.max()) + 1 if n else 1) if batch_size is None else checks.positive_int("batch_size", batch_size)
         _first_bad("sample", s, s >= B, f"sample id >= batch_size = {B}")
     order = np.argsort(s * T + t, kind="stable")  # by (sample, t); ties keep the given order
     return EventBatch(times=t[order], indices=i[order], values=v[order], sample_ptr=_ptr(s, B),
@@ -385,7 +381,7 @@ def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
     if not np.isfinite(t0) or t0 < 0:
         raise ValueError(f"t_start: must be finite and >= 0, got {t_start!r}")
     if T is not None:
-        T = _positive_int("T", T)
+        T = checks.positive_int("T", T)
     single = isinstance(events, np.ndarray)
     samples = [events] if single else list(events)
     if not samples:
@@ -410,50 +406,6 @@ def from_tonic(events, sensor_size, dt, T: int | None = None, t_start=0,
                       indices=np.concatenate(idx).astype(np.int64),
                       values=np.concatenate(vals), sample_ptr=ptr, T=int(T),
                       input_shape=(P, H, W)).validate()
-
-
-def _check_rng(rng) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError("rng: must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                        f"got {type(rng).__name__}")
-    return rng
-
-
-def _check_not_empty(x: np.ndarray) -> None:
-    """Encoders need at least one sample and one feature (an EventBatch and the Simulator
-    need B >= 1); an empty batch is refused rather than turned into an empty input."""
-    if x.ndim >= 1 and x.shape[0] == 0:
-        raise ValueError(f"images: empty batch, shape {x.shape}: encoders need at least one "
-                         "sample (B >= 1)")
-    if 0 in x.shape[1:]:
-        raise ValueError(f"images: shape {x.shape} has no features (every size must be >= 1)")
-
-
-def _unit_images(images) -> np.ndarray:
-    x = np.asarray(images)
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"images: expected a real numeric array [B, ...], got dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(f"images: expected [B, ...features], got shape {x.shape}")
-    _check_not_empty(x)
-    bad = (x < 0) | (x > 1)
-    if x.dtype.kind == "f":
-        bad |= ~np.isfinite(x)
-    if bad.any():
-        k = tuple(int(j) for j in np.argwhere(bad)[0])
-        raise ValueError(f"images{list(k)} = {_py(x[k])!r}: intensities must be finite and in [0, 1] "
-                         "(scale uint8 pixels by 1/255)")
-    return x.astype(np.float64)
-
-
-def _finite(name: str, v, lo: float, strict: bool) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number, got {v!r}") from None
-    if not np.isfinite(f) or f < lo or (strict and f == lo):
-        raise ValueError(f"{name}: must be finite and {'>' if strict else '>='} {lo}, got {v!r}")
-    return f
 
 
 def _bernoulli_events(p: np.ndarray, T: int, rng: np.random.Generator) -> EventBatch:
@@ -502,10 +454,10 @@ def rate_code(images, T: int, rng: np.random.Generator, gain: float = 1.0) -> Ev
     Returns:
         EventBatch of value-1.0 events, input_shape ``images.shape[1:]``.
     """
-    T = _positive_int("T", T)
-    rng = _check_rng(rng)
-    gain = _finite("gain", gain, 0.0, strict=False)
-    x = _unit_images(images)
+    T = checks.positive_int("T", T)
+    rng = checks.generator(rng)
+    gain = checks.finite_scalar("gain", gain, 0.0)
+    x = checks.images(images, unit_interval=True, min_ndim=2, nonempty=True).astype(np.float64)
     return _bernoulli_events(np.clip(gain * x, 0.0, 1.0), T, rng)
 
 
@@ -526,11 +478,11 @@ def poisson_code(images, T: int, rng: np.random.Generator, max_rate_hz: float | 
     max_rate_hz = _renamed_keyword("poisson_code", "max_rate_hz", max_rate_hz, "rate_hz", rate_hz)
     if dt is None:
         raise TypeError("poisson_code: missing required argument 'dt' (step length in seconds)")
-    T = _positive_int("T", T)
-    rng = _check_rng(rng)
-    max_rate_hz = _finite("max_rate_hz", max_rate_hz, 0.0, strict=False)
-    dt = _finite("dt", dt, 0.0, strict=True)
-    x = _unit_images(images)
+    T = checks.positive_int("T", T)
+    rng = checks.generator(rng)
+    max_rate_hz = checks.finite_scalar("max_rate_hz", max_rate_hz, 0.0)
+    dt = checks.finite_scalar("dt", dt, 0.0, lo_open=True)
+    x = checks.images(images, unit_interval=True, min_ndim=2, nonempty=True).astype(np.float64)
     return _bernoulli_events(-np.expm1(-x * max_rate_hz * dt), T, rng)
 
 
@@ -552,22 +504,12 @@ def _renamed_keyword(fn: str, name: str, value, old_name: str, old_value):
 def direct(images, T: int) -> np.ndarray:
     """Direct (analog) input: ``images [B, ...]`` as the input current at every step.
 
-    Returns the read-only stride-0 view ``x[T, B, ...]`` of ``training.encoding.direct``
-    (the simulator, like the dense engine, recognises ``x.strides[0] == 0`` as a constant
-    drive).  Falls back to the same ``np.broadcast_to`` view if ``training`` is absent.
+    The read-only stride-0 view ``x[T, B, ...]`` of :func:`snncore.encoding.direct` (the
+    simulator, like the dense engine, recognises ``x.strides[0] == 0`` as a constant drive).
     An empty batch (``B == 0``) is refused, as by :func:`rate_code` and :func:`poisson_code`.
     """
-    _check_not_empty(np.asarray(images))
-    try:
-        from training.encoding import direct as _direct
-    except ImportError:  # pragma: no cover - the training package ships with eventsim
-        T = _positive_int("T", T)
-        x = np.asarray(images)
-        if x.dtype.kind not in "biuf" or x.ndim < 1 or (x.dtype.kind == "f" and not np.isfinite(x).all()):
-            raise ValueError("images: expected finite numbers [B, ...]")
-        x = np.ascontiguousarray(x, dtype=x.dtype if x.dtype.kind == "f" else np.float32)
-        return np.broadcast_to(x[None], (T,) + x.shape)
-    return _direct(images, T)
+    checks.images(images, unit_interval=False, nonempty=True)
+    return encoding.direct(images, T)
 
 
 # event files (HDF5, docs/event-files.md): defined in eventsim.eventfile, which uses the

@@ -1,7 +1,7 @@
 """Load, validate and compile a model into the flat arrays the Numba event loop runs on.
 
 ``load(source)`` accepts a model file path (read and validated by
-:func:`eventsim.modelfile.read_model`), an in-memory :class:`~eventsim.modelfile.Model`
+:func:`snncore.modelfile.read_model`), an in-memory :class:`~snncore.modelfile.Model`
 (validated here), or a ``training.Sequential`` (exported with ``training.export.to_model``).
 Everything is checked before any Numba call: a model that is valid but that the simulator
 cannot run event by event raises ``ValueError`` here, naming the layer.
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernels as K
-from . import modelfile as mf
+from snncore import modelfile as mf
 
 
 # A lazy population without constant input is updated by one vectorised pass over all its
@@ -229,7 +229,7 @@ class CompiledNetwork:
     """A validated model plus the contiguous arrays of its populations and projections.
 
     Attributes:
-        model: the :class:`~eventsim.modelfile.Model`.  dtype: its float dtype.
+        model: the :class:`~snncore.modelfile.Model`.  dtype: its float dtype.
         shapes: feature shape after each layer.  input_shape, T, encoding: from the model.
         spiking_layers: layer indices of the spiking layers.  n_outputs: readout size.
         pop_layers: layer index of each population (spiking layers in order, readout last).
@@ -577,17 +577,19 @@ def _model_dtype(model: mf.Model):
     return first
 
 
-def load(source, *, input_shape=None, T=None, **export_kwargs) -> CompiledNetwork:
+def load(source) -> CompiledNetwork:
     """Validate and compile a model for the simulator.
 
     Args:
         source: a model file path (``str`` / ``os.PathLike``), a
-            :class:`eventsim.modelfile.Model`, a :class:`CompiledNetwork` (returned as is),
-            or a ``training.Sequential`` (then ``input_shape`` and ``T`` are required and
-            the remaining keyword arguments go to ``training.export.to_model``).
+            :class:`snncore.modelfile.Model` record (``training.to_model(net, ...)`` builds
+            one from a trained network without writing a file), or a
+            :class:`CompiledNetwork` (returned as is).
     Raises:
         ModelFormatError (a ValueError) naming the first wrong field; UnsupportedModelError
-        (a ValueError) for valid models the event loop cannot run; FileNotFoundError.
+        (a ValueError) for valid models the event loop cannot run; FileNotFoundError;
+        TypeError for anything else (a training network: convert it with
+        ``training.to_model(net, input_shape=..., T=...)`` first).
     """
     import os
 
@@ -598,10 +600,7 @@ def load(source, *, input_shape=None, T=None, **export_kwargs) -> CompiledNetwor
     if isinstance(source, mf.Model):
         mf.validate(source)
         return CompiledNetwork(source)
-    if type(source).__name__ == "Sequential":
-        from training.export import to_model
-        if input_shape is None or T is None:
-            raise ValueError("eventsim.load: a training.Sequential needs input_shape=... and T=...")
-        return CompiledNetwork(to_model(source, input_shape=input_shape, T=T, **export_kwargs))
-    raise TypeError(f"eventsim.load: expected a path, a Model or a training.Sequential, got "
-                    f"{type(source).__name__}")
+    hint = (" (a training network: call training.to_model(net, input_shape=..., T=...) first)"
+            if hasattr(source, "named_parameters") else "")
+    raise TypeError(f"eventsim.load: expected a model file path or a Model record, got "
+                    f"{type(source).__name__}{hint}")

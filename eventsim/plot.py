@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .fileio import check_output
+from snncore.fileio import check_output
 
 __all__ = ["raster", "membrane", "firing_rates", "training_curves", "plot_recording",
            "pick_neurons", "spike_counts", "CLASS_NAMES"]

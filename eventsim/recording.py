@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import (HDF5_LIBVER, atomic_output, check_output, open_hdf5, read_array,
-                     string_attr, write_array)
+from snncore.fileio import (HDF5_LIBVER, atomic_output, check_output, open_hdf5, read_array,
+                             string_attr, write_array)
 
 FORMAT_NAME = "snn-recording"
 FORMAT_VERSION = 2
@@ -203,7 +203,7 @@ class Recording:
 
         An existing recording at ``path`` is replaced only when ``overwrite`` is True;
         anything else there (a model, a checkpoint, any other file) is never replaced
-        (FileExistsError, see ``eventsim.fileio.check_output``).
+        (FileExistsError, see ``snncore.fileio.check_output``).
         """
         import h5py
 

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.datasets import (  # noqa: E402
+from snncore.datasets import (  # noqa: E402
     FASHION_MNIST_PAYLOAD_SHA256,
     SPLIT_FILES,
     load_fashion_mnist,

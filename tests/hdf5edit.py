@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import h5py
 
-from eventsim import fileio
+from snncore import fileio
 
 
 def restamp(f: h5py.File) -> None:

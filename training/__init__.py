@@ -11,7 +11,8 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool2d, MaxPool2d
 from .module import Module, Parameter
 from .neurons import IF, LIF, NeuronParams, canonical_step
-from . import datasets, encoding, losses, optim, surrogates
+from snncore import datasets, encoding
+from . import losses, optim, surrogates
 from .export import export, to_model, to_network
 from .trainer import History, TrainingDiverged, TrainingInterrupted, evaluate, fit
 

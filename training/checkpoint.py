@@ -44,8 +44,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from eventsim.fileio import (HDF5_LIBVER, atomic_output, check_output, read_array, string_attr,
-                             write_array)
+from snncore.fileio import (HDF5_LIBVER, atomic_output, check_output, read_array, string_attr,
+                            write_array)
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "CheckpointFormatError",
            "save_checkpoint", "load_checkpoint", "check_architecture", "rng_state", "restore_rng"]

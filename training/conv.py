@@ -33,6 +33,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+from snncore import checks
+
 from .config import get_default_dtype
 from .layers import _init_rng, kaiming_uniform
 from .module import Module, Parameter, broadcast_time, is_static
@@ -53,15 +55,7 @@ _PER_IMAGE_MAX_K = 64
 
 
 def _pair(v, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        v = (int(v), int(v))
-    try:
-        a, b = (int(e) for e in v)
-    except (TypeError, ValueError):
-        raise ValueError(f"Conv2d: {name} must be an int or a pair of ints, got {v!r}") from None
-    if a < minimum or b < minimum:
-        raise ValueError(f"Conv2d: {name} must be >= {minimum}, got {(a, b)}")
-    return a, b
+    return checks.int_pair(f"Conv2d: {name}", v, minimum)
 
 
 # --------------------------------------------------------------------------------------

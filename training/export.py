@@ -1,7 +1,7 @@
 """Export a trained network to the model file (and import one back for dense inference).
 
 ``export(net, path, **metadata)`` turns a :class:`training.Sequential` into the plain
-records of :mod:`eventsim.modelfile` and writes them atomically.  Training-only
+records of :mod:`snncore.modelfile` and writes them atomically.  Training-only
 parameterisations are folded (docs/methods.md section 11):
 
 - BatchNorm (eval statistics) into the preceding Linear/Conv weight and bias;
@@ -9,7 +9,7 @@ parameterisations are folded (docs/methods.md section 11):
 - Dropout disappears (identity at inference).
 
 So model layer indices are not positions in the training ``Sequential``: each model layer
-records its origin (``eventsim.modelfile.Origin``: the position and class name of the layer
+records its origin (``snncore.modelfile.Origin``: the position and class name of the layer
 it came from, and the positions of the BatchNorm layers folded into it), which the simulator's
 ``record_membrane_keys="sequential"`` and ``eventsim info`` use.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 
 from .layers import Flatten, Linear, Sequential
 from .module import Module

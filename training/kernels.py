@@ -16,7 +16,8 @@ import math
 import numpy as np
 from numba import njit
 
-HARD_RESET, SUBTRACT_RESET = 0, 1
+from snncore.neuron import HARD_RESET, SUBTRACT_RESET, canonical_update  # noqa: F401
+
 _PI = math.pi
 
 
@@ -71,6 +72,9 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
     u_t = beta * v_{t-1} + I_t ;  s_t = 1[u_t >= theta] (or g(u_t - theta) when smooth)
     hard: v_t = u_t (1 - s_t) + v_reset s_t ;  subtract: v_t = u_t - theta s_t
 
+    The step-function path is :func:`snncore.neuron.canonical_update`, inlined; smooth mode
+    (gradient checks only) uses the surrogate's primitive in its place.
+
     Args:
         current: I [T, N], or [1, N] for a static input repeated at every step.
         spikes: output s [T, N], written.
@@ -94,19 +98,17 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
                     v[n] = u - theta * s
                 s_t[n] = s
                 u_t[n] = u
-        elif reset_mode == 0:
+        elif reset_mode == HARD_RESET:   # the reset test hoisted out of the neuron loop
             for n in range(N):
-                u = beta * v[n] + I[n]
-                fired = u >= theta
-                v[n] = v_reset if fired else u
-                s_t[n] = one if fired else zero
+                u, s, v[n] = canonical_update(v[n], I[n], beta, theta, HARD_RESET, v_reset,
+                                              False, v_reset, False)
+                s_t[n] = one if s != 0 else zero
                 u_t[n] = u
         else:
             for n in range(N):
-                u = beta * v[n] + I[n]
-                fired = u >= theta
-                v[n] = u - theta if fired else u
-                s_t[n] = one if fired else zero
+                u, s, v[n] = canonical_update(v[n], I[n], beta, theta, SUBTRACT_RESET, v_reset,
+                                              False, v_reset, False)
+                s_t[n] = one if s != 0 else zero
                 u_t[n] = u
 
 

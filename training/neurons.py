@@ -6,61 +6,22 @@ The canonical update (both engines implement it; ``u >= theta`` is the threshold
     s_t = 1[u_t >= theta]                      fire
     v_t = u_t (1 - s_t) + v_reset s_t          hard reset   (or)   v_t = u_t - theta s_t
 
-:func:`canonical_step` is that update as one pure NumPy function (also the reference the
-simulator's kernels are tested against); the classes run it over all T steps at once in a
-fused Numba kernel (``kernels.lif_forward``) and keep the membrane ``u`` for the
-hand-derived backward pass (``kernels.lif_backward``).
+:mod:`snncore.neuron` writes that update once (a scalar Numba function and its NumPy
+twin :func:`canonical_step`, re-exported here); the classes run it over all T steps at once
+in a fused Numba kernel (``kernels.lif_forward``, which inlines the scalar form) and keep the
+membrane ``u`` for the hand-derived backward pass (``kernels.lif_backward``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from snncore.neuron import RESET_CODES, NeuronParams, canonical_step
 
 from . import kernels, surrogates
 from .config import is_smooth_mode
 from .module import Module, is_static
 
-_RESETS = {"hard": kernels.HARD_RESET, "subtract": kernels.SUBTRACT_RESET}
-
-
-@dataclass(frozen=True)
-class NeuronParams:
-    """Canonical parameters of a spiking layer (what the model file stores).
-
-    beta: decay per step, in [0, 1] (1 for IF).  theta: threshold > 0.
-    reset: "hard" (to ``v_reset``) or "subtract" (by ``theta``).  v_min: optional lower
-    clamp of the membrane after reset (None for none).
-    """
-
-    beta: float
-    theta: float
-    reset: str = "hard"
-    v_reset: float = 0.0
-    v_min: float | None = None
-
-
-def canonical_step(v_prev: np.ndarray, current: np.ndarray, p: NeuronParams):
-    """One step of the canonical binary neuron, plain NumPy.
-
-    Args:
-        v_prev: membrane after the previous reset ``v_{t-1}``, any shape.
-        current: input ``I_t`` (already including any gain), same shape.
-    Returns:
-        ``(u_t, s_t, v_t)``: membrane before reset, spikes in {0, 1} (same dtype), membrane
-        after reset (and clamp).
-    """
-    dt = np.result_type(v_prev, current)
-    beta, theta = dt.type(p.beta), dt.type(p.theta)
-    u = beta * v_prev + current
-    s = (u >= theta).astype(dt)
-    if p.reset == "hard":
-        v = u * (1 - s) + dt.type(p.v_reset) * s
-    else:
-        v = u - theta * s
-    if p.v_min is not None:
-        v = np.maximum(v, dt.type(p.v_min))
-    return u, s, v
+_RESETS = RESET_CODES
 
 
 class LIF(Module):
@@ -95,7 +56,9 @@ class LIF(Module):
             tau = float(tau)
             if not tau >= 1.0:
                 raise ValueError(f"LIF: tau must be >= 1 (in steps; inf for IF), got {tau}")
-            beta, gain = 1.0 - 1.0 / tau, 1.0 / tau
+            # tau = inf is IF in the tau form: no leak and, as SpikingJelly's IF, no input
+            # scaling (1/tau would be 0 and the layer would never charge)
+            beta, gain = (1.0, 1.0) if tau == np.inf else (1.0 - 1.0 / tau, 1.0 / tau)
         else:
             gain = 1.0
         beta = float(beta)

@@ -20,19 +20,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from snncore import checks
+
 from .module import Module, broadcast_time, is_static
 
 
 def _pair(v, layer: str, name: str) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        v = (int(v), int(v))
-    try:
-        a, b = (int(e) for e in v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}") from None
-    if a < 1 or b < 1:
-        raise ValueError(f"{layer}: {name} must be >= 1, got {(a, b)}")
-    return a, b
+    return checks.int_pair(f"{layer}: {name}", v, 1)
 
 
 # --------------------------------------------------------------------------------------

@@ -22,9 +22,10 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from eventsim.fileio import check_output
+from snncore import encoding
+from snncore.fileio import check_output
 
-from . import encoding, losses
+from . import losses
 from .checkpoint import (check_architecture, load_checkpoint, restore_rng, rng_state,
                          save_checkpoint)
 from .layers import Sequential

@@ -19,7 +19,7 @@ import pytest
 import eventsim
 from eventsim import cli, inputs
 from eventsim.recording import Recording, SpikeTrain
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -341,7 +341,7 @@ needs_dense = pytest.mark.skipif(not _dense_engine_available(),
 
 
 def _reference_predictions(model, n):
-    from training.datasets import load_fashion_mnist_small
+    from snncore.datasets import load_fashion_mnist_small
 
     data = load_fashion_mnist_small("test")
     x = (data.images[:n].astype(np.float32) / np.float32(255)).reshape(n, 1, 28, 28)
@@ -462,7 +462,7 @@ def _real_simulator_available():
      "time"),
 ])
 def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys, options, schedule):
-    pytest.importorskip("training.datasets")
+    pytest.importorskip("snncore.datasets")
     compare = _dense_engine_available()
     rc, out, err = _run(capsys, ["simulate", model_path, "--dataset", "fashion-mnist-small",
                                  "--limit", "20", "--batch-size", "8"] + options

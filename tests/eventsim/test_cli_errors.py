@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from eventsim import cli
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 from tests.eventsim.test_cli import _one_line_error, _run, _tiny_model
 
 

@@ -22,7 +22,7 @@ import pytest
 
 import eventsim
 from eventsim import kernels as K
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 from eventsim.inputs import EventBatch, from_dense
 from eventsim.network import (FULL_PASS_DIV, FULL_PASS_DIV_CHEAP, LAYER_WINDOW,
                               RING_DENSE_DIV)
@@ -487,7 +487,7 @@ def test_trained_fashion_mnist_model_agrees_with_dense_engine(MODEL_FILE):
         pytest.skip(f"{MODEL_FILE} not present (train and export a Fashion-MNIST MLP first)")
     try:
         from training import encoding
-        from training.datasets import load_fashion_mnist
+        from snncore.datasets import load_fashion_mnist
         from training.losses import decode
         data = load_fashion_mnist(split="test", download=False)
     except Exception as e:  # dataset or module missing

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from eventsim.fileio import atomic_output
+from snncore.fileio import atomic_output
 
 
 def test_atomic_output_replaces_only_on_success(tmp_path):

@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from eventsim import fileio
-from eventsim import modelfile as mf
+from snncore import fileio
+from snncore import modelfile as mf
 from eventsim.recording import Recording, RecordingFormatError, SpikeTrain
 from training.checkpoint import CheckpointFormatError, load_checkpoint, save_checkpoint
 

@@ -8,7 +8,7 @@ import pytest
 import eventsim
 import training
 from eventsim import cli, fileio
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 from eventsim.recording import Recording, SpikeTrain
 from training import optim
 from training.checkpoint import load_checkpoint, save_checkpoint

@@ -178,7 +178,7 @@ def test_training_curves(tmp_path):
 def _synthetic_recording(T=30, B=2, k=3, seed=0):
     """An object with the Recording API: spikes[layer].(sample, t, neuron), membrane
     [T, B, k] before reset, readout [T, B, n_out], predictions [B]."""
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
 
     rng = np.random.default_rng(seed)
     model = mf.Model(input_shape=(8,), layers=[
@@ -227,7 +227,7 @@ def test_plot_recording_from_the_simulator(tmp_path):
     load = getattr(eventsim, "load", None)
     if Simulator is None or load is None:
         pytest.skip("eventsim.Simulator / eventsim.load not available yet")
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
 
     rng = np.random.default_rng(0)
     model_rec = mf.Model(input_shape=(10,), layers=[
@@ -279,7 +279,7 @@ def test_spike_counts_of_one_sample():
 
 def _small_conv_recording(T=4, seed=0, dataset="fashion-mnist"):
     """Conv [1, 4, 4] -> 2 channels x 4x4 spiking -> flatten -> 10 readout classes."""
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
 
     rng = np.random.default_rng(seed)
     model = mf.Model(input_shape=(1, 4, 4), layers=[
@@ -418,7 +418,7 @@ def test_plot_command_watches_neurons_that_cross_sometimes():
     """``eventsim plot``'s choice: crossing neurons, else the silent ones nearest threshold
     (found by a second run recording every membrane), never a flat always-firing trace."""
     from eventsim import Simulator, cli, inputs, load
-    from eventsim import modelfile as mf
+    from snncore import modelfile as mf
 
     def watched(weights, T, k):
         w = np.array(weights, dtype=np.float32)[:, None]

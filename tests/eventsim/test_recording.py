@@ -9,7 +9,7 @@ import pytest
 
 import eventsim
 from tests import hdf5edit
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 from eventsim.recording import Recording, RecordingFormatError, SpikeTrain
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from eventsim import kernels as K
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 
 
 # ---------------------------------------------------------------------------------------

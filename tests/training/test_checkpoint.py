@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from eventsim import fileio
+from snncore import fileio
 from tests import hdf5edit
 
 from training import checkpoint as ckpt_mod

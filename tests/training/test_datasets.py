@@ -13,7 +13,7 @@ import pytest
 
 from training import datasets
 from training.config import default_dtype
-from training.datasets import Dataset, read_idx, write_idx
+from snncore.datasets import Dataset, read_idx, write_idx
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 HAVE_FULL = all((DEBIAN_FASHION / f).is_file() for s in datasets.SPLIT_FILES.values() for f in s)

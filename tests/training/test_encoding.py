@@ -147,7 +147,7 @@ def test_numpy_integer_T_is_accepted():
 def test_non_finite_images(name, bad):
     x = _images((2, 5), dtype=np.float64)
     x[1, 3] = bad
-    with pytest.raises(ValueError, match=r"images\[\(1, 3\)\]"):
+    with pytest.raises(ValueError, match=r"images\[1, 3\]"):
         _encode(name, x, 3)
 
 
@@ -156,7 +156,7 @@ def test_non_finite_images(name, bad):
 def test_rate_codes_need_unit_interval(name, bad):
     x = _images((2, 5), dtype=np.float64)
     x[0, 2] = bad
-    with pytest.raises(ValueError, match=r"\[0, 1\].*images\[\(0, 2\)\] = " + str(bad).replace(".", r"\.")):
+    with pytest.raises(ValueError, match=r"images\[0, 2\] = " + str(bad).replace(".", r"\.") + r".*\[0, 1\]"):
         _encode(name, x, 3)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import training
-from eventsim import modelfile as mf
+from snncore import modelfile as mf
 
 
 @pytest.fixture

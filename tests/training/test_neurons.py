@@ -3,7 +3,7 @@ import pytest
 
 import training
 from training import kernels, surrogates
-from training.neurons import LIF, NeuronParams, canonical_step
+from training.neurons import IF, LIF, NeuronParams, canonical_step
 from tests.gradcheck import assert_close, check_module_gradients, numeric_grad
 from tests.reference import naive_training as naive
 
@@ -205,3 +205,12 @@ def test_gradcheck_accepts_static_inputs(float64):
                               training.Linear(5, 2, rng=rng))
     x = np.broadcast_to(rng.random((3, 4))[None], (4, 3, 4))
     check_module_gradients(net, x, rtol=1e-5, atol=1e-8)
+
+
+def test_tau_inf_is_integrate_and_fire():
+    """``LIF(tau=inf)`` is IF: no leak and no input scaling (it used to scale by 1/inf = 0)."""
+    x = np.full((4, 1, 3), 0.6, dtype=np.float32)
+    a, b = LIF(tau=float("inf")), IF()
+    assert a.beta == 1.0 and a.input_gain == 1.0
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))
+    assert a.forward(x).sum() > 0
