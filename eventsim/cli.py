@@ -314,7 +314,8 @@ class _DenseDiff:
                                 for k in layers},
             "flipped_spikes_per_layer": {str(k): {"sim_only": self.sim_only[k],
                                                   "dense_only": self.dense_only[k]} for k in layers},
-            "flipped_spike_examples": self.examples,
+            "flipped_spike_examples": sorted(self.examples, key=lambda e: (
+                e["layer"], e["sample"], e["step"], e["neuron"])),
             "readout_max_abs_diff": self.readout_max,
             "readout_entries_differing": self.readout_differ,
             "readout_entries": self.readout_total,
@@ -335,7 +336,8 @@ def cmd_simulate(args) -> int:
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads)
     sim = Simulator(model, **options)
-    dtype = np.dtype(sim.network.dtype).type
+    net = getattr(sim, "network", None)
+    dtype = np.dtype(net.dtype).type if net is not None else (dtype or _model_dtype(record))
     if args.compare_dense:
         from .network import cast_model
 
