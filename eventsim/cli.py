@@ -109,12 +109,11 @@ def _model_dtype(record: mf.Model):
     return np.float32
 
 
-def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator, dtype=None):
-    """``(simulator input, dense-input maker)`` for a batch of uint8 images, in ``dtype``
-    (default: the model's float dtype)."""
+def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator):
+    """``(simulator input, dense-input maker)`` for a batch of uint8 images."""
     from . import inputs
 
-    dtype = _model_dtype(record) if dtype is None else np.dtype(dtype).type
+    dtype = _model_dtype(record)
     x = _float_images(images, record, dtype)
     T = int(record.T)
     if record.encoding == "direct":
@@ -262,15 +261,26 @@ def _save_recording(rec, path: str) -> None:
     raise CLIError("this Recording cannot be saved (no Recording.save)")
 
 
-def _warm_kernels(sim, dense, record, images, seed: int, dtype) -> float:
-    """Seconds to run one image through the simulator (and the dense engine): the Numba
-    kernels' compilation or cache load, kept out of the timed loop.  Its own generator, so
-    the loop's encoder draws are the same with or without it."""
+def _as_dtype(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` cast to ``dtype`` (a time-broadcast input stays a stride-0 view)."""
+    x = np.asarray(x)
+    if x.dtype == dtype:
+        return x
+    if x.ndim and x.strides[0] == 0:
+        return np.broadcast_to(x[:1].astype(dtype), x.shape)
+    return x.astype(dtype)
+
+
+def _warm_kernels(sim, dense, first_sample, dtype) -> float:
+    """Seconds to run one sample through the simulator (and the dense engine): the Numba
+    kernels' compilation or cache load, kept out of the timed loop.  ``first_sample()``
+    returns ``(simulator input, dense-input maker)`` drawn from its own generator, so the
+    loop's encoder draws are the same with or without this call."""
     t0 = time.perf_counter()
-    xs, make_dense = _encode(record, images[:1], np.random.default_rng(seed), dtype)
+    xs, make_dense = first_sample()
     sim.run(xs)
     if dense is not None:
-        dense.run(make_dense())
+        dense.run(_as_dtype(make_dense(), dtype))
     return time.perf_counter() - t0
 
 
@@ -346,7 +356,9 @@ def cmd_simulate(args) -> int:
         dense = None
     shapes = mf.validate(record)
     T = int(record.T)
-    compile_time = _warm_kernels(sim, dense, record, data.images, args.seed, dtype)
+    compile_time = _warm_kernels(
+        sim, dense, lambda: _encode(record, data.images[:1], np.random.default_rng(args.seed)),
+        dtype)
 
     correct = agree = 0
     syn_total = 0
@@ -365,7 +377,7 @@ def cmd_simulate(args) -> int:
             stop = min(n, start + args.batch_size)
             B = stop - start
             labels = np.asarray(data.labels[start:stop])
-            xs, make_dense = _encode(record, data.images[start:stop], rng, dtype)
+            xs, make_dense = _encode(record, data.images[start:stop], rng)
             t0 = time.perf_counter()
             rec = sim.run(xs)
             sim_time += time.perf_counter() - t0
@@ -381,7 +393,7 @@ def cmd_simulate(args) -> int:
                 spikes_sim[idx] = spikes_sim.get(idx, 0) + len(np.asarray(rec.spikes[key].t))
             if dense is not None:
                 t0 = time.perf_counter()
-                dpred, dspikes, dreadout = dense.run(make_dense())
+                dpred, dspikes, dreadout = dense.run(_as_dtype(make_dense(), dtype))
                 dense_time += time.perf_counter() - t0
                 agree += int(np.sum(dpred == pred))
                 diff.add_readout(rec.readout, dreadout)
@@ -443,7 +455,8 @@ def _warm_dense(dtype) -> None:
     for encoding in ("direct", "rate"):
         record = dataclasses.replace(model, encoding=encoding)
         sim, dense = Simulator(load(record), n_threads=1), _Dense(record)
-        _warm_kernels(sim, dense, record, images, 0, np.dtype(dtype).type)
+        _warm_kernels(sim, dense, lambda: _encode(record, images, np.random.default_rng(0)),
+                      np.dtype(dtype).type)
 
 
 def cmd_warmup(args) -> int:
@@ -567,8 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive, default=None,
                    help="threads across samples (default: all cores)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="float type of the simulation and of the dense comparison (default: "
-                        "the model's; float64 accumulates float32 weights exactly)")
+                   help="float type the simulation and the dense comparison compute in "
+                        "(default: the model's); the inputs are the same for both")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("warmup", help="compile every Numba kernel ahead into the on-disk cache")

@@ -404,13 +404,15 @@ def warmup_models(dtype) -> list:
     return [mlp, conv]
 
 
-def _warm_event_checks(dtype) -> None:
-    """``EventBatch.validate``'s kernel for int32/int64 times and indices."""
+def _warm_event_checks() -> None:
+    """``EventBatch.validate``'s kernel for int32/int64 times and indices, float32/float64
+    values (any event batch meets one of these, whatever the network's dtype)."""
     for it in (np.int32, np.int64):
         for ii in (np.int32, np.int64):
-            EventBatch(times=np.array([0, 1], it), indices=np.array([0, 1], ii),
-                       values=np.ones(2, dtype), sample_ptr=np.array([0, 2], np.int64),
-                       T=2, input_shape=(2,)).validate()
+            for fv in (np.float32, np.float64):
+                EventBatch(times=np.array([0, 1], it), indices=np.array([0, 1], ii),
+                           values=np.ones(2, fv), sample_ptr=np.array([0, 2], np.int64),
+                           T=2, input_shape=(2,)).validate()
 
 
 def warmup(dtypes=WARMUP_DTYPES) -> dict:
@@ -427,7 +429,7 @@ def warmup(dtypes=WARMUP_DTYPES) -> dict:
     for dtype in dtypes:
         dt = np.dtype(dtype)
         t0 = time.perf_counter()
-        _warm_event_checks(dt)
+        _warm_event_checks()
         for model in warmup_models(dt):
             net = load(model)
             rng = np.random.default_rng(1)
