@@ -117,7 +117,9 @@ class Simulator:
     """Run a compiled network event by event.
 
     Args:
-        model: anything :func:`eventsim.load` accepts (path, Model, CompiledNetwork).
+        model: anything :func:`eventsim.load` accepts (path, Model, CompiledNetwork); the
+            simulation computes in the compiled network's dtype (float64 accumulation:
+            ``Simulator(eventsim.load(path, dtype=np.float64))``).
         record_membrane: ``{layer index: neuron indices (canonical, C-order) or "all"}`` of
             spiking layers whose membrane before reset ``u_t`` is recorded at every step.
         constant_drive: "step" (default) or "predict" (see the module docstring).
