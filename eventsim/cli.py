@@ -6,7 +6,9 @@
     eventsim info MODEL [--json]
     eventsim simulate MODEL [--dataset fashion-mnist] [--limit N] [--batch-size B]
                             [--compare-dense] [--seed S] [--out-recording FILE [--overwrite]]
+                            [--dtype D]
     eventsim simulate MODEL --events FILE [--dt US] ...
+    eventsim warmup [--dtype float32|float64|all]
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
 
 ``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
@@ -105,20 +107,11 @@ def _float_images(images: np.ndarray, record: mf.Model, dtype) -> np.ndarray:
     return (images.astype(dtype) / dtype(255)).reshape((B,) + record.input_shape)
 
 
-def _model_dtype(record: mf.Model):
-    for layer in record.layers:
-        for name in ("weight", "data"):
-            a = getattr(layer, name, None)
-            if isinstance(a, np.ndarray):
-                return np.float64 if a.dtype == np.float64 else np.float32
-    return np.float32
-
-
 def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator):
     """``(simulator input, dense-input maker)`` for a batch of uint8 images."""
     from . import inputs
 
-    dtype = _model_dtype(record)
+    dtype = mf.model_dtype(record).type
     x = _float_images(images, record, dtype)
     T = int(record.T)
     if record.encoding == "direct":
@@ -186,13 +179,14 @@ class _Dense:
         self.a = np.ones(int(record.T)) if tw is None else np.asarray(tw, dtype=np.float64)
 
     def run(self, x: np.ndarray):
+        """``(predictions [B], {spiking layer: spikes [T, B, ...]}, readout [T, B, n_out])``."""
         h, spikes = x, {}
         for idx, layer in enumerate(self.net.layers):
             h = layer.forward(h)
             if self.aligned and isinstance(self.record.layers[idx], mf.Spiking):
                 spikes[idx] = h
         score = np.einsum("t,tbc->bc", self.a, np.asarray(h, dtype=np.float64))
-        return np.argmax(score, axis=1), spikes
+        return np.argmax(score, axis=1), spikes, h
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,7 +417,7 @@ class _Events:
 
         ev = self.events.to_batch(self.dt, T=int(self.record.T), start=start, stop=stop)
         ev = dataclasses.replace(ev, input_shape=tuple(self.record.input_shape))
-        dtype = _model_dtype(self.record)
+        dtype = mf.model_dtype(self.record).type
         return ev, lambda: inputs.to_dense(ev, dtype=dtype)
 
 
@@ -467,6 +461,77 @@ def _concatenate(recordings: list):
     return Recording.concatenate(recordings)
 
 
+def _as_dtype(x: np.ndarray, dtype) -> np.ndarray:
+    """``x`` cast to ``dtype`` (a time-broadcast input stays a stride-0 view)."""
+    x = np.asarray(x)
+    if x.dtype == dtype:
+        return x
+    if x.ndim and x.strides[0] == 0:
+        return np.broadcast_to(x[:1].astype(dtype), x.shape)
+    return x.astype(dtype)
+
+
+def _warm_kernels(sim, dense, first_sample, dtype) -> float:
+    """Seconds to run one sample through the simulator (and the dense engine): the Numba
+    kernels' compilation or cache load, kept out of the timed loop.  ``first_sample()``
+    returns ``(simulator input, dense-input maker)`` drawn from its own generator, so the
+    loop's encoder draws are the same with or without this call."""
+    t0 = time.perf_counter()
+    xs, make_dense = first_sample()
+    sim.run(xs)
+    if dense is not None:
+        dense.run(_as_dtype(make_dense(), dtype))
+    return time.perf_counter() - t0
+
+
+class _DenseDiff:
+    """Running comparison of the simulator with the dense engine: readout differences and,
+    per spiking layer, the spikes only one engine emitted (neuron-step keys)."""
+
+    def __init__(self):
+        self.readout_max = 0.0
+        self.readout_differ = self.readout_total = 0
+        self.sim_only: dict = {}
+        self.dense_only: dict = {}
+        self.totals: dict = {}
+        self.examples: list = []
+
+    def add_readout(self, sim_readout, dense_readout) -> None:
+        d = np.abs(np.asarray(sim_readout, np.float64) - np.asarray(dense_readout, np.float64))
+        if d.size:
+            self.readout_max = max(self.readout_max, float(d.max()))
+        self.readout_differ += int(np.count_nonzero(d))
+        self.readout_total += d.size
+
+    def add_layer(self, idx: int, sim_keys, dense_keys, T: int, B: int, n: int, start: int) -> None:
+        """Keys ``t * B * n + b * n + neuron`` (sorted, unique) of one batch's spikes."""
+        sim_only = np.setdiff1d(sim_keys, dense_keys, assume_unique=True)
+        dense_only = np.setdiff1d(dense_keys, sim_keys, assume_unique=True)
+        self.sim_only[idx] = self.sim_only.get(idx, 0) + len(sim_only)
+        self.dense_only[idx] = self.dense_only.get(idx, 0) + len(dense_only)
+        self.totals[idx] = self.totals.get(idx, 0) + T * B * n
+        for where, keys in (("sim", sim_only), ("dense", dense_only)):
+            for k in keys[:max(0, 5 - len(self.examples))]:
+                t, rest = divmod(int(k), B * n)
+                b, j = divmod(rest, n)
+                self.examples.append({"layer": idx, "sample": start + b, "step": t, "neuron": j,
+                                      "spiked_in": where})
+
+    def report(self) -> dict:
+        layers = sorted(self.totals)
+        return {
+            "spike_agreement": {str(k): 1.0 - (self.sim_only[k] + self.dense_only[k]) / self.totals[k]
+                                for k in layers},
+            "flipped_spikes_per_layer": {str(k): {"sim_only": self.sim_only[k],
+                                                  "dense_only": self.dense_only[k]} for k in layers},
+            "flipped_spike_examples": sorted(self.examples, key=lambda e: (
+                e["layer"], e["sample"], e["step"], e["neuron"])),
+            "readout_max_abs_diff": self.readout_max,
+            "readout_entries_differing": self.readout_differ,
+            "readout_entries": self.readout_total,
+        }
+
+
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
@@ -474,7 +539,8 @@ def cmd_simulate(args) -> int:
         check_output(args.out_recording, "recording", args.overwrite,
                      inputs=[args.model] + ([args.events] if args.events else []))
     load, Simulator = _simulator_api()
-    model = load(args.model)
+    dtype = None if args.dtype is None else np.dtype(args.dtype).type
+    model = load(args.model) if dtype is None else load(args.model, dtype=dtype)
     name, data = _input_for(args, record)
     n = data.n if args.limit is None else min(args.limit, data.n)
     if n < 1:
@@ -483,16 +549,24 @@ def cmd_simulate(args) -> int:
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads)
     sim = Simulator(model, **options)
-    dense = _Dense(record) if args.compare_dense else None
+    net = getattr(sim, "network", None)
+    dtype = np.dtype(net.dtype).type if net is not None else (dtype or mf.model_dtype(record).type)
+    if args.compare_dense:
+        from .network import cast_model
+
+        dense = _Dense(record if dtype == mf.model_dtype(record).type else cast_model(record, dtype))
+    else:
+        dense = None
     shapes = mf.validate(record)
     T = int(record.T)
+    compile_time = _warm_kernels(
+        sim, dense, lambda: data.batch(0, 1, np.random.default_rng(args.seed)), dtype)
 
     correct = agree = 0
     syn_total = 0
     syn_layers: dict = {}
     sim_time = dense_time = 0.0
-    mism: dict = {}
-    totals: dict = {}
+    diff = _DenseDiff()
     spikes_sim: dict = {}
     spikes_dense: dict = {}
     recordings = []  # every batch's Recording, with --out-recording
@@ -521,18 +595,17 @@ def cmd_simulate(args) -> int:
                 spikes_sim[idx] = spikes_sim.get(idx, 0) + len(np.asarray(rec.spikes[key].t))
             if dense is not None:
                 t0 = time.perf_counter()
-                dpred, dspikes = dense.run(make_dense())
+                dpred, dspikes, dreadout = dense.run(_as_dtype(make_dense(), dtype))
                 dense_time += time.perf_counter() - t0
                 agree += int(np.sum(dpred == pred))
+                diff.add_readout(rec.readout, dreadout)
                 for idx, key in keys.items():
                     if idx not in dspikes:
                         continue
                     nn = int(np.prod(shapes[idx]))
                     dk = np.flatnonzero(np.asarray(dspikes[idx]).reshape(T * B * nn))
                     sk = _event_keys(rec.spikes[key], T, B, nn)
-                    common = len(np.intersect1d(sk, dk, assume_unique=True))
-                    mism[idx] = mism.get(idx, 0) + len(sk) + len(dk) - 2 * common
-                    totals[idx] = totals.get(idx, 0) + T * B * nn
+                    diff.add_layer(idx, sk, dk, T, B, nn, start)
                     spikes_dense[idx] = spikes_dense.get(idx, 0) + len(dk)
             if args.out_recording:
                 recordings.append(rec)
@@ -545,12 +618,14 @@ def cmd_simulate(args) -> int:
     out = {
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
         "T": T, "encoding": record.encoding, "seed": args.seed, "batch_size": args.batch_size,
-        "simulator": dict(options, schedule=getattr(sim, "schedule", args.schedule)),
+        "simulator": dict(options, schedule=getattr(sim, "schedule", args.schedule),
+                          dtype=np.dtype(dtype).name),
         "accuracy": None if data.labels is None else correct / n,
         "synaptic_events": syn_total,
         "synaptic_events_per_sample": syn_total / n,
         "events_per_second": syn_total / sim_time if sim_time > 0 else None,
         "simulate_time_s": sim_time,
+        "compile_time_s": compile_time,
     }
     if args.events is not None:
         out["split"] = None
@@ -563,7 +638,7 @@ def cmd_simulate(args) -> int:
     if dense is not None:
         out["dense_agreement"] = agree / n
         out["dense_time_s"] = dense_time
-        out["spike_agreement"] = {str(k): 1.0 - mism[k] / totals[k] for k in sorted(totals)}
+        out.update(diff.report())
         out["dense_spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_dense.items())}
     if args.out_recording:
         out["recording"] = {"path": args.out_recording, "samples": n}
@@ -595,6 +670,44 @@ def _neurons_to_watch(Simulator, model, record, xs, rec, shapes, k: int) -> dict
             ternary = getattr(record.layers[idx], "spikes", "binary") == "ternary"
             peaks[idx] = (np.abs(u) if ternary else u).max(axis=0)
     return {idx: pick_neurons(c, T, k, peak=peaks.get(idx)) for idx, c in counts.items()}
+
+
+def _warm_dense(dtype) -> None:
+    """Run the tiny feed-forward warm-up model through this command's own encode, simulate
+    and dense-engine path (direct and rate input), so ``simulate --compare-dense`` finds
+    the training engine's kernels compiled too."""
+    import dataclasses
+
+    from .network import load
+    from .simulator import Simulator, warmup_models
+
+    model = [m for m in warmup_models(dtype) if not m.connections][0]
+    images = np.random.default_rng(0).integers(0, 256, size=(2,) + model.input_shape[1:],
+                                               dtype=np.uint8)
+    for encoding in ("direct", "rate"):
+        record = dataclasses.replace(model, encoding=encoding)
+        sim, dense = Simulator(load(record), n_threads=1), _Dense(record)
+        _warm_kernels(sim, dense, lambda: _encode(record, images, np.random.default_rng(0)),
+                      np.dtype(dtype).type)
+
+
+def cmd_warmup(args) -> int:
+    """Compile the simulator's and the dense engine's kernels for each dtype into Numba's
+    cache (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside the sources)."""
+    import numba
+
+    from .simulator import warmup
+
+    dtypes = ("float32", "float64") if args.dtype == "all" else (args.dtype,)
+    seconds = {}
+    for name in dtypes:
+        t0 = time.perf_counter()
+        warmup((np.dtype(name),))
+        _warm_dense(np.dtype(name))
+        seconds[name] = time.perf_counter() - t0
+    _print_json({"compiled": list(dtypes), "seconds": seconds,
+                 "numba_cache_dir": numba.config.CACHE_DIR or "__pycache__ beside the sources"})
+    return 0
 
 
 def cmd_plot(args) -> int:
@@ -752,7 +865,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a lazy neuron's leak: stepped (exact, default) or one power")
     p.add_argument("--threads", type=_positive, default=None,
                    help="threads across samples (default: all cores)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="float type the simulation and the dense comparison compute in "
+                        "(default: the model's); the inputs are the same for both")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("warmup", help="compile every Numba kernel ahead into the on-disk cache")
+    p.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
+                   help="float types to compile for (default all)")
+    p.set_defaults(func=cmd_warmup)
 
     p = sub.add_parser("plot", help="simulate one sample; draw rasters and membrane traces")
     p.add_argument("model", metavar="MODEL")

@@ -228,8 +228,16 @@ def dense_chain(records, x: np.ndarray, bias: bool = True) -> np.ndarray:
 class CompiledNetwork:
     """A validated model plus the contiguous arrays of its populations and projections.
 
+    Args:
+        model: a validated :class:`~eventsim.modelfile.Model`.
+        dtype: the float type of every array and every sum of the simulation: ``None``
+            (default) keeps the model's own dtype; ``np.float32`` or ``np.float64`` casts the
+            model's arrays first (``np.float64`` on a float32 model: exact casts, float64
+            accumulation, the precision the dense engine's summation order cannot flip).
+
     Attributes:
-        model: the :class:`~snncore.modelfile.Model`.  dtype: its float dtype.
+        model: the :class:`~snncore.modelfile.Model` (cast to ``dtype``).  dtype: its float
+            dtype.
         shapes: feature shape after each layer.  input_shape, T, encoding: from the model.
         spiking_layers: layer indices of the spiking layers.  n_outputs: readout size.
         pop_layers: layer index of each population (spiking layers in order, readout last).
@@ -240,10 +248,13 @@ class CompiledNetwork:
         stage_labels: ``"layers[i]"`` / ``"connections[k]"`` of each stage (None: identity).
     """
 
-    def __init__(self, model: mf.Model):
+    def __init__(self, model: mf.Model, dtype=None):
+        native = mf.model_dtype(model)
+        self.dtype = native if dtype is None else _float_dtype(dtype, "CompiledNetwork.dtype")
+        if self.dtype != native:
+            model = cast_model(model, self.dtype)
         self.model = model
         self.shapes = mf.validate(model)
-        self.dtype = _model_dtype(model)
         self.input_shape = tuple(model.input_shape)
         self.T = int(model.T)
         self.encoding = model.encoding
@@ -551,33 +562,38 @@ class CompiledNetwork:
         return np.ascontiguousarray(beta[:, None] ** np.arange(T + 1)[None, :], dtype=self.dtype)
 
 
-def _model_dtype(model: mf.Model):
-    """The one float dtype of every array in the model (float32 or float64)."""
-    found = []
-
-    def visit(obj, where):
-        for name in ("weight", "bias", "data", "time_weights"):
-            a = getattr(obj, name, None)
-            if a is not None:
-                found.append((f"{where}.{name}", np.asarray(a).dtype))
-
-    for i, l in enumerate(model.layers):
-        visit(l, f"model.layers[{i}]({l.kind})")
-    for k, c in enumerate(model.connections):
-        visit(c.projection, f"model.connections[{k}].projection")
-    if not found:
-        return np.dtype(np.float32)
-    first_where, first = found[0]
-    for where, d in found:
-        if d not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise mf.ModelFormatError(f"{where}: dtype {d} is not float32 or float64")
-        if d != first:
-            raise mf.ModelFormatError(f"{where}: dtype {d} differs from {first_where} ({first}); "
-                                      "all arrays of a model share one float dtype")
-    return first
+def _float_dtype(dtype, where: str) -> np.dtype:
+    """``np.dtype(dtype)`` if it is float32 or float64, else a ValueError naming ``where``."""
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{where}: expected np.float32 or np.float64, got {dtype!r}") from None
+    if d not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{where}: expected np.float32 or np.float64, got {d.name}")
+    return d
 
 
-def load(source) -> CompiledNetwork:
+_FLOAT_FIELDS = ("weight", "bias", "data", "time_weights")
+
+
+def cast_model(model: mf.Model, dtype) -> mf.Model:
+    """A copy of ``model`` whose float arrays (weights, biases, sparse data, time weights)
+    have dtype ``dtype`` (float32 or float64); scalars and integer arrays are unchanged."""
+    import dataclasses
+
+    dt = _float_dtype(dtype, "cast_model.dtype")
+
+    def cast(rec):
+        kw = {name: np.asarray(getattr(rec, name)).astype(dt) for name in _FLOAT_FIELDS
+              if getattr(rec, name, None) is not None}
+        return dataclasses.replace(rec, **kw) if kw else rec
+
+    return dataclasses.replace(
+        model, layers=[cast(layer) for layer in model.layers],
+        connections=[dataclasses.replace(c, projection=cast(c.projection)) for c in model.connections])
+
+
+def load(source, *, dtype=None) -> CompiledNetwork:
     """Validate and compile a model for the simulator.
 
     Args:
@@ -585,6 +601,9 @@ def load(source) -> CompiledNetwork:
             :class:`snncore.modelfile.Model` record (``training.to_model(net, ...)`` builds
             one from a trained network without writing a file), or a
             :class:`CompiledNetwork` (returned as is).
+        dtype: ``None`` (the model's own float dtype), ``np.float32`` or ``np.float64``: the
+            float type the simulation computes in (see :class:`CompiledNetwork`); a
+            CompiledNetwork of another dtype is recompiled from its model.
     Raises:
         ModelFormatError (a ValueError) naming the first wrong field; UnsupportedModelError
         (a ValueError) for valid models the event loop cannot run; FileNotFoundError;
@@ -593,13 +612,17 @@ def load(source) -> CompiledNetwork:
     """
     import os
 
+    if dtype is not None:
+        dtype = _float_dtype(dtype, "eventsim.load: dtype")
     if isinstance(source, CompiledNetwork):
-        return source
+        if dtype is None or dtype == source.dtype:
+            return source
+        return CompiledNetwork(source.model, dtype)
     if isinstance(source, (str, os.PathLike)):
-        return CompiledNetwork(mf.read_model(source))
+        return CompiledNetwork(mf.read_model(source), dtype)
     if isinstance(source, mf.Model):
         mf.validate(source)
-        return CompiledNetwork(source)
+        return CompiledNetwork(source, dtype)
     hint = (" (a training network: call training.to_model(net, input_shape=..., T=...) first)"
             if hasattr(source, "named_parameters") else "")
     raise TypeError(f"eventsim.load: expected a model file path or a Model record, got "
