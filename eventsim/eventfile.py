@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snncore.fileio import atomic_output, open_hdf5
+from snncore.fileio import HDF5_LIBVER, atomic_output, check_output, open_hdf5
 
 from .inputs import EventBatch, _tonic_sample, from_tonic
 
@@ -100,7 +100,7 @@ def _time_dtype(events: list):
     return np.float64 if "f" in kinds else np.int64
 
 
-def save_events(path, events, labels=None, sensor_size=None, dt=None) -> Path:
+def save_events(path, events, labels=None, sensor_size=None, dt=None, overwrite: bool = False) -> Path:
     """Write the events of N samples (and their labels) to an event file, atomically.
 
     Args:
@@ -112,6 +112,9 @@ def save_events(path, events, labels=None, sensor_size=None, dt=None) -> Path:
         sensor_size: ``(W, H, P)`` (required).
         dt: a suggested bin width in microseconds (optional; ``eventsim simulate --events``
             uses it when ``--dt`` is not given).
+        overwrite: replace an existing event file at ``path``; a file of another kind
+            (model, checkpoint, recording, ...) is never replaced
+            (``snncore.fileio.check_output``).
 
     Raises:
         EventFileError naming the field and value (``events[k].x[j] = ...``) when a sample
@@ -138,9 +141,9 @@ def save_events(path, events, labels=None, sensor_size=None, dt=None) -> Path:
                "t": _column(events, "t", _time_dtype(events)),
                "p": _column(events, "p", np.int16),
                "sample": np.repeat(np.arange(N, dtype=np.int64), [len(ev) for ev in events])}
-    path = Path(path)
+    path = check_output(path, "events", overwrite)
     with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver=HDF5_LIBVER) as f:
             f.attrs["format"] = FORMAT_NAME
             f.attrs["version"] = FORMAT_VERSION
             f.attrs["sensor_size"] = np.asarray(sensor, dtype=np.int64)

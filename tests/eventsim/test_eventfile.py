@@ -154,3 +154,24 @@ def test_reader_missing_damaged_and_foreign_files(tmp_path):
 
 def test_exported_from_inputs():
     assert {"save_events", "load_events", "EventFile", "EventFileError"} <= set(inputs.__all__)
+
+
+def test_writer_never_replaces_another_kind_and_needs_overwrite(tmp_path):
+    """An event file never replaces a model (or any other kind); an existing event file
+    only with ``overwrite=True``; the victim stays byte-identical."""
+    from tests.eventsim.test_network import small_mlp
+    from snncore import modelfile as mf
+
+    model = mf.write_model(small_mlp(), tmp_path / "model.h5")
+    before = model.read_bytes()
+    events = _samples()
+    with pytest.raises(FileExistsError, match="is a model file; refusing to replace it"):
+        save_events(model, events, sensor_size=SENSOR)
+    with pytest.raises(FileExistsError, match="is a model file"):
+        save_events(model, events, sensor_size=SENSOR, overwrite=True)
+    assert model.read_bytes() == before
+    path = save_events(tmp_path / "ev.h5", events, sensor_size=SENSOR)
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_events(path, events[:2], sensor_size=SENSOR)
+    save_events(path, events[:2], sensor_size=SENSOR, overwrite=True)
+    assert len(load_events(path).events) == 2
