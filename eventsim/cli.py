@@ -83,7 +83,7 @@ def _simulator_api():
 
 
 def _load_dataset(name: str, split: str, data_dir, download: bool):
-    from training import datasets as ds
+    from snncore import datasets as ds
 
     if name == "fashion-mnist":
         return ds.load_fashion_mnist(path=data_dir, split=split, download=download)
@@ -115,7 +115,7 @@ def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator):
     x = _float_images(images, record, dtype)
     T = int(record.T)
     if record.encoding == "direct":
-        from training.config import default_dtype
+        from snncore.dtypes import default_dtype
 
         with default_dtype(dtype):
             xs = inputs.direct(x, T)

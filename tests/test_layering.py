@@ -116,3 +116,22 @@ def test_simulator_runs_a_model_file_without_the_training_package(tmp_path):
     """
     loaded = _loaded_after(code)
     assert not [m for m in loaded if m.startswith("training")], loaded
+
+
+def test_command_line_simulates_without_the_training_package():
+    """``eventsim simulate`` (no --compare-dense) needs only snncore and eventsim."""
+    model = ROOT / "tests" / "data" / "fmnist_mlp.h5"
+    code = f"""
+        import sys, importlib.abc
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "training":
+                    raise ImportError("training is blocked in this test")
+        sys.meta_path.insert(0, Block())
+        from eventsim import cli
+        rc = cli.main(["simulate", {str(model)!r}, "--dataset", "fashion-mnist-small",
+                       "--limit", "4", "--no-progress"])
+        assert rc == 0, rc
+    """
+    loaded = _loaded_after(code)
+    assert not [m for m in loaded if m.startswith("training")], loaded
