@@ -95,6 +95,15 @@ def test_import_snncore_loads_neither_engine_nor_numba():
     assert not [m for m in loaded if m.split(".")[0] in ("training", "eventsim", "numba")], loaded
 
 
+# run first in a probe: makes ``import training`` (and its submodules) fail
+_BLOCK_TRAINING = ("import sys, importlib.abc; "
+                   "Block = type('Block', (importlib.abc.MetaPathFinder,), {'find_spec': "
+                   "lambda self, name, path=None, target=None: (_ for _ in ()).throw("
+                   "ImportError('training is blocked in this test')) "
+                   "if name.split('.')[0] == 'training' else None}); "
+                   "sys.meta_path.insert(0, Block())")
+
+
 def test_simulator_runs_a_model_file_without_the_training_package(tmp_path):
     """``eventsim`` runs a model file with ``training`` made unimportable."""
     from tests.eventsim.test_network import small_mlp
@@ -102,12 +111,7 @@ def test_simulator_runs_a_model_file_without_the_training_package(tmp_path):
 
     path = mf.write_model(small_mlp(), tmp_path / "m.h5")
     code = f"""
-        import sys, importlib.abc
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "training":
-                    raise ImportError("training is blocked in this test")
-        sys.meta_path.insert(0, Block())
+        {_BLOCK_TRAINING}
         import numpy as np, eventsim
         x = (np.random.default_rng(0).random((6, 2, 8)) < 0.5).astype(np.float32)
         rec = eventsim.Simulator(eventsim.load({str(path)!r})).run(x)
@@ -122,12 +126,7 @@ def test_command_line_simulates_without_the_training_package():
     """``eventsim simulate`` (no --compare-dense) needs only snncore and eventsim."""
     model = ROOT / "tests" / "data" / "fmnist_mlp.h5"
     code = f"""
-        import sys, importlib.abc
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "training":
-                    raise ImportError("training is blocked in this test")
-        sys.meta_path.insert(0, Block())
+        {_BLOCK_TRAINING}
         from eventsim import cli
         rc = cli.main(["simulate", {str(model)!r}, "--dataset", "fashion-mnist-small",
                        "--limit", "4", "--no-progress"])
