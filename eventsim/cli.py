@@ -259,6 +259,21 @@ def _save_recording(rec, path: str) -> None:
     raise CLIError("this Recording cannot be saved (no Recording.save)")
 
 
+def _add_profile(total, rows):
+    """Per-phase profile rows (``Simulator.last_profile``) added to ``total`` (None: first)."""
+    if total is None:
+        return [dict(r) for r in rows]
+    index = {(r["where"], r["phase"]): r for r in total}
+    for r in rows:
+        t = index.get((r["where"], r["phase"]))
+        if t is None:
+            total.append(dict(r))
+        else:
+            for k in ("cycles", "events", "neuron_updates"):
+                t[k] += r[k]
+    return total
+
+
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
@@ -271,7 +286,8 @@ def cmd_simulate(args) -> int:
     rng = np.random.default_rng(args.seed)
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads)
-    sim = Simulator(model, **options)
+    sim = Simulator(model, **options, **({"profile": True} if args.profile else {}))
+    profile = None   # per-phase counters summed over the batches (--profile)
     dense = _Dense(record) if args.compare_dense else None
     shapes = mf.validate(record)
     T = int(record.T)
@@ -298,6 +314,8 @@ def cmd_simulate(args) -> int:
             t0 = time.perf_counter()
             rec = sim.run(xs)
             sim_time += time.perf_counter() - t0
+            if args.profile:
+                profile = _add_profile(profile, sim.last_profile)
             pred = np.asarray(rec.predictions).reshape(-1)
             correct += int(np.sum(pred == labels))
             se = getattr(rec, "synaptic_events", None)
@@ -342,6 +360,10 @@ def cmd_simulate(args) -> int:
     }
     if syn_layers:
         out["synaptic_events_per_layer"] = syn_layers
+    if profile is not None:
+        out["profile"] = profile
+        from eventsim.simulator import format_profile
+        print(format_profile(profile), file=sys.stderr)
     out["spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_sim.items())}
     if dense is not None:
         out["dense_agreement"] = agree / n
@@ -457,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a lazy neuron's leak: stepped (exact, default) or one power")
     p.add_argument("--threads", type=_positive, default=None,
                    help="threads across samples (default: all cores)")
+    p.add_argument("--profile", action="store_true",
+                   help="count CPU cycles, events and neuron updates per phase of the event "
+                        "loop; print a table on stderr and add it to the JSON as \"profile\"")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("plot", help="simulate one sample; draw rasters and membrane traces")

@@ -130,7 +130,7 @@ def append_spikes(out, used, idx, val, k0, c):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _room(lm, used, more):
     """``lm`` (SpikeList) with room for ``more`` entries after ``used``."""
     if used + more <= lm.i.shape[0]:
@@ -220,7 +220,7 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
 # ---------------------------------------------------------------------------------------
 # phase 2: delivery
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def scatter(tab, g, ev_idx, ev_val, k0, k1, S, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through stage ``g`` into its destination
     space (``tab``: Tables, ``S``: State, ``stamp``: the step's max-pooling stamp); returns
@@ -263,7 +263,7 @@ def scatter(tab, g, ev_idx, ev_val, k0, k1, S, stamp):
     return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_edge(tab, e, ev_idx, ev_val, k0, k1, S, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through every stage of edge ``e``
     (intermediate spaces are accumulated, then drained into the scratch event list for the
@@ -274,11 +274,11 @@ def run_edge(tab, e, ev_idx, ev_val, k0, k1, S, stamp):
     total = 0
     for j in range(ed.ns):
         g = tab.edge_stage[ed.soff + j]
-        if j == 0:
-            n = scatter(tab, g, ev_idx, ev_val, k0, k1, S, stamp)
-        else:
-            cnt = drain(tab.spaces, tab.stages[g].src, S.acc, scr_idx, scr_val)
-            n = scatter(tab, g, scr_idx, scr_val, 0, cnt, S, stamp) if cnt > 0 else 0
+        ei, ev, ka, kb = ev_idx, ev_val, k0, k1
+        if j > 0:
+            ei, ev, ka = scr_idx, scr_val, 0
+            kb = drain(tab.spaces, tab.stages[g].src, S.acc, scr_idx, scr_val)
+        n = scatter(tab, g, ei, ev, ka, kb, S, stamp) if kb > ka else 0
         syn[g] += n
         total += n
     return total
@@ -326,7 +326,7 @@ def fill_window(tab, g, t0, ev_t, ev_idx, ev_val, k0, k1, win):
         dense_window(tab.wf, st.woff, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, win)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def window_row(q, t, T, g, n_win, n_now, tab, S):
     """Layer-major: step ``t``'s row of population ``q``'s window (dense stage ``g``,
     ``n_win`` steps a window, ``n_now`` source events at ``t``): counted, its target marked
@@ -352,7 +352,7 @@ def window_row(q, t, T, g, n_win, n_now, tab, S):
 # ---------------------------------------------------------------------------------------
 # phase 3: population update
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _clear_marks(s, spaces, A):
     """Clear space ``s``'s touched list (``spaces``: SPACE table, ``A``: Accum)."""
     mark, tlist, tcount, allt = A.mark, A.tlist, A.tcount, A.allt
@@ -363,7 +363,7 @@ def _clear_marks(s, spaces, A):
     allt[s] = False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def full_pass_ready(q, t, T, tab, S):
     """Whether spiking population ``q`` is updated at step ``t`` by a full pass needing no
     catch-up, wake-up or recording: lazy, no constant input, enough neurons touched
@@ -377,7 +377,7 @@ def full_pass_ready(q, t, T, tab, S):
             and (S.acc.allt[s] or S.acc.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def update_readout(q, t, b, tab, S, readout_out):
     """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (population ``q``, step ``t``,
     sample ``b``; ``tab``: Tables, ``S``: State), written to ``readout_out[t, b, :]`` in
@@ -398,7 +398,7 @@ def update_readout(q, t, b, tab, S, readout_out):
         _clear_marks(s, tab.spaces, S.acc)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def full_pass(q, t, T, tab, S, leak, wrow, out_i, out_v, rbase):
     """One vectorised update of every neuron of lazy population ``q`` at step ``t`` (``T``
     steps, ``tab``: Tables, ``S``: State, ``leak`` mode): those behind first catch up on the
@@ -576,7 +576,7 @@ def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
     return predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def update_population(q, t, T, tab, S, opts, wrow, out_i, out_v, rbase):
     """Phase 3 for spiking population ``q`` at step ``t`` (``T`` steps; ``tab``: Tables;
     ``S``: State; ``opts``: Options; ``wrow``: its input's row in the layer-major window, or
@@ -592,11 +592,13 @@ def update_population(q, t, T, tab, S, opts, wrow, out_i, out_v, rbase):
     A = S.acc
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
     slot = pop.ringc + t % pop.R
-    if full_pass_ready(q, t, T, tab, S):
-        cnt = full_pass(q, t, T, tab, S, opts.leak, wrow, out_i, out_v, rbase)
+    cnt = 0
+    full = full_pass_ready(q, t, T, tab, S)
+    if full:
+        pass
     elif (lazy[q] and A.tcount[s] == 0 and not A.allt[s] and S.wake.head[q * T + t] < 0
             and pop.recn == 0):
-        cnt = 0       # nothing touched, nothing due: no neuron changes
+        pass          # nothing touched, nothing due: no neuron changes
     elif not lazy[q]:
         update_all(A.acc, tab.spaces[s].off, S.nrn.cst, S.nrn.V, S.nrn.U, pop.noff, pop.n,
                    S.scr.flags, pop.beta, pop.theta, pop.reset, pop.v_reset, pop.has_vmin != 0,
@@ -606,13 +608,14 @@ def update_population(q, t, T, tab, S, opts, wrow, out_i, out_v, rbase):
         S.nrn.lfull[q] = t
     else:
         _touch_due(q, t, T, tab, S)
-        if (not driven[q] and not vmin_hi[q]
-                and (A.allt[s] or A.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n)):
-            cnt = full_pass(q, t, T, tab, S, opts.leak, -1, out_i, out_v, rbase)
-        else:
+        full = (not driven[q] and not vmin_hi[q]
+                and (A.allt[s] or A.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n))
+        if not full:
             cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + pop.n],
                             out_v[rbase:rbase + pop.n])
             _clear_marks(s, tab.spaces, A)
+    if full:
+        cnt = full_pass(q, t, T, tab, S, opts.leak, wrow, out_i, out_v, rbase)
     S.ring.cnt[slot] = cnt
     return cnt
 
@@ -620,7 +623,7 @@ def update_population(q, t, T, tab, S, opts, wrow, out_i, out_v, rbase):
 # ---------------------------------------------------------------------------------------
 # phase 4: spike emission
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def record_membranes(q, t, b, tab, S, mem_out):
     """``mem_out[t, b, k] = u`` of population ``q``'s recorded neurons (``tab``: Tables,
     ``S``: State)."""
@@ -630,7 +633,7 @@ def record_membranes(q, t, b, tab, S, mem_out):
         mem_out[t, b, k] = U[pop.noff + rec_idx[k]]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _touched(q, tab, S):
     """Neurons of population ``q`` touched now (profile counter)."""
     pop = tab.pops[q]
@@ -638,7 +641,7 @@ def _touched(q, tab, S):
     return pop.n if S.acc.allt[s] else S.acc.tcount[s] * tab.spaces[s].bs
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _syn_total(S):
     return S.scr.syn.sum()
 
@@ -646,7 +649,7 @@ def _syn_total(S):
 # ---------------------------------------------------------------------------------------
 # drivers
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def time_major_step(t, b, b0, T, tab, inp, S, opts, out, ocnt, k0):
     """Phases 2-4 of step ``t`` of sample ``b`` in the time-major schedule, population by
     population (``T`` steps, kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs whose
@@ -664,13 +667,12 @@ def time_major_step(t, b, b0, T, tab, inp, S, opts, out, ocnt, k0):
     k1 = step_end(inp.ev_t, k0, inp.ev_ptr[b + 1], t)
     for q in range(Q):
         pop = tab.pops[q]
-        if q == 0:
-            ev = run_edge(tab, 0, inp.ev_i, inp.ev_v, k0, k1, S, stamp) if k1 > k0 else 0
-        else:
+        ei, ev_v, ka, kb = inp.ev_i, inp.ev_v, k0, k1     # the input's events of step t
+        if q > 0:                                        # or the source's spikes
             src = tab.pops[q - 1]
-            base = src.ring + (t % src.R) * src.n
-            c = S.ring.cnt[src.ringc + t % src.R]
-            ev = run_edge(tab, q, ring_idx, ring_val, base, base + c, S, stamp) if c > 0 else 0
+            ei, ev_v, ka = ring_idx, ring_val, src.ring + (t % src.R) * src.n
+            kb = ka + S.ring.cnt[src.ringc + t % src.R]
+        ev = run_edge(tab, q, ei, ev_v, ka, kb, S, stamp) if kb > ka else 0
         nu = 0
         if on:
             c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
@@ -785,7 +787,7 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
     return lm, lm_n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _layer_source(q, t, bb, T, n_win, inp, b, lm, out, k_prev):
     """Layer-major: the spikes feeding population ``q``'s edge at step ``t`` as
     ``(ev_t, ev_idx, ev_val, k0, k1, kw)``: entries ``k0:k1`` (the input's events of the

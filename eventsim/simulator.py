@@ -355,6 +355,21 @@ def profile_rows(prof, net) -> list[dict]:
     return rows
 
 
+def format_profile(rows) -> str:
+    """:func:`profile_rows` as a text table: cycles (and share), events, neuron updates, and
+    cycles per event or per neuron update."""
+    total = sum(r["cycles"] for r in rows) or 1
+    lines = [f"{'where':<14} {'phase':<10} {'cycles':>14} {'share':>6} {'events':>12} "
+             f"{'neuron upd.':>12} {'cyc/event':>9} {'cyc/upd.':>9}"]
+    for r in rows:
+        per_ev = f"{r['cycles'] / r['events']:.1f}" if r["events"] else ""
+        per_nu = f"{r['cycles'] / r['neuron_updates']:.1f}" if r["neuron_updates"] else ""
+        lines.append(f"{r['where']:<14} {r['phase']:<10} {r['cycles']:>14} "
+                     f"{r['cycles'] / total:>6.1%} {r['events']:>12} {r['neuron_updates']:>12} "
+                     f"{per_ev:>9} {per_nu:>9}")
+    return "\n".join(lines)
+
+
 def _check_T(T) -> int:
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"T: must be a positive int, got {T!r}")
