@@ -532,6 +532,21 @@ class _DenseDiff:
         }
 
 
+def _add_profile(total, rows):
+    """Per-phase profile rows (``Simulator.last_profile``) added to ``total`` (None: first)."""
+    if total is None:
+        return [dict(r) for r in rows]
+    index = {(r["where"], r["phase"]): r for r in total}
+    for r in rows:
+        t = index.get((r["where"], r["phase"]))
+        if t is None:
+            total.append(dict(r))
+        else:
+            for k in ("cycles", "events", "neuron_updates"):
+                t[k] += r[k]
+    return total
+
+
 def cmd_simulate(args) -> int:
     wall0 = time.perf_counter()
     record = _read_record(args.model)
@@ -548,7 +563,8 @@ def cmd_simulate(args) -> int:
     rng = np.random.default_rng(args.seed)
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads)
-    sim = Simulator(model, **options)
+    sim = Simulator(model, **options, **({"profile": True} if args.profile else {}))
+    profile = None   # per-phase counters summed over the batches (--profile)
     net = getattr(sim, "network", None)
     dtype = np.dtype(net.dtype).type if net is not None else (dtype or mf.model_dtype(record).type)
     if args.compare_dense:
@@ -583,6 +599,8 @@ def cmd_simulate(args) -> int:
             t0 = time.perf_counter()
             rec = sim.run(xs)
             sim_time += time.perf_counter() - t0
+            if args.profile:
+                profile = _add_profile(profile, sim.last_profile)
             pred = np.asarray(rec.predictions).reshape(-1)
             correct += 0 if labels is None else int(np.sum(pred == labels))
             se = getattr(rec, "synaptic_events", None)
@@ -634,6 +652,10 @@ def cmd_simulate(args) -> int:
                          "labels": data.labels is not None}
     if syn_layers:
         out["synaptic_events_per_layer"] = syn_layers
+    if profile is not None:
+        out["profile"] = profile
+        from eventsim.simulator import format_profile
+        print(format_profile(profile), file=sys.stderr)
     out["spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_sim.items())}
     if dense is not None:
         out["dense_agreement"] = agree / n
@@ -868,6 +890,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
                    help="float type the simulation and the dense comparison compute in "
                         "(default: the model's); the inputs are the same for both")
+    p.add_argument("--profile", action="store_true",
+                   help="count CPU cycles, events and neuron updates per phase of the event "
+                        "loop; print a table on stderr and add it to the JSON as \"profile\"")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("warmup", help="compile every Numba kernel ahead into the on-disk cache")

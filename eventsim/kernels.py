@@ -36,43 +36,16 @@ import sys
 import numpy as np
 from numba import njit
 
-# stage kinds
-K_IDENTITY, K_DENSE, K_SPARSE, K_CONV, K_SUMPOOL, K_MAXPOOL = 0, 1, 2, 3, 4, 5
-K_BUNDLED = 6   # a sparse connection delivered through its bundle (the stage only counts)
-HARD_RESET, SUBTRACT_RESET = 0, 1
-POP_SPIKING, POP_READOUT = 0, 1
+from .tables import (HARD_RESET, K_BUNDLED, K_CONV, K_DENSE, K_IDENTITY, K_MAXPOOL,  # noqa: F401
+                     K_SPARSE, K_SUMPOOL, POP_READOUT, POP_SPIKING, POST_NONE, POST_SCALE,
+                     SUBTRACT_RESET)
+
 DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
 MODE_STEP, MODE_PREDICT = 0, 1
 SCHEDULE_TIME, SCHEDULE_LAYER = 0, 1
 # a sparse or conv delivery of >= n_target / 16 synapses counts as touching every target
 SPARSE_WHOLE_DIV = 16
 LEAK_REPEAT, LEAK_POWER = 0, 1
-
-# stage_i columns
-(S_KIND, S_SRC, S_DST, S_WOFF, S_POFF, S_IOFF, S_HI, S_WI, S_CI, S_HO, S_WO, S_CO, S_KH, S_KW,
- S_SH, S_SW, S_PH, S_PW, S_MOFF, S_TOFF) = range(20)
-N_STAGE_COLS = 20
-# space_i columns (space_f[s] holds the factor of POST_SCALE spaces)
-SP_N, SP_OFF, SP_BS, SP_BOFF, SP_POST = range(5)
-N_SPACE_COLS = 5
-POST_NONE, POST_SCALE = 0, 1
-# pop_i columns; pop_f columns: beta, theta, v_reset, v_min
-(P_KIND, P_SPACE, P_N, P_NOFF, P_RESET, P_TERN, P_HASVMIN, P_RING, P_R, P_RINGC, P_RECOFF,
- P_RECN) = range(12)
-N_POP_COLS = 12
-F_BETA, F_THETA, F_VRESET, F_VMIN = range(4)
-# edge_i columns
-E_SRC, E_TGT, E_DELAY, E_SOFF, E_NS = range(5)
-N_EDGE_COLS = 5
-# bun_i columns (wi: ptr at B_PTR, indices at B_IDX, (delay, stage) per segment at B_SEG;
-# wf: weights at B_W; bring: R slots of n_target at B_ROFF; blist: R slots of n_target + 1
-# at B_LOFF; bcnt: R at B_RCOFF)
-(B_SRC, B_TGT, B_NSEG, B_PTR, B_IDX, B_W, B_SEG, B_R, B_ROFF, B_LOFF, B_RCOFF) = range(11)
-N_BUNDLE_COLS = 11
-# sizes[] entries passed to run_batch
-(Z_ACC, Z_BLOCKS, Z_NEURONS, Z_RING, Z_RINGC, Z_MP, Z_SCRATCH, Z_SPIKECAP, Z_PBUF,
- Z_FULLDIV, Z_FULLDIV_CHEAP, Z_BRING, Z_BLIST, Z_BRINGC, Z_RINGDIV, Z_WINDOW) = range(16)
-N_SIZES = 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,19 +328,29 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
     return k1 - k0
 
 
+# ---------------------------------------------------------------------------------------
+# the delay ring of a bundle (tables.DelayRing): future input currents by arrival step
+# ---------------------------------------------------------------------------------------
 @njit(cache=True)
-def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
-                    n_t, bring, blist, bcnt, r_off, l_off, rc_off, syn):
-    """Deliver events ``k0:k1`` emitted at step ``t`` through a bundle: segment ``m`` of
-    row ``i`` (``wi[p_off + i*nseg + m] <= p < wi[p_off + i*nseg + m + 1]``, targets
-    ``wi[i_off + p]``, weights ``wf[w_off + p]``, delay ``d = wi[s_off + 2m]``, stage
-    ``g = wi[s_off + 2m + 1]``) adds ``v * w`` to ring slot ``(t + d) % R``
-    (``bring[r_off + slot*n_t + j]``), appends ``j`` to the slot's list
-    (``blist[l_off + slot*(n_t + 1):]``, ``bcnt[rc_off + slot]`` entries; a target may
+def delay_push(ring, bun, wi, wf, ev_idx, ev_val, k0, k1, t, T, syn):
+    """Push events ``k0:k1`` emitted at step ``t`` into a bundle's delay ring.
+
+    ``ring``: the DelayRing; ``bun``: the bundle's record (tables.BUNDLE); ``wi``/``wf``:
+    the int and float tables; ``(ev_idx, ev_val)[k0:k1]``: the source's spikes of step
+    ``t``; ``T``: steps of the run; ``syn``: synaptic events per stage (incremented).
+
+    Segment ``m`` of row ``i`` (``wi[ptr + i*nseg + m] <= p < wi[ptr + i*nseg + m + 1]``,
+    targets ``wi[idx + p]``, weights ``wf[w + p]``, delay ``d = wi[seg + 2m]``, stage
+    ``g = wi[seg + 2m + 1]``) adds ``v * w`` to slot ``(t + d) % R`` (values
+    ``ring.val[roff + slot*n_t + j]``), appends ``j`` to the slot's list
+    (``ring.lst[loff + slot*(n_t + 1):]``, ``ring.cnt[rcoff + slot]`` entries; a target may
     appear more than once; once ``n_t`` entries are listed the slot counts as dense and
     the list stops growing) and counts its synapses in ``syn[g]``.  Segment by segment,
     then event by event (so connections with equal delays add up one after the other).
     Segments arriving at or after ``T`` are skipped (delays ascending); ``1 <= d <= R``."""
+    bring, blist, bcnt = ring
+    p_off, i_off, s_off, nseg = bun.ptr, bun.idx, bun.seg, bun.nseg
+    R, n_t, r_off, l_off, rc_off = bun.R, bun.n_t, bun.roff, bun.loff, bun.rcoff
     m_end = 0
     while m_end < nseg and t + wi[s_off + 2 * m_end] < T:
         m_end += 1
@@ -375,7 +358,7 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
         return
     tm = t % R
     cap = n_t
-    io, wo = np.uint64(i_off), np.uint64(w_off)
+    io, wo = np.uint64(i_off), np.uint64(bun.w)
     for m in range(m_end):   # segment by segment: one slot, its count in a register
         slot = tm + wi[s_off + 2 * m]
         if slot >= R:
@@ -400,27 +383,35 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
 
 
 @njit(cache=True)
-def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, acc, a_off, bs,
-                mark, m_off, tlist, tcount, s, allt):
-    """Add ring slot ``slot`` of a bundle (see :func:`scatter_delayed`) to the target's
-    accumulator ``acc[a_off:]`` and clear it.  A slot with at least ``n_t / dense_div``
-    listed targets (``dense_div = 0``: never) or a full list is added as a whole (space
-    ``s`` then counts as wholly touched, ``allt[s]``); else entry by entry in list order,
-    touching the targets' blocks (a repeated target adds the 0 left by its first entry:
-    no change, as the slot never holds -0.0).  Same floats either way."""
+def delay_advance(ring, bun, slot, dense_div, A, spaces):
+    """Hand slot ``slot`` of a bundle's delay ring to the target's accumulator and clear it.
+
+    ``ring``: the DelayRing; ``bun``: the bundle's record; ``dense_div``: a slot listing at
+    least ``n_t / dense_div`` targets (0: never) or a full list is added whole; ``A``: the
+    Accum; ``spaces``: the SPACE table (the target is ``spaces[bun.space]``).
+
+    Added whole, the target space counts as wholly touched (``allt``); else entry by entry
+    in list order, touching the targets' blocks (a repeated target adds the 0 left by its
+    first entry: no change, as the slot never holds -0.0).  Same floats either way."""
+    bring, blist, bcnt = ring
+    acc, mark, tlist, tcount, allt = A
+    n_t, r_off, rc_off = bun.n_t, bun.roff, bun.rcoff
     c = bcnt[rc_off + slot]
     if c == 0:
         return
+    s = bun.space
+    sp = spaces[s]
     base = np.uint64(r_off + slot * n_t)
-    ao = np.uint64(a_off)
+    ao = np.uint64(sp.off)
     if c >= n_t or (dense_div > 0 and c * dense_div >= n_t):
         for j in range(np.uint64(n_t)):
             acc[ao + j] += bring[base + j]
             bring[base + j] = 0
         allt[s] = True
     else:
-        lb = np.uint64(l_off + slot * (n_t + 1))
+        lb = np.uint64(bun.loff + slot * (n_t + 1))
         whole = allt[s]
+        bs, m_off = sp.bs, sp.boff
         cnt = tcount[s]
         for k in range(np.uint64(c)):
             j = np.uint64(blist[lb + k])
@@ -437,16 +428,13 @@ def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, 
 
 
 @njit(cache=True)
-def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val):
-    """Move the non-zero touched entries of space ``s`` into the event list
-    ``(out_idx, out_val)`` (times ``space_f[s]`` for ``POST_SCALE`` spaces), clear them
-    and the space's touched list; returns the number of events."""
-    n = space_i[s, SP_N]
-    a_off = space_i[s, SP_OFF]
-    bs = space_i[s, SP_BS]
-    m_off = space_i[s, SP_BOFF]
-    post = space_i[s, SP_POST]
-    scale = space_f[s]
+def drain(spaces, s, A, out_idx, out_val):
+    """Move the non-zero touched entries of space ``s`` (``spaces``: the SPACE table; ``A``:
+    the Accum) into the event list ``(out_idx, out_val)`` (times ``scale`` for POST_SCALE
+    spaces), clear them and the space's touched list; returns the number of events."""
+    acc, mark, tlist, tcount, allt = A
+    sp = spaces[s]
+    n, a_off, bs, m_off, post, scale = sp.n, sp.off, sp.bs, sp.boff, sp.post, sp.scale
     cnt = 0
     if allt[s]:
         for i in range(n):
@@ -653,7 +641,7 @@ def wake_remove(head, wnext, wprev, wake_t, h, gi):
 
 
 # ---------------------------------------------------------------------------------------
-# the event loop
+# event lists
 # ---------------------------------------------------------------------------------------
 @njit(cache=True)
 def step_end(ev_t, p, pend, t):
@@ -679,641 +667,6 @@ def step_end(ev_t, p, pend, t):
             hi = mid
     return hi
 
-
-@njit(cache=True)
-def _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark, tlist, tcount,
-             allt, whole_ok, mp_last, stamp, pbuf):
-    kind = stage_i[g, S_KIND]
-    d = stage_i[g, S_DST]
-    a_off = space_i[d, SP_OFF]
-    bs = space_i[d, SP_BS]
-    m_off = space_i[d, SP_BOFF]
-    if kind == K_DENSE:
-        allt[d] = True
-        return scatter_dense(wf, stage_i[g, S_WOFF], space_i[d, SP_N], ev_idx, ev_val, k0, k1,
-                             acc, a_off)
-    if kind == K_CONV:
-        nsyn = (k1 - k0) * stage_i[g, S_KH] * stage_i[g, S_KW] * stage_i[g, S_CO]
-        if not allt[d] and whole_ok[d] and nsyn * SPARSE_WHOLE_DIV >= space_i[d, SP_N]:
-            allt[d] = True   # as for sparse: enough events to touch all (see SPARSE_WHOLE_DIV)
-        return scatter_conv(wf, stage_i[g, S_WOFF], wi, stage_i[g, S_TOFF], stage_i[g, S_HI],
-                            stage_i[g, S_WI], stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
-                            stage_i[g, S_CO], stage_i[g, S_KH], stage_i[g, S_KW], stage_i[g, S_SH],
-                            stage_i[g, S_SW], stage_i[g, S_PH], stage_i[g, S_PW], ev_idx, ev_val,
-                            k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, pbuf, allt[d])
-    if kind == K_SPARSE:
-        if not allt[d] and whole_ok[d]:
-            # as many synapses as 1/16 of the targets: mark the destination wholly touched
-            # (a full pass reads it all) rather than target by target
-            po = stage_i[g, S_POFF]
-            nsyn = 0
-            for k in range(k0, k1):
-                nsyn += wi[po + ev_idx[k] + 1] - wi[po + ev_idx[k]]
-            if nsyn * SPARSE_WHOLE_DIV >= space_i[d, SP_N]:
-                allt[d] = True
-        return scatter_sparse(wi, stage_i[g, S_POFF], stage_i[g, S_IOFF], wf, stage_i[g, S_WOFF],
-                              ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d,
-                              allt[d])
-    if kind == K_SUMPOOL:
-        return scatter_sumpool(wi, stage_i[g, S_TOFF], stage_i[g, S_HI], stage_i[g, S_WI],
-                               stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
-                               ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, d)
-    if kind == K_MAXPOOL:
-        return scatter_maxpool(wi, stage_i[g, S_TOFF], stage_i[g, S_HI], stage_i[g, S_WI],
-                               stage_i[g, S_CI], stage_i[g, S_HO], stage_i[g, S_WO],
-                               ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, d,
-                               mp_last, stage_i[g, S_MOFF], stamp)
-    return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
-
-
-@njit(cache=True)
-def _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi, ev_idx, ev_val, k0, k1,
-              acc, mark, tlist, tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val, syn,
-              pbuf):
-    """Deliver events ``k0:k1`` through every stage of edge ``e`` (intermediate spaces are
-    accumulated, then drained into the scratch event list for the next stage)."""
-    soff = edge_i[e, E_SOFF]
-    for j in range(edge_i[e, E_NS]):
-        g = edge_stage[soff + j]
-        if j == 0:
-            syn[g] += _scatter(g, stage_i, space_i, wf, wi, ev_idx, ev_val, k0, k1, acc, mark,
-                               tlist, tcount, allt, whole_ok, mp_last, stamp, pbuf)
-        else:
-            cnt = drain(stage_i[g, S_SRC], space_i, space_f, acc, mark, tlist, tcount, allt,
-                        scr_idx, scr_val)
-            if cnt > 0:
-                syn[g] += _scatter(g, stage_i, space_i, wf, wi, scr_idx, scr_val, 0, cnt, acc,
-                                   mark, tlist, tcount, allt, whole_ok, mp_last, stamp, pbuf)
-
-
-@njit(cache=True)
-def _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_i, space_i,
-                     space_f, wf, wi, ring_idx, ring_val, ringc, bring, blist, bcnt, ring_div,
-                     acc, mark, tlist, tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val,
-                     syn, pbuf):
-    """Delayed connections at step ``t``: each bundle delivers its source's spikes of step
-    ``t - 1`` into its ring (arrival ``t - 1 + d >= t``), then adds the slot of step ``t``
-    to the target; dense connections take the source's spikes of step ``t - delay``."""
-    for nb in range(NB):
-        qs = bun_i[nb, B_SRC]
-        qt = bun_i[nb, B_TGT]
-        R = bun_i[nb, B_R]
-        n_t = pop_i[qt, P_N]
-        if t > 0:
-            Rs = pop_i[qs, P_R]
-            c = ringc[pop_i[qs, P_RINGC] + (t - 1) % Rs]
-            if c > 0:
-                base = pop_i[qs, P_RING] + ((t - 1) % Rs) * pop_i[qs, P_N]
-                scatter_delayed(wi, bun_i[nb, B_PTR], bun_i[nb, B_IDX], bun_i[nb, B_SEG],
-                                bun_i[nb, B_NSEG], wf, bun_i[nb, B_W], ring_idx, ring_val,
-                                base, base + c, t - 1, T, R, n_t, bring, blist, bcnt,
-                                bun_i[nb, B_ROFF], bun_i[nb, B_LOFF], bun_i[nb, B_RCOFF], syn)
-        st = pop_i[qt, P_SPACE]
-        ring_to_acc(bring, blist, bcnt, bun_i[nb, B_ROFF], bun_i[nb, B_LOFF],
-                    bun_i[nb, B_RCOFF], t % R, n_t, ring_div[qt], acc,
-                    space_i[st, SP_OFF], space_i[st, SP_BS], mark, space_i[st, SP_BOFF],
-                    tlist, tcount, st, allt)
-    for e in range(n_ff, E):
-        tt = t - edge_i[e, E_DELAY]
-        if tt < 0:
-            continue
-        qs = edge_i[e, E_SRC]
-        R = pop_i[qs, P_R]
-        c = ringc[pop_i[qs, P_RINGC] + tt % R]
-        if c > 0:
-            base = pop_i[qs, P_RING] + (tt % R) * pop_i[qs, P_N]
-            _run_edge(e, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                      ring_idx, ring_val, base, base + c, acc, mark, tlist, tcount, allt,
-                      whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-
-
-@njit(cache=True)
-def _clear_marks(s, space_i, mark, tlist, tcount, allt):
-    m_off = space_i[s, SP_BOFF]
-    for k in range(tcount[s]):
-        mark[m_off + tlist[m_off + k]] = 0
-    tcount[s] = 0
-    allt[s] = False
-
-
-@njit(cache=True, inline="always")
-def _update_readout(q, t, b, pop_i, pop_f, space_i, acc, mark, tlist, tcount, allt, V, cst,
-                    readout_out, readout_perm):
-    """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (population ``q``, every step),
-    written to ``readout_out[t, b, :]`` in the model's output order."""
-    s = pop_i[q, P_SPACE]
-    n = pop_i[q, P_N]
-    noff = pop_i[q, P_NOFF]
-    a_off = space_i[s, SP_OFF]
-    beta = pop_f[q, F_BETA]
-    for i in range(n):
-        gi = noff + i
-        r = beta * V[gi] + (acc[a_off + i] + cst[gi])
-        acc[a_off + i] = 0
-        V[gi] = r
-        readout_out[t, b, readout_perm[i]] = r
-    if tcount[s] > 0 or allt[s]:
-        _clear_marks(s, space_i, mark, tlist, tcount, allt)
-
-
-@njit(cache=True, inline="always")
-def _collect_and_wake(flags, n, sp_i, sp_v, rbase, V, noff, beta, theta, tern, t, T, hq,
-                      wnext, wprev, wake_t):
-    """After a full pass of a population (state at ``noff``): its spikes into
-    ``sp_i/sp_v[rbase:]`` (:func:`collect_spikes`), and every neuron that spiked and would
-    cross again at ``t + 1`` without input queued in ``hq`` (its wake buckets); returns the
-    number of spikes."""
-    cnt = collect_spikes(flags, n, sp_i, sp_v, rbase)
-    if t + 1 < T:
-        for k in range(cnt):
-            i = sp_i[rbase + k]
-            un = beta * V[noff + i]
-            if un >= theta or (tern and un <= -theta):
-                wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
-    return cnt
-
-
-@njit(cache=True)
-def _update_pop(q, t, T, b, lazy, driven, predict, leak, full_div, pop_i, pop_f, space_i, acc,
-                mark, tlist, tcount, allt, V, U, L, lfull, flags, cst, ring_idx, ring_val, ringc,
-                head, wnext, wprev, wake_t, period, powtab, rec_idx):
-    """Update spiking population ``q`` at step ``t`` from its accumulated input; returns
-    the number of spikes (written to the population's ring slot for step ``t``).
-
-    A lazy population without constant input is updated by one vectorised pass over all
-    its neurons (:func:`catch_up` of the neurons behind, then :func:`update_all`) when its
-    touched neurons are at least ``1/full_div`` of it (``full_div = 0``: only when all are
-    touched); else neuron by neuron over the touched blocks, each first catching up on the
-    leak of the steps it missed.  Both give the same floats: an untouched neuron's step in
-    the full pass is ``beta*v + (0 + 0)``, the operation the lazy catch-up repeats."""
-    s = pop_i[q, P_SPACE]
-    n = pop_i[q, P_N]
-    noff = pop_i[q, P_NOFF]
-    a_off = space_i[s, SP_OFF]
-    bs = space_i[s, SP_BS]
-    m_off = space_i[s, SP_BOFF]
-    beta = pop_f[q, F_BETA]
-    theta = pop_f[q, F_THETA]
-    v_reset = pop_f[q, F_VRESET]
-    v_min = pop_f[q, F_VMIN]
-    reset = pop_i[q, P_RESET]
-    tern = pop_i[q, P_TERN] != 0
-    has_vmin = pop_i[q, P_HASVMIN] != 0
-    R = pop_i[q, P_R]
-    rbase = pop_i[q, P_RING] + (t % R) * n
-    cnt = 0
-    ringc_i = pop_i[q, P_RINGC] + t % R
-    if not lazy:
-        # constant drive, "step" mode: every neuron every step
-        update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
-                   has_vmin, v_min, tern, pop_i[q, P_RECN] > 0)
-        cnt = collect_spikes(flags, n, ring_idx, ring_val, rbase)
-        _clear_marks(s, space_i, mark, tlist, tcount, allt)
-        ringc[ringc_i] = cnt
-        lfull[q] = t
-        return cnt
-    # lazy population: wake-ups due now and recorded neurons join the touched blocks
-    h = q * T + t
-    i = head[h]
-    while i >= 0:   # wake lists hold population-local indices
-        nx = wnext[noff + i]
-        wake_t[noff + i] = -1
-        touch(i // bs, mark, m_off, tlist, tcount, s)
-        i = nx
-    head[h] = -1
-    r0 = pop_i[q, P_RECOFF]
-    for k in range(r0, r0 + pop_i[q, P_RECN]):
-        touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
-    whole = allt[s]
-    lf = lfull[q]
-    hq = head[q * T:(q + 1) * T]
-    if (not driven and not (has_vmin and (v_min >= theta))
-            and (whole or tcount[s] * bs * full_div >= n)):
-        # enough neurons touched: the vectorised pass over all of them (after catching up
-        # those behind); only neurons that spiked can cross again without input (subtract
-        # reset, v_reset >= theta: beta <= 1, theta > 0)
-        if lf < t - 1:
-            catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min)
-        update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset,
-                   has_vmin, v_min, tern, pop_i[q, P_RECN] > 0)
-        cnt = _collect_and_wake(flags, n, ring_idx, ring_val, rbase, V, noff, beta, theta, tern,
-                                t, T, hq, wnext, wprev, wake_t)
-        lfull[q] = t
-        _clear_marks(s, space_i, mark, tlist, tcount, allt)
-        ringc[ringc_i] = cnt
-        return cnt
-    vr = v_reset
-    if has_vmin and vr < v_min:
-        vr = v_min
-    # views: loop indices from range(0, ...) need no negative-index wraparound
-    accv = acc[a_off:a_off + n]
-    Vv = V[noff:noff + n]
-    Uv = U[noff:noff + n]
-    cv = cst[noff:noff + n]
-    ring_i = ring_idx[rbase:rbase + n]
-    ring_v = ring_val[rbase:rbase + n]
-    Lv = L[noff:noff + n]
-    wt_v = wake_t[noff:noff + n]
-    wn_v = wnext[noff:noff + n]
-    wp_v = wprev[noff:noff + n]
-    per_v = period[noff:noff + n]
-    nb = 1 if whole else tcount[s]
-    blen = n if whole else bs
-    for k in range(nb):
-        i0 = 0 if whole else tlist[m_off + k] * bs
-        for j in range(blen):
-            i = i0 + j
-            c = cv[i]
-            v = Vv[i]
-            gap = t - 1 - max(Lv[i], lf)
-            if gap > 0:
-                if c == 0 and leak == LEAK_POWER:
-                    v = v * powtab[q, gap]
-                    if has_vmin and v < v_min:
-                        v = v_min
-                elif c != 0 or beta != 1:
-                    v = free_steps(v, c, gap, beta, has_vmin, v_min)
-            u, sp, vn = neuron_step(v, accv[i] + c, beta, theta, reset, v_reset,
-                                    has_vmin, v_min, tern)
-            accv[i] = 0
-            Vv[i] = vn
-            Uv[i] = u
-            Lv[i] = t
-            if sp != 0:
-                ring_i[cnt] = i
-                flags[i] = sp
-                cnt += 1
-            tw = wt_v[i]
-            if tw >= 0:
-                wake_remove(hq, wn_v, wp_v, wt_v, tw, i)
-            if t + 1 < T:
-                if c == 0:
-                    un = beta * vn + c
-                    if un >= theta or (tern and un <= -theta):
-                        wake_push(hq, wn_v, wp_v, wt_v, t + 1, t + 1, i)
-                elif predict:
-                    if sp != 0 and reset == HARD_RESET:
-                        d = per_v[i]
-                        if d == 0:
-                            d = predict_steps(vr, c, T, beta, theta, has_vmin, v_min, tern)
-                            per_v[i] = d
-                    else:
-                        d = predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
-                    if d > 0 and t + d < T:
-                        wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
-    # spikes in ascending neuron order, as the full pass lists them (the order in which
-    # later projections add them up does not depend on how the population was updated)
-    if cnt > 64:
-        ring_i[:cnt].sort()
-    else:   # insertion sort: few spikes, often in order already (no call, no allocation)
-        for a in range(1, cnt):
-            x = ring_i[a]
-            b = a - 1
-            while b >= 0 and ring_i[b] > x:
-                ring_i[b + 1] = ring_i[b]
-                b -= 1
-            ring_i[b + 1] = x
-    for k in range(cnt):
-        ring_v[k] = flags[ring_i[k]]
-    _clear_marks(s, space_i, mark, tlist, tcount, allt)
-    ringc[ringc_i] = cnt
-    return cnt
-
-
-@njit(cache=True, nogil=True)
-def run_batch(T, b0, b1, mode, leak, pop_i, pop_f, space_i, space_f, stage_i, edge_i, edge_stage,
-              n_ff, bun_i, wf, wi, const_all, const_conn, powtab, sizes,
-              ev_t, ev_i, ev_v, ev_ptr, drive, drive_mode,
-              rec_idx, readout_out, readout_perm, mem_out, schedule):
-    """Simulate samples ``b0 <= b < b1`` for ``T`` steps.
-
-    Network tables: see the module docstring and ``eventsim.network`` (``bun_i``: one row
-    per bundle of sparse connections).  ``const_all``: the
-    constant input of every neuron (biases); ``const_conn``: the part of it from delayed
-    connections (kept when ``drive`` replaces the first population's constant input).
-    Inputs: events ``ev_t, ev_i (internal index), ev_v`` of sample b at
-    ``ev_ptr[b]:ev_ptr[b+1]`` sorted by step, delivered through edge 0; or (``drive_mode``
-    static/steps) the first population's input current ``drive[t or 0, b - b0, :]``.
-    Outputs: ``readout_out[t, b, :]``, ``mem_out[t, b, :]`` (recorded neurons, u before
-    reset); returns ``(counts [b1-b0, T, Q] int32, neuron int32, value int8, synaptic events
-    per stage)``: the spikes of population q at step t of sample b are the next
-    ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (ascending internal index, the
-    order in which the population's projections add them up), taken in (b, t, q) order, or
-    in (b, q, t) order when the layer-major schedule ran (see :func:`split_spikes`).
-
-    ``schedule``: ``SCHEDULE_TIME`` runs every population at each step in turn;
-    ``SCHEDULE_LAYER`` (used only when there are no bundles and no delayed edges) runs one
-    population over all steps, then the next, delivering each edge that is a single dense
-    stage with :func:`dense_window`, window by window (``sizes[Z_WINDOW]`` values).  Both
-    add every current's terms in the same order: same results.
-    """
-    Q = pop_i.shape[0]
-    E = edge_i.shape[0]
-    G = stage_i.shape[0]
-    S = space_i.shape[0]
-    dt = const_all.dtype
-    acc = np.zeros(sizes[Z_ACC], dt)
-    mark = np.zeros(sizes[Z_BLOCKS], np.uint8)
-    tlist = np.zeros(sizes[Z_BLOCKS], np.int64)
-    tcount = np.zeros(S, np.int64)
-    allt = np.zeros(S, np.bool_)
-    nN = sizes[Z_NEURONS]
-    V = np.zeros(nN, dt)
-    U = np.zeros(nN, dt)
-    L = np.full(nN, -1, np.int64)
-    cst = np.zeros(nN, dt)
-    wake_t = np.full(nN, -1, np.int64)
-    wnext = np.full(nN, -1, np.int64)
-    wprev = np.full(nN, -1, np.int64)
-    period = np.zeros(nN, np.int64)
-    head = np.full(Q * T, -1, np.int64)
-    ring_idx = np.zeros(sizes[Z_RING], np.int64)
-    ring_val = np.zeros(sizes[Z_RING], dt)
-    ringc = np.zeros(sizes[Z_RINGC], np.int64)
-    mp_last = np.zeros(sizes[Z_MP], np.int64)
-    scr_idx = np.zeros(sizes[Z_SCRATCH], np.int64)
-    scr_val = np.zeros(sizes[Z_SCRATCH], dt)
-    syn = np.zeros(G, np.int64)
-    NB = bun_i.shape[0]
-    # bundles' rings of future input currents: every slot is handed on and cleared by the
-    # step it is due at, and nothing is delivered at or after T, so they are empty between
-    # samples
-    bring = np.zeros(sizes[Z_BRING], dt)
-    blist = np.zeros(sizes[Z_BLIST], np.int32)
-    bcnt = np.zeros(sizes[Z_BRINGC], np.int64)
-    ring_div = np.zeros(Q, np.int64)   # per target population, for ring_to_acc
-    pbuf = np.zeros(sizes[Z_PBUF], np.int64)
-    lazy = np.zeros(Q, np.bool_)
-    driven_q = np.zeros(Q, np.bool_)
-    lfull = np.full(Q, -1, np.int64)   # last step at which a population was fully updated
-    flags = np.zeros((sizes[Z_SCRATCH] + 7) // 8 * 8, np.int8)
-    # spikes: counts[b - b0, t, q] and, in (b, t, q) order, neuron (internal) and value.
-    # The buffer is sized for the worst case (every neuron every step) up to a limit; pages
-    # are only touched when written, and it grows by doubling past the limit.
-    n_spiking = 0
-    for q in range(Q):
-        if pop_i[q, P_KIND] == POP_SPIKING:
-            n_spiking += pop_i[q, P_N]
-    cap = max(16, min(n_spiking * T * (b1 - b0), sizes[Z_SPIKECAP]))
-    counts = np.zeros((b1 - b0, T, Q), np.int32)
-    o_n = np.empty(cap, np.int32)
-    o_v = np.empty(cap, np.int8)
-    ocnt = 0
-    predict = mode == MODE_PREDICT
-    # full-pass threshold per population: lower when the lazy catch-up steps the leak
-    full_div = np.zeros(Q, np.int64)
-    for q in range(Q):
-        beta = pop_f[q, F_BETA]
-        stepped = leak == LEAK_REPEAT and beta != 0 and beta != 1
-        full_div[q] = sizes[Z_FULLDIV] if stepped else sizes[Z_FULLDIV_CHEAP]
-    q0 = edge_i[0, E_TGT]
-    n0 = pop_i[q0, P_N]
-    off0 = pop_i[q0, P_NOFF]
-    # layer-major schedule (feed-forward networks only): population after population, each
-    # over all steps; an edge that is one dense stage is then delivered source-major
-    layer_major = schedule == SCHEDULE_LAYER and NB == 0 and n_ff == E
-    sm_stage = np.full(Q, -1, np.int64)     # per population: its edge's dense stage, or -1
-    n_acc2 = 0
-    if layer_major:
-        for e in range(E):
-            g = edge_stage[edge_i[e, E_SOFF]]
-            if edge_i[e, E_NS] == 1 and stage_i[g, S_KIND] == K_DENSE:
-                sm_stage[edge_i[e, E_TGT]] = g
-                n_acc2 = max(n_acc2, space_i[stage_i[g, S_DST], SP_N])
-        n_acc2 = max(n_acc2, min(sizes[Z_WINDOW], T * n_acc2))
-    acc2 = np.zeros(n_acc2, dt)              # [window steps, n_target] of one edge
-    lm_s = np.zeros((Q if layer_major else 0, T), np.int64)
-    lcap = 1024
-    lm_t = np.empty(lcap, np.int64)          # spikes of the sample so far, population-major
-    lm_i = np.empty(lcap, np.int64)
-    lm_v = np.empty(lcap, dt)
-    in_sorted = False
-    k0 = 0
-    # spaces a large sparse or conv delivery may flag as wholly touched (not the space of a
-    # population updated neuron by neuron even then: driven, constant_drive="predict")
-    whole_ok = np.ones(S, np.bool_)
-    vmin_hi = np.zeros(Q, np.bool_)   # v_min >= theta: neurons can fire with no input
-    for q in range(Q):
-        vmin_hi[q] = pop_i[q, P_HASVMIN] != 0 and pop_f[q, F_VMIN] >= pop_f[q, F_THETA]
-    for b in range(b0, b1):
-        V[:] = 0
-        U[:] = 0
-        L[:] = -1
-        wake_t[:] = -1
-        head[:] = -1
-        period[:] = 0
-        ringc[:] = 0
-        lfull[:] = -1
-        cst[:] = const_all
-        if drive_mode != DRIVE_NONE:
-            for i in range(n0):
-                cc = const_conn[off0 + i]
-                cst[off0 + i] = drive[0, b - b0, i] if cc == 0 else drive[0, b - b0, i] + cc
-        for q in range(Q):
-            lazy[q] = False
-            if pop_i[q, P_KIND] == POP_SPIKING:
-                noff = pop_i[q, P_NOFF]
-                driven = False
-                for i in range(pop_i[q, P_N]):
-                    if cst[noff + i] != 0:
-                        driven = True
-                        break
-                driven_q[q] = driven
-                lazy[q] = not driven or (predict and not (q == q0 and drive_mode == DRIVE_STEPS))
-                if driven and lazy[q]:
-                    # initial predicted crossings from v_{-1} = 0
-                    pf = pop_f[q]
-                    tern = pop_i[q, P_TERN] != 0
-                    hv = pop_i[q, P_HASVMIN] != 0
-                    for i in range(pop_i[q, P_N]):
-                        c = cst[noff + i]
-                        if c != 0:
-                            d = predict_steps(V[noff + i], c, T,
-                                              pf[F_BETA], pf[F_THETA], hv, pf[F_VMIN], tern)
-                            if d > 0:
-                                wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:],
-                                          wake_t[noff:], d - 1, d - 1, i)
-        for q in range(Q):
-            # a dense ring slot makes the whole target touched: fine unless the target is
-            # updated lazily neuron by neuron even then (driven, constant_drive="predict")
-            ring_div[q] = 0 if (lazy[q] and driven_q[q]) else sizes[Z_RINGDIV]
-            whole_ok[pop_i[q, P_SPACE]] = not (lazy[q] and driven_q[q])
-        p = ev_ptr[b]
-        pend = ev_ptr[b + 1]
-        if layer_major:
-            # source-major delivery of the input needs each step's events in ascending order
-            in_sorted = True
-            for k in range(p + 1, pend):
-                if ev_t[k] == ev_t[k - 1] and ev_i[k] < ev_i[k - 1]:
-                    in_sorted = False
-                    break
-        lm_n = 0
-        for qq in range(Q if layer_major else 1):
-            # time-major: one pass, every population at every step; layer-major: one pass per
-            # population over all steps (its source's spikes of every step are known)
-            qa = qq if layer_major else 0
-            qb = qq + 1 if layer_major else Q
-            win = 0       # > 0: this pass's edge is delivered source-major, win steps at once
-            g_sm = -1
-            if layer_major and sm_stage[qq] >= 0 and (qq > 0 or in_sorted):
-                g_sm = sm_stage[qq]
-                n_sm = space_i[stage_i[g_sm, S_DST], SP_N]
-                win = min(T, max(1, acc2.shape[0] // n_sm))
-            for t in range(T):
-                stamp = (b - b0) * T + t + 1
-                if drive_mode == DRIVE_STEPS and t > 0 and qa <= q0 < qb:
-                    for i in range(n0):
-                        cc = const_conn[off0 + i]
-                        cst[off0 + i] = drive[t, b - b0, i] if cc == 0 else drive[t, b - b0, i] + cc
-                if not layer_major:
-                    _deliver_delayed(t, T, NB, n_ff, E, bun_i, pop_i, edge_i, edge_stage, stage_i,
-                                     space_i, space_f, wf, wi, ring_idx, ring_val, ringc, bring,
-                                     blist, bcnt, ring_div, acc, mark, tlist, tcount, allt,
-                                     whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-                if qa == 0:
-                    k0 = p
-                    p = step_end(ev_t, p, pend, t)
-                for q in range(qa, qb):
-                    wrow = -1     # >= 0: this step's input is row acc2[wrow:wrow + n_sm]
-                    if win > 0:
-                        if t % win == 0:   # the window's events, source by source
-                            t1 = min(T, t + win)
-                            w_off = stage_i[g_sm, S_WOFF]
-                            n_src = space_i[stage_i[g_sm, S_SRC], SP_N]
-                            if q == 0:
-                                kw = step_end(ev_t, k0, pend, t1 - 1)
-                                if kw > k0:
-                                    dense_window(wf, w_off, n_src, n_sm, ev_t, ev_i, ev_v, k0,
-                                                 kw, t, acc2)
-                            else:
-                                ks0 = lm_s[q - 1, t]
-                                kw = lm_s[q - 1, t1 - 1] + counts[b - b0, t1 - 1, q - 1]
-                                if kw > ks0:
-                                    dense_window(wf, w_off, n_src, n_sm, lm_t, lm_i, lm_v, ks0,
-                                                 kw, t, acc2)
-                        nows = (p - k0) if q == 0 else counts[b - b0, t, q - 1]
-                        if nows > 0:   # the step's row of the window, read below
-                            wrow = (t % win) * n_sm
-                            allt[stage_i[g_sm, S_DST]] = True
-                            syn[g_sm] += nows * n_sm
-                    elif q == 0:
-                        if p > k0:
-                            _run_edge(0, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                                      ev_i, ev_v, k0, p, acc, mark, tlist, tcount, allt,
-                                      whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-                    elif layer_major:
-                        c = counts[b - b0, t, q - 1]
-                        if c > 0:
-                            base = lm_s[q - 1, t]
-                            _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                                      lm_i, lm_v, base, base + c, acc, mark, tlist, tcount,
-                                      allt, whole_ok, mp_last, stamp, scr_idx, scr_val, syn, pbuf)
-                    else:
-                        qs = q - 1
-                        R = pop_i[qs, P_R]
-                        c = ringc[pop_i[qs, P_RINGC] + t % R]
-                        if c > 0:
-                            base = pop_i[qs, P_RING] + (t % R) * pop_i[qs, P_N]
-                            _run_edge(q, edge_i, edge_stage, stage_i, space_i, space_f, wf, wi,
-                                      ring_idx, ring_val, base, base + c, acc, mark, tlist,
-                                      tcount, allt, whole_ok, mp_last, stamp, scr_idx, scr_val,
-                                      syn, pbuf)
-                    sq = pop_i[q, P_SPACE]
-                    # the common full pass (enough neurons touched, none behind, nothing
-                    # recorded or due), run here without _update_pop's call: what its
-                    # full-pass branch does, in the same order
-                    fast = (pop_i[q, P_KIND] == POP_SPIKING and lazy[q] and not driven_q[q]
-                            and lfull[q] >= t - 1 and head[q * T + t] < 0
-                            and pop_i[q, P_RECN] == 0 and not vmin_hi[q]
-                            and (allt[sq] or tcount[sq] * space_i[sq, SP_BS] * full_div[q]
-                                 >= pop_i[q, P_N]))
-                    if wrow >= 0 and not fast:   # hand the window's row to the accumulator
-                        ao = space_i[sq, SP_OFF]
-                        for j in range(n_sm):
-                            acc[ao + j] += acc2[wrow + j]
-                            acc2[wrow + j] = 0
-                        wrow = -1
-                    if layer_major:
-                        lm_s[q, t] = lm_n
-                    in_lm = False
-                    if pop_i[q, P_KIND] == POP_READOUT:
-                        c = 0
-                        _update_readout(q, t, b, pop_i, pop_f, space_i, acc, mark, tlist, tcount,
-                                        allt, V, cst, readout_out, readout_perm)
-                    elif (lazy[q] and tcount[sq] == 0 and not allt[sq] and head[q * T + t] < 0
-                            and pop_i[q, P_RECN] == 0):
-                        # a lazy population with nothing touched and no wake-up due: no neuron
-                        # changes (the call below would find no block to update)
-                        c = 0
-                        ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = 0
-                    elif fast:
-                        n = pop_i[q, P_N]
-                        noff = pop_i[q, P_NOFF]
-                        pf = pop_f[q]
-                        beta = pf[F_BETA]
-                        theta = pf[F_THETA]
-                        tern = pop_i[q, P_TERN] != 0
-                        if wrow >= 0:   # input read in place from the window (and cleared)
-                            update_all(acc2, wrow, cst, V, U, noff, n, flags, beta, theta,
-                                       pop_i[q, P_RESET], pf[F_VRESET], pop_i[q, P_HASVMIN] != 0,
-                                       pf[F_VMIN], tern, False)
-                        else:
-                            update_all(acc, space_i[sq, SP_OFF], cst, V, U, noff, n, flags,
-                                       beta, theta, pop_i[q, P_RESET], pf[F_VRESET],
-                                       pop_i[q, P_HASVMIN] != 0, pf[F_VMIN], tern, False)
-                        if layer_major:   # spikes straight into the sample's spike lists
-                            if lm_n + n > lm_i.shape[0]:
-                                lm_t, lm_i, lm_v = _grow3(lm_t, lm_i, lm_v, lm_n, lm_n + n)
-                            sp_i, sp_v, rbase = lm_i, lm_v, lm_n
-                            in_lm = True
-                        else:
-                            sp_i, sp_v = ring_idx, ring_val
-                            rbase = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * n
-                        c = _collect_and_wake(flags, n, sp_i, sp_v, rbase, V, noff, beta, theta,
-                                              tern, t, T, head[q * T:(q + 1) * T], wnext,
-                                              wprev, wake_t)
-                        lfull[q] = t
-                        if tcount[sq] > 0:
-                            _clear_marks(sq, space_i, mark, tlist, tcount, allt)
-                        allt[sq] = False
-                        ringc[pop_i[q, P_RINGC] + t % pop_i[q, P_R]] = c
-                    else:
-                        c = _update_pop(q, t, T, b, lazy[q], driven_q[q], predict, leak,
-                                        full_div[q], pop_i, pop_f, space_i, acc, mark, tlist,
-                                        tcount, allt, V, U, L, lfull, flags, cst, ring_idx,
-                                        ring_val, ringc, head, wnext, wprev, wake_t, period,
-                                        powtab, rec_idx)
-                    if c > 0:
-                        counts[b - b0, t, q] = c
-                        base = pop_i[q, P_RING] + (t % pop_i[q, P_R]) * pop_i[q, P_N]
-                        if in_lm:
-                            lm_t[lm_n:lm_n + c] = t
-                            lm_n += c
-                        elif layer_major:   # kept for the next pass, listed in (t, q) order below
-                            if lm_n + c > lm_i.shape[0]:
-                                lm_t, lm_i, lm_v = _grow3(lm_t, lm_i, lm_v, lm_n, lm_n + c)
-                            for k in range(c):
-                                lm_t[lm_n] = t
-                                lm_i[lm_n] = ring_idx[base + k]
-                                lm_v[lm_n] = ring_val[base + k]
-                                lm_n += 1
-                        else:
-                            o_n, o_v, cap = _reserve(o_n, o_v, cap, ocnt, c)
-                            for k in range(c):
-                                o_n[ocnt] = ring_idx[base + k]
-                                o_v[ocnt] = np.int8(ring_val[base + k])
-                                ocnt += 1
-                    r0 = pop_i[q, P_RECOFF]
-                    noff = pop_i[q, P_NOFF]
-                    for k in range(r0, r0 + pop_i[q, P_RECN]):
-                        mem_out[t, b, k] = U[noff + rec_idx[k]]
-        if layer_major and lm_n > 0:   # the sample's spikes in (q, t) order, as listed
-            o_n, o_v, cap = _reserve(o_n, o_v, cap, ocnt, lm_n)
-            for k in range(lm_n):
-                o_n[ocnt + k] = lm_i[k]
-                o_v[ocnt + k] = np.int8(lm_v[k])
-            ocnt += lm_n
-    return counts, o_n[:ocnt].copy(), o_v[:ocnt].copy(), syn
 
 
 @njit(cache=True)
@@ -1352,30 +705,3 @@ def split_spikes(counts, neuron, value, perm, perm_off, pop_major):
                 k += 1
             fill[q] = f
     return o_b, o_t, o_n, o_v, ptr
-
-
-@njit(cache=True)
-def _grow3(a, b, c, used, need):
-    """Three parallel lists grown (capacity doubled) to hold at least ``need`` entries."""
-    cap = a.shape[0]
-    while cap < need:
-        cap *= 2
-    return _grow(a, cap, used), _grow(b, cap, used), _grow(c, cap, used)
-
-
-@njit(cache=True)
-def _reserve(o_n, o_v, cap, used, more):
-    """The spike output lists with room for ``more`` entries after ``used``: capacity
-    doubled as often as needed; returns ``(o_n, o_v, cap)``."""
-    if used + more <= cap:
-        return o_n, o_v, cap
-    while used + more > cap:
-        cap *= 2
-    return _grow(o_n, cap, used), _grow(o_v, cap, used), cap
-
-
-@njit(cache=True)
-def _grow(a, cap, n):
-    out = np.empty(cap, a.dtype)
-    out[:n] = a[:n]
-    return out

@@ -39,13 +39,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kernels as K
 from snncore import modelfile as mf
+
+from . import tables as TB
 
 
 # A lazy population without constant input is updated by one vectorised pass over all its
 # neurons (about 1 ns per neuron) at the steps where at least 1/div of them are touched
-# (``sizes[Z_FULLDIV]``, ``sizes[Z_FULLDIV_CHEAP]``; 0: only when all are).  Crossovers
+# (``sizes["full_div"]``, ``sizes["full_div_cheap"]``; 0: only when all are).  Crossovers
 # measured on 10k LIF neurons with uniform random input (float32, 2000 steps): a lazy
 # neuron costs ~25 ns when its catch-up is one operation (``leak="power"``, beta 0 or 1):
 # full passes win above ~5 % touched; with ``leak="repeat"`` and 0 < beta < 1 the catch-up
@@ -60,7 +61,7 @@ LAYER_WINDOW = 1 << 17
 # A bundle's ring slot is added to its target as a whole (about 0.3 ns a neuron, and the
 # target then counts as wholly touched: a full pass) when it lists at least 1/16 as many
 # synapses as the target has neurons; entry by entry it costs about 4 ns a synapse.
-RING_DENSE_DIV = 16         # sizes[Z_RINGDIV]
+RING_DENSE_DIV = 16         # sizes["ring_div"]
 
 
 class UnsupportedModelError(ValueError):
@@ -243,8 +244,9 @@ class CompiledNetwork:
         pop_layers: layer index of each population (spiking layers in order, readout last).
         pop_perm: per population, internal -> canonical neuron index.
         input_inv: canonical -> internal index of the input space.
-        tables (``pop_i, pop_f, space_i, space_f, stage_i, edge_i, edge_stage, n_ff, wf, wi,
-        const_all, const_conn, sizes``): the arrays of :func:`eventsim.kernels.run_batch`.
+        tables (``pops, spaces, stages, edges, bundles, sizes``: record arrays of
+        ``eventsim.tables``; ``edge_stage, wf, wi, const_all, const_conn``): what
+        :func:`eventsim.loop.run_batch` runs on.
         stage_labels: ``"layers[i]"`` / ``"connections[k]"`` of each stage (None: identity).
     """
 
@@ -327,10 +329,10 @@ class CompiledNetwork:
                 cur, cur_shape = dst, shapes[i]
                 continue
             # a population: close the edge
-            last_is_pool = bool(edge_stages) and stages[edge_stages[-1]].kind == K.K_SUMPOOL
+            last_is_pool = bool(edge_stages) and stages[edge_stages[-1]].kind == TB.K_SUMPOOL
             if not edge_stages or last_is_pool:
                 dst = add_space(_like_space(spaces[cur]))
-                stages.append(_Stage(K.K_IDENTITY, cur, dst, None))
+                stages.append(_Stage(TB.K_IDENTITY, cur, dst, None))
                 edge_stages.append(len(stages) - 1)
                 cur = dst
             q = len(pops)
@@ -355,12 +357,12 @@ class CompiledNetwork:
             if isinstance(p, mf.Dense):
                 W = np.asarray(p.weight, dtype=dt)
                 wt = np.ascontiguousarray(W[np.ix_(spaces[st].perm, spaces[ss].perm)].T)
-                stages.append(_Stage(K.K_DENSE, ss, st, label, weights=wt))
+                stages.append(_Stage(TB.K_DENSE, ss, st, label, weights=wt))
                 edges.append(dict(src=qs, tgt=qt, delay=int(c.delay), stages=[len(stages) - 1]))
                 pops[qs]["R"] = max(pops[qs]["R"], int(c.delay) + 1)
             else:
                 sp = self._sparse_stage(p, ss, st, spaces, label)
-                stages.append(_Stage(K.K_BUNDLED, ss, st, label))
+                stages.append(_Stage(TB.K_BUNDLED, ss, st, label))
                 bundles.setdefault((qs, qt), []).append(
                     dict(g=len(stages) - 1, delay=int(c.delay), iptr=sp.iptr, idx=sp.idx,
                          w=sp.weights))
@@ -375,7 +377,7 @@ class CompiledNetwork:
         if isinstance(layer, mf.Dense):
             W = np.asarray(layer.weight, dtype=dt)
             wt = np.ascontiguousarray(W[np.ix_(spaces[dst].perm, spaces[src].perm)].T)
-            return _Stage(K.K_DENSE, src, dst, label, weights=wt)
+            return _Stage(TB.K_DENSE, src, dst, label, weights=wt)
         if isinstance(layer, mf.Sparse):
             return self._sparse_stage(layer, src, dst, spaces, label)
         Hi, Wi, Ci = spaces[src].hwc
@@ -385,14 +387,14 @@ class CompiledNetwork:
             co, ci, kh, kw = layer.weight.shape
             (sh, sw), (ph, pw) = tuple(layer.stride), tuple(layer.padding)
             w = np.ascontiguousarray(np.asarray(layer.weight, dtype=dt).transpose(1, 2, 3, 0))
-            return _Stage(K.K_CONV, src, dst, label, weights=w,
+            return _Stage(TB.K_CONV, src, dst, label, weights=w,
                           ints=dict(geo, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw))
         (kh, kw), (sh, sw) = tuple(layer.kernel), tuple(layer.stride)
         ints = dict(geo, kh=kh, kw=kw, sh=sh, sw=sw)
         if isinstance(layer, mf.AvgPool2d):
             spaces[dst].post_scale = 1.0 / (kh * kw)
-            return _Stage(K.K_SUMPOOL, src, dst, label, ints=ints)
-        return _Stage(K.K_MAXPOOL, src, dst, label, ints=ints)
+            return _Stage(TB.K_SUMPOOL, src, dst, label, ints=ints)
+        return _Stage(TB.K_MAXPOOL, src, dst, label, ints=ints)
 
     def _sparse_stage(self, p: mf.Sparse, src, dst, spaces, label) -> _Stage:
         n_out, n_in = (int(s) for s in p.shape)
@@ -404,7 +406,7 @@ class CompiledNetwork:
         order = np.lexsort((d_int, s_int))
         iptr = np.zeros(n_in + 1, dtype=np.int64)
         np.cumsum(np.bincount(s_int, minlength=n_in), out=iptr[1:])
-        return _Stage(K.K_SPARSE, src, dst, label,
+        return _Stage(TB.K_SPARSE, src, dst, label,
                       weights=np.ascontiguousarray(np.asarray(p.data, dtype=self.dtype)[order]),
                       iptr=iptr, idx=np.ascontiguousarray(d_int[order]))
 
@@ -422,6 +424,7 @@ class CompiledNetwork:
         return const
 
     def _tables(self, spaces, stages, edges, pops, bundles):
+        """Fill the record tables of ``eventsim.tables`` (fields documented there)."""
         dt = self.dtype
         # spaces
         off = boff = 0
@@ -429,65 +432,62 @@ class CompiledNetwork:
             sp.off, sp.boff = off, boff
             off += sp.n
             boff += sp.n // sp.bs
-        space_i = np.zeros((len(spaces), K.N_SPACE_COLS), dtype=np.int64)
-        space_f = np.ones(len(spaces), dtype=dt)
+        space_t = np.zeros(len(spaces), dtype=TB.space_dtype(dt))
         for s, sp in enumerate(spaces):
-            space_i[s] = (sp.n, sp.off, sp.bs, sp.boff, K.POST_SCALE if sp.post_scale else K.POST_NONE)
-            if sp.post_scale:
-                space_f[s] = dt.type(sp.post_scale)
+            space_t[s] = (sp.n, sp.off, sp.bs, sp.boff,
+                          TB.POST_SCALE if sp.post_scale else TB.POST_NONE,
+                          dt.type(sp.post_scale) if sp.post_scale else dt.type(1))
         # stages
         wf_parts, wi_parts = [], []
         wf_off = wi_off = mp_off = 0
         pbuf = 1
-        stage_i = np.zeros((len(stages), K.N_STAGE_COLS), dtype=np.int64)
+        stage_t = np.zeros(len(stages), dtype=TB.STAGE_DTYPE)
         for g, st in enumerate(stages):
-            row = stage_i[g]
-            row[K.S_KIND], row[K.S_SRC], row[K.S_DST] = st.kind, st.src, st.dst
-            for name, col in (("Hi", K.S_HI), ("Wi", K.S_WI), ("Ci", K.S_CI), ("Ho", K.S_HO),
-                              ("Wo", K.S_WO), ("Co", K.S_CO), ("kh", K.S_KH), ("kw", K.S_KW),
-                              ("sh", K.S_SH), ("sw", K.S_SW), ("ph", K.S_PH), ("pw", K.S_PW)):
-                row[col] = st.ints.get(name, 0)
+            row = stage_t[g:g + 1]
+            row["kind"], row["src"], row["dst"] = st.kind, st.src, st.dst
+            for name in ("Hi", "Wi", "Ci", "Ho", "Wo", "Co", "kh", "kw", "sh", "sw", "ph", "pw"):
+                row[name] = st.ints.get(name, 0)
             if st.weights is not None:
-                row[K.S_WOFF] = wf_off
+                row["woff"] = wf_off
                 wf_parts.append(st.weights.ravel())
                 wf_off += st.weights.size
-            if st.kind == K.K_SPARSE:
-                row[K.S_POFF] = wi_off
-                row[K.S_IOFF] = wi_off + len(st.iptr)
+            if st.kind == TB.K_SPARSE:
+                row["poff"] = wi_off
+                row["ioff"] = wi_off + len(st.iptr)
                 wi_parts += [st.iptr, st.idx]
                 wi_off += len(st.iptr) + len(st.idx)
-            if st.kind == K.K_MAXPOOL:
-                row[K.S_MOFF] = mp_off
+            if st.kind == TB.K_MAXPOOL:
+                row["moff"] = mp_off
                 mp_off += spaces[st.dst].n
-            if st.kind in (K.K_CONV, K.K_SUMPOOL, K.K_MAXPOOL):
+            if st.kind in (TB.K_CONV, TB.K_SUMPOOL, TB.K_MAXPOOL):
                 g_ = st.ints
                 tab = window_tables(g_["Hi"], g_["Wi"], g_["Ci"], g_["Ho"], g_["Wo"], g_["kh"],
                                     g_["kw"], g_["sh"], g_["sw"], g_.get("ph", 0), g_.get("pw", 0))
-                row[K.S_TOFF] = wi_off
+                row["toff"] = wi_off
                 wi_parts.append(tab)
                 wi_off += len(tab)
                 pbuf = max(pbuf, 2 * g_["kh"] * g_["kw"])
         self.stage_labels = [st.label for st in stages]
         # populations
         noff = ring = ringc = 0
-        pop_i = np.zeros((len(pops), K.N_POP_COLS), dtype=np.int64)
-        pop_f = np.zeros((len(pops), 4), dtype=dt)
+        pop_t = np.zeros(len(pops), dtype=TB.pop_dtype(dt))
         const_all, const_conn = [], []
         for q, p in enumerate(pops):
             rec = p["rec"]
-            row = pop_i[q]
-            row[K.P_SPACE], row[K.P_N], row[K.P_NOFF] = p["space"], p["n"], noff
-            row[K.P_RING], row[K.P_R], row[K.P_RINGC] = ring, p["R"], ringc
+            row = pop_t[q:q + 1]
+            row["space"], row["n"], row["noff"] = p["space"], p["n"], noff
+            row["ring"], row["R"], row["ringc"] = ring, p["R"], ringc
             if isinstance(rec, mf.Spiking):
-                row[K.P_KIND] = K.POP_SPIKING
-                row[K.P_RESET] = K.HARD_RESET if rec.reset == "hard" else K.SUBTRACT_RESET
-                row[K.P_TERN] = rec.spikes == "ternary"
-                row[K.P_HASVMIN] = rec.v_min is not None
-                pop_f[q] = (dt.type(rec.beta), dt.type(rec.theta), dt.type(rec.v_reset),
-                            dt.type(0.0 if rec.v_min is None else rec.v_min))
+                row["kind"] = TB.POP_SPIKING
+                row["reset"] = TB.HARD_RESET if rec.reset == "hard" else TB.SUBTRACT_RESET
+                row["ternary"] = rec.spikes == "ternary"
+                row["has_vmin"] = rec.v_min is not None
+                row["beta"], row["theta"] = dt.type(rec.beta), dt.type(rec.theta)
+                row["v_reset"] = dt.type(rec.v_reset)
+                row["v_min"] = dt.type(0.0 if rec.v_min is None else rec.v_min)
             else:
-                row[K.P_KIND] = K.POP_READOUT
-                pop_f[q, K.F_BETA] = dt.type(rec.beta)
+                row["kind"] = TB.POP_READOUT
+                row["beta"] = dt.type(rec.beta)
             noff += p["n"]
             ring += p["R"] * p["n"]
             ringc += p["R"]
@@ -496,53 +496,46 @@ class CompiledNetwork:
             const_all.append(c + cc if np.any(cc) else c)
             const_conn.append(cc)
         # edges: feed-forward edge q targets population q; connections follow
-        edge_i = np.zeros((len(edges), K.N_EDGE_COLS), dtype=np.int64)
+        edge_t = np.zeros(len(edges), dtype=TB.EDGE_DTYPE)
         flat_stages = []
         for e, ed in enumerate(edges):
-            edge_i[e] = (ed["src"], ed["tgt"], ed["delay"], len(flat_stages), len(ed["stages"]))
+            edge_t[e] = (ed["src"], ed["tgt"], ed["delay"], len(flat_stages), len(ed["stages"]))
             flat_stages += ed["stages"]
         # bundles of sparse connections
-        bun_i = np.zeros((len(bundles), K.N_BUNDLE_COLS), dtype=np.int64)
+        bundle_t = np.zeros(len(bundles), dtype=TB.BUNDLE_DTYPE)
         ring_off = list_off = ringc_off = 0
         for nb, ((qs, qt), conns) in enumerate(bundles.items()):
             ptr, idx, w, seg = merge_delayed(conns, pops[qs]["n"])
             R = max(c["delay"] for c in conns)
-            bun_i[nb] = (qs, qt, len(conns), wi_off, wi_off + len(ptr), wf_off,
-                         wi_off + len(ptr) + len(idx), R, ring_off, list_off, ringc_off)
+            n_t = pops[qt]["n"]
+            bundle_t[nb] = (qs, qt, pops[qt]["space"], n_t, len(conns), wi_off, wi_off + len(ptr),
+                            wf_off, wi_off + len(ptr) + len(idx), R, ring_off, list_off, ringc_off)
             wi_parts += [ptr, idx, seg]
             wi_off += len(ptr) + len(idx) + len(seg)
             wf_parts.append(np.asarray(w, dtype=dt))
             wf_off += len(w)
-            ring_off += R * pops[qt]["n"]
-            list_off += R * (pops[qt]["n"] + 1)
+            ring_off += R * n_t
+            list_off += R * (n_t + 1)
             ringc_off += R
-        self.bun_i = bun_i
-        self.pop_i, self.pop_f = pop_i, pop_f
-        self.space_i, self.space_f = space_i, space_f
-        self.stage_i, self.edge_i = stage_i, edge_i
+        self.pops, self.spaces, self.stages = pop_t, space_t, stage_t
+        self.edges, self.bundles = edge_t, bundle_t
         self.edge_stage = np.asarray(flat_stages, dtype=np.int64)
-        self.n_ff = len(pops)
         self.wf = np.ascontiguousarray(np.concatenate(wf_parts) if wf_parts else np.zeros(1, dt), dtype=dt)
         self.wi = np.concatenate(wi_parts).astype(np.int64) if wi_parts else np.zeros(1, np.int64)
         self.const_all = np.ascontiguousarray(np.concatenate(const_all), dtype=dt)
         self.const_conn = np.ascontiguousarray(np.concatenate(const_conn), dtype=dt)
-        sizes = np.zeros(K.N_SIZES, dtype=np.int64)
-        sizes[K.Z_ACC] = max(off, 1)
-        sizes[K.Z_BLOCKS] = max(boff, 1)
-        sizes[K.Z_NEURONS] = max(noff, 1)
-        sizes[K.Z_RING] = max(ring, 1)
-        sizes[K.Z_RINGC] = max(ringc, 1)
-        sizes[K.Z_MP] = max(mp_off, 1)
-        sizes[K.Z_SCRATCH] = max(sp.n for sp in spaces)
-        sizes[K.Z_SPIKECAP] = 1 << 26   # initial spike buffer limit per kernel call
-        sizes[K.Z_PBUF] = pbuf
-        sizes[K.Z_FULLDIV] = FULL_PASS_DIV
-        sizes[K.Z_FULLDIV_CHEAP] = FULL_PASS_DIV_CHEAP
-        sizes[K.Z_BRING] = max(ring_off, 1)
-        sizes[K.Z_BLIST] = max(list_off, 1)
-        sizes[K.Z_BRINGC] = max(ringc_off, 1)
-        sizes[K.Z_RINGDIV] = RING_DENSE_DIV
-        sizes[K.Z_WINDOW] = LAYER_WINDOW
+        sizes = np.zeros(1, dtype=TB.SIZES_DTYPE)
+        for name, value in (("acc", off), ("blocks", boff), ("neurons", noff), ("ring", ring),
+                            ("ringc", ringc), ("mp", mp_off), ("bring", ring_off),
+                            ("blist", list_off), ("bringc", ringc_off)):
+            sizes[name] = max(value, 1)
+        sizes["scratch"] = max(sp.n for sp in spaces)
+        sizes["spikecap"] = 1 << 26   # initial spike buffer limit per kernel call
+        sizes["pbuf"] = pbuf
+        sizes["full_div"] = FULL_PASS_DIV
+        sizes["full_div_cheap"] = FULL_PASS_DIV_CHEAP
+        sizes["ring_div"] = RING_DENSE_DIV
+        sizes["window"] = LAYER_WINDOW
         self.sizes = sizes
         self.pop_layers = [p["layer"] for p in pops]
         self.pop_perm = [spaces[p["space"]].perm for p in pops]
@@ -558,7 +551,7 @@ class CompiledNetwork:
 
     def power_table(self, T: int) -> np.ndarray:
         """``beta**k`` per population, ``k = 0..T``, computed in float64 and rounded once."""
-        beta = self.pop_f[:, K.F_BETA].astype(np.float64)
+        beta = self.pops["beta"].astype(np.float64)
         return np.ascontiguousarray(beta[:, None] ** np.arange(T + 1)[None, :], dtype=self.dtype)
 
 

@@ -104,6 +104,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import kernels as K
+from . import loop
+from . import tables as TB
 from .inputs import EventBatch, from_dense
 from .network import CompiledNetwork, dense_chain, load
 from .recording import Recording, SpikeTrain
@@ -134,12 +136,20 @@ class Simulator:
         n_threads: threads across samples (default: ``os.cpu_count()``).
         chunk_size: samples per kernel call (bounds the memory of analog input currents).
         schedule: "auto" (default), "time" or "layer" (see the module docstring).
+        profile: count CPU cycles, events and neuron updates per phase of the event loop in
+            every run (no cost when False); :attr:`last_profile` then holds the last run's
+            counters (:func:`profile_rows`).
     """
 
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
                  leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
-                 schedule: str = "auto", record_membrane_keys: str = "model"):
+                 schedule: str = "auto", record_membrane_keys: str = "model",
+                 profile: bool = False):
         self.network: CompiledNetwork = load(model)
+        if not isinstance(profile, (bool, np.bool_)):
+            raise ValueError(f"Simulator.profile: must be True or False, got {profile!r}")
+        self.profile = bool(profile)
+        self.last_profile = None
         if constant_drive not in CONSTANT_DRIVE_MODES:
             raise ValueError(f"Simulator.constant_drive: must be one of "
                              f"{sorted(CONSTANT_DRIVE_MODES)}, got {constant_drive!r}")
@@ -148,7 +158,8 @@ class Simulator:
         if schedule not in SCHEDULES:
             raise ValueError(f"Simulator.schedule: must be one of {list(SCHEDULES)}, got "
                              f"{schedule!r}")
-        feed_forward = self.network.n_ff == len(self.network.edge_i) and len(self.network.bun_i) == 0
+        feed_forward = (len(self.network.edges) == len(self.network.pops)
+                        and len(self.network.bundles) == 0)
         if schedule == "layer" and not feed_forward:
             raise ValueError("Simulator.schedule: 'layer' needs a feed-forward network; this model "
                              f"has {len(self.network.model.connections)} delayed connection(s) "
@@ -203,7 +214,7 @@ class Simulator:
     def _setup_recording(self, spec, given_keys):
         """``spec``: ``{model layer: indices or "all"}``; errors name ``given_keys[layer]``."""
         net = self.network
-        pop_i = net.pop_i.copy()
+        pops = net.pops.copy()
         rec_idx, self.membrane_neurons, self._mem_cols = [], {}, {}
         col = 0
         for layer in sorted(spec):
@@ -229,12 +240,12 @@ class Simulator:
             self.membrane_neurons[int(layer)] = idx
             inv = np.empty(n, dtype=np.int64)
             inv[net.pop_perm[q]] = np.arange(n)
-            pop_i[q, K.P_RECOFF] = col
-            pop_i[q, K.P_RECN] = len(idx)
+            pops["recoff"][q] = col
+            pops["recn"][q] = len(idx)
             rec_idx.append(inv[idx])
             self._mem_cols[int(layer)] = (col, col + len(idx))
             col += len(idx)
-        self._pop_i = pop_i
+        self._pops = pops
         self._rec_idx = np.concatenate(rec_idx) if rec_idx else np.zeros(1, np.int64)
         self._n_rec = col
 
@@ -302,7 +313,7 @@ class Simulator:
     def _drive(self, arr, static, b0, b1):
         """First population's input current ``[T or 1, b1 - b0, n0]`` (internal order)."""
         net = self.network
-        q0 = net.edge_i[0, K.E_TGT]
+        q0 = net.edges[0]["tgt"]
         x = arr[:1, b0:b1] if static else arr[:, b0:b1]
         Td, Bc = x.shape[:2]
         x = np.ascontiguousarray(x, dtype=net.dtype).reshape((Td * Bc,) + net.input_shape)
@@ -339,14 +350,14 @@ class Simulator:
                 dmode = K.DRIVE_STATIC if static else K.DRIVE_STEPS
             else:
                 drive, dmode = np.zeros((1, 1, 1), dtype=dt), K.DRIVE_NONE
-            return K.run_batch(T, b0, b1, mode, leak, self._pop_i, net.pop_f, net.space_i,
-                               net.space_f, net.stage_i, net.edge_i, net.edge_stage, net.n_ff,
-                               net.bun_i, net.wf, net.wi, net.const_all, net.const_conn, powtab,
-                               net.sizes,
-                               inp["ev_t"], inp["ev_i"], inp["ev_v"], inp["ev_ptr"], drive, dmode,
-                               self._rec_idx, readout, net.pop_perm[-1], mem,
-                               K.SCHEDULE_LAYER if self.schedule == "layer" else K.SCHEDULE_TIME)
+            inputs = TB.Inputs(inp["ev_t"], inp["ev_i"], inp["ev_v"], inp["ev_ptr"], drive, dmode)
+            return loop.run_batch(tables, inputs, T, b0, b1, opts, readout, mem)
 
+        tables = TB.Tables(self._pops, net.spaces, net.stages, net.edges, net.edge_stage,
+                           net.bundles, net.sizes, net.wf, net.wi, net.const_all, net.const_conn,
+                           powtab, self._rec_idx, net.pop_perm[-1])
+        opts = TB.Options(mode, leak, K.SCHEDULE_LAYER if self.schedule == "layer" else
+                          K.SCHEDULE_TIME, self.profile)
         start = time.perf_counter()
         if len(chunks) <= 1 or self.n_threads == 1:
             results = [work(c) for c in chunks]
@@ -354,6 +365,9 @@ class Simulator:
             with ThreadPoolExecutor(max_workers=min(self.n_threads, len(chunks))) as ex:
                 results = list(ex.map(work, chunks))
         elapsed = time.perf_counter() - start
+        if self.profile:
+            prof = sum(r[4] for r in results) if results else None
+            self.last_profile = None if prof is None else profile_rows(prof, self.network)
         return self._recording(results, readout, mem, T, B, elapsed)
 
     def _recording(self, results, readout, mem, T, B, elapsed) -> Recording:
@@ -398,6 +412,39 @@ class Simulator:
         return Recording(readout=readout, predictions=predictions.astype(np.int64), spikes=spikes,
                          membrane=membrane, membrane_neurons=dict(self.membrane_neurons),
                          synaptic_events=counts, time_weights=net.time_weights, elapsed_s=elapsed)
+
+
+def profile_rows(prof, net) -> list[dict]:
+    """The kernel's profile counters ``[Q + 1, N_PHASES, 3]`` as rows ``{"where", "phase",
+    "cycles", "events", "neuron_updates"}`` (``where``: ``"layers[i]"`` of a population, or
+    ``"network"`` for the set-up and the delayed connections), rows with no count left out.
+    Cycles are CPU time-stamp-counter ticks (0 where the CPU has no such counter); events:
+    synaptic events delivered (delivery) or spikes emitted (emission); neuron updates: the
+    neurons touched when the update starts (every neuron for a full pass)."""
+    where = [f"layers[{layer}]" for layer in net.pop_layers] + ["network"]
+    rows = []
+    for r, name in enumerate(where):
+        for ph, phase in enumerate(loop.PHASE_NAMES):
+            c = [int(x) for x in prof[r, ph]]
+            if any(c):
+                rows.append(dict(where=name, phase=phase, cycles=c[loop.C_CYCLES],
+                                 events=c[loop.C_EVENTS], neuron_updates=c[loop.C_NEURONS]))
+    return rows
+
+
+def format_profile(rows) -> str:
+    """:func:`profile_rows` as a text table: cycles (and share), events, neuron updates, and
+    cycles per event or per neuron update."""
+    total = sum(r["cycles"] for r in rows) or 1
+    lines = [f"{'where':<14} {'phase':<10} {'cycles':>14} {'share':>6} {'events':>12} "
+             f"{'neuron upd.':>12} {'cyc/event':>9} {'cyc/upd.':>9}"]
+    for r in rows:
+        per_ev = f"{r['cycles'] / r['events']:.1f}" if r["events"] else ""
+        per_nu = f"{r['cycles'] / r['neuron_updates']:.1f}" if r["neuron_updates"] else ""
+        lines.append(f"{r['where']:<14} {r['phase']:<10} {r['cycles']:>14} "
+                     f"{r['cycles'] / total:>6.1%} {r['events']:>12} {r['neuron_updates']:>12} "
+                     f"{per_ev:>9} {per_nu:>9}")
+    return "\n".join(lines)
 
 
 def _check_T(T) -> int:

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 import eventsim
-from eventsim import kernels as K
 from snncore import modelfile as mf
 from eventsim.inputs import EventBatch, from_dense
 from eventsim.network import (FULL_PASS_DIV, FULL_PASS_DIV_CHEAP, LAYER_WINDOW,
@@ -230,21 +229,21 @@ def test_simulator_equals_reference(seed):
     # touched, bundles' ring slots added entry by entry), and with full passes from half of
     # the neurons touched (ring slots added as a whole, making the target wholly touched)
     for div, ring_div in ((0, 0), (2, 1 << 40)):
-        net.sizes[K.Z_FULLDIV] = net.sizes[K.Z_FULLDIV_CHEAP] = div
-        net.sizes[K.Z_RINGDIV] = ring_div
+        net.sizes["full_div"] = net.sizes["full_div_cheap"] = div
+        net.sizes["ring_div"] = ring_div
         sim = eventsim.Simulator(net, constant_drive=("step", "predict")[seed % 2])
         _check_equal(model, x, sim.run(x), f"full_div={div}")
         if all(model.layers[l].beta != 0.75 for l in model.spiking_layers):
             _check_equal(model, x, eventsim.Simulator(net, leak="power").run(x), f"power, full_div={div}")
-    net.sizes[K.Z_FULLDIV], net.sizes[K.Z_FULLDIV_CHEAP] = FULL_PASS_DIV, FULL_PASS_DIV_CHEAP
-    net.sizes[K.Z_RINGDIV] = RING_DENSE_DIV
+    net.sizes["full_div"], net.sizes["full_div_cheap"] = FULL_PASS_DIV, FULL_PASS_DIV_CHEAP
+    net.sizes["ring_div"] = RING_DENSE_DIV
     if not model.connections:
         # both schedules; layer-major with windows of a few steps as well as whole samples
         assert eventsim.Simulator(net).schedule == "layer"
         _check_equal(model, x, eventsim.Simulator(net, schedule="time").run(x), "time-major")
-        net.sizes[K.Z_WINDOW] = 2 * max(net.pop_size)
+        net.sizes["window"] = 2 * max(net.pop_size)
         _check_equal(model, x, eventsim.Simulator(net, schedule="layer").run(x), "layer, window 2")
-        net.sizes[K.Z_WINDOW] = LAYER_WINDOW
+        net.sizes["window"] = LAYER_WINDOW
     else:
         assert eventsim.Simulator(net).schedule == "time"
     assert rec.synaptic_events["total"] > 0 or total == 0
@@ -306,8 +305,8 @@ def test_full_passes_change_no_bit(seed):
     net = eventsim.load(model)
     recs = []
     for div, ring_div in ((0, 0), (1 << 40, 0), (4, 0), (16, 1 << 40), (0, 8)):
-        net.sizes[K.Z_FULLDIV] = net.sizes[K.Z_FULLDIV_CHEAP] = div
-        net.sizes[K.Z_RINGDIV] = ring_div
+        net.sizes["full_div"] = net.sizes["full_div_cheap"] = div
+        net.sizes["ring_div"] = ring_div
         recs.append(eventsim.Simulator(net, record_membrane={1: np.arange(0, n, 7)}).run(x))
     for r in recs[1:]:
         np.testing.assert_array_equal(r.readout, recs[0].readout)
@@ -338,10 +337,10 @@ def test_merged_connections(seed):
                      connections=conns)
     x = make_input(model, rng, ("spikes", "ternary-events", "direct-steps")[seed % 3])
     net = eventsim.load(model)
-    assert len(net.bun_i) == 3 and len(net.edge_i) == net.n_ff + 1
+    assert len(net.bundles) == 3 and len(net.edges) == len(net.pops) + 1
     for ring_div in (None, 0, 1 << 40):   # default, entry by entry, always as a whole
         if ring_div is not None:
-            net.sizes[K.Z_RINGDIV] = ring_div
+            net.sizes["ring_div"] = ring_div
         for leak in ("repeat", "power") if all(l.beta != 0.75 for l in layers[1:4:2]) else ("repeat",):
             rec = eventsim.Simulator(net, leak=leak, record_membrane={1: "all", 3: "all"}).run(x)
             _check_equal(model, x, rec, f"{leak}, ring_div={ring_div}")
@@ -389,7 +388,7 @@ def test_spike_buffer_growth():
         x = make_input(model, rng, "spikes")
         net = eventsim.load(model)
         want = eventsim.Simulator(net).run(x)
-        net.sizes[K.Z_SPIKECAP] = 16
+        net.sizes["spikecap"] = 16
         for schedule in schedules:
             got = eventsim.Simulator(net, schedule=schedule).run(x)
             assert sum(got.spike_counts.values()) > 100, (seed, schedule)

@@ -15,13 +15,11 @@ import pytest
 from numba.core.registry import CPUDispatcher
 
 from eventsim import kernels as K
+from eventsim import tables as TB
 from eventsim.network import merge_delayed, window_tables
 from tests.reference import naive_eventsim as naive
 
-END_TO_END = {"run_batch", "_scatter", "_run_edge", "_update_pop", "_update_readout", "_clear_marks",
-              "_add_row", "_reserve", "_grow3", "_event_window",
-              "_collect_and_wake",
-              "_deliver_delayed", "_grow"}
+END_TO_END = {"_add_row", "_event_window"}
 
 
 @pytest.mark.skipif(bool(int(os.environ.get("NUMBA_DISABLE_JIT", "0") or 0)),
@@ -176,6 +174,23 @@ def test_merge_delayed(seed):
 R_OFF, L_OFF, RC_OFF = 3, 5, 2   # ring values, lists and counts start here
 
 
+def _bundle_record(ptr, idx, seg, nseg, w, R, n_t, space=1):
+    """One bundle record (tables.BUNDLE_DTYPE) with its ring at R_OFF, L_OFF, RC_OFF."""
+    rec = np.zeros(1, TB.BUNDLE_DTYPE)
+    for name, v in dict(ptr=ptr, idx=idx, seg=seg, nseg=nseg, w=w, R=R, n_t=n_t, space=space,
+                        roff=R_OFF, loff=L_OFF, rcoff=RC_OFF).items():
+        rec[name] = v
+    return rec[0]
+
+
+def _space_table(S, s, n, off, bs, boff, post=TB.POST_NONE, scale=1.0, dtype=np.float32):
+    """A SPACE table of ``S`` rows with row ``s`` set."""
+    tab = np.zeros(S, TB.space_dtype(np.dtype(dtype)))
+    tab["scale"] = 1
+    tab[s] = (n, off, bs, boff, post, scale)
+    return tab
+
+
 def _ring_state(rng, R, n_t, dtype=np.float32):
     """Rings with some synapses already delivered (repeated targets, a full list)."""
     bring = np.zeros(R_OFF + R * n_t + 4, dtype)
@@ -202,7 +217,7 @@ def _same_rings(a, b, R, n_t):
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_scatter_delayed(seed, dtype):
+def test_delay_push(seed, dtype):
     rng = np.random.default_rng(seed)
     n_src, n_t = int(rng.integers(1, 12)), int(rng.integers(1, 15))
     delays = np.sort(rng.integers(1, 6, size=rng.integers(1, 5)))
@@ -218,15 +233,16 @@ def test_scatter_delayed(seed, dtype):
     syn_a, syn_b = np.zeros(len(delays) + 1, np.int64), np.zeros(len(delays) + 1, np.int64)
     args = (wi, 2, 2 + len(ptr), 2 + len(ptr) + len(idx), len(conns), wf, 1, ev_idx, ev_val,
             k0, k1, t, T, R, n_t)
-    K.scatter_delayed(*args, *a, R_OFF, L_OFF, RC_OFF, syn_a)
-    naive.scatter_delayed(*args, *b, R_OFF, L_OFF, RC_OFF, syn_b)
+    bun = _bundle_record(2, 2 + len(ptr), 2 + len(ptr) + len(idx), len(conns), 1, R, n_t)
+    K.delay_push(TB.DelayRing(*a), bun, wi, wf, ev_idx, ev_val, k0, k1, t, T, syn_a)
+    naive.delay_push(*args, *b, R_OFF, L_OFF, RC_OFF, syn_b)
     _same_rings(a, b, R, n_t)
     np.testing.assert_array_equal(syn_a, syn_b)
 
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("dense_div", [0, 3, 1 << 40])
-def test_ring_to_acc(seed, dense_div):
+def test_delay_advance(seed, dense_div):
     rng = np.random.default_rng(seed)
     bs = int(rng.integers(1, 4))
     n_t, R = bs * int(rng.integers(1, 6)), int(rng.integers(1, 5))
@@ -239,8 +255,11 @@ def test_ring_to_acc(seed, dense_div):
     allt_a = np.array([False, seed % 3 == 0, False])
     allt_b = allt_a.copy()
     slot = int(rng.integers(0, R))
-    K.ring_to_acc(*ring, R_OFF, L_OFF, RC_OFF, slot, n_t, dense_div, *a.args(), bs, *a.touch_args(), allt_a)
-    naive.ring_to_acc(*twin, R_OFF, L_OFF, RC_OFF, slot, n_t, dense_div, *b.args(), bs, *b.touch_args(), allt_b)
+    bun = _bundle_record(0, 0, 0, 1, 0, R, n_t, space=a.s)
+    spaces = _space_table(3, a.s, n_t, a.a_off, bs, a.m_off)
+    K.delay_advance(TB.DelayRing(*ring), bun, slot, dense_div,
+                    TB.Accum(a.acc, a.mark, a.tlist, a.tcount, allt_a), spaces)
+    naive.delay_advance(*twin, R_OFF, L_OFF, RC_OFF, slot, n_t, dense_div, *b.args(), bs, *b.touch_args(), allt_b)
     _same_rings(ring, twin, R, n_t)
     a.assert_same(b)
     np.testing.assert_array_equal(allt_a, allt_b)
@@ -394,9 +413,8 @@ def test_drain(seed):
     bs = int(rng.integers(1, 4))
     n = bs * int(rng.integers(1, 8))
     S = 3
-    space_i = np.zeros((S, K.N_SPACE_COLS), np.int64)
-    space_i[1] = (n, 4, bs, 2, K.POST_SCALE if seed % 2 else K.POST_NONE)
-    space_f = np.array([1, 1 / 3, 1], np.float32)
+    spaces = _space_table(S, 1, n, 4, bs, 2, TB.POST_SCALE if seed % 2 else TB.POST_NONE,
+                          np.float32(1 / 3))
     acc = rng.standard_normal(n + 8).astype(np.float32)
     mark = np.zeros(n // bs + 4, np.uint8)
     tlist = np.zeros(n // bs + 4, np.int64)
@@ -409,8 +427,8 @@ def test_drain(seed):
     allt[1] = seed % 3 == 0
     state = [acc, mark, tlist, tcount, allt, np.zeros(n, np.int64), np.zeros(n, np.float32)]
     twin = [a.copy() for a in state]
-    ca = K.drain(1, space_i, space_f, *state)
-    cb = naive.drain(1, space_i, space_f, *twin)
+    ca = K.drain(spaces, 1, TB.Accum(*state[:5]), *state[5:])
+    cb = naive.drain(1, tuple(spaces[1]), *twin)
     assert ca == cb
     for a, b in zip(state[:5], twin[:5]):
         np.testing.assert_array_equal(a, b)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import eventsim
-from eventsim import kernels as K
+from eventsim import tables as TB
 from snncore import modelfile as mf
 from eventsim.inputs import EventBatch
 from eventsim.network import CompiledNetwork, UnsupportedModelError, dense_apply
@@ -79,9 +79,9 @@ def test_compiled_tables_are_consistent():
     C, H, W = net.shapes[1]
     assert sorted(perm) == list(range(C * H * W))
     assert perm[1] == H * W  # internal index 1 = channel 1 at (0, 0)
-    assert net.stage_i.shape == (net.n_stages, K.N_STAGE_COLS)
+    assert net.stages.shape == (net.n_stages,) and net.stages.dtype == TB.STAGE_DTYPE
     assert net.wf.dtype == np.float32 and net.wf.flags.c_contiguous
-    assert net.edge_i[0, K.E_SRC] == -1 and net.edge_i[-1, K.E_TGT] == len(net.pop_layers) - 1
+    assert net.edges[0]["src"] == -1 and net.edges[-1]["tgt"] == len(net.pop_layers) - 1
     assert net.stage_labels[:2] == ["layers[0]", "layers[2]"]
 
 

@@ -147,9 +147,10 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
     return k1 - k0
 
 
-def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
-                    n_t, bring, blist, bcnt, r_off, l_off, rc_off, syn):
-    """Segment by segment, spike by spike; every segment checks its own arrival step; a
+def delay_push(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0, k1, t, T, R,
+               n_t, bring, blist, bcnt, r_off, l_off, rc_off, syn):
+    """A bundle's delay ring, push (the kernel reads the offsets from the bundle's record).
+    Segment by segment, spike by spike; every segment checks its own arrival step; a
     full list (``n_t`` entries) stops growing (the kernel's spare entry is not written)."""
     for m in range(nseg):
         d, g = wi[s_off + 2 * m], wi[s_off + 2 * m + 1]
@@ -168,9 +169,10 @@ def scatter_delayed(wi, p_off, i_off, s_off, nseg, wf, w_off, ev_idx, ev_val, k0
             syn[g] += hi - lo
 
 
-def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, acc, a_off, bs,
-                mark, m_off, tlist, tcount, s, allt):
-    """Adds every listed entry once (no repeats) when not dense."""
+def delay_advance(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, acc, a_off, bs,
+                  mark, m_off, tlist, tcount, s, allt):
+    """A bundle's delay ring, advance: adds every listed entry once (no repeats) when not
+    dense."""
     c = bcnt[rc_off + slot]
     vals = bring[r_off + slot * n_t:r_off + (slot + 1) * n_t]
     if c == 0:
@@ -188,8 +190,10 @@ def ring_to_acc(bring, blist, bcnt, r_off, l_off, rc_off, slot, n_t, dense_div, 
     bcnt[rc_off + slot] = 0
 
 
-def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val):
-    n, a_off, bs, m_off, post = (int(v) for v in space_i[s, :5])
+def drain(s, space, acc, mark, tlist, tcount, allt, out_idx, out_val):
+    """``space``: ``(n, off, bs, boff, post, scale)`` of space ``s``."""
+    n, a_off, bs, m_off, post = (int(v) for v in space[:5])
+    scale = space[5]
     if allt[s]:
         entries = range(n)
     else:
@@ -201,7 +205,7 @@ def drain(s, space_i, space_f, acc, mark, tlist, tcount, allt, out_idx, out_val)
         if x != 0:
             acc[a_off + i] = 0
             out_idx[cnt] = i
-            out_val[cnt] = x * space_f[s] if post == K.POST_SCALE else x
+            out_val[cnt] = x * scale if post == K.POST_SCALE else x
             cnt += 1
     for k in range(tcount[s]):
         mark[m_off + tlist[m_off + k]] = 0

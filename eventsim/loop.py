@@ -1,0 +1,881 @@
+"""The event loop: :func:`run_batch` simulates samples ``b0 <= b < b1`` phase by phase.
+
+Phases (docs/event-loop.md draws them):
+
+1. *sample set-up* (:func:`sample_setup`): state cleared, constant inputs and drive set,
+   each population's update mode chosen, first predicted threshold crossings queued;
+2. *delivery* of a step: delayed connections (:func:`deliver_delayed`: bundles through their
+   delay rings, dense delayed edges from the source's spike ring), then each population's
+   feed-forward edge (:func:`run_edge`, or a window of steps at once in the layer-major
+   schedule: :func:`fill_window`, :func:`window_row`);
+3. *population update* (:func:`update_population`, :func:`update_readout`): a full pass
+   over every neuron, or a lazy pass over the touched and due neurons only;
+4. *spike emission* (:func:`emit`): the step's spikes counted and listed, membranes recorded.
+
+One driver per schedule: :func:`run_time_major` (each step: every population in turn) and
+:func:`run_layer_major` (feed-forward networks: one population over all steps, then the
+next).  Both add every current's terms in the same order: same results.
+
+The fixed tables and the state groups are defined in ``eventsim.tables``; each kernel
+unpacks the groups it needs into locals at entry.  With ``Options.profile`` the drivers
+count, per population (row q) and for the network as a whole (row Q: set-up, delayed
+connections), the cycles, events and neuron updates of each phase in ``Scratch.prof``
+(:data:`PH_SETUP` ... ; columns :data:`C_CYCLES`, :data:`C_EVENTS`, :data:`C_NEURONS`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from .kernels import (DRIVE_NONE, DRIVE_STEPS, HARD_RESET, K_CONV, K_DENSE, K_MAXPOOL,
+                      K_SPARSE, K_SUMPOOL, LEAK_POWER, LEAK_REPEAT, MODE_PREDICT, POP_SPIKING,
+                      SCHEDULE_LAYER, SPARSE_WHOLE_DIV, catch_up, collect_spikes, delay_advance,
+                      delay_push, dense_window, drain, free_steps, neuron_step, predict_steps,
+                      scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
+                      scatter_sparse, scatter_sumpool, step_end, update_all, wake_push,
+                      wake_remove)
+from .tables import (Accum, DelayRing, Modes, Neurons, Output, Scratch, SpikeList, SpikeRing,
+                     State, WakeQueue)
+
+# profile counters Scratch.prof[row, phase, column]
+PH_SETUP, PH_DELIVER, PH_UPDATE, PH_EMIT = 0, 1, 2, 3
+N_PHASES = 4
+PHASE_NAMES = ("set-up", "delivery", "update", "emission")
+C_CYCLES, C_EVENTS, C_NEURONS = 0, 1, 2
+
+
+@intrinsic
+def _cycles(typingctx):
+    """The CPU's cycle counter (``llvm.readcyclecounter``: the time-stamp counter on x86)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return types.int64(), codegen
+
+
+@njit(cache=True, inline="always")
+def _lap(prof, row, ph, c0, events, neurons):
+    """Add the cycles since ``c0`` and the counts to ``prof[row, ph]``; returns the clock."""
+    c = _cycles()
+    prof[row, ph, C_CYCLES] += c - c0
+    prof[row, ph, C_EVENTS] += events
+    prof[row, ph, C_NEURONS] += neurons
+    return c
+
+
+# ---------------------------------------------------------------------------------------
+# state
+# ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def new_state(tab, T, leak, n_win):
+    """Every mutable array of a kernel call (``tab``: Tables, ``T`` steps, ``leak`` mode,
+    ``n_win`` values of the layer-major window), zeroed; returns a State."""
+    pops, sz = tab.pops, tab.sizes[0]
+    Q, S, G = pops.shape[0], tab.spaces.shape[0], tab.stages.shape[0]
+    dt = tab.const_all.dtype
+    nN = sz.neurons
+    A = Accum(np.zeros(sz.acc, dt), np.zeros(sz.blocks, np.uint8), np.zeros(sz.blocks, np.int64),
+              np.zeros(S, np.int64), np.zeros(S, np.bool_))
+    nrn = Neurons(np.zeros(nN, dt), np.zeros(nN, dt), np.full(nN, -1, np.int64), np.zeros(nN, dt),
+                  np.full(Q, -1, np.int64))
+    wake = WakeQueue(np.full(Q * T, -1, np.int64), np.full(nN, -1, np.int64),
+                     np.full(nN, -1, np.int64), np.full(nN, -1, np.int64), np.zeros(nN, np.int64))
+    ring = SpikeRing(np.zeros(sz.ring, np.int64), np.zeros(sz.ring, dt),
+                     np.zeros(sz.ringc, np.int64))
+    # every delay-ring slot is handed on and cleared by the step it is due at, and nothing
+    # is delivered at or after T: the rings are empty between samples
+    dring = DelayRing(np.zeros(sz.bring, dt), np.zeros(sz.blist, np.int32),
+                      np.zeros(sz.bringc, np.int64))
+    scr = Scratch(np.zeros(sz.scratch, np.int64), np.zeros(sz.scratch, dt),
+                  np.zeros((sz.scratch + 7) // 8 * 8, np.int8), np.zeros(sz.pbuf, np.int64),
+                  np.zeros(sz.mp, np.int64), np.zeros(n_win, dt), np.zeros(G, np.int64),
+                  np.zeros((Q + 1, N_PHASES, 3), np.int64))
+    full_div = np.zeros(Q, np.int64)   # lower when the lazy catch-up steps the leak
+    vmin_hi = np.zeros(Q, np.bool_)    # v_min >= theta: neurons can fire with no input
+    for q in range(Q):
+        pop = pops[q]
+        stepped = leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1
+        full_div[q] = sz.full_div if stepped else sz.full_div_cheap
+        vmin_hi[q] = pop.has_vmin != 0 and pop.v_min >= pop.theta
+    modes = Modes(np.zeros(Q, np.bool_), np.zeros(Q, np.bool_), full_div, vmin_hi,
+                  np.zeros(Q, np.int64), np.ones(S, np.bool_))
+    return State(A, nrn, wake, ring, dring, scr, modes)
+
+
+@njit(cache=True)
+def _grow(a, cap, n):
+    out = np.empty(cap, a.dtype)
+    out[:n] = a[:n]
+    return out
+
+
+@njit(cache=True)
+def append_spikes(out, used, idx, val, k0, c):
+    """``out`` (Output) with the spikes ``(idx, val)[k0:k0 + c]`` appended after its
+    ``used`` entries (capacity doubled as often as needed)."""
+    neuron, value = out.neuron, out.value
+    if used + c > neuron.shape[0]:
+        cap = neuron.shape[0]
+        while used + c > cap:
+            cap *= 2
+        neuron, value = _grow(neuron, cap, used), _grow(value, cap, used)
+        out = Output(out.counts, neuron, value, out.readout, out.mem)
+    for k in range(c):
+        neuron[used + k] = idx[k0 + k]
+        value[used + k] = np.int8(val[k0 + k])
+    return out
+
+
+@njit(cache=True, inline="always")
+def _room(lm, used, more):
+    """``lm`` (SpikeList) with room for ``more`` entries after ``used``."""
+    if used + more <= lm.i.shape[0]:
+        return lm
+    cap = lm.i.shape[0]
+    while cap < used + more:
+        cap *= 2
+    return SpikeList(_grow(lm.t, cap, used), _grow(lm.i, cap, used), _grow(lm.v, cap, used),
+                     lm.start)
+
+
+# ---------------------------------------------------------------------------------------
+# phase 1: sample set-up
+# ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def set_drive(t, bb, tab, drive, cst):
+    """The first population's constant input at step ``t``: ``drive[t, bb, :]`` plus its
+    input from delayed connections' biases (``tab.const_conn``), into ``cst``."""
+    pop = tab.pops[tab.edges[0].tgt]
+    off0, const_conn = pop.noff, tab.const_conn
+    for i in range(pop.n):
+        cc = const_conn[off0 + i]
+        cst[off0 + i] = drive[t, bb, i] if cc == 0 else drive[t, bb, i] + cc
+
+
+@njit(cache=True)
+def _queue_first_crossings(q, T, pop, cst, V, wake):
+    """Queue the predicted first crossing (from ``v_{-1} = 0``) of every neuron of population
+    ``q`` (record ``pop``) with constant input ``cst`` (``V``: membranes; ``wake``:
+    WakeQueue; ``T`` steps)."""
+    head, wnext, wprev, wake_t, _ = wake
+    noff = pop.noff
+    for i in range(pop.n):
+        c = cst[noff + i]
+        if c != 0:
+            d = predict_steps(V[noff + i], c, T, pop.beta, pop.theta, pop.has_vmin != 0,
+                              pop.v_min, pop.ternary != 0)
+            if d > 0:
+                wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:], wake_t[noff:],
+                          d - 1, d - 1, i)
+
+
+@njit(cache=True)
+def sample_setup(b, b0, T, opts, tab, inp, S):
+    """Phase 1 for sample ``b`` (kernel call from ``b0``, ``T`` steps; ``opts``: Options,
+    ``tab``: Tables, ``inp``: Inputs, ``S``: State): clear the state, set constant inputs
+    and the drive of step 0, choose each population's mode (``S.modes``) and queue the first
+    predicted crossings of lazily updated driven neurons."""
+    pops = tab.pops
+    V, U, L, cst, lfull = S.nrn
+    head, _, _, wake_t, period = S.wake
+    lazy, driven_q, _, _, ring_div, whole_ok = S.modes
+    V[:] = 0
+    U[:] = 0
+    L[:] = -1
+    wake_t[:] = -1
+    head[:] = -1
+    period[:] = 0
+    S.ring.cnt[:] = 0
+    lfull[:] = -1
+    cst[:] = tab.const_all
+    if inp.drive_mode != DRIVE_NONE:
+        set_drive(0, b - b0, tab, inp.drive, cst)
+    q0 = tab.edges[0].tgt
+    predict = opts.mode == MODE_PREDICT
+    for q in range(pops.shape[0]):
+        lazy[q] = False
+        pop = pops[q]
+        if pop.kind == POP_SPIKING:
+            driven = False
+            for i in range(pop.n):
+                if cst[pop.noff + i] != 0:
+                    driven = True
+                    break
+            driven_q[q] = driven
+            lazy[q] = not driven or (predict and not (q == q0 and inp.drive_mode == DRIVE_STEPS))
+            if driven and lazy[q]:
+                _queue_first_crossings(q, T, pop, cst, V, S.wake)
+    for q in range(pops.shape[0]):
+        # a dense delay-ring slot or a large delivery makes the whole target touched: fine
+        # unless the target is updated lazily neuron by neuron even then (driven, predict)
+        by_neuron = lazy[q] and driven_q[q]
+        ring_div[q] = 0 if by_neuron else tab.sizes[0].ring_div
+        whole_ok[pops[q].space] = not by_neuron
+
+
+# ---------------------------------------------------------------------------------------
+# phase 2: delivery
+# ---------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def scatter(tab, g, ev_idx, ev_val, k0, k1, S, stamp):
+    """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through stage ``g`` into its destination
+    space (``tab``: Tables, ``S``: State, ``stamp``: the step's max-pooling stamp); returns
+    the number of synaptic events.  A large sparse or conv delivery (synapses >= 1/16 of
+    the destination) marks the destination wholly touched when ``whole_ok`` allows."""
+    stages, spaces, wf, wi = tab.stages, tab.spaces, tab.wf, tab.wi
+    acc, mark, tlist, tcount, allt = S.acc
+    whole_ok = S.modes.whole_ok
+    st = stages[g]
+    kind, d = st.kind, st.dst
+    dsp = spaces[d]
+    a_off, bs, m_off = dsp.off, dsp.bs, dsp.boff
+    if kind == K_DENSE:
+        allt[d] = True
+        return scatter_dense(wf, st.woff, dsp.n, ev_idx, ev_val, k0, k1, acc, a_off)
+    if kind == K_CONV:
+        nsyn = (k1 - k0) * st.kh * st.kw * st.Co
+        if not allt[d] and whole_ok[d] and nsyn * SPARSE_WHOLE_DIV >= dsp.n:
+            allt[d] = True
+        return scatter_conv(wf, st.woff, wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, st.Co,
+                            st.kh, st.kw, st.sh, st.sw, st.ph, st.pw, ev_idx, ev_val, k0, k1,
+                            acc, a_off, mark, m_off, tlist, tcount, d, S.scr.pbuf, allt[d])
+    if kind == K_SPARSE:
+        if not allt[d] and whole_ok[d]:
+            po = st.poff
+            nsyn = 0
+            for k in range(k0, k1):
+                nsyn += wi[po + ev_idx[k] + 1] - wi[po + ev_idx[k]]
+            if nsyn * SPARSE_WHOLE_DIV >= dsp.n:
+                allt[d] = True
+        return scatter_sparse(wi, st.poff, st.ioff, wf, st.woff, ev_idx, ev_val, k0, k1, acc,
+                              a_off, bs, mark, m_off, tlist, tcount, d, allt[d])
+    if kind == K_SUMPOOL:
+        return scatter_sumpool(wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, ev_idx, ev_val,
+                               k0, k1, acc, a_off, mark, m_off, tlist, tcount, d)
+    if kind == K_MAXPOOL:
+        return scatter_maxpool(wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, ev_idx, ev_val,
+                               k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, S.scr.mp_last,
+                               st.moff, stamp)
+    return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
+
+
+@njit(cache=True, inline="always")
+def run_edge(tab, e, ev_idx, ev_val, k0, k1, S, stamp):
+    """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through every stage of edge ``e``
+    (intermediate spaces are accumulated, then drained into the scratch event list for the
+    next stage); counts each stage's synaptic events in ``S.scr.syn`` and returns their sum
+    (``tab``: Tables, ``S``: State, ``stamp``: see :func:`scatter`)."""
+    ed = tab.edges[e]
+    scr_idx, scr_val, syn = S.scr.idx, S.scr.val, S.scr.syn
+    total = 0
+    for j in range(ed.ns):
+        g = tab.edge_stage[ed.soff + j]
+        ei, ev, ka, kb = ev_idx, ev_val, k0, k1
+        if j > 0:
+            ei, ev, ka = scr_idx, scr_val, 0
+            kb = drain(tab.spaces, tab.stages[g].src, S.acc, scr_idx, scr_val)
+        n = scatter(tab, g, ei, ev, ka, kb, S, stamp) if kb > ka else 0
+        syn[g] += n
+        total += n
+    return total
+
+
+@njit(cache=True)
+def deliver_delayed(t, T, tab, S, stamp):
+    """Phase 2, delayed connections at step ``t`` (time-major; ``T`` steps, ``tab``: Tables,
+    ``S``: State, ``stamp``: see :func:`scatter`): each bundle pushes its source's spikes of
+    step ``t - 1`` into its delay ring (arrival ``t - 1 + d >= t``), then hands the slot of
+    step ``t`` to the target; dense delayed edges take the source's spikes of step
+    ``t - delay`` from its spike ring."""
+    pops, bundles, edges = tab.pops, tab.bundles, tab.edges
+    ring_idx, ring_val, ringc = S.ring
+    ring_div, syn = S.modes.ring_div, S.scr.syn
+    for nb in range(bundles.shape[0]):
+        bun = bundles[nb]
+        if t > 0:
+            ps = pops[bun.src]
+            slot = (t - 1) % ps.R
+            c = ringc[ps.ringc + slot]
+            if c > 0:
+                base = ps.ring + slot * ps.n
+                delay_push(S.dring, bun, tab.wi, tab.wf, ring_idx, ring_val, base, base + c,
+                           t - 1, T, syn)
+        delay_advance(S.dring, bun, t % bun.R, ring_div[bun.tgt], S.acc, tab.spaces)
+    for e in range(pops.shape[0], edges.shape[0]):
+        tt = t - edges[e].delay
+        if tt >= 0:
+            ps = pops[edges[e].src]
+            c = ringc[ps.ringc + tt % ps.R]
+            if c > 0:
+                base = ps.ring + (tt % ps.R) * ps.n
+                run_edge(tab, e, ring_idx, ring_val, base, base + c, S, stamp)
+
+
+@njit(cache=True)
+def fill_window(tab, g, t0, ev_t, ev_idx, ev_val, k0, k1, win):
+    """Layer-major: the input currents of dense stage ``g`` over the steps of a window that
+    starts at ``t0``, from events ``(ev_t, ev_idx, ev_val)[k0:k1]``, source-major into
+    ``win[(t - t0) * n_dst:]`` (:func:`eventsim.kernels.dense_window`)."""
+    st = tab.stages[g]
+    n_src, n_dst = tab.spaces[st.src].n, tab.spaces[st.dst].n
+    if k1 > k0:
+        dense_window(tab.wf, st.woff, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, win)
+
+
+@njit(cache=True, inline="always")
+def window_row(q, t, T, g, n_win, n_now, tab, S):
+    """Layer-major: step ``t``'s row of population ``q``'s window (dense stage ``g``,
+    ``n_win`` steps a window, ``n_now`` source events at ``t``): counted, its target marked
+    wholly touched; returns its offset in ``S.scr.win`` when the update reads it in place
+    (a full pass), else hands it to the accumulator and returns -1 (also when empty)."""
+    if n_now == 0:
+        return -1
+    st = tab.stages[g]
+    n = tab.spaces[st.dst].n
+    wrow = (t % n_win) * n
+    S.acc.allt[st.dst] = True
+    S.scr.syn[g] += n_now * n
+    if full_pass_ready(q, t, T, tab, S):
+        return wrow
+    acc, win = S.acc.acc, S.scr.win
+    ao = tab.spaces[st.dst].off
+    for j in range(n):
+        acc[ao + j] += win[wrow + j]
+        win[wrow + j] = 0
+    return -1
+
+
+# ---------------------------------------------------------------------------------------
+# phase 3: population update
+# ---------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _clear_marks(s, spaces, A):
+    """Clear space ``s``'s touched list (``spaces``: SPACE table, ``A``: Accum)."""
+    mark, tlist, tcount, allt = A.mark, A.tlist, A.tcount, A.allt
+    m_off = spaces[s].boff
+    for k in range(tcount[s]):
+        mark[m_off + tlist[m_off + k]] = 0
+    tcount[s] = 0
+    allt[s] = False
+
+
+@njit(cache=True, inline="always")
+def full_pass_ready(q, t, T, tab, S):
+    """Whether spiking population ``q`` is updated at step ``t`` by a full pass needing no
+    catch-up, wake-up or recording: lazy, no constant input, enough neurons touched
+    (1/full_div), none behind, nothing recorded or due, ``v_min < theta``."""
+    pop = tab.pops[q]
+    s = pop.space
+    lazy, driven, full_div, vmin_hi, _, _ = S.modes
+    return (pop.kind == POP_SPIKING and lazy[q] and not driven[q]
+            and S.nrn.lfull[q] >= t - 1 and S.wake.head[q * T + t] < 0
+            and pop.recn == 0 and not vmin_hi[q]
+            and (S.acc.allt[s] or S.acc.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n))
+
+
+@njit(cache=True, inline="always")
+def update_readout(q, t, b, tab, S, readout_out):
+    """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (population ``q``, step ``t``,
+    sample ``b``; ``tab``: Tables, ``S``: State), written to ``readout_out[t, b, :]`` in
+    the model's output order."""
+    pop = tab.pops[q]
+    acc = S.acc.acc
+    V, cst = S.nrn.V, S.nrn.cst
+    perm = tab.readout_perm
+    s, n, noff, beta = pop.space, pop.n, pop.noff, pop.beta
+    a_off = tab.spaces[s].off
+    for i in range(n):
+        gi = noff + i
+        r = beta * V[gi] + (acc[a_off + i] + cst[gi])
+        acc[a_off + i] = 0
+        V[gi] = r
+        readout_out[t, b, perm[i]] = r
+    if S.acc.tcount[s] > 0 or S.acc.allt[s]:
+        _clear_marks(s, tab.spaces, S.acc)
+
+
+@njit(cache=True, inline="always")
+def full_pass(q, t, T, tab, S, leak, wrow, out_i, out_v, rbase):
+    """One vectorised update of every neuron of lazy population ``q`` at step ``t`` (``T``
+    steps, ``tab``: Tables, ``S``: State, ``leak`` mode): those behind first catch up on the
+    leak (:func:`catch_up`); input from the accumulator, or in place from window row
+    ``wrow`` of ``S.scr.win`` (>= 0); spikes into ``out_i/out_v[rbase:]`` and those that
+    would cross again without input queued for ``t + 1``; returns the spike count."""
+    pop = tab.pops[q]
+    V, U, L, cst, lfull = S.nrn
+    head, wnext, wprev, wake_t, _ = S.wake
+    flags = S.scr.flags
+    s, n, noff = pop.space, pop.n, pop.noff
+    beta, theta, tern, has_vmin = pop.beta, pop.theta, pop.ternary != 0, pop.has_vmin != 0
+    lf = lfull[q]
+    if lf < t - 1:
+        catch_up(V, L, cst, noff, n, lf, t, leak, tab.powtab, q, beta, has_vmin, pop.v_min)
+    src, off = (S.scr.win, wrow) if wrow >= 0 else (S.acc.acc, tab.spaces[s].off)
+    update_all(src, off, cst, V, U, noff, n, flags, beta, theta, pop.reset, pop.v_reset,
+               has_vmin, pop.v_min, tern, pop.recn > 0)
+    cnt = collect_spikes(flags, n, out_i, out_v, rbase)
+    if t + 1 < T:   # only neurons that spiked can cross again without input
+        hq = head[q * T:(q + 1) * T]
+        for k in range(cnt):
+            i = out_i[rbase + k]
+            un = beta * V[noff + i]
+            if un >= theta or (tern and un <= -theta):
+                wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
+    lfull[q] = t
+    _clear_marks(s, tab.spaces, S.acc)
+    return cnt
+
+
+@njit(cache=True)
+def _touch_due(q, t, T, tab, S):
+    """Population ``q``'s neurons due at step ``t`` (wake queue) and its recorded neurons
+    join its touched blocks (``T`` steps, ``tab``: Tables, ``S``: State)."""
+    pop = tab.pops[q]
+    sp = tab.spaces[pop.space]
+    mark, tlist, tcount = S.acc.mark, S.acc.tlist, S.acc.tcount
+    head, wnext, _, wake_t, _ = S.wake
+    s, bs, m_off, noff = pop.space, sp.bs, sp.boff, pop.noff
+    h = q * T + t
+    i = head[h]
+    while i >= 0:   # wake lists hold population-local indices
+        nx = wnext[noff + i]
+        wake_t[noff + i] = -1
+        _touch(i // bs, mark, m_off, tlist, tcount, s)
+        i = nx
+    head[h] = -1
+    rec_idx = tab.rec_idx
+    for k in range(pop.recoff, pop.recoff + pop.recn):
+        _touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
+
+
+@njit(cache=True, inline="always")
+def _touch(blk, mark, m_off, tlist, tcount, s):
+    if mark[m_off + blk] == 0:
+        mark[m_off + blk] = 1
+        tlist[m_off + tcount[s]] = blk
+        tcount[s] += 1
+
+
+@njit(cache=True)
+def _sort_spikes(out_i, out_v, flags, cnt):
+    """Spike list ``out_i[:cnt]`` in ascending order, values from ``flags``: the order of a
+    full pass (later projections add spikes up in list order)."""
+    if cnt > 64:
+        out_i[:cnt].sort()
+    else:   # insertion sort: few spikes, often in order already (no call, no allocation)
+        for a in range(1, cnt):
+            x = out_i[a]
+            b = a - 1
+            while b >= 0 and out_i[b] > x:
+                out_i[b + 1] = out_i[b]
+                b -= 1
+            out_i[b + 1] = x
+    for k in range(cnt):
+        out_v[k] = flags[out_i[k]]
+
+
+@njit(cache=True)
+def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
+    """Neuron by neuron over population ``q``'s touched blocks at step ``t`` (``T`` steps,
+    ``tab``: Tables, ``S``: State, ``opts``: Options): each neuron catches up on the leak of
+    the steps it missed, is updated (:func:`neuron_step`) and queued for its next predicted
+    crossing; spikes into ``ring_i/ring_v`` (views of n entries), sorted; returns their count.
+    Same floats as the full pass: an untouched neuron's step there is ``beta*v + (0 + 0)``,
+    the operation the catch-up repeats."""
+    pop = tab.pops[q]
+    sp = tab.spaces[pop.space]
+    n, noff, a_off, bs, m_off = pop.n, pop.noff, sp.off, sp.bs, sp.boff
+    beta, theta, v_reset, v_min = pop.beta, pop.theta, pop.v_reset, pop.v_min
+    reset, tern, has_vmin = pop.reset, pop.ternary != 0, pop.has_vmin != 0
+    leak, predict, powtab = opts.leak, opts.mode == MODE_PREDICT, tab.powtab
+    head, wnext, wprev, wake_t, period = S.wake
+    whole = S.acc.allt[pop.space]
+    tlist, flags = S.acc.tlist, S.scr.flags
+    lf = S.nrn.lfull[q]
+    hq = head[q * T:(q + 1) * T]
+    vr = v_min if has_vmin and v_reset < v_min else v_reset
+    nprm = (beta, theta, reset, has_vmin, v_min, tern)
+    # views: loop indices from range(0, ...) need no negative-index wraparound
+    accv = S.acc.acc[a_off:a_off + n]
+    Vv, Uv = S.nrn.V[noff:noff + n], S.nrn.U[noff:noff + n]
+    cv, Lv = S.nrn.cst[noff:noff + n], S.nrn.L[noff:noff + n]
+    wt_v, wn_v, wp_v = wake_t[noff:noff + n], wnext[noff:noff + n], wprev[noff:noff + n]
+    per_v = period[noff:noff + n]
+    cnt = 0
+    nb = 1 if whole else S.acc.tcount[pop.space]
+    blen = n if whole else bs
+    for k in range(nb):
+        i0 = 0 if whole else tlist[m_off + k] * bs
+        for j in range(blen):
+            i = i0 + j
+            c = cv[i]
+            v = Vv[i]
+            gap = t - 1 - max(Lv[i], lf)
+            if gap > 0:
+                v = _catch_up_one(v, c, gap, leak, powtab, q, beta, has_vmin, v_min)
+            u, sp_, vn = neuron_step(v, accv[i] + c, beta, theta, reset, v_reset,
+                                     has_vmin, v_min, tern)
+            accv[i] = 0
+            Vv[i] = vn
+            Uv[i] = u
+            Lv[i] = t
+            if sp_ != 0:
+                ring_i[cnt] = i
+                flags[i] = sp_
+                cnt += 1
+            tw = wt_v[i]
+            if tw >= 0:
+                wake_remove(hq, wn_v, wp_v, wt_v, tw, i)
+            if t + 1 < T:
+                d = _next_crossing(t, T, c, vn, sp_, vr, nprm, predict, per_v, i)
+                if d > 0 and t + d < T:
+                    wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
+    _sort_spikes(ring_i, ring_v, flags, cnt)
+    return cnt
+
+
+@njit(cache=True, inline="always")
+def _catch_up_one(v, c, gap, leak, powtab, q, beta, has_vmin, v_min):
+    """A lazy neuron at ``v`` (constant input ``c``) brought over the ``gap`` steps it
+    missed: one multiplication by ``powtab[q, gap]`` (``LEAK_POWER``, no constant input),
+    else :func:`free_steps` (skipped when there is nothing to step: ``c == 0, beta == 1``)."""
+    if c == 0 and leak == LEAK_POWER:
+        v = v * powtab[q, gap]
+        if has_vmin and v < v_min:
+            v = v_min
+    elif c != 0 or beta != 1:
+        v = free_steps(v, c, gap, beta, has_vmin, v_min)
+    return v
+
+
+@njit(cache=True, inline="always")
+def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
+    """Steps after ``t`` (of ``T``) until neuron ``i``, just updated (``vn``, spike ``sp``,
+    constant input ``c``), crosses without input, or <= 0: the next step when ``c == 0``
+    (only then can it cross at once); with ``predict``, by :func:`predict_steps` (a
+    hard-reset neuron's period from ``vr`` is cached in ``per_v[i]``).  ``nprm``: the
+    population's ``(beta, theta, reset, has_vmin, v_min, ternary)``."""
+    beta, theta, reset, has_vmin, v_min, tern = nprm
+    if c == 0:
+        un = beta * vn + c
+        if un >= theta or (tern and un <= -theta):
+            return 1
+        return -1
+    if not predict:
+        return -1
+    if sp != 0 and reset == HARD_RESET:
+        d = per_v[i]
+        if d == 0:
+            d = predict_steps(vr, c, T, beta, theta, has_vmin, v_min, tern)
+            per_v[i] = d
+        return d
+    return predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
+
+
+@njit(cache=True, inline="always")
+def update_population(q, t, T, tab, S, opts, wrow, out_i, out_v, rbase):
+    """Phase 3 for spiking population ``q`` at step ``t`` (``T`` steps; ``tab``: Tables;
+    ``S``: State; ``opts``: Options; ``wrow``: its input's row in the layer-major window, or
+    -1): the spikes go to ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order,
+    their count also to the population's spike ring; returns the count.
+
+    Not lazy (constant drive, "step" mode): every neuron every step.  Lazy: nothing when
+    nothing is touched or due; else the due and recorded neurons join the touched ones and
+    a full pass runs when enough are touched (1/full_div; never for driven populations or
+    ``v_min >= theta``), else a lazy pass."""
+    pop = tab.pops[q]
+    s = pop.space
+    A = S.acc
+    lazy, driven, full_div, vmin_hi, _, _ = S.modes
+    slot = pop.ringc + t % pop.R
+    cnt = 0
+    full = full_pass_ready(q, t, T, tab, S)
+    if full:
+        pass
+    elif (lazy[q] and A.tcount[s] == 0 and not A.allt[s] and S.wake.head[q * T + t] < 0
+            and pop.recn == 0):
+        pass          # nothing touched, nothing due: no neuron changes
+    elif not lazy[q]:
+        update_all(A.acc, tab.spaces[s].off, S.nrn.cst, S.nrn.V, S.nrn.U, pop.noff, pop.n,
+                   S.scr.flags, pop.beta, pop.theta, pop.reset, pop.v_reset, pop.has_vmin != 0,
+                   pop.v_min, pop.ternary != 0, pop.recn > 0)
+        cnt = collect_spikes(S.scr.flags, pop.n, out_i, out_v, rbase)
+        _clear_marks(s, tab.spaces, A)
+        S.nrn.lfull[q] = t
+    else:
+        _touch_due(q, t, T, tab, S)
+        full = (not driven[q] and not vmin_hi[q]
+                and (A.allt[s] or A.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n))
+        if not full:
+            cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + pop.n],
+                            out_v[rbase:rbase + pop.n])
+            _clear_marks(s, tab.spaces, A)
+    if full:
+        cnt = full_pass(q, t, T, tab, S, opts.leak, wrow, out_i, out_v, rbase)
+    S.ring.cnt[slot] = cnt
+    return cnt
+
+
+# ---------------------------------------------------------------------------------------
+# phase 4: spike emission
+# ---------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def record_membranes(q, t, b, tab, S, mem_out):
+    """``mem_out[t, b, k] = u`` of population ``q``'s recorded neurons (``tab``: Tables,
+    ``S``: State)."""
+    pop = tab.pops[q]
+    U, rec_idx = S.nrn.U, tab.rec_idx
+    for k in range(pop.recoff, pop.recoff + pop.recn):
+        mem_out[t, b, k] = U[pop.noff + rec_idx[k]]
+
+
+@njit(cache=True, inline="always")
+def _touched(q, tab, S):
+    """Neurons of population ``q`` touched now (profile counter)."""
+    pop = tab.pops[q]
+    s = pop.space
+    return pop.n if S.acc.allt[s] else S.acc.tcount[s] * tab.spaces[s].bs
+
+
+@njit(cache=True, inline="always")
+def _syn_total(S):
+    return S.scr.syn.sum()
+
+
+# ---------------------------------------------------------------------------------------
+# drivers
+# ---------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def time_major_step(t, b, b0, T, tab, inp, S, opts, out, ocnt, k0):
+    """Phases 2-4 of step ``t`` of sample ``b`` in the time-major schedule, population by
+    population (``T`` steps, kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs whose
+    events of step ``t`` start at ``k0``, ``S``: State, ``opts``: Options, ``out``: Output
+    with ``ocnt`` spikes listed); returns ``(out, ocnt, end of the step's input events)``."""
+    prof, on = S.scr.prof, opts.profile
+    Q = tab.pops.shape[0]
+    ring_idx, ring_val, _ = S.ring
+    stamp = (b - b0) * T + t + 1
+    c0 = _cycles() if on else 0
+    ev = _syn_total(S) if on else 0
+    deliver_delayed(t, T, tab, S, stamp)
+    if on:
+        c0 = _lap(prof, Q, PH_DELIVER, c0, _syn_total(S) - ev, 0)
+    k1 = step_end(inp.ev_t, k0, inp.ev_ptr[b + 1], t)
+    for q in range(Q):
+        pop = tab.pops[q]
+        ei, ev_v, ka, kb = inp.ev_i, inp.ev_v, k0, k1     # the input's events of step t
+        if q > 0:                                        # or the source's spikes
+            src = tab.pops[q - 1]
+            ei, ev_v, ka = ring_idx, ring_val, src.ring + (t % src.R) * src.n
+            kb = ka + S.ring.cnt[src.ringc + t % src.R]
+        ev = run_edge(tab, q, ei, ev_v, ka, kb, S, stamp) if kb > ka else 0
+        nu = 0
+        if on:
+            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
+            nu = _touched(q, tab, S)
+        rbase = pop.ring + (t % pop.R) * pop.n
+        if pop.kind == POP_SPIKING:
+            c = update_population(q, t, T, tab, S, opts, -1, ring_idx, ring_val, rbase)
+        else:
+            c = 0
+            update_readout(q, t, b, tab, S, out.readout)
+        if on:
+            c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
+        if c > 0:
+            out.counts[b - b0, t, q] = c
+            out = append_spikes(out, ocnt, ring_idx, ring_val, rbase, c)
+            ocnt += c
+        record_membranes(q, t, b, tab, S, out.mem)
+        if on:
+            c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
+    return out, ocnt, k1
+
+
+@njit(cache=True)
+def run_time_major(T, b0, b1, tab, inp, S, opts, out):
+    """Driver of the time-major schedule (any network): for each sample, set-up, then step
+    by step every phase of every population; returns ``(out, spikes listed)``."""
+    ocnt = 0
+    for b in range(b0, b1):
+        c0 = _cycles() if opts.profile else 0
+        sample_setup(b, b0, T, opts, tab, inp, S)
+        if opts.profile:
+            _lap(S.scr.prof, tab.pops.shape[0], PH_SETUP, c0, 0, 0)
+        k = inp.ev_ptr[b]
+        for t in range(T):
+            if inp.drive_mode == DRIVE_STEPS and t > 0:
+                set_drive(t, b - b0, tab, inp.drive, S.nrn.cst)
+            out, ocnt, k = time_major_step(t, b, b0, T, tab, inp, S, opts, out, ocnt, k)
+    return out, ocnt
+
+
+@njit(cache=True)
+def window_plan(q, tab, in_sorted, T):
+    """Layer-major: ``(g, steps)`` when population ``q``'s edge is one dense stage ``g``
+    delivered source-major over windows of ``steps`` steps (input events need each step's
+    events in ascending order, ``in_sorted``), else ``(-1, 0)``."""
+    ed = tab.edges[q]
+    g = tab.edge_stage[ed.soff]
+    if ed.ns != 1 or tab.stages[g].kind != K_DENSE or not (q > 0 or in_sorted):
+        return -1, 0
+    n = tab.spaces[tab.stages[g].dst].n
+    return g, min(T, max(1, window_size(tab, T) // n))
+
+
+@njit(cache=True)
+def window_size(tab, T):
+    """Values of the layer-major window: the largest target of a one-dense-stage edge,
+    times the steps that fit ``sizes.window`` (at least one step)."""
+    n = 0
+    for e in range(tab.edges.shape[0]):
+        g = tab.edge_stage[tab.edges[e].soff]
+        if tab.edges[e].ns == 1 and tab.stages[g].kind == K_DENSE:
+            n = max(n, tab.spaces[tab.stages[g].dst].n)
+    return max(n, min(tab.sizes[0].window, T * n))
+
+
+@njit(cache=True)
+def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
+    """Population ``q`` over all steps of sample ``b`` in the layer-major schedule: its edge
+    delivers the spikes of its source (input events, or population q - 1's in ``lm``), by
+    windows of steps when it is one dense stage; spikes appended to ``lm`` (SpikeList, with
+    ``lm_n = lm.start[q, 0]`` entries); returns ``(lm, entries)``."""
+    prof, on, Q, bb = S.scr.prof, opts.profile, tab.pops.shape[0], b - b0
+    pop = tab.pops[q]
+    g, n_win = window_plan(q, tab, in_sorted, T)
+    lm_n = lm.start[q, 0]
+    k1 = inp.ev_ptr[b]
+    c0 = _cycles() if on else 0
+    for t in range(T):
+        stamp = bb * T + t + 1
+        if inp.drive_mode == DRIVE_STEPS and t > 0 and q == tab.edges[0].tgt:
+            set_drive(t, bb, tab, inp.drive, S.nrn.cst)
+        ev_t, ev_i, ev_v, k0, k1, kw = _layer_source(q, t, bb, T, n_win, inp, b, lm, out, k1)
+        wrow = -1
+        if n_win > 0:
+            if t % n_win == 0:
+                fill_window(tab, g, t, ev_t, ev_i, ev_v, k0, kw, S.scr.win)
+            wrow = window_row(q, t, T, g, n_win, k1 - k0, tab, S)
+            ev = (k1 - k0) * tab.spaces[tab.stages[g].dst].n
+        else:
+            ev = run_edge(tab, q, ev_i, ev_v, k0, k1, S, stamp) if k1 > k0 else 0
+        nu = 0
+        if on:
+            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
+            nu = _touched(q, tab, S)
+        lm.start[q, t] = lm_n
+        lm = _room(lm, lm_n, pop.n)
+        if pop.kind == POP_SPIKING:
+            c = update_population(q, t, T, tab, S, opts, wrow, lm.i, lm.v, lm_n)
+        else:
+            c = 0
+            update_readout(q, t, b, tab, S, out.readout)
+        if on:
+            c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
+        out.counts[bb, t, q] = c
+        lm.t[lm_n:lm_n + c] = t
+        lm_n += c
+        record_membranes(q, t, b, tab, S, out.mem)
+        if on:
+            c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
+    if q + 1 < Q:
+        lm.start[q + 1, 0] = lm_n
+    return lm, lm_n
+
+
+@njit(cache=True, inline="always")
+def _layer_source(q, t, bb, T, n_win, inp, b, lm, out, k_prev):
+    """Layer-major: the spikes feeding population ``q``'s edge at step ``t`` as
+    ``(ev_t, ev_idx, ev_val, k0, k1, kw)``: entries ``k0:k1`` (the input's events of the
+    step, from ``k_prev``; or population q - 1's in ``lm``), and ``kw``: the end of those of
+    the window starting at ``t`` (``n_win`` steps; 0: none)."""
+    if q == 0:
+        k0 = k_prev
+        pend = inp.ev_ptr[b + 1]
+        k1 = step_end(inp.ev_t, k0, pend, t)
+        kw = k1
+        if n_win > 0 and t % n_win == 0:
+            kw = step_end(inp.ev_t, k0, pend, min(T, t + n_win) - 1)
+        return inp.ev_t, inp.ev_i, inp.ev_v, k0, k1, kw
+    counts = out.counts
+    k0 = lm.start[q - 1, t]
+    k1 = k0 + counts[bb, t, q - 1]
+    kw = k1
+    if n_win > 0 and t % n_win == 0:
+        t1 = min(T, t + n_win)
+        kw = lm.start[q - 1, t1 - 1] + counts[bb, t1 - 1, q - 1]
+    return lm.t, lm.i, lm.v, k0, k1, kw
+
+
+@njit(cache=True)
+def _steps_sorted(ev_t, ev_i, p, pend):
+    """Whether each step's events ``p:pend`` are in ascending index order."""
+    for k in range(p + 1, pend):
+        if ev_t[k] == ev_t[k - 1] and ev_i[k] < ev_i[k - 1]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def run_layer_major(T, b0, b1, tab, inp, S, opts, out):
+    """Driver of the layer-major schedule (feed-forward networks): for each sample, set-up,
+    then population after population over all steps (:func:`layer_pass`); the sample's
+    spikes are listed in (q, t) order.  Returns ``(out, spikes listed)``."""
+    Q = tab.pops.shape[0]
+    dt = tab.const_all.dtype
+    lm = SpikeList(np.empty(1024, np.int64), np.empty(1024, np.int64), np.empty(1024, dt),
+                   np.zeros((Q, T), np.int64))
+    ocnt = 0
+    for b in range(b0, b1):
+        c0 = _cycles() if opts.profile else 0
+        sample_setup(b, b0, T, opts, tab, inp, S)
+        in_sorted = _steps_sorted(inp.ev_t, inp.ev_i, inp.ev_ptr[b], inp.ev_ptr[b + 1])
+        if opts.profile:
+            _lap(S.scr.prof, Q, PH_SETUP, c0, 0, 0)
+        lm.start[0, 0] = 0
+        lm_n = 0
+        for q in range(Q):
+            lm, lm_n = layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted)
+        out = append_spikes(out, ocnt, lm.i, lm.v, 0, lm_n)
+        ocnt += lm_n
+    return out, ocnt
+
+
+@njit(cache=True, nogil=True)
+def run_batch(tab, inp, T, b0, b1, opts, readout_out, mem_out):
+    """Simulate samples ``b0 <= b < b1`` for ``T`` steps.
+
+    ``tab``: Tables (``eventsim.tables``); ``inp``: Inputs; ``opts``: Options (constant
+    drive mode, leak, schedule, profile).  Outputs: ``readout_out[t, b, :]``,
+    ``mem_out[t, b, :]`` (recorded neurons, u before reset); returns ``(counts [b1-b0, T, Q]
+    int32, neuron int32, value int8, synaptic events per stage, profile counters
+    [Q + 1, N_PHASES, 3])``: the spikes of population q at step t of sample b are the next
+    ``counts[b - b0, t, q]`` entries of ``(neuron, value)`` (ascending internal index, the
+    order in which the population's projections add them up), taken in (b, t, q) order, or
+    in (b, q, t) order when the layer-major schedule ran (see ``kernels.split_spikes``).
+
+    ``SCHEDULE_LAYER`` (valid only without bundles and delayed edges) runs
+    :func:`run_layer_major`, else :func:`run_time_major`."""
+    Q = tab.pops.shape[0]
+    layer_major = (opts.schedule == SCHEDULE_LAYER and tab.bundles.shape[0] == 0
+                   and tab.edges.shape[0] == Q)
+    S = new_state(tab, T, opts.leak, window_size(tab, T) if layer_major else 0)
+    # the spike buffer is sized for the worst case (every neuron every step) up to a limit;
+    # pages are only touched when written, and it grows by doubling past the limit
+    n_spiking = 0
+    for q in range(Q):
+        if tab.pops[q].kind == POP_SPIKING:
+            n_spiking += tab.pops[q].n
+    cap = max(16, min(n_spiking * T * (b1 - b0), tab.sizes[0].spikecap))
+    out = Output(np.zeros((b1 - b0, T, Q), np.int32), np.empty(cap, np.int32),
+                 np.empty(cap, np.int8), readout_out, mem_out)
+    if layer_major:
+        out, ocnt = run_layer_major(T, b0, b1, tab, inp, S, opts, out)
+    else:
+        out, ocnt = run_time_major(T, b0, b1, tab, inp, S, opts, out)
+    return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
+            S.scr.prof)
