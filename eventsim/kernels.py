@@ -36,6 +36,8 @@ import sys
 import numpy as np
 from numba import njit
 
+from snncore import neuron as _neuron
+
 from .tables import (HARD_RESET, K_BUNDLED, K_CONV, K_DENSE, K_IDENTITY, K_MAXPOOL,  # noqa: F401
                      K_SPARSE, K_SUMPOOL, POP_READOUT, POP_SPIKING, POST_NONE, POST_SCALE,
                      SUBTRACT_RESET)
@@ -469,30 +471,9 @@ def drain(spaces, s, A, out_idx, out_val):
 # ---------------------------------------------------------------------------------------
 # neuron kernels (docs/methods.md section 2)
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
-def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
-    """One canonical update: returns ``(u, s, v_new)``.
-
-    ``u = beta*v + I``; ``s = 1[u >= theta]`` (ternary: ``-1[u <= -theta]``);
-    hard: ``v_new = v_reset`` where ``s != 0``; subtract: ``v_new = u - theta*s``;
-    then ``v_new = max(v_new, v_min)`` when ``has_vmin``.  ``s`` is an int."""
-    u = beta * v + I
-    s = 0
-    if u >= theta:
-        s = 1
-    elif ternary and u <= -theta:
-        s = -1
-    if s == 0:
-        vn = u
-    elif reset == HARD_RESET:
-        vn = v_reset
-    elif s == 1:
-        vn = u - theta
-    else:
-        vn = u + theta
-    if has_vmin and vn < v_min:
-        vn = v_min
-    return u, s, vn
+# One canonical update of one neuron, ``(u, s, v_new)``: written once, in the contract layer
+# (snncore.neuron), and inlined here as in the dense engine's fused LIF loop.
+neuron_step = _neuron.canonical_update
 
 
 @njit(cache=True)

@@ -284,7 +284,7 @@ class _FakeSimulator:
         self.options = options
 
     def run(self, x):
-        from training.neurons import NeuronParams, canonical_step
+        from snncore.neuron import NeuronParams, canonical_step
 
         if isinstance(x, inputs.EventBatch):
             x = inputs.to_dense(x)

@@ -463,7 +463,7 @@ def test_neuron_step(dtype):
 
 def test_neuron_step_equals_canonical_step():
     """The scalar kernel is docs/methods.md section 2 as written in training.neurons."""
-    from training.neurons import NeuronParams, canonical_step
+    from snncore.neuron import NeuronParams, canonical_step
     rng = np.random.default_rng(1)
     for reset in ("hard", "subtract"):
         for beta in (1.0, 0.5, 0.9):

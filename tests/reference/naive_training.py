@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from training import surrogates
-from training.neurons import NeuronParams, canonical_step
+from snncore.neuron import NeuronParams, canonical_step
 
 
 def lif_forward(current, p: NeuronParams, surrogate=None, smooth=False, reset_spikes=None):
