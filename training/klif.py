@@ -1,4 +1,4 @@
-"""KLIF: LIF neurons with a learnable membrane scaling ``k`` (docs/methods.md section 14).
+"""KLIF: LIF neurons with a learnable membrane scaling ``k`` (docs/methods.md, section "KLIF").
 
 Per neuron and step, with ``V_{-1} = 0`` (Jiang & Zhang 2023, in SpikingJelly's KLIFNode form)::
 
