@@ -436,3 +436,22 @@ def test_export_file_roundtrip_and_errors(float64, tmp_path):
     # an out-of-range k left by an optimiser step is exported clipped (beta < 1)
     net.layers[1].k.data[0] = 7.0
     assert training.to_model(net, input_shape=(16,), T=4).layers[1].beta < 1.0
+
+
+def test_fit_checkpoint_resume_restores_k(tmp_path):
+    """k travels in the state dict: 2 epochs in one go equal 1 epoch + resume for 1 more."""
+    rng = np.random.default_rng(20)
+    x = rng.random((48, 10)).astype(np.float32)
+    y = (x[:, :5].sum(1) > x[:, 5:].sum(1)).astype(np.int64)
+
+    def run(epochs, ckpt, resume):
+        net = training.Sequential(training.Linear(10, 12, rng=1), KLIF(k=0.9),
+                                  training.Linear(12, 2, rng=2))
+        opt = training.optim.Adam(net.parameters(), lr=0.05)
+        training.fit(net, (x, y), T=3, epochs=epochs, batch_size=16, optimizer=opt,
+                     progress=False, checkpoint=ckpt, resume=resume)
+        return net.layers[1].k.data[0]
+
+    straight = run(2, None, False)
+    run(1, tmp_path / "c.h5", False)
+    assert run(2, tmp_path / "c.h5", True) == straight and straight != np.float32(0.9)
