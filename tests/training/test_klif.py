@@ -11,7 +11,7 @@ from snncore import modelfile as mf
 from training import surrogates
 from training.klif import KLIF, ClampedLIF, klif_backward, klif_forward
 from training.msg import expected_kept
-from tests.gradcheck import assert_close, check_module_gradients, numeric_grad
+from tests.gradcheck import check_module_gradients
 from tests.reference import naive_klif as naive
 
 
