@@ -11,6 +11,7 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .pooling import AvgPool2d, MaxPool2d
 from .module import Module, Parameter
 from .neurons import IF, LIF, NeuronParams, canonical_step
+from .klif import KLIF
 from snncore import datasets, encoding
 from . import losses, msg, optim, surrogates
 from .msg import MSGSchedule
@@ -19,7 +20,7 @@ from .trainer import History, TrainingDiverged, TrainingInterrupted, evaluate, f
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Flatten", "Conv2d", "AvgPool2d", "MaxPool2d",
-    "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "NeuronParams",
+    "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "KLIF", "NeuronParams",
     "canonical_step", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "losses", "surrogates", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
 ]

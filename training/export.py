@@ -27,6 +27,7 @@ from snncore import modelfile as mf
 
 from .layers import Flatten, Linear, Sequential
 from .module import Module
+from .klif import KLIF, ClampedLIF
 from .neurons import LIF
 
 
@@ -104,6 +105,9 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             records.append(mf.Spiking(beta=p.beta, theta=p.theta, reset=p.reset,
                                       v_reset=p.v_reset, v_min=p.v_min, spikes="binary"))
             last_weight = None
+        elif isinstance(layer, KLIF):
+            _export_klif(layer, records, last_weight, where, dtype)
+            last_weight = None
         else:
             raise ValueError(f"export: {where} has no model-file equivalent")
         if len(origins) < len(records):   # this layer became a record of its own
@@ -119,6 +123,21 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
                      origins=origins)
     mf.validate(model)
     return model
+
+
+def _export_klif(layer, records: list, last_weight, where: str, dtype) -> None:
+    """Append the canonical form of a KLIF layer (docs/methods.md section 14): the gain
+    ``k/tau`` folded into the weight layer ``records[last_weight]``, then a hard-reset LIF with
+    ``beta = k (1 - 1/tau)``, ``v_reset = 0`` and ``v_min = 0``."""
+    if last_weight is None:
+        raise ValueError(f"export: {where} has no weight layer before it")
+    prev = records[last_weight]
+    g = np.float64(layer.input_gain)
+    records[last_weight] = _replace_wb(
+        prev, _as_float(prev.weight.astype(np.float64) * g, dtype),
+        None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
+    records.append(mf.Spiking(beta=layer.beta, theta=layer.threshold, reset="hard",
+                              v_reset=0.0, v_min=0.0, spikes="binary"))
 
 
 def _replace_wb(rec, W, b):
@@ -171,6 +190,9 @@ def to_network(model: mf.Model) -> Sequential:
             layers.append(MaxPool2d(tuple(rec.kernel), stride=tuple(rec.stride)))
         elif isinstance(rec, mf.Flatten):
             layers.append(Flatten())
+        elif isinstance(rec, mf.Spiking) and rec.spikes == "binary" and rec.v_min is not None:
+            layers.append(ClampedLIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset,
+                                     v_reset=rec.v_reset, v_min=rec.v_min))   # e.g. a KLIF
         elif isinstance(rec, mf.Spiking):
             if rec.spikes != "binary" or rec.v_min is not None:
                 raise ValueError(f"to_network: layer {i}: ternary spikes and v_min are not in the "
