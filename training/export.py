@@ -53,7 +53,8 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             ending with a weight layer (the readout).
         input_shape: feature shape of one sample, e.g. ``(1, 28, 28)`` or ``(784,)``.
         T: time steps; encoding: "direct" or "rate".
-        time_weights: decoder weights ``a[T]`` (TWO) or None for uniform.
+        time_weights: decoder weights ``a[T]`` (TWO); None takes the network's own
+            (``net.time_weights``, set by ``fit(..., decoder="two")``), uniform if it has none.
         dtype: float dtype of the stored arrays (float32 by default).
         metadata: scalars stored with the model (dataset, method, accuracy, seed, ...).
     """
@@ -115,6 +116,8 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
     if not records or not isinstance(records[-1], (mf.Dense, mf.Conv2d)):
         raise ValueError("export: the network must end with a Linear readout layer "
                          "(non-spiking, decoded over time)")
+    if time_weights is None:
+        time_weights = getattr(net, "time_weights", None)
     tw = None if time_weights is None else _as_float(time_weights, dtype)
     records.append(mf.Readout(beta=0.0, time_weights=tw))
     origins.append(None)  # the readout integrator has no layer of its own in the Sequential

@@ -131,6 +131,11 @@ class Sequential(Module):
 
     ``backward(grad_y)`` returns ``dL/dx`` for the network input; pass
     ``need_input_grad=False`` to skip that last (often large) product when training.
+
+    ``time_weights``: the decoder weights ``a[T]`` (float64) the network was trained with
+    (``fit(..., decoder="two")`` sets them), or None for the uniform mean.  When set they are
+    part of ``state_dict()`` (key ``"time_weights"``), so checkpoints keep them, and
+    ``evaluate`` and ``export`` use them unless given other weights.
     """
 
     def __init__(self, *layers: Module):
@@ -139,6 +144,23 @@ class Sequential(Module):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a layer")
         self.layers = list(layers)
+        self._time_weights = None
+
+    @property
+    def time_weights(self):
+        """Decoder weights ``a[T]`` (float64) or None (uniform)."""
+        return self._time_weights
+
+    @time_weights.setter
+    def time_weights(self, value) -> None:
+        if value is None:
+            self._time_weights = None
+            return
+        a = np.array(value, dtype=np.float64)
+        if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
+            raise ValueError(f"Sequential.time_weights: must be a non-empty 1-D array of finite "
+                             f"numbers [T], got shape {a.shape}")
+        self._time_weights = a
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(l) for l in self.layers)
@@ -160,6 +182,19 @@ class Sequential(Module):
     def named_buffers(self, prefix: str = ""):
         for i, layer in enumerate(self.layers):
             yield from layer.named_buffers(f"{prefix}{i}.")
+        if self._time_weights is not None:
+            yield f"{prefix}time_weights", self._time_weights
+
+    def load_state_dict(self, state: dict) -> None:
+        """As :meth:`Module.load_state_dict`; the state's ``"time_weights"`` (present or
+        absent) replaces the network's own."""
+        old = self._time_weights
+        self.time_weights = state["time_weights"] if "time_weights" in state else None
+        try:
+            super().load_state_dict(state)
+        except Exception:
+            self._time_weights = old        # a refused state changes nothing
+            raise
 
     def train(self, mode: bool = True) -> "Sequential":
         self.training = mode

@@ -26,9 +26,11 @@ from snncore import encoding
 from snncore.fileio import check_output
 
 from . import losses
+from . import two as two_mod
 from .checkpoint import (check_architecture, load_checkpoint, restore_rng, rng_state,
                          save_checkpoint)
 from .layers import Sequential
+from .module import Module
 from .optim import clip_grad_norm
 
 
@@ -73,6 +75,15 @@ class History:
     ``epoch`` holds epoch numbers counted from 1, as everywhere in ``fit``: the progress bar
     ("epoch 1/5"), the ``on_epoch_end(epoch, history)`` callback, a checkpoint's ``epoch``
     (epochs completed) and the divergence messages all name the first epoch 1.
+
+    Filled only by the runs that use them (else empty):
+
+    - ``time_weights``: with ``decoder="two"``, one float64 array ``[T]`` per epoch, the
+      decoder weights after that epoch's update (the weights the next epoch trains with);
+    - ``msg_p``: with ``msg_schedule``, the masking probability the epoch trained with.
+
+    :meth:`as_dict` holds the per-epoch numbers (``msg_p`` only when filled), not the
+    ``time_weights`` rows.
     """
     epoch: list = field(default_factory=list)
     train_loss: list = field(default_factory=list)
@@ -81,15 +92,23 @@ class History:
     test_acc: list = field(default_factory=list)
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    time_weights: list = field(default_factory=list)
+    msg_p: list = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {k: [float(v) for v in vals] for k, vals in vars(self).items()}
+        """``{name: [float per epoch]}``; ``msg_p`` only when filled, no ``time_weights``."""
+        return {k: [float(v) for v in vals] for k, vals in vars(self).items()
+                if k != "time_weights" and (vals or k != "msg_p")}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict, time_weights=None) -> "History":
+        """The History of :meth:`as_dict`'s ``d``; ``time_weights``: rows ``[epochs, T]``."""
         h = cls()
         for k in vars(h):
-            getattr(h, k).extend(d.get(k, []))
+            if k != "time_weights":
+                getattr(h, k).extend(d.get(k, []))
+        if time_weights is not None:
+            h.time_weights.extend(np.array(row, dtype=np.float64) for row in time_weights)
         return h
 
 
@@ -104,13 +123,44 @@ def make_encoder(spec, T: int) -> Callable:
     raise ValueError(f"encoder must be 'direct', 'rate' or a callable, got {spec!r}")
 
 
-def _loss_fn(spec, label_smoothing: float):
+def _loss_fn(spec, label_smoothing: float, time_weights: Callable = lambda: None):
+    """``(y, labels) -> (loss, dL/dy)``; "rate_ce" decodes with ``time_weights()`` (read at
+    every call, so ``fit`` can change the weights between epochs)."""
     if callable(spec):
         return spec
     if spec not in losses.LOSSES:
         raise ValueError(f"loss must be one of {sorted(losses.LOSSES)} or a callable, got {spec!r}")
     fn = losses.LOSSES[spec]
+    if spec == "rate_ce":
+        return lambda y, labels: fn(y, labels, time_weights=time_weights(),
+                                    label_smoothing=label_smoothing)
     return lambda y, labels: fn(y, labels, label_smoothing=label_smoothing)
+
+
+def _constrained(net) -> list:
+    """Every module of ``net`` (itself, its layers, their sub-modules) with a ``constrain()``
+    method, in order, each once: ``fit`` calls them after every optimiser step."""
+    found, seen = [], set()
+
+    def walk(m):
+        if id(m) in seen:
+            return
+        seen.add(id(m))
+        if callable(getattr(m, "constrain", None)):
+            found.append(m)
+        for value in vars(m).values():
+            for sub in (value if isinstance(value, (list, tuple)) else (value,)):
+                if isinstance(sub, Module):
+                    walk(sub)
+
+    walk(net)
+    return found
+
+
+def _check_msg_schedule(msg_schedule):
+    if msg_schedule is not None and not callable(getattr(msg_schedule, "apply", None)):
+        raise ValueError(f"msg_schedule: must be a training.MSGSchedule (an object with "
+                         f"apply(net, epoch)), got {type(msg_schedule).__name__}")
 
 
 def _generators(net) -> dict[str, np.random.Generator]:
@@ -173,9 +223,21 @@ def _check_gradients(named, epoch: int, batch: int) -> None:
                                    f"batch {batch + 1}; training stopped")
 
 
+def _extra(T, batch_size, seed, history: History) -> dict:
+    """The checkpoint's ``extra`` group: run settings and the TWO weights' history."""
+    extra = {"T": int(T), "batch_size": int(batch_size), "seed": int(seed)}
+    if history.time_weights:
+        extra["time_weights_history"] = np.stack(history.time_weights)
+    return extra
+
+
 def evaluate(net: Sequential, images, labels, *, T: int, encoder="direct", batch_size: int = 1000,
              loss="rate_ce", seed: int = 0, time_weights=None, progress: bool = False):
     """Mean loss and accuracy of ``net`` in eval mode; returns ``(loss, accuracy)``.
+
+    The decoder weights are ``time_weights`` when given, else the network's own
+    (``net.time_weights``, set by ``fit(..., decoder="two")``), else uniform; they weight
+    both the accuracy's decoding and the "rate_ce" loss.
 
     ``images`` and ``labels`` are checked as :func:`fit` checks its test set (not empty,
     float images the encoder accepts).
@@ -189,7 +251,9 @@ def _evaluate(net, images, labels, *, T, encoder, batch_size, loss, seed, time_w
               progress=False):
     """:func:`evaluate` on checked, non-empty arrays."""
     enc = make_encoder(encoder, T)
-    loss_fn = _loss_fn(loss, 0.0)
+    if time_weights is None:
+        time_weights = getattr(net, "time_weights", None)
+    loss_fn = _loss_fn(loss, 0.0, lambda: time_weights)
     rng = np.random.default_rng(seed)
     was_training = net.training
     net.eval()
@@ -211,7 +275,9 @@ def _evaluate(net, images, labels, *, T, encoder, batch_size, loss, seed, time_w
 def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimizer,
         schedule=None, test=None, loss="rate_ce", encoder="direct", label_smoothing: float = 0.0,
         clip_norm: float | None = None, seed: int = 0, checkpoint=None, resume: bool = False,
-        overwrite: bool = False, progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None) -> History:
+        overwrite: bool = False, progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None,
+        decoder: str = "mean", two_lam: float = 0.3, two_warmup: int = 5,
+        two_accuracy: str = "cumulative", msg_schedule=None) -> History:
     """Train ``net`` by BPTT.
 
     Args:
@@ -236,12 +302,28 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         on_epoch_end: optional ``f(epoch, history)`` called after each epoch (and after its
             checkpoint is written) with the epoch number counted from 1, the number the
             progress bar shows: ``epoch == history.epoch[-1]``, 1 after the first epoch.
+        decoder: "mean" (uniform decoder; clears ``net.time_weights``) or "two" (temporally
+            weighted output, docs/methods.md section 6; needs ``loss="rate_ce"``): the
+            weights ``net.time_weights`` start at ones and, after every epoch
+            ``e > two_warmup`` (counted from 0), become
+            ``(1 - two_lam) a + two_lam acc / mean(acc)`` with ``acc[T]`` the epoch's
+            training accuracy per step; ``history.time_weights`` records them per epoch.
+        two_lam: TWO step size in (0, 1].  two_warmup: epochs ``0..two_warmup`` keep ones.
+        two_accuracy: "cumulative" (step t predicts ``argmax sum_{tau <= t} o_tau``, the
+            authors' reading) or "per_step" (``argmax o_t``).
+        msg_schedule: a ``training.MSGSchedule``; ``msg_schedule.apply(net, epoch)`` sets
+            every MSG layer's ``msg_p`` at the start of each epoch (recorded in
+            ``history.msg_p``).
+        After every optimiser step, each layer of ``net`` that defines ``constrain()`` has
+        it called (to keep a learnable parameter in range).
     Returns:
         :class:`History` of per-epoch metrics.
     Raises:
         ValueError: an empty train or test set, mismatched labels, or images the encoder
             would misread: integer pixels (convert with ``dataset.float_images()`` or
-            ``images / 255``), non-finite values, or values outside [0, 1] for "rate".
+            ``images / 255``), non-finite values, or values outside [0, 1] for "rate";
+            a bad TWO option or ``msg_schedule`` (the message names the argument); resuming
+            a checkpoint written with the other decoder.
         TrainingDiverged: the loss or a gradient became NaN or infinite.
         TrainingInterrupted: Ctrl-C; the message says which epoch the checkpoint holds and
             how to resume.  The checkpoint is left as it was at the end of that epoch.
@@ -251,8 +333,18 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         x_test, labels_test = _check_data("test", test, encoder)
     if int(T) < 1 or int(epochs) < 0 or int(batch_size) < 1:
         raise ValueError(f"fit: need T >= 1, epochs >= 0, batch_size >= 1; got {T}, {epochs}, {batch_size}")
+    decoder, two_lam, two_warmup, two_accuracy = two_mod.check_options(
+        decoder, two_lam, two_warmup, two_accuracy)
+    use_two = decoder == "two"
+    if use_two and loss != "rate_ce":
+        raise ValueError(f"decoder: 'two' weights the decoded output of loss='rate_ce', "
+                         f"got loss={loss!r}")
+    _check_msg_schedule(msg_schedule)
     enc = make_encoder(encoder, T)
-    loss_fn = _loss_fn(loss, label_smoothing)
+    if use_two or getattr(net, "time_weights", None) is not None:
+        net.time_weights = np.ones(int(T)) if use_two else None
+    loss_fn = _loss_fn(loss, label_smoothing, lambda: getattr(net, "time_weights", None))
+    constrained = _constrained(net)
     rng = np.random.default_rng(seed)
     layer_rngs = _generators(net)
     history, start_epoch, step = History(), 0, 0
@@ -263,6 +355,10 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path)
+        if ("time_weights" in ck.model_state) != use_two:
+            raise ValueError(f"checkpoint {ckpt_path} was written with decoder="
+                             f"{'two' if not use_two else 'mean'!r}; resume it with that decoder "
+                             f"(got decoder={decoder!r})")
         check_architecture(ckpt_path, ck.model_state, net.state_dict())
         net.load_state_dict(ck.model_state)
         optimizer.load_state_dict(ck.optimizer_state)
@@ -271,7 +367,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         rng = restore_rng(ck.rng_state["trainer"])
         for key, gen in layer_rngs.items():
             gen.bit_generator.state = restore_rng(ck.rng_state[key]).bit_generator.state
-        history = History.from_dict(ck.metrics or {})
+        history = History.from_dict(ck.metrics or {},
+                                    (ck.extra or {}).get("time_weights_history"))
         start_epoch, step = ck.epoch, ck.step
         saved_epoch = ck.epoch
 
@@ -284,6 +381,9 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             net.train()
+            p_msg = None if msg_schedule is None else float(msg_schedule.apply(net, epoch))
+            tw = getattr(net, "time_weights", None)     # this epoch's decoder weights
+            hits = np.zeros(int(T), dtype=np.int64) if use_two else None
             order = rng.permutation(n)
             sum_loss, correct, seen = 0.0, 0, 0
             bar = tqdm(range(n_batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
@@ -308,11 +408,15 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                         raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
                                                f"batch {b + 1}; training stopped")
                 optimizer.step()
+                for layer in constrained:
+                    layer.constrain()
                 if schedule is not None:
                     schedule.step()
                 step += 1
                 sum_loss += value * len(idx)
-                correct += int(np.sum(losses.decode(y).argmax(axis=1) == yb))
+                correct += int(np.sum(losses.decode(y, tw).argmax(axis=1) == yb))
+                if hits is not None:
+                    hits += two_mod.step_hits(y, yb, two_accuracy)
                 seen += len(idx)
                 if b % 10 == 0:
                     bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
@@ -322,6 +426,12 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             history.train_loss.append(sum_loss / seen)
             history.train_acc.append(correct / seen)
             history.lr.append(float(optimizer.lr))
+            if p_msg is not None:
+                history.msg_p.append(p_msg)
+            if use_two:
+                if epoch >= two_mod.first_update_epoch(two_warmup):
+                    net.time_weights = two_mod.update_weights(tw, hits / seen, two_lam)
+                history.time_weights.append(net.time_weights.copy())
             if test is not None:
                 where = f"epoch {epoch + 1}, evaluating the test set"
                 tl, ta = _evaluate(net, x_test, labels_test, T=T, encoder=encoder, loss=loss,
@@ -342,7 +452,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                 save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
                                 schedule_state=None if schedule is None else schedule.state_dict(),
                                 rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
-                                extra={"T": int(T), "batch_size": int(batch_size), "seed": int(seed)},
+                                extra=_extra(T, batch_size, seed, history),
                                 overwrite=True)  # this run's own checkpoint (checked above)
                 saved_epoch = epoch + 1
             if on_epoch_end is not None:
