@@ -269,21 +269,34 @@ def lif_backward_ext(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_r
     gv = np.zeros(N, dtype=grad_current.dtype)
     grad_beta[:] = zero
     grad_theta[:] = zero
+    rows = Ft == 1 and not (ternary and window)   # vectorised derivative rows (one theta)
+    d1 = np.empty(N, dtype=grad_current.dtype)
+    d2 = np.empty(N, dtype=grad_current.dtype)
     for t in range(T - 1, -1, -1):
+        if rows:
+            surrogate_derivative_row(sur_code, alpha, theta[0], membrane[t], d1)
+            if ternary:
+                surrogate_derivative_row(sur_code, alpha, -theta[0], membrane[t], d2)
         for n in range(N):
             b, th = beta[n % Fb], theta[n % Ft]
             u, s = membrane[t, n], spikes[t, n]
-            if not ternary:
+            if rows and not ternary:
+                du = d1[n]
+                dth = -du
+            elif rows:
+                du = d1[n] + d2[n]
+                dth = d2[n] - d1[n]
+            elif not ternary:
                 du = surrogate_derivative(sur_code, alpha, u - th)
                 dth = -du
             elif window:
                 du = one / (two * th) if abs(u) <= two * th else zero
                 dth = -(u / th) * du
             else:
-                d1 = surrogate_derivative(sur_code, alpha, u - th)
-                d2 = surrogate_derivative(sur_code, alpha, u + th)
-                du = d1 + d2
-                dth = d2 - d1
+                e1 = surrogate_derivative(sur_code, alpha, u - th)
+                e2 = surrogate_derivative(sur_code, alpha, u + th)
+                du = e1 + e2
+                dth = e2 - e1
             if masked:
                 m = mask_scale if mask[t, n] else zero
                 du = du * m
