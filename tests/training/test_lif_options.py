@@ -407,6 +407,13 @@ def test_per_neuron_arrays_validated(field, value, match):
         mf.validate(model)
 
 
-def test_version2_files_still_read():
-    model = mf.read_model("tests/data/fmnist_mlp.h5")
+def test_version1_and_2_files_still_read(tmp_path):
+    import h5py
+
+    model = mf.read_model("tests/data/fmnist_mlp.h5")          # version 1
     assert all(isinstance(l.beta, float) for l in model.layers if l.kind == "spiking")
+    net = training.Sequential(training.Linear(6, 8), LIF(), training.Linear(8, 3))
+    path = training.export(net, tmp_path / "v2.h5", input_shape=(6,), T=2)
+    with h5py.File(path, "r+") as f:                             # per-layer values: the v2 layout
+        f.attrs["version"] = 2
+    assert mf.read_model(path).layers[1].beta == 0.5
