@@ -192,10 +192,18 @@ class _Dense:
 # ---------------------------------------------------------------------------------------
 # subcommands
 # ---------------------------------------------------------------------------------------
+def _per_layer_or_range(v):
+    """A per-layer float as is; per-neuron values (format 3) as ``[min, max]``."""
+    if isinstance(v, np.ndarray):
+        return [float(v.min()), float(v.max())]
+    return v
+
+
 def _layer_info(i: int, layer, shape) -> dict:
     d = {"index": i, "kind": layer.kind, "output_shape": list(shape), "parameters": 0}
     if isinstance(layer, mf.Spiking):
-        d.update(beta=layer.beta, theta=layer.theta, reset=layer.reset, v_reset=layer.v_reset,
+        d.update(beta=_per_layer_or_range(layer.beta), theta=_per_layer_or_range(layer.theta),
+                 reset=layer.reset, v_reset=layer.v_reset,
                  v_min=layer.v_min, spikes=layer.spikes)
     elif isinstance(layer, mf.Readout):
         d.update(beta=layer.beta, time_weights="uniform" if layer.time_weights is None else "stored")

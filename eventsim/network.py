@@ -226,6 +226,18 @@ def dense_chain(records, x: np.ndarray, bias: bool = True) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # the compiled network
 # ---------------------------------------------------------------------------------------
+def _reject_per_neuron(model: mf.Model) -> None:
+    """UnsupportedModelError naming the first spiking layer with per-neuron beta/theta
+    arrays (model format 3): the event loop runs one beta and theta per population."""
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, mf.Spiking):
+            for name in ("beta", "theta"):
+                if isinstance(getattr(layer, name), np.ndarray):
+                    raise UnsupportedModelError(
+                        f"model.layers[{i}](spiking).{name}: per-neuron values are not "
+                        "supported by the simulator yet (one value per layer)")
+
+
 class CompiledNetwork:
     """A validated model plus the contiguous arrays of its populations and projections.
 
@@ -251,6 +263,7 @@ class CompiledNetwork:
     """
 
     def __init__(self, model: mf.Model, dtype=None):
+        _reject_per_neuron(model)
         native = mf.model_dtype(model)
         self.dtype = native if dtype is None else _float_dtype(dtype, "CompiledNetwork.dtype")
         if self.dtype != native:

@@ -30,8 +30,9 @@ from .fileio import (HDF5_LIBVER, atomic_output, check_output, open_hdf5, read_a
                      string_attr, write_array)
 
 FORMAT_NAME = "snn-model"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 1: no digests, earliest HDF5 layout
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # 1: no digests, earliest HDF5 layout; 2: digests; 3: per-neuron
+#                                beta/theta datasets allowed (files without them read as 2)
 THRESHOLD_TEST = ">="  # spikes when u >= theta (NIR uses strict >; converters map it)
 
 
@@ -100,9 +101,12 @@ class Spiking:
         u_t = beta v_{t-1} + I_t ;  s_t = 1[u_t >= theta]  (ternary: - 1[u_t <= -theta])
         hard: v_t = u_t (1 - |s_t|) + v_reset |s_t| ;  subtract: v_t = u_t - theta s_t
         v_t = max(v_t, v_min)  when v_min is not None
+
+    ``beta`` and ``theta`` are floats (one per layer) or, from format version 3 on, 1-D float
+    arrays with one value per neuron of the layer (C order of its feature shape).
     """
-    beta: float
-    theta: float
+    beta: float | np.ndarray
+    theta: float | np.ndarray
     reset: str = "hard"
     v_reset: float = 0.0
     v_min: float | None = None
@@ -301,9 +305,24 @@ def projection_output_shape(p, shape: tuple[int, ...], where: str) -> tuple[int,
     _fail(where, f"unknown projection {type(p).__name__}")
 
 
-def _check_spiking(l: Spiking, where: str):
-    _finite_scalar(l.beta, where + ".beta", 0.0, 1.0)
-    _finite_scalar(l.theta, where + ".theta", 0.0, lo_open=True)
+def _check_neuron_values(v, where: str, n: int, lo: float, hi: float, lo_open: bool):
+    """A per-layer float or a per-neuron ``[n]`` float array, all within ``[lo, hi]``."""
+    if not isinstance(v, np.ndarray):
+        _finite_scalar(v, where, lo, hi, lo_open=lo_open)
+        return
+    _finite_array(v, where, ndim=1, shape=(n,))
+    bad = (v <= lo) if lo_open else (v < lo)
+    bad |= v > hi
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        _fail(where, f"value {v[k]} at neuron {k} is outside "
+              f"{'(' if lo_open else '['}{lo:g}, {hi:g}]")
+
+
+def _check_spiking(l: Spiking, where: str, shape=None):
+    n = int(np.prod(shape)) if shape is not None else -1
+    _check_neuron_values(l.beta, where + ".beta", n, 0.0, 1.0, False)
+    _check_neuron_values(l.theta, where + ".theta", n, 0.0, math.inf, True)
     if l.reset not in ("hard", "subtract"):
         _fail(where + ".reset", f"must be 'hard' or 'subtract', got {l.reset!r}")
     _finite_scalar(l.v_reset, where + ".v_reset")
@@ -353,7 +372,7 @@ def validate(model: Model, where: str = "model") -> list[tuple[int, ...]]:
     for i, layer in enumerate(model.layers):
         w = f"{where}.layers[{i}]({getattr(layer, 'kind', type(layer).__name__)})"
         if isinstance(layer, Spiking):
-            _check_spiking(layer, w)
+            _check_spiking(layer, w, shape)
         elif isinstance(layer, Readout):
             if i != n - 1:
                 _fail(w, "the readout must be the last layer")
@@ -444,7 +463,11 @@ def _write_layer(g, layer):
     string_attr(g.attrs, "kind", layer.kind)
     if isinstance(layer, Spiking):
         for name in ("beta", "theta", "v_reset"):
-            g.attrs[name] = float(getattr(layer, name))
+            value = getattr(layer, name)
+            if isinstance(value, np.ndarray):   # per neuron (version 3)
+                write_array(g, name, value)
+            else:
+                g.attrs[name] = float(value)
         string_attr(g.attrs, "reset", layer.reset)
         string_attr(g.attrs, "spikes", layer.spikes)
         if layer.v_min is not None:
@@ -548,6 +571,14 @@ def _dataset(g, name, where, source, required=True):
     return read_array(d, path, ModelFormatError, require_digest=version >= 2)
 
 
+def _neuron_param(g, name, where, source):
+    """A spiking layer's ``beta``/``theta``: a float attribute, or (version >= 3) a float
+    dataset of one value per neuron."""
+    if name in g and source[1] >= 3:
+        return _dataset(g, name, where, source)
+    return float(_attr(g, name, where))
+
+
 def _read_layer(g, where, source):
     kind = _attr(g, "kind", where, str)
     if kind not in _LAYER_TYPES:
@@ -555,7 +586,8 @@ def _read_layer(g, where, source):
     w = f"{where}({kind})"
     if kind == "spiking":
         v_min = g.attrs.get("v_min")
-        return Spiking(beta=float(_attr(g, "beta", w)), theta=float(_attr(g, "theta", w)),
+        return Spiking(beta=_neuron_param(g, "beta", w, source),
+                       theta=_neuron_param(g, "theta", w, source),
                        reset=_attr(g, "reset", w, str), v_reset=float(_attr(g, "v_reset", w)),
                        v_min=None if v_min is None else float(v_min),
                        spikes=_attr(g, "spikes", w, str))

@@ -64,17 +64,20 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
     records: list = []
     origins: list = []  # one mf.Origin per record: where it came from in net.layers
     last_weight = None  # index in records of the weight layer feeding the next neuron
+    pending = None      # amplitude of the last LIF, not yet folded into a weight layer
     for i, layer in enumerate(net.layers):
         where = f"layer {i} ({layer!r})"
         if isinstance(layer, Linear):
             b = None if layer.bias is None else _as_float(layer.bias.data, dtype)
-            records.append(mf.Dense(weight=_as_float(layer.weight.data, dtype), bias=b))
-            last_weight = len(records) - 1
+            W = _fold_amplitude(layer.weight.data, pending, where)
+            records.append(mf.Dense(weight=_as_float(W, dtype), bias=b))
+            last_weight, pending = len(records) - 1, None
         elif isinstance(layer, Conv2d):
             b = None if layer.bias is None else _as_float(layer.bias.data, dtype)
-            records.append(mf.Conv2d(weight=_as_float(layer.weight.data, dtype), bias=b,
+            W = _fold_amplitude(layer.weight.data, pending, where)
+            records.append(mf.Conv2d(weight=_as_float(W, dtype), bias=b,
                                      stride=tuple(layer.stride), padding=tuple(layer.padding)))
-            last_weight = len(records) - 1
+            last_weight, pending = len(records) - 1, None
         elif isinstance(layer, BNs):
             if last_weight is None or last_weight != len(records) - 1:
                 raise ValueError(f"export: {where} must directly follow a Linear or Conv2d layer "
@@ -91,6 +94,8 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             records.append(mf.MaxPool2d(kernel=tuple(layer.kernel_size), stride=tuple(layer.stride)))
         elif isinstance(layer, Flatten):
             records.append(mf.Flatten())
+            if pending is not None:
+                pending.flattened = True
         elif isinstance(layer, Dropout):
             continue
         elif isinstance(layer, LIF):
@@ -102,17 +107,24 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
                 records[last_weight] = _replace_wb(
                     prev, _as_float(prev.weight.astype(np.float64) * g, dtype),
                     None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
+            if pending is not None:
+                raise ValueError(f"export: {where} follows a LIF with an output amplitude that "
+                                 "no weight layer could absorb")
             p = layer.params
-            records.append(mf.Spiking(beta=p.beta, theta=p.theta, reset=p.reset,
-                                      v_reset=p.v_reset, v_min=p.v_min, spikes="binary"))
-            last_weight = None
+            records.append(mf.Spiking(beta=_neuron_values(p.beta, dtype),
+                                      theta=_neuron_values(p.theta, dtype), reset=p.reset,
+                                      v_reset=p.v_reset, v_min=p.v_min, spikes=p.spikes))
+            last_weight, pending = None, _pending_amplitude(layer, where)
         elif isinstance(layer, KLIF):
             _export_klif(layer, records, last_weight, where, dtype)
-            last_weight = None
+            last_weight, pending = None, None
         else:
             raise ValueError(f"export: {where} has no model-file equivalent")
         if len(origins) < len(records):   # this layer became a record of its own
             origins.append(mf.Origin(position=i, cls=type(layer).__name__))
+    if pending is not None:
+        raise ValueError(f"export: the output amplitude of {pending.where} has no weight layer "
+                         "after it to be folded into")
     if not records or not isinstance(records[-1], (mf.Dense, mf.Conv2d)):
         raise ValueError("export: the network must end with a Linear readout layer "
                          "(non-spiking, decoded over time)")
@@ -141,6 +153,56 @@ def _export_klif(layer, records: list, last_weight, where: str, dtype) -> None:
         None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
     records.append(mf.Spiking(beta=layer.beta, theta=layer.threshold, reset="hard",
                               v_reset=0.0, v_min=0.0, spikes="binary"))
+
+
+class _Amplitude:
+    """A LIF's output amplitude waiting to be folded into the next weight layer."""
+
+    def __init__(self, values: np.ndarray, per_channel: bool, where: str):
+        self.values, self.per_channel, self.where = values, per_channel, where
+        self.flattened = False   # a Flatten lies between the LIF and the weight layer
+
+
+def _pending_amplitude(layer, where: str):
+    """The amplitude of LIF ``layer`` to fold (None when it is the constant 1); ValueError
+    naming ``amplitude`` when a value is <= 0 (folding would flip or drop spikes)."""
+    a = layer.amplitude_value()
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"export: {where}: amplitude must be > 0 to fold into the next weight "
+                         f"layer, got {a.min():g} (the smallest value)")
+    if not layer.per_channel and a[0] == 1.0:
+        return None
+    return _Amplitude(a, layer.per_channel, where)
+
+
+def _fold_amplitude(W: np.ndarray, pending, where: str) -> np.ndarray:
+    """``W`` with the pending amplitude folded into its input columns (float64).
+
+    Linear ``[out, in]``: ``W[:, j] *= a_j`` (a per-channel amplitude through Flatten is
+    repeated over the channel's flattened features, C order); Conv2d ``[C_out, C_in, kH,
+    kW]``: ``W[:, c] *= a_c``.  Pooling between the LIF and ``W`` keeps channels and
+    commutes with a positive per-channel scale."""
+    if pending is None:
+        return W
+    W = W.astype(np.float64)
+    a = pending.values
+    if not pending.per_channel:
+        return W * a[0]
+    n_in = W.shape[1]
+    if W.ndim == 2 and pending.flattened:
+        if n_in % a.size:
+            raise ValueError(f"export: {where}: {n_in} inputs are not a whole number of the "
+                             f"{a.size} amplitude channels of {pending.where}")
+        a = np.repeat(a, n_in // a.size)
+    if a.size != n_in:
+        raise ValueError(f"export: {where}: {n_in} input channels, but {pending.where} has "
+                         f"{a.size} amplitudes")
+    return W * a.reshape((1, -1) + (1,) * (W.ndim - 2))
+
+
+def _neuron_values(v, dtype):
+    """A canonical parameter as a float (per layer) or a flat array of ``dtype`` (per neuron)."""
+    return float(v) if np.ndim(v) == 0 else _as_float(np.asarray(v).reshape(-1), dtype)
 
 
 def _replace_wb(rec, W, b):
@@ -172,7 +234,7 @@ def to_network(model: mf.Model) -> Sequential:
     if model.connections:
         raise ValueError("to_network: the dense engine has no recurrent/feedback projections yet")
     layers: list[Module] = []
-    mf.validate(model)
+    shapes = mf.validate(model)
     for i, rec in enumerate(model.layers):
         if isinstance(rec, mf.Dense):
             n_out, n_in = rec.weight.shape
@@ -197,15 +259,23 @@ def to_network(model: mf.Model) -> Sequential:
             layers.append(ClampedLIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset,
                                      v_reset=rec.v_reset, v_min=rec.v_min))   # e.g. a KLIF
         elif isinstance(rec, mf.Spiking):
-            if rec.spikes != "binary" or rec.v_min is not None:
-                raise ValueError(f"to_network: layer {i}: ternary spikes and v_min are not in the "
-                                 "dense engine yet")
-            layers.append(LIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset, v_reset=rec.v_reset))
+            if rec.v_min is not None:
+                raise ValueError(f"to_network: layer {i}: v_min is not in the dense engine yet")
+            layers.append(_spiking_layer(rec, shapes[i]))
         elif isinstance(rec, mf.Readout):
             if rec.beta != 0.0:
                 raise ValueError("to_network: a leaky readout is not supported by the dense engine")
     net = Sequential(*layers)
     return net.eval()
+
+
+def _spiking_layer(rec: mf.Spiking, shape) -> LIF:
+    """A fixed LIF computing what ``rec`` does on features of ``shape`` (per-neuron arrays
+    reshaped to it)."""
+    def values(v):
+        return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).reshape(shape)
+    return LIF(beta=values(rec.beta), threshold=values(rec.theta), reset=rec.reset,
+               v_reset=rec.v_reset, spikes=rec.spikes)
 
 
 def _load(layer, rec):

@@ -185,3 +185,144 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
                     gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
                     out[n] = gu
                     gv[n] = beta * gu
+
+
+# ------------------------------------------------------------------------------------------
+# the general LIF kernels: per-neuron parameters, ternary spikes, MSG masks, d/dbeta, d/dtheta
+# (the plain binary layer with scalar parameters keeps the kernels above)
+
+
+@njit(cache=True)
+def lif_forward_ext(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                    ternary, window, spikes, membrane):
+    """:func:`lif_forward` with per-neuron parameters and optional ternary spikes.
+
+    Neuron ``n`` of the flattened ``[B, F]`` rows uses ``beta[n % len(beta)]`` and
+    ``theta[n % len(theta)]`` (each of length F per neuron, or 1 per layer).  Ternary:
+    ``s = 1[u >= theta] - 1[u <= -theta]``, reset on either polarity.  Smooth mode (gradient
+    checks) uses ``g(u - theta) - g(-u - theta)`` (``window``: ``clip(u / (2 theta), -1, 1)``)
+    for ternary spikes and ``|s|`` in the hard reset.
+
+    Args:
+        current: I [T, N] or [1, N] (static); beta, theta: [F] or [1], N a multiple of F.
+        spikes, membrane: outputs [T, N] (s and u before reset), written.
+    """
+    T, N = spikes.shape
+    Fb, Ft = beta.shape[0], theta.shape[0]
+    static = current.shape[0] == 1
+    v = np.zeros(N, dtype=spikes.dtype)
+    one = spikes.dtype.type(1.0)
+    two = spikes.dtype.type(2.0)
+    for t in range(T):
+        I = current[0] if static else current[t]
+        for n in range(N):
+            b, th = beta[n % Fb], theta[n % Ft]
+            if smooth:
+                u = b * v[n] + I[n]
+                if not ternary:
+                    s = surrogate_primitive(sur_code, alpha, u - th)
+                    r = s
+                elif window:
+                    s = min(one, max(-one, u / (two * th)))
+                    r = abs(s)
+                else:
+                    s = (surrogate_primitive(sur_code, alpha, u - th)
+                         - surrogate_primitive(sur_code, alpha, -u - th))
+                    r = abs(s)
+                if reset_mode == HARD_RESET:
+                    v[n] = u * (one - r) + v_reset * r
+                else:
+                    v[n] = u - th * s
+                spikes[t, n] = s
+            else:
+                u, si, v[n] = canonical_update(v[n], I[n], b, th, reset_mode, v_reset,
+                                               False, v_reset, ternary)
+                spikes[t, n] = si
+            membrane[t, n] = u
+
+
+@njit(cache=True, error_model="numpy")
+def lif_backward_ext(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                     sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
+                     grad_current, grad_beta, grad_theta):
+    """BPTT through :func:`lif_forward_ext`; writes dL/dI into ``grad_current [T, N]`` and
+    per-neuron sums over time of dL/dbeta and dL/dtheta into ``grad_beta``/``grad_theta [N]``.
+
+    Spike function derivatives (x = u - theta):
+    binary  ds/du = g'(x),                     ds/dtheta = -g'(x)
+    ternary ds/du = g'(u - th) + g'(u + th),   ds/dtheta = g'(u + th) - g'(u - th)   ("sum")
+            ds/du = w = 1[|u| <= 2 th]/(2 th), ds/dtheta = -(u / th) w             ("window")
+    both multiplied by ``mask_scale * mask[t, n]`` when ``mask`` is non-empty (MSG), so the
+    masked derivative serves the output and the reset path.  With gv = dL/dv_t:
+    hard:     gs = dL/ds_t + gv (v_reset - u) sign(s) ;  gu = gv (1 - |s|) + gs ds/du ;
+              gtheta += gs ds/dtheta   (binary: sign(s) = 1, |s| = s)
+    subtract: gs = dL/ds_t - theta gv ;  gu = gv + gs ds/du ;
+              gtheta += gs ds/dtheta - gv s
+    (reset terms through s dropped when ``detach_reset``); gbeta += gu v_{t-1};
+    gv_{t-1} = beta gu; dL/dI_t = gu.
+    """
+    T, N = grad_spikes.shape
+    Fb, Ft = beta.shape[0], theta.shape[0]
+    masked = mask.shape[0] > 0
+    dt = grad_current.dtype.type
+    one, zero, two = dt(1.0), dt(0.0), dt(2.0)
+    gv = np.zeros(N, dtype=grad_current.dtype)
+    grad_beta[:] = zero
+    grad_theta[:] = zero
+    rows = Ft == 1 and not (ternary and window)   # vectorised derivative rows (one theta)
+    d1 = np.empty(N, dtype=grad_current.dtype)
+    d2 = np.empty(N, dtype=grad_current.dtype)
+    for t in range(T - 1, -1, -1):
+        if rows:
+            surrogate_derivative_row(sur_code, alpha, theta[0], membrane[t], d1)
+            if ternary:
+                surrogate_derivative_row(sur_code, alpha, -theta[0], membrane[t], d2)
+        for n in range(N):
+            b, th = beta[n % Fb], theta[n % Ft]
+            u, s = membrane[t, n], spikes[t, n]
+            if rows and not ternary:
+                du = d1[n]
+                dth = -du
+            elif rows:
+                du = d1[n] + d2[n]
+                dth = d2[n] - d1[n]
+            elif not ternary:
+                du = surrogate_derivative(sur_code, alpha, u - th)
+                dth = -du
+            elif window:
+                du = one / (two * th) if abs(u) <= two * th else zero
+                dth = -(u / th) * du
+            else:
+                e1 = surrogate_derivative(sur_code, alpha, u - th)
+                e2 = surrogate_derivative(sur_code, alpha, u + th)
+                du = e1 + e2
+                dth = e2 - e1
+            if masked:
+                m = mask_scale if mask[t, n] else zero
+                du = du * m
+                dth = dth * m
+            g = gv[n]
+            if reset_mode == HARD_RESET:
+                r = abs(s) if ternary else s
+                sgn = (one if s > zero else (-one if s < zero else zero)) if ternary else one
+                gs = grad_spikes[t, n]
+                if not detach_reset:
+                    gs = gs + g * (v_reset - u) * sgn
+                gu = g * (one - r) + gs * du
+                grad_theta[n] += gs * dth
+            else:
+                gs = grad_spikes[t, n]
+                if not detach_reset:
+                    gs = gs - th * g
+                gu = g + gs * du
+                grad_theta[n] += gs * dth - g * s
+            if t > 0:
+                up, sp = membrane[t - 1, n], spikes[t - 1, n]
+                if reset_mode == HARD_RESET:
+                    rp = abs(sp) if ternary else sp
+                    v_prev = up * (one - rp) + v_reset * rp
+                else:
+                    v_prev = up - th * sp
+                grad_beta[n] += gu * v_prev
+            grad_current[t, n] = gu
+            gv[n] = b * gu

@@ -17,9 +17,10 @@ import numpy as np
 
 from snncore.neuron import RESET_CODES, NeuronParams, canonical_step
 
-from . import kernels, surrogates
-from .config import is_smooth_mode
-from .module import Module, is_static
+from . import kernels, msg, surrogates
+from .config import get_default_dtype, is_smooth_mode
+from .layers import _init_rng
+from .module import Module, Parameter, is_static
 
 _RESETS = RESET_CODES
 
@@ -28,25 +29,54 @@ class LIF(Module):
     """Leaky integrate-and-fire neurons, element-wise over ``[T, B, *features]``.
 
     Args:
-        beta: decay per step in [0, 1] (snnTorch form: ``u = beta v + I``).
+        beta: decay per step in [0, 1] (snnTorch form: ``u = beta v + I``); a float, or an
+            array of the feature shape for fixed per-neuron decays (``training.to_network``).
         tau: time constant in steps, > 1 for LIF or ``inf`` for IF (SpikingJelly form with
             ``decay_input``: ``beta = 1 - 1/tau`` and the input is scaled by ``1/tau``).
             Give ``beta`` or ``tau``, not both; with neither, ``tau = 2``.
-        threshold: firing threshold theta > 0.
+        threshold: firing threshold theta > 0 (a float, or an array of the feature shape).
         reset: "hard" (set to ``v_reset``) or "subtract" (subtract theta).
         v_reset: membrane value after a hard reset.
         surrogate: a :class:`training.surrogates.Surrogate`, a name, or ``(name, alpha)``.
         detach_reset: treat the spike in the reset term as a constant in backward.
+        spikes: "binary" (s in {0, 1}) or "ternary" (s in {-1, 0, 1}: ``1[u >= theta] -
+            1[u <= -theta]``, reset on either polarity).
+        amplitude: the output is ``amplitude * s`` (> 0; folded into the next weight layer at
+            export).  learn_amplitude: make it a Parameter named ``amplitude`` (no weight
+            decay; ``dL/da = sum gOut * s``).  per_channel: one amplitude per channel (the
+            first feature axis, axis 2 of ``[T, B, C, ...]``) instead of one per layer.
+        ternary_grad: ternary ``ds/du``: "sum" (``g'(u - theta) + g'(u + theta)``) or
+            "window" (``1[|u| <= 2 theta] / (2 theta)``, the Ternary Spike code's).
+        learn_beta: learn the decay, PLIF form: ``beta = sigmoid(w)`` with ``w`` held in the
+            Parameter named ``beta`` (0 < beta < 1 required).  In the tau form the input gain
+            stays at its initial ``1/tau``; only the decay learns.
+        learn_threshold: learn theta, held directly in the Parameter named ``threshold``;
+            values below ``THETA_MIN`` are raised to it before each training forward pass.
+        per_neuron: one learned beta/threshold per feature element (shape ``features``)
+            instead of one per layer.
+        features: the feature shape ``[C, H, W]`` or ``[N]`` (int or tuple); needed with
+            ``per_channel`` or ``per_neuron`` (taken from an array ``beta``/``threshold``).
+        msg_p: MSG masking probability in [0, 1): in backward each surrogate derivative is
+            kept with probability ``1 - p`` (``training.msg``); the last mask is
+            ``.msg_mask`` (bool ``[T, B, ...]``, True where kept).  ``p = 0`` draws nothing.
+        msg_rescale: divide the kept derivatives by ``1 - p``.
+        rng: seed or Generator for the MSG masks (as ``Linear``'s ``rng``; give each layer
+            its own, layers with the same seed and shape draw the same masks).
 
     Shapes: input current ``[T, B, ...]`` -> spikes ``[T, B, ...]`` (same dtype, values in
-    {0, 1}; in smooth mode the surrogate primitive's values in [0, 1]).
+    {0, 1} or {-1, 0, 1} times the amplitude; in smooth mode the surrogate primitive's values).
     """
 
     record = False  # set True to keep ``.membrane [T, B, ...]`` after each forward (plots)
+    THETA_MIN = 1e-3  # floor of a learned threshold
 
-    def __init__(self, beta: float | None = None, tau: float | None = None,
-                 threshold: float = 1.0, reset: str = "hard", v_reset: float = 0.0,
-                 surrogate="atan", detach_reset: bool = False):
+    def __init__(self, beta=None, tau: float | None = None,
+                 threshold=1.0, reset: str = "hard", v_reset: float = 0.0,
+                 surrogate="atan", detach_reset: bool = False, *, spikes: str = "binary",
+                 amplitude: float = 1.0, learn_amplitude: bool = False, per_channel: bool = False,
+                 ternary_grad: str = "sum", learn_beta: bool = False,
+                 learn_threshold: bool = False, per_neuron: bool = False, features=None,
+                 msg_p: float = 0.0, msg_rescale: bool = False, rng=None):
         super().__init__()
         if beta is not None and tau is not None:
             raise ValueError("LIF: give beta or tau, not both")
@@ -61,40 +91,132 @@ class LIF(Module):
             beta, gain = (1.0, 1.0) if tau == np.inf else (1.0 - 1.0 / tau, 1.0 / tau)
         else:
             gain = 1.0
-        beta = float(beta)
-        if not 0.0 <= beta <= 1.0:
+        beta_arr = np.asarray(beta, dtype=np.float64)
+        theta_arr = np.asarray(threshold, dtype=np.float64)
+        if not (np.all(beta_arr >= 0.0) and np.all(beta_arr <= 1.0)):
             raise ValueError(f"LIF: beta must lie in [0, 1], got {beta}")
-        if not (np.isfinite(threshold) and threshold > 0):
+        if not (np.all(np.isfinite(theta_arr)) and np.all(theta_arr > 0)):
             raise ValueError(f"LIF: threshold must be a positive number, got {threshold}")
         if reset not in _RESETS:
             raise ValueError(f"LIF: reset must be 'hard' or 'subtract', got {reset!r}")
         if not np.isfinite(v_reset):
             raise ValueError(f"LIF: v_reset must be finite, got {v_reset}")
-        self.beta = beta
+        if spikes not in ("binary", "ternary"):
+            raise ValueError(f"LIF: spikes must be 'binary' or 'ternary', got {spikes!r}")
+        if ternary_grad not in ("sum", "window"):
+            raise ValueError(f"LIF: ternary_grad must be 'sum' or 'window', got {ternary_grad!r}")
+        if not (np.isfinite(amplitude) and amplitude > 0):
+            raise ValueError(f"LIF: amplitude must be a positive number, got {amplitude!r}")
+        self.features = _feature_shape(features, beta_arr, theta_arr)
+        if (per_channel or per_neuron) and self.features is None:
+            raise ValueError("LIF: per_channel/per_neuron need features= (the feature shape "
+                             "[C, H, W] or [N])")
         self.tau = tau
         self.input_gain = gain
-        self.threshold = float(threshold)
         self.reset = reset
         self.v_reset = float(v_reset)
         self.surrogate = surrogates.get(surrogate)
         self.detach_reset = bool(detach_reset)
+        self.spikes = spikes
+        self.ternary_grad = ternary_grad
+        self.per_neuron = bool(per_neuron)
+        self.learn_beta = bool(learn_beta)
+        self.learn_threshold = bool(learn_threshold)
+        dt = get_default_dtype()
+        shape = self.features if per_neuron else (1,)
+        if learn_beta:
+            if not (np.all(beta_arr > 0.0) and np.all(beta_arr < 1.0)):
+                raise ValueError(f"LIF: learn_beta needs 0 < beta < 1 (beta = sigmoid(w)), "
+                                 f"got {beta}")
+            w = np.log(beta_arr) - np.log1p(-beta_arr)   # logit
+            self.beta = Parameter(np.broadcast_to(w, shape).astype(dt), weight_decay=False)
+        else:
+            self.beta = float(beta_arr) if beta_arr.ndim == 0 else beta_arr.copy()
+        if learn_threshold:
+            self.threshold = Parameter(np.broadcast_to(theta_arr, shape).astype(dt),
+                                       weight_decay=False)
+        else:
+            self.threshold = float(theta_arr) if theta_arr.ndim == 0 else theta_arr.copy()
+        self.per_channel = bool(per_channel)
+        self.learn_amplitude = bool(learn_amplitude)
+        a_shape = (self.features[0],) if per_channel else (1,)
+        if learn_amplitude:
+            self.amplitude = Parameter(np.full(a_shape, amplitude, dtype=dt), weight_decay=False)
+        elif per_channel:
+            self.amplitude = np.full(a_shape, float(amplitude))
+        else:
+            self.amplitude = float(amplitude)
+        self._msg_p = msg.check_p(msg_p)
+        self.msg_rescale = bool(msg_rescale)
+        self.rng = _init_rng(rng)
+        self.msg_mask = None
         self._u = self._s = None
+
+    # -- options ----------------------------------------------------------------------------
+    @property
+    def msg_p(self) -> float:
+        """MSG masking probability in [0, 1) (set by ``MSGSchedule`` each epoch)."""
+        return self._msg_p
+
+    @msg_p.setter
+    def msg_p(self, value) -> None:
+        self._msg_p = msg.check_p(value)
+
+    @property
+    def plain(self) -> bool:
+        """True when the layer runs the original fused binary kernels (no new option on)."""
+        return (self.spikes == "binary" and isinstance(self.beta, float)
+                and isinstance(self.threshold, float) and self._amplitude_is_one()
+                and self._msg_p == 0.0)
+
+    def _amplitude_is_one(self) -> bool:
+        return isinstance(self.amplitude, float) and self.amplitude == 1.0
+
+    def beta_value(self) -> np.ndarray:
+        """The decay in float64: ``[1]`` or the feature shape (``sigmoid(w)`` when learned)."""
+        if isinstance(self.beta, Parameter):
+            w = self.beta.data.astype(np.float64)
+            return 0.5 * (1.0 + np.tanh(0.5 * w))
+        return np.atleast_1d(np.asarray(self.beta, dtype=np.float64))
+
+    def threshold_value(self) -> np.ndarray:
+        """The threshold in float64: ``[1]`` or the feature shape."""
+        th = self.threshold.data if isinstance(self.threshold, Parameter) else self.threshold
+        return np.atleast_1d(np.asarray(th, dtype=np.float64))
+
+    def amplitude_value(self) -> np.ndarray:
+        """The output amplitude in float64: ``[1]`` or ``[C]``."""
+        a = self.amplitude.data if isinstance(self.amplitude, Parameter) else self.amplitude
+        return np.atleast_1d(np.asarray(a, dtype=np.float64))
 
     @property
     def params(self) -> NeuronParams:
-        """The canonical parameters (the input gain is folded into weights at export)."""
-        return NeuronParams(beta=self.beta, theta=self.threshold, reset=self.reset,
-                            v_reset=self.v_reset)
+        """The canonical parameters (the input gain and the amplitude are folded into weights
+        at export); beta and theta are floats, or flat float64 arrays per neuron."""
+        b, th = self.beta_value().reshape(-1), self.threshold_value().reshape(-1)
+        return NeuronParams(beta=float(b[0]) if b.size == 1 else b,
+                            theta=float(th[0]) if th.size == 1 else th, reset=self.reset,
+                            v_reset=self.v_reset, spikes=self.spikes)
 
     def __repr__(self) -> str:
-        form = f"tau={self.tau}" if self.tau is not None else f"beta={self.beta}"
-        return (f"{type(self).__name__}({form}, threshold={self.threshold}, reset={self.reset!r}, "
-                f"surrogate={self.surrogate.name}({self.surrogate.alpha}))")
+        if self.tau is not None:
+            form = f"tau={self.tau}"
+        elif isinstance(self.beta, float):
+            form = f"beta={self.beta}"
+        else:
+            form = "beta=per-neuron"
+        th = self.threshold if isinstance(self.threshold, float) else "..."
+        extra = "" if self.spikes == "binary" else ", spikes='ternary'"
+        return (f"{type(self).__name__}({form}, threshold={th}, reset={self.reset!r}, "
+                f"surrogate={self.surrogate.name}({self.surrogate.alpha}){extra})")
 
+    # -- passes -----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
         if x.ndim < 3:
             raise ValueError(f"{self!r}: expected input [T, B, ...features], got shape {x.shape}")
+        if not self.plain:
+            return self._forward_ext(x)
         T = x.shape[0]
         dt = x.dtype.type
         # a static (stride-0) input is passed as one row: the kernel reads it at every step
@@ -117,6 +239,8 @@ class LIF(Module):
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
         self._require_cache("_u")
+        if not self.plain:
+            return self._backward_ext(grad_y)
         T = grad_y.shape[0]
         g = np.ascontiguousarray(grad_y.reshape(T, -1), dtype=self._u.dtype)
         if g.shape != self._u.shape:
@@ -131,8 +255,115 @@ class LIF(Module):
             grad_current *= dt(self.input_gain)
         return grad_current.reshape(grad_y.shape)
 
+    def _check_features(self, shape) -> None:
+        if self.features is not None and tuple(shape[2:]) != self.features:
+            raise ValueError(f"{self!r}: expected input [T, B, "
+                             f"{', '.join(map(str, self.features))}], got shape {tuple(shape)}")
+
+    def _flat_params(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """beta and theta as contiguous ``[F]`` arrays of ``dtype`` (F = 1 per layer)."""
+        if self.learn_threshold and self.training:
+            np.maximum(self.threshold.data, self.THETA_MIN, out=self.threshold.data)
+        beta = np.ascontiguousarray(self.beta_value().reshape(-1), dtype=dtype)
+        theta = np.ascontiguousarray(self.threshold_value().reshape(-1), dtype=dtype)
+        return beta, theta
+
+    def _amplitude_view(self, ndim: int, dtype) -> np.ndarray:
+        """The amplitude broadcastable to ``[T, B, *features]``."""
+        a = self.amplitude_value().astype(dtype)
+        return a.reshape((1, 1, -1) + (1,) * (ndim - 3)) if self.per_channel else a.reshape(())
+
+    def _forward_ext(self, x: np.ndarray) -> np.ndarray:
+        self._check_features(x.shape)
+        T = x.shape[0]
+        dt = x.dtype.type
+        current = x[:1].reshape(1, -1) if is_static(x) else x.reshape(T, -1)
+        if self.input_gain != 1.0:
+            current = current * dt(self.input_gain)
+        current = np.ascontiguousarray(current)
+        beta, theta = self._flat_params(x.dtype)
+        if current.shape[1] % max(beta.shape[0], theta.shape[0]):
+            raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
+                             f"input shape {x.shape}")
+        spikes = np.empty((T, current.shape[1]), dtype=x.dtype)
+        membrane = np.empty_like(spikes)
+        kernels.lif_forward_ext(current, beta, theta, _RESETS[self.reset], dt(self.v_reset),
+                                self.surrogate.code, dt(self.surrogate.alpha), is_smooth_mode(),
+                                self.spikes == "ternary", self.ternary_grad == "window",
+                                spikes, membrane)
+        self._u, self._s = (membrane, spikes) if self.training else (None, None)
+        self.membrane = membrane.reshape(x.shape) if self.record else None
+        s = spikes.reshape(x.shape)
+        if self._amplitude_is_one():
+            return s
+        return s * self._amplitude_view(x.ndim, x.dtype)
+
+    def _draw_mask(self, shape) -> np.ndarray | None:
+        """The MSG keep mask of the membrane's shape (None when ``msg_p == 0``: no draw)."""
+        if self._msg_p == 0.0:
+            self.msg_mask = None
+            return None
+        self.msg_mask = msg.keep_mask(self.rng, shape, self._msg_p)
+        return self.msg_mask
+
+    def _backward_ext(self, grad_y: np.ndarray) -> np.ndarray:
+        T = grad_y.shape[0]
+        dtype = self._u.dtype
+        if grad_y.size != self._u.size:
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape} does not match the "
+                             f"forward output")
+        s_full = self._s.reshape(grad_y.shape)
+        if isinstance(self.amplitude, Parameter):
+            prod = (grad_y * s_full).astype(np.float64)
+            axes = tuple(i for i in range(grad_y.ndim) if not (self.per_channel and i == 2))
+            self.amplitude.grad += prod.sum(axis=axes).reshape(self.amplitude.shape).astype(dtype)
+        if not self._amplitude_is_one():
+            grad_y = grad_y * self._amplitude_view(grad_y.ndim, dtype)
+        g = np.ascontiguousarray(grad_y.reshape(T, -1), dtype=dtype)
+        mask = self._draw_mask(grad_y.shape)
+        mask2 = np.zeros((0, 0), dtype=np.bool_) if mask is None else mask.reshape(T, -1)
+        scale = 1.0 / (1.0 - self._msg_p) if (mask is not None and self.msg_rescale) else 1.0
+        beta, theta = self._flat_params(dtype)
+        dt = dtype.type
+        grad_current = np.empty_like(self._u)
+        N = g.shape[1]
+        grad_beta = np.empty(N, dtype=dtype)
+        grad_theta = np.empty(N, dtype=dtype)
+        kernels.lif_backward_ext(g, self._u, self._s, beta, theta, _RESETS[self.reset],
+                                 dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
+                                 self.detach_reset, self.spikes == "ternary",
+                                 self.ternary_grad == "window", mask2, dt(scale), grad_current,
+                                 grad_beta, grad_theta)
+        if isinstance(self.beta, Parameter):
+            b = self.beta_value()
+            gb = self._reduce(grad_beta, self.beta.shape)
+            self.beta.grad += (gb * b * (1.0 - b)).astype(dtype)   # d sigmoid(w)/dw
+        if isinstance(self.threshold, Parameter):
+            self.threshold.grad += self._reduce(grad_theta, self.threshold.shape).astype(dtype)
+        if self.input_gain != 1.0:
+            grad_current *= dt(self.input_gain)
+        return grad_current.reshape(grad_y.shape)
+
+    def _reduce(self, per_row: np.ndarray, shape) -> np.ndarray:
+        """Sum a per-neuron ``[B * F]`` gradient over the batch (and features for ``[1]``)."""
+        per = per_row.astype(np.float64).reshape(-1, int(np.prod(shape)))
+        return per.sum(axis=0).reshape(shape)
+
     def reset_cache(self) -> None:
         self._u = self._s = None
+
+
+def _feature_shape(features, beta: np.ndarray, theta: np.ndarray):
+    """The feature shape from ``features=`` or from array-valued beta/threshold (or None)."""
+    shapes = {tuple(a.shape) for a in (beta, theta) if a.ndim > 0}
+    if features is not None:
+        f = (int(features),) if np.isscalar(features) else tuple(int(n) for n in features)
+        if not f or min(f) < 1:
+            raise ValueError(f"LIF: features must be positive sizes, got {features!r}")
+        shapes.add(f)
+    if len(shapes) > 1:
+        raise ValueError(f"LIF: features, beta and threshold shapes disagree: {sorted(shapes)}")
+    return shapes.pop() if shapes else None
 
 
 class IF(LIF):
