@@ -49,11 +49,11 @@ recurrent spikes x out-degree, less the synapses whose delay carries them past t
 step.  Counted from each engine's own spikes (and checked against ours' counter); the
 readout's 1 event per spike is reported separately.
 
-``--profile`` copies eventsim/ with cycle counters (``llvm.readcyclecounter``) around the
-phases of ``kernels.run_batch``'s step loop (string anchors: it says so when the code has
-moved on), runs the network with ``leak="repeat"`` and ``"power"`` (fastest of 3 each) and
-prints seconds and cost per event / per touched neuron for each phase, plus a what-if: the
-time of a plain vectorised update of every LIF neuron at every step.
+``--profile`` runs the network with ``Simulator(profile=True)`` (the event loop's own
+per-phase counters of CPU cycles, events and neuron updates; no source editing) with
+``leak="repeat"`` and ``"power"`` (fastest of 3 each) and prints seconds and cost per event /
+per touched neuron for each phase, plus a what-if: the time of a plain vectorised update of
+every LIF neuron at every step.  ``--eventsim-src DIR`` profiles the eventsim/ in DIR.
 
 Brian2 2.9 (the newest for Python 3.11) cannot be imported with NumPy >= 2.4
 (``ndarray.ptp`` was removed).  The Brian2 worker runs under ``--brian2-python``; by default
@@ -247,115 +247,12 @@ def worker_brian2(data: str, out: str, build_dir: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# --profile: where ours spends its time (cycle counters in an instrumented copy)
+# --profile: where ours spends its time (the kernel's own per-phase counters)
 # ---------------------------------------------------------------------------------------
-PHASES = ["delayed connections (recurrent)", "input edge (Poisson -> LIF)", "LIF update",
-          "readout edge (LIF -> Dense)", "readout update"]
-_RDTSC = """
-from numba.extending import intrinsic as _intrinsic
-from numba.core import types as _types, cgutils as _cgutils
-from llvmlite import ir as _llir
-
-
-@_intrinsic
-def _rdtsc(typingctx):
-    def codegen(context, builder, signature, args):
-        fnty = _llir.FunctionType(_llir.IntType(64), [])
-        fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
-        return builder.call(fn, [])
-    return _types.int64(), codegen
-"""
-# (anchor in run_batch, code inserted before it); phase k of population q: 1 + 2q (edge), 2 + 2q.
-# One set per shape of run_batch: from 7ee21c1 on, 6ce83e5 (layer-major schedule) to 7ee21c1,
-# and before; the first set whose anchors all match is used.
-_PATCHES_FAST = [
-    ("    ocnt = 0\n", "    _prof = np.zeros(16, np.int64)\n"),
-    ("                if not layer_major:\n                    _deliver_delayed(",
-     "                _c = _rdtsc()\n"),
-    ("                if qa == 0:\n                    k0 = p\n",
-     "                _c2 = _rdtsc()\n                _prof[0] += _c2 - _c\n                _c = _c2\n"),
-    ("                    sq = pop_i[q, P_SPACE]\n                    # the common full pass",
-     "                    _c2 = _rdtsc()\n                    _prof[1 + 2 * q] += _c2 - _c\n"
-     "                    _c = _c2\n                    _sq = pop_i[q, P_SPACE]\n"
-     "                    _prof[10 + q] += pop_i[q, P_N] if allt[_sq] else tcount[_sq] * space_i[_sq, SP_BS]\n"),
-    ("                    if c > 0:\n                        counts[b - b0, t, q] = c",
-     "                    _c2 = _rdtsc()\n                    _prof[2 + 2 * q] += _c2 - _c\n"
-     "                    _c = _c2\n"),
-]
-_PATCHES_LAYER = [
-    ("    ocnt = 0\n", "    _prof = np.zeros(16, np.int64)\n"),
-    ("                if not layer_major:\n                    _deliver_delayed(",
-     "                _c = _rdtsc()\n"),
-    ("                if qa == 0:\n                    k0 = p\n",
-     "                _c2 = _rdtsc()\n                _prof[0] += _c2 - _c\n                _c = _c2\n"),
-    ("                    sq = pop_i[q, P_SPACE]\n                    if pop_i[q, P_KIND] == POP_READOUT:",
-     "                    _c2 = _rdtsc()\n                    _prof[1 + 2 * q] += _c2 - _c\n"
-     "                    _c = _c2\n                    _sq = pop_i[q, P_SPACE]\n"
-     "                    _prof[10 + q] += pop_i[q, P_N] if allt[_sq] else tcount[_sq] * space_i[_sq, SP_BS]\n"),
-    ("                    if layer_major:\n                        lm_s[q, t] = lm_n",
-     "                    _c2 = _rdtsc()\n                    _prof[2 + 2 * q] += _c2 - _c\n"
-     "                    _c = _c2\n"),
-]
-_PATCHES = [
-    ("    ocnt = 0\n", "    _prof = np.zeros(16, np.int64)\n"),
-    ("            # delayed connections", "            _c = _rdtsc()\n"),
-    ("            k0 = p\n", "            _c2 = _rdtsc()\n            _prof[0] += _c2 - _c\n            _c = _c2\n"),
-    ("                c = _update_pop(",
-     "                _c2 = _rdtsc()\n                _prof[1 + 2 * q] += _c2 - _c\n                _c = _c2\n"
-     "                _sq = pop_i[q, P_SPACE]\n"
-     "                _prof[10 + q] += pop_i[q, P_N] if allt[_sq] else tcount[_sq] * space_i[_sq, SP_BS]\n"),
-    ("                if c > 0:\n                    if ocnt + c > cap:",
-     "                _c2 = _rdtsc()\n                _prof[2 + 2 * q] += _c2 - _c\n                _c = _c2\n"),
-]
-
-
-def instrument_eventsim(src_dir: Path, dest: Path) -> str | None:
-    """Copy eventsim/ from ``src_dir`` to ``dest`` with cycle counters around the phases of
-    ``kernels.run_batch``; returns None, or why the code could not be instrumented."""
-    import shutil
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(src_dir / "eventsim", dest / "eventsim",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    kp = dest / "eventsim" / "kernels.py"
-    s = kp.read_text()
-    a = s.find("def run_batch(")
-    if a < 0 or "from numba import njit\n" not in s:
-        return "kernels.run_batch or the numba import not found"
-    head, body = s[:a], s[a:]
-    patches = next((ps for ps in (_PATCHES_FAST, _PATCHES_LAYER, _PATCHES)
-                    if all(body.count(anchor) == 1 for anchor, _ in ps)), _PATCHES)
-    for anchor, code in patches:
-        if body.count(anchor) != 1:
-            return f"anchor {anchor.strip()[:40]!r} found {body.count(anchor)} times in run_batch"
-        body = body.replace(anchor, code + anchor, 1)
-    # run_batch returns a tuple; append the counters (read back as its last element)
-    end = body.find("\n@njit", 1)
-    end = len(body) if end < 0 else end
-    k = body.rfind("\n    return ", 0, end)
-    if k < 0:
-        return "no return statement at the end of run_batch"
-    stmt_end = body.find("\n", k + 1)
-    while stmt_end >= 0 and body[stmt_end + 1:stmt_end + 9] == " " * 8:   # continuation lines
-        stmt_end = body.find("\n", stmt_end + 1)
-    stmt = body[k + 1:stmt_end]
-    expr = stmt.strip()[len("return "):].strip()
-    if expr.startswith("(") and expr.endswith(")"):
-        expr = expr[1:-1]
-    body = body[:k + 1] + f"    return ({expr.rstrip().rstrip(',')}, _prof)" + body[stmt_end:]
-    head = head.replace("from numba import njit\n", "from numba import njit\n" + _RDTSC, 1)
-    kp.write_text(head + body)
-    sp = dest / "eventsim" / "simulator.py"
-    t = sp.read_text()
-    anchor = "        return self._recording(results, readout, mem, T, B, elapsed)"
-    if t.count(anchor) != 1:
-        return "Simulator.run's return changed"
-    sp.write_text(t.replace(anchor, "        self.last_profile = results[0][-1] if results else None\n" + anchor, 1))
-    return None
-
-
-def worker_profile(data: str, eventsim_src: str) -> dict:
-    sys.path.insert(0, eventsim_src)
+def worker_profile(data: str, eventsim_src: str | None) -> dict:
+    """Run the network with ``Simulator(profile=True)`` (``leak="repeat"`` and ``"power"``,
+    fastest of 3 each) and return the per-phase counter rows of each."""
+    sys.path.insert(0, eventsim_src or str(REPO))
     import eventsim
     from eventsim.inputs import from_spike_times
 
@@ -370,18 +267,17 @@ def worker_profile(data: str, eventsim_src: str) -> dict:
                             values=np.ones(int(w.sum()), dtype=dt))
     out = {}
     for leak in ("repeat", "power"):
-        sim = eventsim.Simulator(compiled, n_threads=1, leak=leak)
+        try:
+            sim = eventsim.Simulator(compiled, n_threads=1, leak=leak, profile=True)
+        except TypeError:
+            raise SystemExit(f"--profile: {eventsim.__file__} has no Simulator(profile=True)")
         sim.run(warm)
-        rec, pr = None, None
+        rec, rows = None, None
         for _ in range(3):   # keep the fastest of 3 runs (the machine may be shared)
             r = sim.run(batch)
             if rec is None or r.elapsed_s < rec.elapsed_s:
-                rec, pr = r, [int(x) for x in sim.last_profile]
-        syn = rec.synaptic_events
-        out[leak] = dict(cycles=pr[:5], touched=pr[10], kernel_s=rec.elapsed_s,
-                         spikes=len(rec.spikes[1].t),
-                         events=[sum(v for k, v in syn.items() if k.startswith("connections")),
-                                 syn.get("layers[0]", 0), None, syn.get("layers[2]", 0), None])
+                rec, rows = r, sim.last_profile
+        out[leak] = dict(rows=rows, kernel_s=rec.elapsed_s, spikes=len(rec.spikes[1].t))
     out["full_pass_s"] = _time_full_pass(p["N"], p["T"], dt)
     return out
 
@@ -421,13 +317,8 @@ def _time_full_pass(n: int, T: int, dt) -> float:
 
 
 def run_profile(args, data: Path):
-    src = Path(args.eventsim_src) if args.eventsim_src else REPO
-    dest = args.out_dir / "eventsim-instrumented"
-    why = instrument_eventsim(src, dest)
-    if why:
-        raise SystemExit(f"--profile: cannot instrument {src / 'eventsim'}: {why}")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "profile", "--data",
-           str(data), "--eventsim-src", str(dest)]
+           str(data)] + (["--eventsim-src", str(args.eventsim_src)] if args.eventsim_src else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout[-4000:] + r.stderr[-8000:])
@@ -440,22 +331,27 @@ def run_profile(args, data: Path):
 def _print_profile(res: dict, data: Path):
     full = res.pop("full_pass_s", None)
     for leak, x in res.items():
-        cyc = np.array(x["cycles"], dtype=np.float64)
-        scale = x["kernel_s"] / cyc.sum()     # counter ticks -> seconds of this run
+        rows = x["rows"]
+        cyc = sum(r["cycles"] for r in rows) or 1
+        scale = x["kernel_s"] / cyc     # counter ticks -> seconds of this run
+        lif = sum(r["neuron_updates"] for r in rows
+                  if r["where"] == "layers[1]" and r["phase"] == "update")
         print(f"\nprofile (float32, leak={leak!r}, fastest of 3): kernel {x['kernel_s']:.3f} s, "
-              f"{x['spikes']} spikes, "
-              f"{x['touched']} touched neuron updates in the LIF layer "
-              f"({x['touched'] / (p_N(data) * p_T(data)):.1%} of neuron-steps)")
-        rows = []
-        for k, name in enumerate(PHASES):
-            ev = x["events"][k]
+              f"{x['spikes']} spikes, {lif} touched neuron updates in the LIF layer "
+              f"({lif / (p_N(data) * p_T(data)):.1%} of neuron-steps)")
+        table = []
+        for r in rows:
+            s = r["cycles"] * scale
             per = ""
-            if ev:
-                per = f"{cyc[k] * scale / ev * 1e9:.1f} ns/event ({ev / 1e6:.2f} M events)"
-            elif k == 2:
-                per = f"{cyc[k] * scale / max(x['touched'], 1) * 1e9:.1f} ns/touched neuron"
-            rows.append([name, f"{cyc[k] * scale:.3f}", f"{cyc[k] / cyc.sum():.1%}", per])
-        print(fmt_table(rows, ["phase of run_batch's step loop", "s", "share", "cost"]))
+            if r["events"]:
+                per = f"{s / r['events'] * 1e9:.1f} ns/event ({r['events'] / 1e6:.2f} M events)"
+            elif r["neuron_updates"]:
+                per = f"{s / r['neuron_updates'] * 1e9:.1f} ns/touched neuron"
+            name = {"layers[1]": "LIF", "layers[3]": "readout",
+                    "network": "network"}.get(r["where"], r["where"])
+            what = "delayed connections" if name == "network" and r["phase"] == "delivery" else r["phase"]
+            table.append([f"{name}: {what}", f"{s:.3f}", f"{r['cycles'] / cyc:.1%}", per])
+        print(fmt_table(table, ["phase of the event loop", "s", "share", "cost"]))
     if full is not None:
         print(f"what-if: a vectorised update of all {p_N(data)} LIF neurons at every one of the "
               f"{p_T(data)} steps (u = beta v + I, threshold, hard reset, spike list; this "

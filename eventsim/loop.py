@@ -6,15 +6,20 @@ Phases (docs/event-loop.md draws them):
    each population's update mode chosen, first predicted threshold crossings queued;
 2. *delivery* of a step: delayed connections (:func:`deliver_delayed`: bundles through their
    delay rings, dense delayed edges from the source's spike ring), then each population's
-   feed-forward edge (:func:`run_edge`, or a window of steps at once in the layer-major
-   schedule: :func:`fill_window`, :func:`window_row`);
-3. *population update* (:func:`update_population`, :func:`update_readout`): a full pass
-   over every neuron, or a lazy pass over the touched and due neurons only;
-4. *spike emission* (:func:`emit`): the step's spikes counted and listed, membranes recorded.
+   feed-forward edge (:func:`run_edge`, or in the layer-major schedule a window of steps
+   at once: :func:`fill_window`, :func:`window_row`);
+3. *population update*: a full pass over every neuron (:func:`full_pass`, read in place
+   when :func:`full_pass_ready`), else :func:`update_population` (lazy pass over the
+   touched and due neurons, or every neuron of a driven population); the readout
+   integrator :func:`update_readout`;
+4. *spike emission*: the step's spikes counted and listed, membranes recorded.
 
-One driver per schedule: :func:`run_time_major` (each step: every population in turn) and
-:func:`run_layer_major` (feed-forward networks: one population over all steps, then the
-next).  Both add every current's terms in the same order: same results.
+One driver per schedule: :func:`run_time_major` / :func:`time_major_sample` (each step:
+every population in turn) and :func:`run_layer_major` / :func:`layer_pass` (feed-forward
+networks: one population over all steps, then the next).  Both add every current's terms
+in the same order: same results.  The drivers unpack the state groups once and hand the
+per-step helpers records, scalars and small groups: a group passed to an inlined helper
+costs a reference count per array it holds, at every step.
 
 The fixed tables and the state groups are defined in ``eventsim.tables``; each kernel
 unpacks the groups it needs into locals at entry.  With ``Options.profile`` the drivers
@@ -37,8 +42,8 @@ from .kernels import (DRIVE_NONE, DRIVE_STEPS, HARD_RESET, K_CONV, K_DENSE, K_MA
                       scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
                       scatter_sparse, scatter_sumpool, step_end, update_all, wake_push,
                       wake_remove)
-from .tables import (Accum, DelayRing, Modes, Neurons, Output, Scratch, SpikeList, SpikeRing,
-                     State, WakeQueue)
+from .tables import (Accum, DelayRing, Delivery, Modes, Neurons, Output, Scratch, SpikeList,
+                     SpikeRing, State, WakeQueue)
 
 # profile counters Scratch.prof[row, phase, column]
 PH_SETUP, PH_DELIVER, PH_UPDATE, PH_EMIT = 0, 1, 2, 3
@@ -220,31 +225,38 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
 # ---------------------------------------------------------------------------------------
 # phase 2: delivery
 # ---------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def scatter(tab, g, ev_idx, ev_val, k0, k1, S, stamp):
+@njit(cache=True)
+def delivery(tab, S):
+    """The Delivery group of a kernel call (``tab``: Tables, ``S``: State)."""
+    A, scr = S.acc, S.scr
+    return Delivery(tab.stages, tab.spaces, tab.edges, tab.edge_stage, tab.wf, tab.wi, A.acc,
+                    A.mark, A.tlist, A.tcount, A.allt, S.modes.whole_ok, scr.idx, scr.val,
+                    scr.pbuf, scr.mp_last, scr.syn)
+
+
+@njit(cache=True)
+def scatter(D, g, ev_idx, ev_val, k0, k1, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through stage ``g`` into its destination
-    space (``tab``: Tables, ``S``: State, ``stamp``: the step's max-pooling stamp); returns
-    the number of synaptic events.  A large sparse or conv delivery (synapses >= 1/16 of
-    the destination) marks the destination wholly touched when ``whole_ok`` allows."""
-    stages, spaces, wf, wi = tab.stages, tab.spaces, tab.wf, tab.wi
-    acc, mark, tlist, tcount, allt = S.acc
-    whole_ok = S.modes.whole_ok
-    st = stages[g]
+    space (``D``: Delivery, ``stamp``: the step's max-pooling stamp); returns the number of
+    synaptic events.  A large sparse or conv delivery (synapses >= 1/16 of the destination)
+    marks the destination wholly touched when ``whole_ok`` allows."""
+    wf, wi, acc, mark, tlist, tcount, allt = D.wf, D.wi, D.acc, D.mark, D.tlist, D.tcount, D.allt
+    st = D.stages[g]
     kind, d = st.kind, st.dst
-    dsp = spaces[d]
+    dsp = D.spaces[d]
     a_off, bs, m_off = dsp.off, dsp.bs, dsp.boff
     if kind == K_DENSE:
         allt[d] = True
         return scatter_dense(wf, st.woff, dsp.n, ev_idx, ev_val, k0, k1, acc, a_off)
     if kind == K_CONV:
         nsyn = (k1 - k0) * st.kh * st.kw * st.Co
-        if not allt[d] and whole_ok[d] and nsyn * SPARSE_WHOLE_DIV >= dsp.n:
+        if not allt[d] and D.whole_ok[d] and nsyn * SPARSE_WHOLE_DIV >= dsp.n:
             allt[d] = True
         return scatter_conv(wf, st.woff, wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, st.Co,
                             st.kh, st.kw, st.sh, st.sw, st.ph, st.pw, ev_idx, ev_val, k0, k1,
-                            acc, a_off, mark, m_off, tlist, tcount, d, S.scr.pbuf, allt[d])
+                            acc, a_off, mark, m_off, tlist, tcount, d, D.pbuf, allt[d])
     if kind == K_SPARSE:
-        if not allt[d] and whole_ok[d]:
+        if not allt[d] and D.whole_ok[d]:
             po = st.poff
             nsyn = 0
             for k in range(k0, k1):
@@ -258,36 +270,37 @@ def scatter(tab, g, ev_idx, ev_val, k0, k1, S, stamp):
                                k0, k1, acc, a_off, mark, m_off, tlist, tcount, d)
     if kind == K_MAXPOOL:
         return scatter_maxpool(wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, ev_idx, ev_val,
-                               k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, S.scr.mp_last,
+                               k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, D.mp_last,
                                st.moff, stamp)
     return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
 
 
-@njit(cache=True, inline="always")
-def run_edge(tab, e, ev_idx, ev_val, k0, k1, S, stamp):
+@njit(cache=True)
+def run_edge(D, e, ev_idx, ev_val, k0, k1, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through every stage of edge ``e``
     (intermediate spaces are accumulated, then drained into the scratch event list for the
-    next stage); counts each stage's synaptic events in ``S.scr.syn`` and returns their sum
-    (``tab``: Tables, ``S``: State, ``stamp``: see :func:`scatter`)."""
-    ed = tab.edges[e]
-    scr_idx, scr_val, syn = S.scr.idx, S.scr.val, S.scr.syn
+    next stage); counts each stage's synaptic events in ``D.syn`` and returns their sum
+    (``D``: Delivery, ``stamp``: see :func:`scatter`)."""
+    ed = D.edges[e]
+    syn = D.syn
     total = 0
     for j in range(ed.ns):
-        g = tab.edge_stage[ed.soff + j]
-        ei, ev, ka, kb = ev_idx, ev_val, k0, k1
-        if j > 0:
-            ei, ev, ka = scr_idx, scr_val, 0
-            kb = drain(tab.spaces, tab.stages[g].src, S.acc, scr_idx, scr_val)
-        n = scatter(tab, g, ei, ev, ka, kb, S, stamp) if kb > ka else 0
+        g = D.edge_stage[ed.soff + j]
+        if j == 0:
+            n = scatter(D, g, ev_idx, ev_val, k0, k1, stamp)
+        else:
+            A = Accum(D.acc, D.mark, D.tlist, D.tcount, D.allt)
+            cnt = drain(D.spaces, D.stages[g].src, A, D.scr_idx, D.scr_val)
+            n = scatter(D, g, D.scr_idx, D.scr_val, 0, cnt, stamp) if cnt > 0 else 0
         syn[g] += n
         total += n
     return total
 
 
 @njit(cache=True)
-def deliver_delayed(t, T, tab, S, stamp):
+def deliver_delayed(t, T, tab, S, D, stamp):
     """Phase 2, delayed connections at step ``t`` (time-major; ``T`` steps, ``tab``: Tables,
-    ``S``: State, ``stamp``: see :func:`scatter`): each bundle pushes its source's spikes of
+    ``S``: State, ``D``: its Delivery group, ``stamp``: see :func:`scatter`): each bundle pushes its source's spikes of
     step ``t - 1`` into its delay ring (arrival ``t - 1 + d >= t``), then hands the slot of
     step ``t`` to the target; dense delayed edges take the source's spikes of step
     ``t - delay`` from its spike ring."""
@@ -312,7 +325,7 @@ def deliver_delayed(t, T, tab, S, stamp):
             c = ringc[ps.ringc + tt % ps.R]
             if c > 0:
                 base = ps.ring + (tt % ps.R) * ps.n
-                run_edge(tab, e, ring_idx, ring_val, base, base + c, S, stamp)
+                run_edge(D, e, ring_idx, ring_val, base, base + c, stamp)
 
 
 @njit(cache=True)
@@ -327,36 +340,27 @@ def fill_window(tab, g, t0, ev_t, ev_idx, ev_val, k0, k1, win):
 
 
 @njit(cache=True, inline="always")
-def window_row(q, t, T, g, n_win, n_now, tab, S):
-    """Layer-major: step ``t``'s row of population ``q``'s window (dense stage ``g``,
-    ``n_win`` steps a window, ``n_now`` source events at ``t``): counted, its target marked
-    wholly touched; returns its offset in ``S.scr.win`` when the update reads it in place
-    (a full pass), else hands it to the accumulator and returns -1 (also when empty)."""
+def window_row(t, n_win, n_now, n, allt, d):
+    """Layer-major: offset of step ``t``'s row (``n`` values) in the window of ``n_win``
+    steps, or -1 when the source had no events (``n_now``); the destination space ``d`` then
+    counts as wholly touched (``allt``)."""
     if n_now == 0:
         return -1
-    st = tab.stages[g]
-    n = tab.spaces[st.dst].n
-    wrow = (t % n_win) * n
-    S.acc.allt[st.dst] = True
-    S.scr.syn[g] += n_now * n
-    if full_pass_ready(q, t, T, tab, S):
-        return wrow
-    acc, win = S.acc.acc, S.scr.win
-    ao = tab.spaces[st.dst].off
-    for j in range(n):
-        acc[ao + j] += win[wrow + j]
-        win[wrow + j] = 0
-    return -1
+    allt[d] = True
+    return (t % n_win) * n
 
 
-# ---------------------------------------------------------------------------------------
-# phase 3: population update
-# ---------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _clear_marks(s, spaces, A):
-    """Clear space ``s``'s touched list (``spaces``: SPACE table, ``A``: Accum)."""
-    mark, tlist, tcount, allt = A.mark, A.tlist, A.tcount, A.allt
-    m_off = spaces[s].boff
+def _hand_off(acc, a_off, win, wrow, n):
+    """Add window row ``win[wrow:wrow + n]`` to ``acc[a_off:]`` and clear it."""
+    for j in range(n):
+        acc[a_off + j] += win[wrow + j]
+        win[wrow + j] = 0
+
+
+@njit(cache=True, inline="always")
+def _clear_marks(s, m_off, mark, tlist, tcount, allt):
+    """Clear space ``s``'s touched list (its blocks at ``m_off``)."""
     for k in range(tcount[s]):
         mark[m_off + tlist[m_off + k]] = 0
     tcount[s] = 0
@@ -364,57 +368,45 @@ def _clear_marks(s, spaces, A):
 
 
 @njit(cache=True, inline="always")
-def full_pass_ready(q, t, T, tab, S):
-    """Whether spiking population ``q`` is updated at step ``t`` by a full pass needing no
-    catch-up, wake-up or recording: lazy, no constant input, enough neurons touched
-    (1/full_div), none behind, nothing recorded or due, ``v_min < theta``."""
-    pop = tab.pops[q]
-    s = pop.space
-    lazy, driven, full_div, vmin_hi, _, _ = S.modes
-    return (pop.kind == POP_SPIKING and lazy[q] and not driven[q]
-            and S.nrn.lfull[q] >= t - 1 and S.wake.head[q * T + t] < 0
-            and pop.recn == 0 and not vmin_hi[q]
-            and (S.acc.allt[s] or S.acc.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n))
+def full_pass_ready(pop, t, lazy, driven, vmin_hi, full_div, lf, due, whole, touched):
+    """Whether a spiking population (record ``pop``; its mode flags ``lazy``, ``driven``,
+    ``vmin_hi``, ``full_div``; last full pass ``lf``; first neuron due now ``due``; space
+    wholly touched ``whole`` or ``touched`` neurons) is updated at step ``t`` by a full pass
+    needing no catch-up, wake-up or recording."""
+    return (pop.kind == POP_SPIKING and lazy and not driven and lf >= t - 1 and due < 0
+            and pop.recn == 0 and not vmin_hi and (whole or touched * full_div >= pop.n))
 
 
 @njit(cache=True, inline="always")
-def update_readout(q, t, b, tab, S, readout_out):
-    """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (population ``q``, step ``t``,
-    sample ``b``; ``tab``: Tables, ``S``: State), written to ``readout_out[t, b, :]`` in
-    the model's output order."""
-    pop = tab.pops[q]
-    acc = S.acc.acc
-    V, cst = S.nrn.V, S.nrn.cst
-    perm = tab.readout_perm
-    s, n, noff, beta = pop.space, pop.n, pop.noff, pop.beta
-    a_off = tab.spaces[s].off
+def update_readout(t, b, pop, sp, acc, V, cst, perm, readout_out):
+    """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (record ``pop``, its space's
+    record ``sp``; step ``t``, sample ``b``), written to ``readout_out[t, b, perm[i]]``."""
+    n, noff, beta, a_off = pop.n, pop.noff, pop.beta, sp.off
     for i in range(n):
         gi = noff + i
         r = beta * V[gi] + (acc[a_off + i] + cst[gi])
         acc[a_off + i] = 0
         V[gi] = r
         readout_out[t, b, perm[i]] = r
-    if S.acc.tcount[s] > 0 or S.acc.allt[s]:
-        _clear_marks(s, tab.spaces, S.acc)
 
 
 @njit(cache=True, inline="always")
-def full_pass(q, t, T, tab, S, leak, wrow, out_i, out_v, rbase):
-    """One vectorised update of every neuron of lazy population ``q`` at step ``t`` (``T``
-    steps, ``tab``: Tables, ``S``: State, ``leak`` mode): those behind first catch up on the
-    leak (:func:`catch_up`); input from the accumulator, or in place from window row
-    ``wrow`` of ``S.scr.win`` (>= 0); spikes into ``out_i/out_v[rbase:]`` and those that
-    would cross again without input queued for ``t + 1``; returns the spike count."""
-    pop = tab.pops[q]
-    V, U, L, cst, lfull = S.nrn
-    head, wnext, wprev, wake_t, _ = S.wake
-    flags = S.scr.flags
-    s, n, noff = pop.space, pop.n, pop.noff
+def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
+    """One vectorised update of every neuron of lazy population ``q`` (record ``pop``) at
+    step ``t`` of ``T``: those behind first catch up on the leak (:func:`catch_up`); input
+    ``src[off:]`` (the accumulator, or a layer-major window row); spikes into ``dst =
+    (out_i, out_v, rbase)``, and those that would cross again without input queued for
+    ``t + 1`` (``wake``: WakeQueue); ``nrn``: Neurons; ``aux = (flags, powtab, leak)``.
+    Returns the spike count (the caller clears the space's touched list)."""
+    V, U, L, cst, lfull = nrn
+    head, wnext, wprev, wake_t, _ = wake
+    flags, powtab, leak = aux
+    out_i, out_v, rbase = dst
+    n, noff = pop.n, pop.noff
     beta, theta, tern, has_vmin = pop.beta, pop.theta, pop.ternary != 0, pop.has_vmin != 0
     lf = lfull[q]
     if lf < t - 1:
-        catch_up(V, L, cst, noff, n, lf, t, leak, tab.powtab, q, beta, has_vmin, pop.v_min)
-    src, off = (S.scr.win, wrow) if wrow >= 0 else (S.acc.acc, tab.spaces[s].off)
+        catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, pop.v_min)
     update_all(src, off, cst, V, U, noff, n, flags, beta, theta, pop.reset, pop.v_reset,
                has_vmin, pop.v_min, tern, pop.recn > 0)
     cnt = collect_spikes(flags, n, out_i, out_v, rbase)
@@ -426,7 +418,6 @@ def full_pass(q, t, T, tab, S, leak, wrow, out_i, out_v, rbase):
             if un >= theta or (tern and un <= -theta):
                 wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
     lfull[q] = t
-    _clear_marks(s, tab.spaces, S.acc)
     return cnt
 
 
@@ -576,140 +567,128 @@ def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
     return predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
 
 
-@njit(cache=True, inline="always")
-def update_population(q, t, T, tab, S, opts, wrow, out_i, out_v, rbase):
-    """Phase 3 for spiking population ``q`` at step ``t`` (``T`` steps; ``tab``: Tables;
-    ``S``: State; ``opts``: Options; ``wrow``: its input's row in the layer-major window, or
-    -1): the spikes go to ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order,
-    their count also to the population's spike ring; returns the count.
+@njit(cache=True)
+def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
+    """Phase 3 for spiking population ``q`` at step ``t`` when :func:`full_pass_ready` is
+    false (``T`` steps; ``tab``: Tables; ``S``: State; ``opts``: Options): spikes to
+    ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order; returns their count.
 
     Not lazy (constant drive, "step" mode): every neuron every step.  Lazy: nothing when
     nothing is touched or due; else the due and recorded neurons join the touched ones and
     a full pass runs when enough are touched (1/full_div; never for driven populations or
     ``v_min >= theta``), else a lazy pass."""
     pop = tab.pops[q]
-    s = pop.space
-    A = S.acc
+    s, n = pop.space, pop.n
+    sp = tab.spaces[s]
+    A, nrn, wake, scr = S.acc, S.nrn, S.wake, S.scr
+    acc, mark, tlist, tcount, allt = A
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
-    slot = pop.ringc + t % pop.R
-    cnt = 0
-    full = full_pass_ready(q, t, T, tab, S)
-    if full:
-        pass
-    elif (lazy[q] and A.tcount[s] == 0 and not A.allt[s] and S.wake.head[q * T + t] < 0
-            and pop.recn == 0):
-        pass          # nothing touched, nothing due: no neuron changes
-    elif not lazy[q]:
-        update_all(A.acc, tab.spaces[s].off, S.nrn.cst, S.nrn.V, S.nrn.U, pop.noff, pop.n,
-                   S.scr.flags, pop.beta, pop.theta, pop.reset, pop.v_reset, pop.has_vmin != 0,
-                   pop.v_min, pop.ternary != 0, pop.recn > 0)
-        cnt = collect_spikes(S.scr.flags, pop.n, out_i, out_v, rbase)
-        _clear_marks(s, tab.spaces, A)
-        S.nrn.lfull[q] = t
+    if lazy[q] and tcount[s] == 0 and not allt[s] and wake.head[q * T + t] < 0 and pop.recn == 0:
+        return 0      # nothing touched, nothing due: no neuron changes
+    if not lazy[q]:
+        update_all(acc, sp.off, nrn.cst, nrn.V, nrn.U, pop.noff, n, scr.flags, pop.beta,
+                   pop.theta, pop.reset, pop.v_reset, pop.has_vmin != 0, pop.v_min,
+                   pop.ternary != 0, pop.recn > 0)
+        cnt = collect_spikes(scr.flags, n, out_i, out_v, rbase)
+        nrn.lfull[q] = t
     else:
         _touch_due(q, t, T, tab, S)
-        full = (not driven[q] and not vmin_hi[q]
-                and (A.allt[s] or A.tcount[s] * tab.spaces[s].bs * full_div[q] >= pop.n))
-        if not full:
-            cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + pop.n],
-                            out_v[rbase:rbase + pop.n])
-            _clear_marks(s, tab.spaces, A)
-    if full:
-        cnt = full_pass(q, t, T, tab, S, opts.leak, wrow, out_i, out_v, rbase)
-    S.ring.cnt[slot] = cnt
+        if not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
+            cnt = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (out_i, out_v, rbase),
+                            (scr.flags, tab.powtab, opts.leak))
+        else:
+            cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + n], out_v[rbase:rbase + n])
+    _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
     return cnt
 
 
-# ---------------------------------------------------------------------------------------
-# phase 4: spike emission
-# ---------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def record_membranes(q, t, b, tab, S, mem_out):
-    """``mem_out[t, b, k] = u`` of population ``q``'s recorded neurons (``tab``: Tables,
-    ``S``: State)."""
-    pop = tab.pops[q]
-    U, rec_idx = S.nrn.U, tab.rec_idx
+def record_membranes(t, b, pop, U, rec_idx, mem_out):
+    """``mem_out[t, b, k] = u`` of the recorded neurons of population ``pop``."""
     for k in range(pop.recoff, pop.recoff + pop.recn):
         mem_out[t, b, k] = U[pop.noff + rec_idx[k]]
 
 
 @njit(cache=True, inline="always")
-def _touched(q, tab, S):
-    """Neurons of population ``q`` touched now (profile counter)."""
-    pop = tab.pops[q]
-    s = pop.space
-    return pop.n if S.acc.allt[s] else S.acc.tcount[s] * tab.spaces[s].bs
+def _touched(pop, sp, allt, tcount):
+    """Neurons of a population touched now (profile counter)."""
+    return pop.n if allt[pop.space] else tcount[pop.space] * sp.bs
 
 
-@njit(cache=True, inline="always")
-def _syn_total(S):
-    return S.scr.syn.sum()
-
-
-# ---------------------------------------------------------------------------------------
-# drivers
-# ---------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def time_major_step(t, b, b0, T, tab, inp, S, opts, out, ocnt, k0):
-    """Phases 2-4 of step ``t`` of sample ``b`` in the time-major schedule, population by
-    population (``T`` steps, kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs whose
-    events of step ``t`` start at ``k0``, ``S``: State, ``opts``: Options, ``out``: Output
-    with ``ocnt`` spikes listed); returns ``(out, ocnt, end of the step's input events)``."""
-    prof, on = S.scr.prof, opts.profile
-    Q = tab.pops.shape[0]
-    ring_idx, ring_val, _ = S.ring
-    stamp = (b - b0) * T + t + 1
-    c0 = _cycles() if on else 0
-    ev = _syn_total(S) if on else 0
-    deliver_delayed(t, T, tab, S, stamp)
-    if on:
-        c0 = _lap(prof, Q, PH_DELIVER, c0, _syn_total(S) - ev, 0)
-    k1 = step_end(inp.ev_t, k0, inp.ev_ptr[b + 1], t)
-    for q in range(Q):
-        pop = tab.pops[q]
-        ei, ev_v, ka, kb = inp.ev_i, inp.ev_v, k0, k1     # the input's events of step t
-        if q > 0:                                        # or the source's spikes
-            src = tab.pops[q - 1]
-            ei, ev_v, ka = ring_idx, ring_val, src.ring + (t % src.R) * src.n
-            kb = ka + S.ring.cnt[src.ringc + t % src.R]
-        ev = run_edge(tab, q, ei, ev_v, ka, kb, S, stamp) if kb > ka else 0
-        nu = 0
+@njit(cache=True)
+def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
+    """Driver of the time-major schedule for sample ``b`` (after its set-up; ``T`` steps,
+    kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs, ``S``: State, ``opts``:
+    Options, ``out``: Output holding ``ocnt`` spikes): step by step, the delayed connections,
+    then every population's edge, update and emission.  Returns ``(out, ocnt)``."""
+    pops, spaces, rec_idx = tab.pops, tab.spaces, tab.rec_idx
+    nrn, wake, scr = S.nrn, S.wake, S.scr
+    acc, mark, tlist, tcount, allt = S.acc
+    lazy, driven, full_div, vmin_hi, _, _ = S.modes
+    ring_idx, ring_val, ringc = S.ring
+    lfull, head, aux, D = nrn.lfull, wake.head, (scr.flags, tab.powtab, opts.leak), delivery(tab, S)
+    prof, on, Q, bb = scr.prof, opts.profile, pops.shape[0], b - b0
+    k0 = inp.ev_ptr[b]
+    for t in range(T):
+        stamp = bb * T + t + 1
+        if inp.drive_mode == DRIVE_STEPS and t > 0:
+            set_drive(t, bb, tab, inp.drive, nrn.cst)
+        c0, ev = (_cycles(), scr.syn.sum()) if on else (0, 0)
+        deliver_delayed(t, T, tab, S, D, stamp)
         if on:
-            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
-            nu = _touched(q, tab, S)
-        rbase = pop.ring + (t % pop.R) * pop.n
-        if pop.kind == POP_SPIKING:
-            c = update_population(q, t, T, tab, S, opts, -1, ring_idx, ring_val, rbase)
-        else:
+            c0 = _lap(prof, Q, PH_DELIVER, c0, scr.syn.sum() - ev, 0)
+        k1 = step_end(inp.ev_t, k0, inp.ev_ptr[b + 1], t)
+        for q in range(Q):
+            pop = pops[q]
+            s, sp = pop.space, spaces[pop.space]
+            ei, ev_v, ka, kb = inp.ev_i, inp.ev_v, k0, k1     # the input's events of step t
+            if q > 0:                                        # or the source's spikes
+                src = pops[q - 1]
+                ei, ev_v, ka = ring_idx, ring_val, src.ring + (t % src.R) * src.n
+                kb = ka + ringc[src.ringc + t % src.R]
+            ev = run_edge(D, q, ei, ev_v, ka, kb, stamp) if kb > ka else 0
+            nu, c0 = (_touched(pop, sp, allt, tcount), _lap(prof, q, PH_DELIVER, c0, ev, 0)) if on else (0, 0)
+            rbase = pop.ring + (t % pop.R) * pop.n
             c = 0
-            update_readout(q, t, b, tab, S, out.readout)
-        if on:
-            c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
-        if c > 0:
-            out.counts[b - b0, t, q] = c
-            out = append_spikes(out, ocnt, ring_idx, ring_val, rbase, c)
-            ocnt += c
-        record_membranes(q, t, b, tab, S, out.mem)
-        if on:
-            c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
-    return out, ocnt, k1
+            if pop.kind != POP_SPIKING:
+                update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
+                if tcount[s] > 0 or allt[s]:
+                    _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+            elif full_pass_ready(pop, t, lazy[q], driven[q], vmin_hi[q], full_div[q], lfull[q],
+                                 head[q * T + t], allt[s], tcount[s] * sp.bs):
+                c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase),
+                              aux)
+                _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+                ringc[pop.ringc + t % pop.R] = c
+            else:
+                c = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
+                ringc[pop.ringc + t % pop.R] = c
+            if on:
+                c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
+            if c > 0:
+                out.counts[bb, t, q] = c
+                out = append_spikes(out, ocnt, ring_idx, ring_val, rbase, c)
+                ocnt += c
+            if pop.recn > 0:
+                record_membranes(t, b, pop, nrn.U, rec_idx, out.mem)
+            if on:
+                c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
+        k0 = k1
+    return out, ocnt
 
 
 @njit(cache=True)
 def run_time_major(T, b0, b1, tab, inp, S, opts, out):
-    """Driver of the time-major schedule (any network): for each sample, set-up, then step
-    by step every phase of every population; returns ``(out, spikes listed)``."""
+    """Driver of the time-major schedule (any network; arguments as :func:`run_batch`'s,
+    ``S``: State, ``out``: Output): for each sample, set-up (phase 1), then
+    :func:`time_major_sample`.  Returns ``(out, spikes listed)``."""
     ocnt = 0
     for b in range(b0, b1):
         c0 = _cycles() if opts.profile else 0
         sample_setup(b, b0, T, opts, tab, inp, S)
         if opts.profile:
             _lap(S.scr.prof, tab.pops.shape[0], PH_SETUP, c0, 0, 0)
-        k = inp.ev_ptr[b]
-        for t in range(T):
-            if inp.drive_mode == DRIVE_STEPS and t > 0:
-                set_drive(t, b - b0, tab, inp.drive, S.nrn.cst)
-            out, ocnt, k = time_major_step(t, b, b0, T, tab, inp, S, opts, out, ocnt, k)
+        out, ocnt = time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt)
     return out, ocnt
 
 
@@ -740,46 +719,62 @@ def window_size(tab, T):
 
 @njit(cache=True)
 def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
-    """Population ``q`` over all steps of sample ``b`` in the layer-major schedule: its edge
-    delivers the spikes of its source (input events, or population q - 1's in ``lm``), by
-    windows of steps when it is one dense stage; spikes appended to ``lm`` (SpikeList, with
-    ``lm_n = lm.start[q, 0]`` entries); returns ``(lm, entries)``."""
-    prof, on, Q, bb = S.scr.prof, opts.profile, tab.pops.shape[0], b - b0
+    """Population ``q`` over all steps of sample ``b`` in the layer-major schedule (arguments
+    as :func:`time_major_sample`'s; ``lm``: the sample's SpikeList, population q's spikes to
+    be appended from entry ``lm.start[q, 0]``; ``in_sorted``: the input's events are in
+    ascending order within each step): its edge delivers its source's spikes (input events,
+    or population q - 1's in ``lm``), by windows of steps when it is one dense stage.
+    Returns ``(lm, entries)``."""
     pop = tab.pops[q]
+    s, sp = pop.space, tab.spaces[pop.space]
+    nrn, wake, scr = S.nrn, S.wake, S.scr
+    acc, mark, tlist, tcount, allt = S.acc
+    lazy, driven, full_div, vmin_hi, _, _ = S.modes
+    aux, D = (scr.flags, tab.powtab, opts.leak), delivery(tab, S)
+    prof, on, Q, bb = scr.prof, opts.profile, tab.pops.shape[0], b - b0
     g, n_win = window_plan(q, tab, in_sorted, T)
-    lm_n = lm.start[q, 0]
-    k1 = inp.ev_ptr[b]
+    lm_n, k1 = lm.start[q, 0], inp.ev_ptr[b]
     c0 = _cycles() if on else 0
     for t in range(T):
-        stamp = bb * T + t + 1
         if inp.drive_mode == DRIVE_STEPS and t > 0 and q == tab.edges[0].tgt:
-            set_drive(t, bb, tab, inp.drive, S.nrn.cst)
-        ev_t, ev_i, ev_v, k0, k1, kw = _layer_source(q, t, bb, T, n_win, inp, b, lm, out, k1)
+            set_drive(t, bb, tab, inp.drive, nrn.cst)
+        ev_t, ev_i, ev_v, k0, k1, kw = _layer_source(q, t, T, n_win, inp, b, lm, out.counts[bb],
+                                                     k1)
         wrow = -1
         if n_win > 0:
             if t % n_win == 0:
-                fill_window(tab, g, t, ev_t, ev_i, ev_v, k0, kw, S.scr.win)
-            wrow = window_row(q, t, T, g, n_win, k1 - k0, tab, S)
-            ev = (k1 - k0) * tab.spaces[tab.stages[g].dst].n
+                fill_window(tab, g, t, ev_t, ev_i, ev_v, k0, kw, scr.win)
+            wrow = window_row(t, n_win, k1 - k0, sp.n, allt, s)
+            ev = (k1 - k0) * sp.n
+            scr.syn[g] += ev
         else:
-            ev = run_edge(tab, q, ev_i, ev_v, k0, k1, S, stamp) if k1 > k0 else 0
-        nu = 0
-        if on:
-            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
-            nu = _touched(q, tab, S)
+            ev = run_edge(D, q, ev_i, ev_v, k0, k1, bb * T + t + 1) if k1 > k0 else 0
+        nu, c0 = (_touched(pop, sp, allt, tcount), _lap(prof, q, PH_DELIVER, c0, ev, 0)) if on else (0, 0)
         lm.start[q, t] = lm_n
         lm = _room(lm, lm_n, pop.n)
-        if pop.kind == POP_SPIKING:
-            c = update_population(q, t, T, tab, S, opts, wrow, lm.i, lm.v, lm_n)
+        c = 0
+        if pop.kind == POP_SPIKING and full_pass_ready(
+                pop, t, lazy[q], driven[q], vmin_hi[q], full_div[q], nrn.lfull[q],
+                wake.head[q * T + t], allt[s], tcount[s] * sp.bs):
+            c = full_pass(q, t, T, pop, nrn, wake, scr.win if wrow >= 0 else acc,
+                          wrow if wrow >= 0 else sp.off, (lm.i, lm.v, lm_n), aux)
+            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         else:
-            c = 0
-            update_readout(q, t, b, tab, S, out.readout)
+            if wrow >= 0:   # the row to the accumulator: not read in place
+                _hand_off(acc, sp.off, scr.win, wrow, sp.n)
+            if pop.kind == POP_SPIKING:
+                c = update_population(q, t, T, tab, S, opts, lm.i, lm.v, lm_n)
+            else:
+                update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
+                if tcount[s] > 0 or allt[s]:
+                    _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         if on:
             c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
         out.counts[bb, t, q] = c
         lm.t[lm_n:lm_n + c] = t
         lm_n += c
-        record_membranes(q, t, b, tab, S, out.mem)
+        if pop.recn > 0:
+            record_membranes(t, b, pop, nrn.U, tab.rec_idx, out.mem)
         if on:
             c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
     if q + 1 < Q:
@@ -788,11 +783,11 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
 
 
 @njit(cache=True, inline="always")
-def _layer_source(q, t, bb, T, n_win, inp, b, lm, out, k_prev):
+def _layer_source(q, t, T, n_win, inp, b, lm, counts, k_prev):
     """Layer-major: the spikes feeding population ``q``'s edge at step ``t`` as
     ``(ev_t, ev_idx, ev_val, k0, k1, kw)``: entries ``k0:k1`` (the input's events of the
-    step, from ``k_prev``; or population q - 1's in ``lm``), and ``kw``: the end of those of
-    the window starting at ``t`` (``n_win`` steps; 0: none)."""
+    step, from ``k_prev``; or population q - 1's in ``lm``, ``counts [T, Q]`` of the sample),
+    and ``kw``: the end of those of the window starting at ``t`` (``n_win`` steps; 0: none)."""
     if q == 0:
         k0 = k_prev
         pend = inp.ev_ptr[b + 1]
@@ -801,13 +796,12 @@ def _layer_source(q, t, bb, T, n_win, inp, b, lm, out, k_prev):
         if n_win > 0 and t % n_win == 0:
             kw = step_end(inp.ev_t, k0, pend, min(T, t + n_win) - 1)
         return inp.ev_t, inp.ev_i, inp.ev_v, k0, k1, kw
-    counts = out.counts
     k0 = lm.start[q - 1, t]
-    k1 = k0 + counts[bb, t, q - 1]
+    k1 = k0 + counts[t, q - 1]
     kw = k1
     if n_win > 0 and t % n_win == 0:
         t1 = min(T, t + n_win)
-        kw = lm.start[q - 1, t1 - 1] + counts[bb, t1 - 1, q - 1]
+        kw = lm.start[q - 1, t1 - 1] + counts[t1 - 1, q - 1]
     return lm.t, lm.i, lm.v, k0, k1, kw
 
 

@@ -161,3 +161,11 @@ Output.__doc__ = """What a kernel call writes: ``counts [b1 - b0, T, Q]`` spikes
 step, population), the spike list ``neuron`` (int32, internal index) and ``value`` (int8)
 (grown by doubling), ``readout [T, B, n_out]`` and ``mem [T, B, n_rec]`` (u before reset of
 the recorded neurons)."""
+
+Delivery = namedtuple("Delivery", ["stages", "spaces", "edges", "edge_stage", "wf", "wi", "acc",
+                                   "mark", "tlist", "tcount", "allt", "whole_ok", "scr_idx",
+                                   "scr_val", "pbuf", "mp_last", "syn"])
+Delivery.__doc__ = """What delivering events through an edge's stages reads and writes, flat
+(one level: a field read costs one reference count): the STAGE, SPACE and EDGE tables,
+``edge_stage``, ``wf``, ``wi``; the Accum arrays; ``whole_ok``; the scratch event list
+``scr_idx/scr_val``; ``pbuf``; ``mp_last``; ``syn``.  Built once per driver call."""
