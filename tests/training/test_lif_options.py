@@ -417,3 +417,36 @@ def test_version1_and_2_files_still_read(tmp_path):
     with h5py.File(path, "r+") as f:                             # per-layer values: the v2 layout
         f.attrs["version"] = 2
     assert mf.read_model(path).layers[1].beta == 0.5
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_exported_plif_model_runs_in_simulator_bit_exact(tmp_path, float64, reset):
+    """A learned per-layer decay and threshold (PLIF) exports as plain canonical scalars:
+    with w = 0 (beta = sigmoid(0) = 1/2, exact) and dyadic weights and thresholds, the
+    simulator's spikes equal the dense engine's bit for bit."""
+    import eventsim
+
+    rng = np.random.default_rng(21)
+    net = training.Sequential(
+        training.Linear(12, 20, rng=rng),
+        LIF(beta=0.5, threshold=0.75, reset=reset, learn_beta=True, learn_threshold=True),
+        training.Linear(20, 5, rng=rng))
+    for layer in net.layers:
+        if isinstance(layer, training.Linear):
+            layer.weight.data[...] = _dyadic(rng, layer.weight.shape)
+            layer.bias.data[...] = _dyadic(rng, layer.bias.shape)
+    plif = net.layers[1]
+    plif.beta.data[...] = 0.0            # sigmoid(0) = 0.5 exactly
+    plif.threshold.data[...] = 0.625
+    net.eval()
+    x = training.encoding.direct(_dyadic(rng, (9, 12)) * 2, 6)
+    dense_spikes, y = _spikes_of(net, x)
+    path = training.export(net, tmp_path / "p.h5", input_shape=(12,), T=6, dtype=np.float64)
+    model = mf.read_model(path)
+    spiking = model.layers[model.spiking_layers[0]]
+    assert (spiking.beta, spiking.theta) == (0.5, 0.625)
+    rec = eventsim.Simulator(path).run(x)
+    got = rec.spikes[model.spiking_layers[0]].to_dense(6, 9)
+    np.testing.assert_array_equal(got, dense_spikes[0].reshape(6, 9, -1))
+    assert got.any() and not got.all()
+    np.testing.assert_array_equal(rec.predictions, y.mean(axis=0).argmax(axis=1))
