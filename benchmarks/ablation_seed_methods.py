@@ -267,6 +267,7 @@ def summarise(rows: list[dict], plan) -> list[dict]:
             "acc_mean": float(acc.mean()), "acc_min": float(acc.min()), "acc_max": float(acc.max()),
             "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
             "sim_acc_mean": float(np.mean([r["sim_acc"] for r in rs])),
+            "agree_mean": float(np.mean([r.get("sim_dense_agreement", np.nan) for r in rs])),
             "events_mean": float(np.mean([r["synaptic_events_per_sample"] for r in rs])),
             "rate_mean": float(np.mean([np.mean(list(r["firing_rate"].values())) for r in rs])),
             "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
@@ -275,13 +276,15 @@ def summarise(rows: list[dict], plan) -> list[dict]:
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| axis | setting | model | runs | test acc (mean, min-max) | simulator acc | "
-             "synaptic events / sample | firing rate | s / run |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| axis | setting | model | runs | test acc, dense (mean, min-max) | simulator acc "
+             "(first sim images) | same decision as dense | synaptic events / sample | "
+             "firing rate | s / run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['axis']} | {s['label']} | {s['model']} | {s['n']} | "
                      f"{100 * s['acc_mean']:.2f} % ({100 * s['acc_min']:.2f}-{100 * s['acc_max']:.2f}) | "
-                     f"{100 * s['sim_acc_mean']:.2f} % | {s['events_mean']:,.0f} | "
+                     f"{100 * s['sim_acc_mean']:.2f} % | {100 * s['agree_mean']:.2f} % | "
+                     f"{s['events_mean']:,.0f} | "
                      f"{s['rate_mean']:.3f} | {s['seconds_mean']:.0f} |")
     return "\n".join(lines)
 
