@@ -40,7 +40,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "ablation_seed_methods.jsonl"
+DEFAULT_RESULTS = ROOT / "benchmarks" / "logs" / "ablation_seed_methods.jsonl"
 DEFAULT_FIGURE = ROOT / "benchmarks" / "ablation_seed_methods.png"
 
 BASELINE = {"model": "mlp", "neuron": "lif", "spikes": "binary", "learn_amplitude": False,
