@@ -40,7 +40,7 @@ from .kernels import (DRIVE_NONE, DRIVE_STEPS, HARD_RESET, K_CONV, K_DENSE, K_MA
                       SCHEDULE_LAYER, SPARSE_WHOLE_DIV, catch_up, collect_spikes, delay_advance,
                       delay_push, dense_window, drain, free_steps, neuron_step, predict_steps,
                       scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
-                      scatter_sparse, scatter_sumpool, step_end, update_all, wake_push,
+                      scatter_sparse, scatter_sumpool, step_end, touch, update_all, wake_push,
                       wake_remove)
 from .tables import (Accum, DelayRing, Delivery, Modes, Neurons, Output, Scratch, SpikeList,
                      SpikeRing, State, WakeQueue)
@@ -435,20 +435,12 @@ def _touch_due(q, t, T, tab, S):
     while i >= 0:   # wake lists hold population-local indices
         nx = wnext[noff + i]
         wake_t[noff + i] = -1
-        _touch(i // bs, mark, m_off, tlist, tcount, s)
+        touch(i // bs, mark, m_off, tlist, tcount, s)
         i = nx
     head[h] = -1
     rec_idx = tab.rec_idx
     for k in range(pop.recoff, pop.recoff + pop.recn):
-        _touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
-
-
-@njit(cache=True, inline="always")
-def _touch(blk, mark, m_off, tlist, tcount, s):
-    if mark[m_off + blk] == 0:
-        mark[m_off + blk] = 1
-        tlist[m_off + tcount[s]] = blk
-        tcount[s] += 1
+        touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
 
 
 @njit(cache=True)

@@ -455,3 +455,20 @@ def test_fit_checkpoint_resume_restores_k(tmp_path):
     straight = run(2, None, False)
     run(1, tmp_path / "c.h5", False)
     assert run(2, tmp_path / "c.h5", True) == straight and straight != np.float32(0.9)
+
+
+@pytest.mark.parametrize("reset", ["hard", "subtract"])
+@pytest.mark.parametrize("v_min", [0.0, -0.25])
+def test_clamped_lif_equals_the_canonical_step(reset, v_min):
+    """ClampedLIF's Numba loop against the NumPy canonical step with the clamp, bit for bit."""
+    from snncore.neuron import canonical_step
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((7, 3, 11)) * 0.9).astype(np.float32)
+    layer = ClampedLIF(beta=0.75, threshold=0.5, reset=reset, v_reset=0.125, v_min=v_min).eval()
+    got = layer.forward(x)
+    v = np.zeros((3, 11), np.float32)
+    for t in range(7):
+        _, s, v = canonical_step(v, x[t], layer.params)
+        np.testing.assert_array_equal(got[t], s)
+    assert got.any() and not got.all()
