@@ -476,31 +476,51 @@ def drain(spaces, s, A, out_idx, out_val):
 neuron_step = _neuron.canonical_update
 
 
+@njit(cache=True, inline="always")
+def _step_branch_free(v, x, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
+    """:func:`neuron_step` written without branches on the neuron's state (selects only),
+    so that a loop over neurons vectorises: ``(u, v_new, spike)``, same floats."""
+    u = beta * v + x
+    pos = u >= theta
+    ng = ternary and u <= -theta
+    if reset == HARD_RESET:
+        vn = v_reset if (pos or ng) else u
+    else:
+        vn = u - theta if pos else (u + theta if ng else u)
+    if has_vmin and vn < v_min:
+        vn = v_min
+    return u, vn, 1 if pos else (-1 if ng else 0)
+
+
 @njit(cache=True)
-def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset, has_vmin,
-               v_min, ternary, keep_u):
-    """:func:`neuron_step` for the ``n`` neurons of a population (input ``acc[a_off + i]``,
-    constant input ``cst``, state ``V``/``U`` at ``noff + i``), branch-free so that it
-    vectorises: writes ``v_new`` to ``V``, ``u`` to ``U`` if ``keep_u`` (it is only read for
-    recorded neurons), spikes to ``flags[i]`` (int8) and clears the accumulator."""
-    neg = -theta
-    ao = np.uint64(a_off)
-    no = np.uint64(noff)
-    for i in range(np.uint64(n)):
-        u = beta * V[no + i] + (acc[ao + i] + cst[no + i])
-        acc[ao + i] = 0
-        if keep_u:
-            U[no + i] = u
-        pos = u >= theta
-        ng = ternary and u <= neg
-        if reset == HARD_RESET:
-            vn = v_reset if (pos or ng) else u
-        else:
-            vn = u - theta if pos else (u + theta if ng else u)
-        if has_vmin and vn < v_min:
-            vn = v_min
-        V[no + i] = vn
-        flags[i] = 1 if pos else (-1 if ng else 0)
+def update_all(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
+    """:func:`neuron_step` for every neuron of population ``pop`` (its POP record): input
+    ``src[a_off + i]`` (cleared), constant input ``cst``, state ``V``/``U`` at
+    ``pop.noff + i``; beta and theta from the record, or from ``nbeta``/``ntheta`` (every
+    neuron's, at ``pop.noff + i``) when ``pop.pn``.  Writes ``v_new`` to ``V``, ``u`` to
+    ``U`` when neurons are recorded (only they read it), spikes to ``flags[i]`` (int8)."""
+    n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
+    reset, v_reset, v_min = pop.reset, pop.v_reset, pop.v_min
+    has_vmin, tern, keep_u = pop.has_vmin != 0, pop.ternary != 0, pop.recn > 0
+    if pop.pn:
+        for i in range(np.uint64(n)):
+            u, vn, f = _step_branch_free(V[no + i], src[ao + i] + cst[no + i], nbeta[no + i],
+                                         ntheta[no + i], reset, v_reset, has_vmin, v_min, tern)
+            src[ao + i] = 0
+            if keep_u:
+                U[no + i] = u
+            V[no + i] = vn
+            flags[i] = f
+    else:
+        beta, theta = pop.beta, pop.theta
+        for i in range(np.uint64(n)):
+            u, vn, f = _step_branch_free(V[no + i], src[ao + i] + cst[no + i], beta, theta,
+                                         reset, v_reset, has_vmin, v_min, tern)
+            src[ao + i] = 0
+            if keep_u:
+                U[no + i] = u
+            V[no + i] = vn
+            flags[i] = f
 
 
 # bit positions of the lowest set bit, by de Bruijn multiplication (collect_spikes)
@@ -557,20 +577,24 @@ def free_steps(v, c, n, beta, has_vmin, v_min):
 
 
 @njit(cache=True)
-def catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min):
-    """Bring every neuron of a population without constant input (``cst`` is zero) to
-    step ``t - 1`` before a full update at step ``t``: neuron ``i`` (state at ``noff + i``)
-    was last updated at ``max(L[noff + i], lf)`` and gets the leak of the ``gap`` steps
-    since, exactly as the lazy update would when it is next touched: ``leak`` ``LEAK_POWER``
-    multiplies once by ``powtab[q, gap]`` (then clamps to ``v_min``), else
-    :func:`free_steps` (skipped when ``beta == 1``)."""
-    no = np.uint64(noff)
-    for i in range(np.uint64(n)):
+def catch_up(pop, t, lf, V, L, cst, nbeta, powrow, leak):
+    """Bring every neuron of population ``pop`` (its POP record; no constant input: ``cst``
+    is zero) to step ``t - 1`` before a full update at step ``t``: neuron ``i`` (state at
+    ``pop.noff + i``) was last updated at ``max(L[noff + i], lf)`` and gets the leak of the
+    ``gap`` steps since, exactly as the lazy update would when it is next touched: ``leak``
+    ``LEAK_POWER`` multiplies once by ``powrow[gap]`` (the population's ``beta**gap``; then
+    clamps to ``v_min``), else :func:`free_steps` with the neuron's ``nbeta`` (skipped when
+    ``beta == 1``).  Populations with per-neuron beta always step."""
+    no = np.uint64(pop.noff)
+    has_vmin, v_min = pop.has_vmin != 0, pop.v_min
+    power = leak == LEAK_POWER and not pop.pn
+    for i in range(np.uint64(pop.n)):
         gap = t - 1 - max(L[no + i], lf)
         if gap > 0:
             v = V[no + i]
-            if leak == LEAK_POWER:
-                v = v * powtab[q, gap]
+            beta = nbeta[no + i]
+            if power:
+                v = v * powrow[gap]
                 if has_vmin and v < v_min:
                     v = v_min
             elif beta != 1:

@@ -103,9 +103,10 @@ def new_state(tab, T, leak, n_win):
     vmin_hi = np.zeros(Q, np.bool_)    # v_min >= theta: neurons can fire with no input
     for q in range(Q):
         pop = pops[q]
-        stepped = leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1
+        stepped = pop.pn != 0 or (leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1)
         full_div[q] = sz.full_div if stepped else sz.full_div_cheap
-        vmin_hi[q] = pop.has_vmin != 0 and pop.v_min >= pop.theta
+        if pop.has_vmin != 0:
+            vmin_hi[q] = pop.v_min >= tab.ntheta[pop.noff:pop.noff + pop.n].min()
     modes = Modes(np.zeros(Q, np.bool_), np.zeros(Q, np.bool_), full_div, vmin_hi,
                   np.zeros(Q, np.int64), np.ones(S, np.bool_))
     return State(A, nrn, wake, ring, dring, scr, modes)
@@ -162,17 +163,18 @@ def set_drive(t, bb, tab, drive, cst):
 
 
 @njit(cache=True)
-def _queue_first_crossings(q, T, pop, cst, V, wake):
+def _queue_first_crossings(q, T, tab, cst, V, wake):
     """Queue the predicted first crossing (from ``v_{-1} = 0``) of every neuron of population
-    ``q`` (record ``pop``) with constant input ``cst`` (``V``: membranes; ``wake``:
+    ``q`` with constant input ``cst`` (``tab``: Tables; ``V``: membranes; ``wake``:
     WakeQueue; ``T`` steps)."""
     head, wnext, wprev, wake_t, _ = wake
+    pop = tab.pops[q]
     noff = pop.noff
     for i in range(pop.n):
         c = cst[noff + i]
         if c != 0:
-            d = predict_steps(V[noff + i], c, T, pop.beta, pop.theta, pop.has_vmin != 0,
-                              pop.v_min, pop.ternary != 0)
+            d = predict_steps(V[noff + i], c, T, tab.nbeta[noff + i], tab.ntheta[noff + i],
+                              pop.has_vmin != 0, pop.v_min, pop.ternary != 0)
             if d > 0:
                 wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:], wake_t[noff:],
                           d - 1, d - 1, i)
@@ -213,7 +215,7 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
             driven_q[q] = driven
             lazy[q] = not driven or (predict and not (q == q0 and inp.drive_mode == DRIVE_STEPS))
             if driven and lazy[q]:
-                _queue_first_crossings(q, T, pop, cst, V, S.wake)
+                _queue_first_crossings(q, T, tab, cst, V, S.wake)
     for q in range(pops.shape[0]):
         # a dense delay-ring slot or a large delivery makes the whole target touched: fine
         # unless the target is updated lazily neuron by neuron even then (driven, predict)
@@ -396,25 +398,24 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
     step ``t`` of ``T``: those behind first catch up on the leak (:func:`catch_up`); input
     ``src[off:]`` (the accumulator, or a layer-major window row); spikes into ``dst =
     (out_i, out_v, rbase)``, and those that would cross again without input queued for
-    ``t + 1`` (``wake``: WakeQueue); ``nrn``: Neurons; ``aux = (flags, powtab, leak)``.
-    Returns the spike count (the caller clears the space's touched list)."""
+    ``t + 1`` (``wake``: WakeQueue); ``nrn``: Neurons; ``aux = (flags, powtab, leak, nbeta,
+    ntheta)``.  Returns the spike count (the caller clears the space's touched list)."""
     V, U, L, cst, lfull = nrn
     head, wnext, wprev, wake_t, _ = wake
-    flags, powtab, leak = aux
+    flags, powtab, leak, nbeta, ntheta = aux
     out_i, out_v, rbase = dst
-    n, noff = pop.n, pop.noff
-    beta, theta, tern, has_vmin = pop.beta, pop.theta, pop.ternary != 0, pop.has_vmin != 0
+    n, noff, tern = pop.n, pop.noff, pop.ternary != 0
     lf = lfull[q]
     if lf < t - 1:
-        catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, pop.v_min)
-    update_all(src, off, cst, V, U, noff, n, flags, beta, theta, pop.reset, pop.v_reset,
-               has_vmin, pop.v_min, tern, pop.recn > 0)
+        catch_up(pop, t, lf, V, L, cst, nbeta, powtab[q], leak)
+    update_all(pop, src, off, V, U, cst, flags, nbeta, ntheta)
     cnt = collect_spikes(flags, n, out_i, out_v, rbase)
     if t + 1 < T:   # only neurons that spiked can cross again without input
         hq = head[q * T:(q + 1) * T]
         for k in range(cnt):
             i = out_i[rbase + k]
-            un = beta * V[noff + i]
+            un = nbeta[noff + i] * V[noff + i]
+            theta = ntheta[noff + i]
             if un >= theta or (tern and un <= -theta):
                 wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
     lfull[q] = t
@@ -472,20 +473,22 @@ def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
     pop = tab.pops[q]
     sp = tab.spaces[pop.space]
     n, noff, a_off, bs, m_off = pop.n, pop.noff, sp.off, sp.bs, sp.boff
-    beta, theta, v_reset, v_min = pop.beta, pop.theta, pop.v_reset, pop.v_min
+    v_reset, v_min = pop.v_reset, pop.v_min
     reset, tern, has_vmin = pop.reset, pop.ternary != 0, pop.has_vmin != 0
     leak, predict, powtab = opts.leak, opts.mode == MODE_PREDICT, tab.powtab
+    if pop.pn:
+        leak = LEAK_REPEAT   # no power table for per-neuron beta: step the leak
     head, wnext, wprev, wake_t, period = S.wake
     whole = S.acc.allt[pop.space]
     tlist, flags = S.acc.tlist, S.scr.flags
     lf = S.nrn.lfull[q]
     hq = head[q * T:(q + 1) * T]
     vr = v_min if has_vmin and v_reset < v_min else v_reset
-    nprm = (beta, theta, reset, has_vmin, v_min, tern)
     # views: loop indices from range(0, ...) need no negative-index wraparound
     accv = S.acc.acc[a_off:a_off + n]
     Vv, Uv = S.nrn.V[noff:noff + n], S.nrn.U[noff:noff + n]
     cv, Lv = S.nrn.cst[noff:noff + n], S.nrn.L[noff:noff + n]
+    bv, tv = tab.nbeta[noff:noff + n], tab.ntheta[noff:noff + n]
     wt_v, wn_v, wp_v = wake_t[noff:noff + n], wnext[noff:noff + n], wprev[noff:noff + n]
     per_v = period[noff:noff + n]
     cnt = 0
@@ -497,6 +500,7 @@ def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
             i = i0 + j
             c = cv[i]
             v = Vv[i]
+            beta, theta = bv[i], tv[i]
             gap = t - 1 - max(Lv[i], lf)
             if gap > 0:
                 v = _catch_up_one(v, c, gap, leak, powtab, q, beta, has_vmin, v_min)
@@ -514,6 +518,7 @@ def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
             if tw >= 0:
                 wake_remove(hq, wn_v, wp_v, wt_v, tw, i)
             if t + 1 < T:
+                nprm = (beta, theta, reset, has_vmin, v_min, tern)
                 d = _next_crossing(t, T, c, vn, sp_, vr, nprm, predict, per_v, i)
                 if d > 0 and t + d < T:
                     wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
@@ -541,7 +546,7 @@ def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
     constant input ``c``), crosses without input, or <= 0: the next step when ``c == 0``
     (only then can it cross at once); with ``predict``, by :func:`predict_steps` (a
     hard-reset neuron's period from ``vr`` is cached in ``per_v[i]``).  ``nprm``: the
-    population's ``(beta, theta, reset, has_vmin, v_min, ternary)``."""
+    neuron's ``(beta, theta, reset, has_vmin, v_min, ternary)``."""
     beta, theta, reset, has_vmin, v_min, tern = nprm
     if c == 0:
         un = beta * vn + c
@@ -563,7 +568,8 @@ def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
 def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     """Phase 3 for spiking population ``q`` at step ``t`` when :func:`full_pass_ready` is
     false (``T`` steps; ``tab``: Tables; ``S``: State; ``opts``: Options): spikes to
-    ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order; returns their count.
+    ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order; returns their count and
+    the number of neurons updated.
 
     Not lazy (constant drive, "step" mode): every neuron every step.  Lazy: nothing when
     nothing is touched or due; else the due and recorded neurons join the touched ones and
@@ -576,22 +582,23 @@ def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     acc, mark, tlist, tcount, allt = A
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
     if lazy[q] and tcount[s] == 0 and not allt[s] and wake.head[q * T + t] < 0 and pop.recn == 0:
-        return 0      # nothing touched, nothing due: no neuron changes
+        return 0, 0   # nothing touched, nothing due: no neuron changes
     if not lazy[q]:
-        update_all(acc, sp.off, nrn.cst, nrn.V, nrn.U, pop.noff, n, scr.flags, pop.beta,
-                   pop.theta, pop.reset, pop.v_reset, pop.has_vmin != 0, pop.v_min,
-                   pop.ternary != 0, pop.recn > 0)
+        update_all(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags, tab.nbeta, tab.ntheta)
         cnt = collect_spikes(scr.flags, n, out_i, out_v, rbase)
         nrn.lfull[q] = t
+        updated = n
     else:
         _touch_due(q, t, T, tab, S)
+        updated = n if allt[s] else tcount[s] * sp.bs
         if not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
+            updated = n
             cnt = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (out_i, out_v, rbase),
-                            (scr.flags, tab.powtab, opts.leak))
+                            (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta))
         else:
             cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + n], out_v[rbase:rbase + n])
     _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-    return cnt
+    return cnt, updated
 
 
 @njit(cache=True, inline="always")
@@ -599,12 +606,6 @@ def record_membranes(t, b, pop, U, rec_idx, mem_out):
     """``mem_out[t, b, k] = u`` of the recorded neurons of population ``pop``."""
     for k in range(pop.recoff, pop.recoff + pop.recn):
         mem_out[t, b, k] = U[pop.noff + rec_idx[k]]
-
-
-@njit(cache=True, inline="always")
-def _touched(pop, sp, allt, tcount):
-    """Neurons of a population touched now (profile counter)."""
-    return pop.n if allt[pop.space] else tcount[pop.space] * sp.bs
 
 
 @njit(cache=True)
@@ -618,7 +619,8 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     acc, mark, tlist, tcount, allt = S.acc
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
     ring_idx, ring_val, ringc = S.ring
-    lfull, head, aux, D = nrn.lfull, wake.head, (scr.flags, tab.powtab, opts.leak), delivery(tab, S)
+    lfull, head, D = nrn.lfull, wake.head, delivery(tab, S)
+    aux = (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
     prof, on, Q, bb = scr.prof, opts.profile, pops.shape[0], b - b0
     k0 = inp.ev_ptr[b]
     for t in range(T):
@@ -639,9 +641,10 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
                 ei, ev_v, ka = ring_idx, ring_val, src.ring + (t % src.R) * src.n
                 kb = ka + ringc[src.ringc + t % src.R]
             ev = run_edge(D, q, ei, ev_v, ka, kb, stamp) if kb > ka else 0
-            nu, c0 = (_touched(pop, sp, allt, tcount), _lap(prof, q, PH_DELIVER, c0, ev, 0)) if on else (0, 0)
+            if on:
+                c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
             rbase = pop.ring + (t % pop.R) * pop.n
-            c = 0
+            c, nu = 0, pop.n
             if pop.kind != POP_SPIKING:
                 update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
                 if tcount[s] > 0 or allt[s]:
@@ -653,7 +656,7 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
                 _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
                 ringc[pop.ringc + t % pop.R] = c
             else:
-                c = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
+                c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
                 ringc[pop.ringc + t % pop.R] = c
             if on:
                 c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
@@ -722,7 +725,7 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
     nrn, wake, scr = S.nrn, S.wake, S.scr
     acc, mark, tlist, tcount, allt = S.acc
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
-    aux, D = (scr.flags, tab.powtab, opts.leak), delivery(tab, S)
+    aux, D = (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta), delivery(tab, S)
     prof, on, Q, bb = scr.prof, opts.profile, tab.pops.shape[0], b - b0
     g, n_win = window_plan(q, tab, in_sorted, T)
     lm_n, k1 = lm.start[q, 0], inp.ev_ptr[b]
@@ -741,10 +744,11 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
             scr.syn[g] += ev
         else:
             ev = run_edge(D, q, ev_i, ev_v, k0, k1, bb * T + t + 1) if k1 > k0 else 0
-        nu, c0 = (_touched(pop, sp, allt, tcount), _lap(prof, q, PH_DELIVER, c0, ev, 0)) if on else (0, 0)
+        if on:
+            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
         lm.start[q, t] = lm_n
         lm = _room(lm, lm_n, pop.n)
-        c = 0
+        c, nu = 0, pop.n
         if pop.kind == POP_SPIKING and full_pass_ready(
                 pop, t, lazy[q], driven[q], vmin_hi[q], full_div[q], nrn.lfull[q],
                 wake.head[q * T + t], allt[s], tcount[s] * sp.bs):
@@ -755,7 +759,7 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
             if wrow >= 0:   # the row to the accumulator: not read in place
                 _hand_off(acc, sp.off, scr.win, wrow, sp.n)
             if pop.kind == POP_SPIKING:
-                c = update_population(q, t, T, tab, S, opts, lm.i, lm.v, lm_n)
+                c, nu = update_population(q, t, T, tab, S, opts, lm.i, lm.v, lm_n)
             else:
                 update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
                 if tcount[s] > 0 or allt[s]:

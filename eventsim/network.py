@@ -226,16 +226,13 @@ def dense_chain(records, x: np.ndarray, bias: bool = True) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 # the compiled network
 # ---------------------------------------------------------------------------------------
-def _reject_per_neuron(model: mf.Model) -> None:
-    """UnsupportedModelError naming the first spiking layer with per-neuron beta/theta
-    arrays (model format 3): the event loop runs one beta and theta per population."""
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, mf.Spiking):
-            for name in ("beta", "theta"):
-                if isinstance(getattr(layer, name), np.ndarray):
-                    raise UnsupportedModelError(
-                        f"model.layers[{i}](spiking).{name}: per-neuron values are not "
-                        "supported by the simulator yet (one value per layer)")
+def _neuron_values(value, perm: np.ndarray, dt) -> np.ndarray:
+    """A spiking layer's ``beta`` or ``theta`` (a float, or one per neuron in canonical
+    order) for every neuron of a population in internal order (``perm``: internal ->
+    canonical index), in dtype ``dt``."""
+    if isinstance(value, np.ndarray):
+        return np.asarray(value, dtype=dt)[perm]
+    return np.full(len(perm), dt.type(value), dtype=dt)
 
 
 class CompiledNetwork:
@@ -263,7 +260,6 @@ class CompiledNetwork:
     """
 
     def __init__(self, model: mf.Model, dtype=None):
-        _reject_per_neuron(model)
         native = mf.model_dtype(model)
         self.dtype = native if dtype is None else _float_dtype(dtype, "CompiledNetwork.dtype")
         if self.dtype != native:
@@ -484,7 +480,7 @@ class CompiledNetwork:
         # populations
         noff = ring = ringc = 0
         pop_t = np.zeros(len(pops), dtype=TB.pop_dtype(dt))
-        const_all, const_conn = [], []
+        const_all, const_conn, nbeta, ntheta = [], [], [], []
         for q, p in enumerate(pops):
             rec = p["rec"]
             row = pop_t[q:q + 1]
@@ -495,12 +491,22 @@ class CompiledNetwork:
                 row["reset"] = TB.HARD_RESET if rec.reset == "hard" else TB.SUBTRACT_RESET
                 row["ternary"] = rec.spikes == "ternary"
                 row["has_vmin"] = rec.v_min is not None
-                row["beta"], row["theta"] = dt.type(rec.beta), dt.type(rec.theta)
+                perm = spaces[p["space"]].perm
+                beta, theta = _neuron_values(rec.beta, perm, dt), _neuron_values(rec.theta, perm, dt)
+                per_neuron = isinstance(rec.beta, np.ndarray) or isinstance(rec.theta, np.ndarray)
+                row["pn"] = per_neuron
+                # NaN: a kernel that read the per-population value of such a population
+                # would give NaN, caught by the per-neuron equivalence tests
+                row["beta"] = np.nan if per_neuron else beta[0]
+                row["theta"] = np.nan if per_neuron else theta[0]
                 row["v_reset"] = dt.type(rec.v_reset)
                 row["v_min"] = dt.type(0.0 if rec.v_min is None else rec.v_min)
             else:
                 row["kind"] = TB.POP_READOUT
                 row["beta"] = dt.type(rec.beta)
+                beta, theta = np.full(p["n"], row["beta"][0], dt), np.zeros(p["n"], dt)
+            nbeta.append(beta)
+            ntheta.append(theta)
             noff += p["n"]
             ring += p["R"] * p["n"]
             ringc += p["R"]
@@ -537,6 +543,8 @@ class CompiledNetwork:
         self.wi = np.concatenate(wi_parts).astype(np.int64) if wi_parts else np.zeros(1, np.int64)
         self.const_all = np.ascontiguousarray(np.concatenate(const_all), dtype=dt)
         self.const_conn = np.ascontiguousarray(np.concatenate(const_conn), dtype=dt)
+        self.nbeta = np.ascontiguousarray(np.concatenate(nbeta), dtype=dt)
+        self.ntheta = np.ascontiguousarray(np.concatenate(ntheta), dtype=dt)
         sizes = np.zeros(1, dtype=TB.SIZES_DTYPE)
         for name, value in (("acc", off), ("blocks", boff), ("neurons", noff), ("ring", ring),
                             ("ringc", ringc), ("mp", mp_off), ("bring", ring_off),
@@ -563,7 +571,8 @@ class CompiledNetwork:
         return int(np.prod(self.shapes[layer]))
 
     def power_table(self, T: int) -> np.ndarray:
-        """``beta**k`` per population, ``k = 0..T``, computed in float64 and rounded once."""
+        """``beta**k`` per population, ``k = 0..T``, computed in float64 and rounded once
+        (NaN rows for populations with per-neuron beta: their catch-up steps the leak)."""
         beta = self.pops["beta"].astype(np.float64)
         return np.ascontiguousarray(beta[:, None] ** np.arange(T + 1)[None, :], dtype=self.dtype)
 

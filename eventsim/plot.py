@@ -365,7 +365,9 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float | None 
 
     Args:
         trace: ``[T]`` or ``[T, k]`` membrane potential (before reset) per step.
-        threshold: scalar ``theta`` (dashed red line) or None.
+        threshold: scalar ``theta`` (dashed red line), ``[k]`` one per trace (per-neuron
+            thresholds: a dashed line in each trace's colour, or one red line when they are
+            all equal), or None.
         spikes_t: spike steps, marked by a vertical tick on the trace: ``[n]`` for one trace,
             a list of k arrays, or a boolean mask ``[T, k]``; default (with a threshold): the
             steps where ``trace >= threshold`` (the model's test, docs/methods.md section 2), and
@@ -395,16 +397,30 @@ def membrane(trace, threshold=None, spikes_t=None, reset=None, dt: float | None 
     if labels is not None:
         for line, lab in zip(lines, labels):
             line.set_label(str(lab))
-    if spikes_t is None and threshold is not None:
-        spikes_t = tr >= float(threshold)
-        if ternary:
-            spikes_t |= tr <= -float(threshold)
-    per_trace = _spike_times_per_trace(spikes_t, k, T)
+    th = None
     if threshold is not None:
-        th = float(threshold)
-        ax.axhline(th, color="tab:red", linestyle="--", linewidth=1.0, label="threshold")
+        th = np.asarray(threshold, dtype=np.float64)
+        if th.ndim > 1 or (th.ndim == 1 and len(th) != k) or not np.all(np.isfinite(th)):
+            raise ValueError(f"membrane: threshold must be a finite scalar or one per trace "
+                             f"({k}), got shape {th.shape}")
+        if th.ndim == 1 and np.all(th == th[0]):
+            th = th[0]
+    if spikes_t is None and th is not None:
+        spikes_t = tr >= th
         if ternary:
-            ax.axhline(-th, color="tab:red", linestyle="--", linewidth=0.8)
+            spikes_t |= tr <= -th
+    per_trace = _spike_times_per_trace(spikes_t, k, T)
+    if th is not None and th.ndim == 0:
+        ax.axhline(float(th), color="tab:red", linestyle="--", linewidth=1.0, label="threshold")
+        if ternary:
+            ax.axhline(-float(th), color="tab:red", linestyle="--", linewidth=0.8)
+    elif th is not None:
+        for j, line in enumerate(lines):
+            c = line.get_color()
+            ax.axhline(th[j], color=c, linestyle="--", linewidth=0.9,
+                       label="threshold (per neuron)" if j == 0 else None)
+            if ternary:
+                ax.axhline(-th[j], color=c, linestyle="--", linewidth=0.7)
     if reset is not None:
         ax.axhline(float(reset), color="0.4", linestyle=":", linewidth=1.0, label="reset")
     if per_trace is not None:
@@ -568,13 +584,21 @@ def _neuron_name(j: int, shape) -> str:
     return f"neuron {int(j)}"
 
 
-def _membrane_neurons(rec, layer, k: int, shape=None):
+def _membrane_index(rec, layer, k: int):
+    """Flat (canonical) indices of the ``k`` recorded neurons of ``layer``, or None."""
     for name in ("membrane_neurons", "membrane_index", "record_membrane"):
         m = getattr(rec, name, None)
         if isinstance(m, Mapping) and layer in m:
             idx = np.asarray(m[layer]).ravel()
-            if len(idx) == k:
-                return [_neuron_name(j, shape) for j in idx]
+            if len(idx) == k and idx.dtype.kind in "iu":
+                return idx
+    return None
+
+
+def _membrane_neurons(rec, layer, k: int, shape=None):
+    idx = _membrane_index(rec, layer, k)
+    if idx is not None:
+        return [_neuron_name(j, shape) for j in idx]
     return [f"trace {j}" for j in range(k)]
 
 
@@ -602,6 +626,9 @@ def _membrane_row(ax, m, key, sample, model, rec, dt):
                          f"got shape {m.shape}")
     layer = _layer_record(model, key)
     theta = getattr(layer, "theta", None)
+    if isinstance(theta, np.ndarray):   # per neuron: those of the recorded neurons
+        idx = _membrane_index(rec, key, m.shape[2])
+        theta = theta[idx] if idx is not None and idx.max() < len(theta) else None
     reset = getattr(layer, "v_reset", None) if getattr(layer, "reset", None) == "hard" else None
     labels = _membrane_neurons(rec, key, m.shape[2], _layer_shape(model, key))
     membrane(m[:, sample, :], threshold=theta, reset=reset, ax=ax, dt=dt,

@@ -355,7 +355,7 @@ class Simulator:
 
         tables = TB.Tables(self._pops, net.spaces, net.stages, net.edges, net.edge_stage,
                            net.bundles, net.sizes, net.wf, net.wi, net.const_all, net.const_conn,
-                           powtab, self._rec_idx, net.pop_perm[-1])
+                           net.nbeta, net.ntheta, powtab, self._rec_idx, net.pop_perm[-1])
         opts = TB.Options(mode, leak, K.SCHEDULE_LAYER if self.schedule == "layer" else
                           K.SCHEDULE_TIME, self.profile)
         start = time.perf_counter()
@@ -420,7 +420,9 @@ def profile_rows(prof, net) -> list[dict]:
     ``"network"`` for the set-up and the delayed connections), rows with no count left out.
     Cycles are CPU time-stamp-counter ticks (0 where the CPU has no such counter); events:
     synaptic events delivered (delivery) or spikes emitted (emission); neuron updates: the
-    neurons touched when the update starts (every neuron for a full pass)."""
+    neurons whose state the update phase computed (every neuron of a full pass, of a
+    population updated every step and of the readout; the touched, due and recorded
+    neurons of a lazy pass)."""
     where = [f"layers[{layer}]" for layer in net.pop_layers] + ["network"]
     rows = []
     for r, name in enumerate(where):

@@ -34,10 +34,13 @@ Fixed tables (NumPy structured arrays, one record per row; offsets index the fla
     kind    POP_SPIKING or POP_READOUT;  space: its accumulator;  n: neurons
     noff    first neuron in the neuron state arrays
     reset   HARD_RESET or SUBTRACT_RESET;  ternary, has_vmin: 0 or 1
+    pn      1: beta and theta differ between neurons (read ``Tables.nbeta/ntheta``; ``beta``
+            and ``theta`` below are NaN), 0: one value per population
     ring, R, ringc  its spike ring (``SpikeRing``): R slots of n entries at ``ring``, counts
             at ``ringc``
     recoff, recn  its recorded neurons ``rec_idx[recoff:recoff+recn]`` (set by the Simulator)
-    beta, theta, v_reset, v_min  neuron parameters in the model dtype
+    beta, theta, v_reset, v_min  neuron parameters in the model dtype (``Tables.nbeta/ntheta``
+            hold beta and theta of every neuron, per-population values repeated)
 ``SIZES``  one record: lengths of the state arrays and the tuning constants
     acc blocks neurons ring ringc mp scratch pbuf bring blist bringc  array lengths
     spikecap  initial spike output capacity limit;  window: layer-major window (values)
@@ -79,8 +82,8 @@ def space_dtype(dt) -> np.dtype:
 
 def pop_dtype(dt) -> np.dtype:
     """Record of one population; neuron parameters in the model's float dtype ``dt``."""
-    return np.dtype(_ints("kind", "space", "n", "noff", "reset", "ternary", "has_vmin", "ring", "R",
-                          "ringc", "recoff", "recn")
+    return np.dtype(_ints("kind", "space", "n", "noff", "reset", "ternary", "has_vmin", "pn",
+                          "ring", "R", "ringc", "recoff", "recn")
                     + [("beta", dt), ("theta", dt), ("v_reset", dt), ("v_min", dt)], align=True)
 
 
@@ -88,13 +91,14 @@ def pop_dtype(dt) -> np.dtype:
 # named groups of arrays (NamedTuples: Numba passes them as plain values)
 # ---------------------------------------------------------------------------------------
 Tables = namedtuple("Tables", ["pops", "spaces", "stages", "edges", "edge_stage", "bundles",
-                               "sizes", "wf", "wi", "const_all", "const_conn", "powtab",
-                               "rec_idx", "readout_perm"])
+                               "sizes", "wf", "wi", "const_all", "const_conn", "nbeta", "ntheta",
+                               "powtab", "rec_idx", "readout_perm"])
 Tables.__doc__ = """The fixed inputs of a kernel call: the record tables above, ``edge_stage``
 (stage ids of the edges), ``wf``/``wi`` (weights, int structure), ``const_all`` [N] (every
 neuron's constant input: biases), ``const_conn`` [N] (its part from delayed connections,
-kept when a drive replaces the first population's constant input), ``powtab [Q, T+1]``
-(``beta**k``), ``rec_idx`` (recorded neurons, population-local internal indices) and
+kept when a drive replaces the first population's constant input), ``nbeta`` and ``ntheta``
+[N] (every neuron's beta and theta, internal order), ``powtab [Q, T+1]`` (``beta**k``; not
+used for populations with per-neuron beta), ``rec_idx`` (recorded neurons, population-local internal indices) and
 ``readout_perm`` (readout internal -> output index)."""
 
 Inputs = namedtuple("Inputs", ["ev_t", "ev_i", "ev_v", "ev_ptr", "drive", "drive_mode"])

@@ -250,6 +250,45 @@ def test_simulator_equals_reference(seed):
     assert sum(rec.spike_counts.values()) == total
 
 
+def per_neuron_variant(model, rng):
+    """``model`` with per-neuron beta and theta (format 3) in most spiking layers: dyadic
+    values drawn per neuron (beta from BETAS, 0 included; theta from 1/4 .. 5/4)."""
+    import dataclasses
+    shapes = mf.validate(model)
+    layers = list(model.layers)
+    for i in model.spiking_layers:
+        if rng.random() < 0.8 or i == model.spiking_layers[0]:
+            n = int(np.prod(shapes[i]))
+            layers[i] = dataclasses.replace(
+                layers[i], beta=rng.choice(BETAS + (0.0,), n).astype(np.float32),
+                theta=(rng.integers(2, 11, n) / 8).astype(np.float32))
+    return dataclasses.replace(model, layers=layers)
+
+
+@pytest.mark.parametrize("seed", range(18))
+def test_per_neuron_parameters_equal_reference(seed):
+    """Per-neuron beta and theta: every update path (lazy, full passes, recorded, both
+    constant-drive modes, both schedules) gives the reference's bits; ``leak="power"`` has
+    no power table for them and steps the leak (exact too)."""
+    model, rng = make_model(seed)
+    model = per_neuron_variant(model, rng)
+    x = make_input(model, rng, INPUTS[seed % len(INPUTS)])
+    net = eventsim.load(model)
+    assert net.pops["pn"][:-1].any()
+    _check_equal(model, x, eventsim.Simulator(net).run(x), "step")
+    _check_equal(model, x, eventsim.Simulator(net, constant_drive="predict").run(x), "predict")
+    record = {l: np.arange(0, net.layer_size(l), 3) for l in model.spiking_layers}
+    _check_equal(model, x, eventsim.Simulator(net, record_membrane=record, leak="power").run(x),
+                 "recorded, power")
+    for div in (0, 2):
+        net.sizes["full_div"] = net.sizes["full_div_cheap"] = div
+        _check_equal(model, x, eventsim.Simulator(net, constant_drive="predict").run(x),
+                     f"full_div={div}")
+    net.sizes["full_div"], net.sizes["full_div_cheap"] = FULL_PASS_DIV, FULL_PASS_DIV_CHEAP
+    if not model.connections:
+        _check_equal(model, x, eventsim.Simulator(net, schedule="time").run(x), "time-major")
+
+
 @pytest.mark.parametrize("proj", ["dense", "sparse"])
 @pytest.mark.parametrize("neuron", [
     dict(reset="subtract", beta=1.0), dict(reset="subtract", beta=0.75, spikes="ternary"),

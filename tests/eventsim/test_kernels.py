@@ -19,7 +19,7 @@ from eventsim import tables as TB
 from eventsim.network import merge_delayed, window_tables
 from tests.reference import naive_eventsim as naive
 
-END_TO_END = {"_add_row", "_event_window"}
+END_TO_END = {"_add_row", "_event_window", "_step_branch_free"}
 
 
 @pytest.mark.skipif(bool(int(os.environ.get("NUMBA_DISABLE_JIT", "0") or 0)),
@@ -478,6 +478,27 @@ def test_neuron_step_equals_canonical_step():
                 assert (np.float32(got[0]), got[1], np.float32(got[2])) == (u[k], s[k], vn[k])
 
 
+def _pop_record(p, n, noff, dtype, per_neuron=False, recorded=True):
+    """A POP record with the neuron parameters ``p`` (see :func:`_params`)."""
+    rec = np.zeros(1, TB.pop_dtype(dtype))
+    rec["n"], rec["noff"], rec["pn"], rec["recn"] = n, noff, per_neuron, int(recorded)
+    for name in ("reset", "has_vmin", "ternary"):
+        rec[name] = int(p[name])
+    for name in ("beta", "theta", "v_reset", "v_min"):
+        rec[name] = p[name]
+    if per_neuron:
+        rec["beta"] = rec["theta"] = np.nan
+    return rec[0]
+
+
+def _neuron_arrays(rng, p, size, per_neuron):
+    """Every neuron's beta and theta: ``p``'s values, or (per neuron) random ones."""
+    if not per_neuron:
+        return np.full(size, p["beta"], np.float32), np.full(size, p["theta"], np.float32)
+    beta = rng.choice([1.0, 0.5, 0.75, 0.0, rng.random()], size).astype(np.float32)
+    return beta, (rng.random(size) + 0.1).astype(np.float32)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_update_all_and_collect_spikes(seed):
     rng = np.random.default_rng(seed)
@@ -488,18 +509,20 @@ def test_update_all_and_collect_spikes(seed):
     cst[rng.random(n + 4) < 0.5] = 0  # some neurons without constant input
     flags = np.zeros((n + 7) // 8 * 8 + 8, np.int8)
     flags[n:] = 1                      # stale flags beyond n must be ignored
-    state = [acc, a_off, cst, V, U, noff, n, flags]
-    twin = [a.copy() if isinstance(a, np.ndarray) else a for a in state]
-    args = (p["beta"], p["theta"], p["reset"], p["v_reset"], p["has_vmin"], p["v_min"], p["ternary"],
-            seed % 3 != 0)
-    K.update_all(*state, *args)
-    naive.update_all(*twin, *args)
+    per_neuron = seed % 2 == 1
+    pop = _pop_record(p, n, noff, np.float32, per_neuron, recorded=seed % 3 != 0)
+    nbeta, ntheta = _neuron_arrays(rng, p, n + 4, per_neuron)
+    state = [acc, V, U, cst, flags]
+    twin = [a.copy() for a in state]
+    K.update_all(pop, state[0], a_off, *state[1:], nbeta, ntheta)
+    naive.update_all(pop, twin[0], a_off, *twin[1:], nbeta, ntheta)
     for a, b in zip(state, twin):
         np.testing.assert_array_equal(a, b)
+    assert not np.isnan(V).any()
     ri, rv = np.zeros(n + 3, np.int64), np.zeros(n + 3, np.float32)
     ri2, rv2 = ri.copy(), rv.copy()
     c = K.collect_spikes(flags, n, ri, rv, 3)
-    assert c == naive.collect_spikes(twin[7], n, ri2, rv2, 3)
+    assert c == naive.collect_spikes(twin[4], n, ri2, rv2, 3)
     np.testing.assert_array_equal(ri[3:3 + c], ri2[3:3 + c])
     np.testing.assert_array_equal(rv[3:3 + c], rv2[3:3 + c])
 
@@ -518,7 +541,7 @@ def test_free_steps_and_predict_steps():
         assert K.predict_steps(*args) == naive.predict_steps(*args), args
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_catch_up(seed):
     rng = np.random.default_rng(40 + seed)
     p = _params(rng, np.float32)
@@ -528,15 +551,20 @@ def test_catch_up(seed):
     cst[rng.random(n + 6) < 0.2] = -0.0
     L = rng.integers(-1, 20, size=n + 6).astype(np.int64)
     lf, t = int(rng.integers(-1, 20)), int(rng.integers(0, 24))
-    beta = p["beta"] if seed % 3 else np.float32(1.0)
-    powtab = np.ascontiguousarray(np.float64(beta) ** np.arange(T + 1)[None, :].repeat(2, 0),
-                                  dtype=np.float32)
+    if seed % 3 == 0:
+        p["beta"] = np.float32(1.0)
+    per_neuron = seed % 4 == 1
+    pop = _pop_record(p, n, noff, np.float32, per_neuron)
+    nbeta, _ = _neuron_arrays(rng, p, n + 6, per_neuron)
+    powrow = np.asarray(np.float64(p["beta"]) ** np.arange(T + 1), dtype=np.float32)
+    if per_neuron:
+        powrow[:] = np.nan     # not read: per-neuron beta is always stepped
     for leak in (K.LEAK_REPEAT, K.LEAK_POWER):
-        args = (L, cst, noff, n, lf, t, leak, powtab, 1, beta, p["has_vmin"], p["v_min"])
         a, b = V.copy(), V.copy()
-        K.catch_up(a, *args)
-        naive.catch_up(b, *args)
+        K.catch_up(pop, t, lf, a, L, cst, nbeta, powrow, leak)
+        naive.catch_up(pop, t, lf, b, L, cst, nbeta, powrow, leak)
         np.testing.assert_array_equal(a, b)
+        assert not np.isnan(a).any()
         behind = t - 1 - np.maximum(L[noff:noff + n], lf) > 0
         np.testing.assert_array_equal(a[noff:noff + n][~behind], V[noff:noff + n][~behind])
 

@@ -243,6 +243,35 @@ def test_plot_recording_from_the_simulator(tmp_path):
     _png_ok(tmp_path / "sim.png")
 
 
+def test_membrane_per_neuron_thresholds(tmp_path):
+    """Per-neuron thresholds (model format 3): one dashed line per trace in its colour,
+    spikes marked against each trace's own threshold; equal values draw one red line."""
+    tr = np.array([[0.2, 0.2], [0.7, 0.7], [0.3, 1.1]])
+    ax = plot.membrane(tr, threshold=np.array([0.5, 1.0]))
+    dashed = [l for l in ax.lines if l.get_linestyle() == "--"]
+    assert sorted(l.get_ydata()[0] for l in dashed) == [0.5, 1.0]
+    assert [l.get_color() for l in dashed] == [l.get_color() for l in ax.lines[:2]]
+    marks = [l for l in ax.lines if l.get_marker() == "|"]
+    assert [list(m.get_xdata()) for m in marks] == [[1], [2]]
+    ax = plot.membrane(tr, threshold=np.array([0.5, 0.5]))
+    assert [l.get_color() for l in ax.lines if l.get_linestyle() == "--"] == ["tab:red"]
+    with pytest.raises(ValueError, match="threshold.*one per trace"):
+        plot.membrane(tr, threshold=np.array([0.5, 0.5, 0.5]))
+    # plot_recording picks the recorded neurons' thresholds from the model
+    from snncore import modelfile as mf
+    import eventsim
+    rng = np.random.default_rng(1)
+    model = mf.Model(input_shape=(6,), T=12, layers=[
+        mf.Dense((rng.integers(-64, 128, (5, 6)) / 128).astype(np.float32)),
+        mf.Spiking(beta=np.full(5, 0.5, np.float32), theta=np.arange(1, 6, dtype=np.float32) / 4),
+        mf.Dense((rng.integers(-64, 64, (3, 5)) / 256).astype(np.float32)), mf.Readout()])
+    rec = eventsim.Simulator(model, record_membrane={1: np.array([1, 4])}).run(
+        (rng.random((12, 1, 6)) < 0.5).astype(np.float32))
+    fig = plot.plot_recording(rec, model=model)
+    levels = {l.get_ydata()[0] for a in fig.axes for l in a.lines if l.get_linestyle() == "--"}
+    assert levels == {0.5, 1.25}
+
+
 # -- plots a user reads at a glance ----------------------------------------------------------
 def test_pick_neurons_prefers_neurons_that_cross_sometimes():
     T = 8

@@ -228,14 +228,18 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
     return u, s, vn
 
 
-def update_all(acc, a_off, cst, V, U, noff, n, flags, beta, theta, reset, v_reset, has_vmin,
-               v_min, ternary, keep_u=True):
-    for i in range(n):
-        u, s, vn = neuron_step(V[noff + i], acc[a_off + i] + cst[noff + i], beta, theta, reset,
-                               v_reset, has_vmin, v_min, ternary)
-        acc[a_off + i] = 0
+def update_all(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
+    """``pop``: a POP record; beta/theta per neuron from ``nbeta/ntheta`` when ``pop["pn"]``."""
+    noff = pop["noff"]
+    for i in range(pop["n"]):
+        beta, theta = ((nbeta[noff + i], ntheta[noff + i]) if pop["pn"]
+                       else (pop["beta"], pop["theta"]))
+        u, s, vn = neuron_step(V[noff + i], src[a_off + i] + cst[noff + i], beta, theta,
+                               pop["reset"], pop["v_reset"], bool(pop["has_vmin"]), pop["v_min"],
+                               bool(pop["ternary"]))
+        src[a_off + i] = 0
         V[noff + i], flags[i] = vn, s
-        if keep_u:
+        if pop["recn"] > 0:
             U[noff + i] = u
 
 
@@ -255,18 +259,21 @@ def free_steps(v, c, n, beta, has_vmin, v_min):
     return v
 
 
-def catch_up(V, L, cst, noff, n, lf, t, leak, powtab, q, beta, has_vmin, v_min):
-    """Every neuron steps (or multiplies by ``beta**gap`` with ``LEAK_POWER``) over the
-    steps since its last update, ``max(L, lf)``; ``beta == 1`` is stepped too (no-op)."""
-    for i in range(n):
+def catch_up(pop, t, lf, V, L, cst, nbeta, powrow, leak):
+    """Every neuron steps with its own beta (or, per-population beta and ``LEAK_POWER``,
+    multiplies by ``beta**gap``) over the steps since its last update, ``max(L, lf)``;
+    ``beta == 1`` is stepped too (no-op)."""
+    noff, has_vmin, v_min = pop["noff"], bool(pop["has_vmin"]), pop["v_min"]
+    for i in range(pop["n"]):
         gap = t - 1 - max(L[noff + i], lf)
         if gap <= 0:
             continue
-        if leak == K.LEAK_POWER:
-            v = V[noff + i] * powtab[q, gap]
+        if leak == K.LEAK_POWER and not pop["pn"]:
+            v = V[noff + i] * powrow[gap]
             V[noff + i] = max(v, v_min) if has_vmin else v
         else:
-            V[noff + i] = free_steps(V[noff + i], cst[noff + i], gap, beta, has_vmin, v_min)
+            V[noff + i] = free_steps(V[noff + i], cst[noff + i], gap, nbeta[noff + i], has_vmin,
+                                     v_min)
 
 
 def predict_steps(v, c, horizon, beta, theta, has_vmin, v_min, ternary):

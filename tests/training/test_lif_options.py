@@ -388,8 +388,47 @@ def test_per_neuron_parameters_export_version3_and_rebuild(tmp_path):
     np.testing.assert_array_equal(sp.theta, lif.threshold.data)
     np.testing.assert_allclose(sp.beta, lif.beta_value(), rtol=1e-7)
     np.testing.assert_array_equal(training.to_network(model).forward(x), y)
-    with pytest.raises(eventsim.UnsupportedModelError, match=r"layers\[1\].*beta.*per-neuron"):
-        eventsim.load(path)
+    rec = eventsim.Simulator(path).run(x)
+    np.testing.assert_array_equal(rec.predictions, training.losses.decode(y).argmax(axis=1))
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_per_neuron_plif_conv_model_runs_in_simulator_bit_exact(reset):
+    """Learned per-neuron beta (PLIF: sigmoid of a float parameter, not dyadic) and
+    threshold in a conv layer (the simulator stores maps channel-last: the per-neuron values
+    are permuted with the neurons) and an MLP layer; dyadic weights and inputs make every sum
+    exact, so the float32 simulator gives the dense engine's spikes bit for bit."""
+    import eventsim
+
+    rng = np.random.default_rng(14)
+    net = training.Sequential(
+        training.Conv2d(2, 3, 3, padding=1, rng=rng),
+        LIF(learn_beta=True, learn_threshold=True, per_neuron=True, features=(3, 5, 5),
+            reset=reset),
+        training.Flatten(), training.Linear(75, 12, rng=rng),
+        LIF(learn_beta=True, per_neuron=True, features=12, reset=reset, threshold=0.75),
+        training.Linear(12, 4, rng=rng))
+    for layer in net.layers:
+        if isinstance(layer, (training.Linear, training.Conv2d)):
+            layer.weight.data[...] = _dyadic(rng, layer.weight.shape, 16)
+            layer.bias.data[...] = _dyadic(rng, layer.bias.shape, 16)
+        if isinstance(layer, LIF):
+            layer.beta.data[...] = rng.normal(0.5, 1.5, layer.beta.shape).astype(np.float32)
+    net.layers[1].threshold.data[...] = rng.uniform(0.4, 1.2, (3, 5, 5)).astype(np.float32)
+    net.eval()
+    T, B = 7, 6
+    x = training.encoding.direct((rng.integers(0, 9, (B, 2, 5, 5)) / 4).astype(np.float32), T)
+    dense_spikes, y = _spikes_of(net, x)
+    model = training.to_model(net, input_shape=(2, 5, 5), T=T)
+    assert isinstance(model.layers[1].beta, np.ndarray) and model.layers[1].beta.shape == (75,)
+    for kw in (dict(), dict(constant_drive="predict"), dict(schedule="time"),
+               dict(record_membrane={1: "all", 4: "all"})):
+        rec = eventsim.Simulator(model, **kw).run(x)
+        for k, layer in enumerate(model.spiking_layers):
+            got = rec.spikes[layer].to_dense(T, B)
+            np.testing.assert_array_equal(got, dense_spikes[k].reshape(T, B, -1), err_msg=str(kw))
+            assert 0 < got.mean() < 1
+        np.testing.assert_array_equal(rec.readout, y)
 
 
 @pytest.mark.parametrize("field, value, match", [
