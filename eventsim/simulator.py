@@ -35,7 +35,8 @@ Options:
     multiplies once by ``beta**k`` rounded from float64 (can differ in the last bit).  On the
     models above both take the same time (every population is updated every step); on a
     lazy network (500 LIF, sparse input, T=300, 2 % firing) "power" was 16 % faster with the
-    same spikes.  Recorded neurons are always stepped exactly.
+    same spikes.  Recorded neurons are always stepped exactly, and so are the neurons of
+    layers with per-neuron beta (model format 3; there is no per-layer power table for them).
 
 Lazy populations without constant input switch, step by step, to one vectorised pass over
 all their neurons when enough of them are touched (``eventsim.network.FULL_PASS_DIV``: from
