@@ -50,6 +50,9 @@ PH_SETUP, PH_DELIVER, PH_UPDATE, PH_EMIT = 0, 1, 2, 3
 N_PHASES = 4
 PHASE_NAMES = ("set-up", "delivery", "update", "emission")
 C_CYCLES, C_EVENTS, C_NEURONS = 0, 1, 2
+# integers handed to a kernel start from ZERO (an int64), not from the literal 0: Numba would
+# compile a second copy of the kernel, and of all it calls, specialised to the literal
+ZERO = np.int64(0)
 
 
 @intrinsic
@@ -105,8 +108,9 @@ def new_state(tab, T, leak, n_win):
         pop = pops[q]
         stepped = pop.pn != 0 or (leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1)
         full_div[q] = sz.full_div if stepped else sz.full_div_cheap
-        if pop.has_vmin != 0:
-            vmin_hi[q] = pop.v_min >= tab.ntheta[pop.noff:pop.noff + pop.n].min()
+        for i in range(pop.noff, pop.noff + pop.n):   # any neuron with theta <= v_min
+            if pop.has_vmin != 0 and pop.v_min >= tab.ntheta[i]:
+                vmin_hi[q] = True
     modes = Modes(np.zeros(Q, np.bool_), np.zeros(Q, np.bool_), full_div, vmin_hi,
                   np.zeros(Q, np.int64), np.ones(S, np.bool_))
     return State(A, nrn, wake, ring, dring, scr, modes)
@@ -114,8 +118,11 @@ def new_state(tab, T, leak, n_win):
 
 @njit(cache=True)
 def _grow(a, cap, n):
+    """A copy of ``a[:n]`` in a new array of ``cap`` entries (element by element: a slice
+    assignment would compile the messages of its shape check)."""
     out = np.empty(cap, a.dtype)
-    out[:n] = a[:n]
+    for k in range(n):
+        out[k] = a[k]
     return out
 
 
@@ -198,9 +205,10 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
     period[:] = 0
     S.ring.cnt[:] = 0
     lfull[:] = -1
-    cst[:] = tab.const_all
+    for i in range(cst.shape[0]):   # (a slice copy would compile a shape check's messages)
+        cst[i] = tab.const_all[i]
     if inp.drive_mode != DRIVE_NONE:
-        set_drive(0, b - b0, tab, inp.drive, cst)
+        set_drive(ZERO, b - b0, tab, inp.drive, cst)
     q0 = tab.edges[0].tgt
     predict = opts.mode == MODE_PREDICT
     for q in range(pops.shape[0]):
@@ -293,7 +301,7 @@ def run_edge(D, e, ev_idx, ev_val, k0, k1, stamp):
         else:
             A = Accum(D.acc, D.mark, D.tlist, D.tcount, D.allt)
             cnt = drain(D.spaces, D.stages[g].src, A, D.scr_idx, D.scr_val)
-            n = scatter(D, g, D.scr_idx, D.scr_val, 0, cnt, stamp) if cnt > 0 else 0
+            n = scatter(D, g, D.scr_idx, D.scr_val, ZERO, cnt, stamp) if cnt > 0 else 0
         syn[g] += n
         total += n
     return total
@@ -380,6 +388,15 @@ def full_pass_ready(pop, t, lazy, driven, vmin_hi, full_div, lf, due, whole, tou
 
 
 @njit(cache=True, inline="always")
+def idle(pop, lazy, due, whole, touched):
+    """Whether a lazily updated population (record ``pop``; its space wholly touched: ``whole``,
+    or ``touched`` blocks; first neuron due now ``due``) has nothing to update at
+    this step: no neuron touched, due or recorded.  Checked by the drivers before calling
+    :func:`update_population` (a call hands it the state groups: reference counts)."""
+    return lazy and not whole and touched == 0 and due < 0 and pop.recn == 0
+
+
+@njit(cache=True, inline="always")
 def update_readout(t, b, pop, sp, acc, V, cst, perm, readout_out):
     """The readout integrator ``r_t = beta * r_{t-1} + I_t`` (record ``pop``, its space's
     record ``sp``; step ``t``, sample ``b``), written to ``readout_out[t, b, perm[i]]``."""
@@ -445,11 +462,39 @@ def _touch_due(q, t, T, tab, S):
 
 
 @njit(cache=True)
+def _heapsort(a, n):
+    """Sort ``a[:n]`` in place, ascending (heapsort: O(n log n), no recursion, no
+    allocation; NumPy's sort in Numba compiles a quicksort for several seconds)."""
+    for start in range(n // 2 - 1, -1, -1):
+        _sift_down(a, start, n)
+    for end in range(n - 1, 0, -1):
+        a[0], a[end] = a[end], a[0]
+        _sift_down(a, 0, end)
+
+
+@njit(cache=True, inline="always")
+def _sift_down(a, i, n):
+    """Restore the max-heap property of ``a[:n]`` below entry ``i``."""
+    x = a[i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and a[c + 1] > a[c]:
+            c += 1
+        if a[c] <= x:
+            break
+        a[i] = a[c]
+        i = c
+    a[i] = x
+
+
+@njit(cache=True)
 def _sort_spikes(out_i, out_v, flags, cnt):
     """Spike list ``out_i[:cnt]`` in ascending order, values from ``flags``: the order of a
     full pass (later projections add spikes up in list order)."""
     if cnt > 64:
-        out_i[:cnt].sort()
+        _heapsort(out_i, cnt)
     else:   # insertion sort: few spikes, often in order already (no call, no allocation)
         for a in range(1, cnt):
             x = out_i[a]
@@ -491,7 +536,7 @@ def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
     bv, tv = tab.nbeta[noff:noff + n], tab.ntheta[noff:noff + n]
     wt_v, wn_v, wp_v = wake_t[noff:noff + n], wnext[noff:noff + n], wprev[noff:noff + n]
     per_v = period[noff:noff + n]
-    cnt = 0
+    cnt = ZERO
     nb = 1 if whole else S.acc.tcount[pop.space]
     blen = n if whole else bs
     for k in range(nb):
@@ -581,7 +626,7 @@ def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     A, nrn, wake, scr = S.acc, S.nrn, S.wake, S.scr
     acc, mark, tlist, tcount, allt = A
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
-    if lazy[q] and tcount[s] == 0 and not allt[s] and wake.head[q * T + t] < 0 and pop.recn == 0:
+    if idle(pop, lazy[q], wake.head[q * T + t], allt[s], tcount[s]):
         return 0, 0   # nothing touched, nothing due: no neuron changes
     if not lazy[q]:
         update_all(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags, tab.nbeta, tab.ntheta)
@@ -655,6 +700,9 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
                               aux)
                 _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
                 ringc[pop.ringc + t % pop.R] = c
+            elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
+                ringc[pop.ringc + t % pop.R] = 0
+                nu = 0
             else:
                 c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
                 ringc[pop.ringc + t % pop.R] = c
@@ -672,19 +720,20 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     return out, ocnt
 
 
-@njit(cache=True)
-def run_time_major(T, b0, b1, tab, inp, S, opts, out):
-    """Driver of the time-major schedule (any network; arguments as :func:`run_batch`'s,
-    ``S``: State, ``out``: Output): for each sample, set-up (phase 1), then
-    :func:`time_major_sample`.  Returns ``(out, spikes listed)``."""
-    ocnt = 0
+@njit(cache=True, nogil=True)
+def run_time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
+    """Driver of the time-major schedule (any network; arguments and result as
+    :func:`run_batch`'s): for each sample, set-up (phase 1), then :func:`time_major_sample`."""
+    S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, ZERO)
+    ocnt = ZERO
     for b in range(b0, b1):
         c0 = _cycles() if opts.profile else 0
         sample_setup(b, b0, T, opts, tab, inp, S)
         if opts.profile:
             _lap(S.scr.prof, tab.pops.shape[0], PH_SETUP, c0, 0, 0)
         out, ocnt = time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt)
-    return out, ocnt
+    return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
+            S.scr.prof)
 
 
 @njit(cache=True)
@@ -758,7 +807,10 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
         else:
             if wrow >= 0:   # the row to the accumulator: not read in place
                 _hand_off(acc, sp.off, scr.win, wrow, sp.n)
-            if pop.kind == POP_SPIKING:
+            if pop.kind == POP_SPIKING and idle(pop, lazy[q], wake.head[q * T + t], allt[s],
+                                                tcount[s]):
+                nu = 0
+            elif pop.kind == POP_SPIKING:
                 c, nu = update_population(q, t, T, tab, S, opts, lm.i, lm.v, lm_n)
             else:
                 update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
@@ -810,16 +862,17 @@ def _steps_sorted(ev_t, ev_i, p, pend):
     return True
 
 
-@njit(cache=True)
-def run_layer_major(T, b0, b1, tab, inp, S, opts, out):
-    """Driver of the layer-major schedule (feed-forward networks): for each sample, set-up,
-    then population after population over all steps (:func:`layer_pass`); the sample's
-    spikes are listed in (q, t) order.  Returns ``(out, spikes listed)``."""
+@njit(cache=True, nogil=True)
+def run_layer_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
+    """Driver of the layer-major schedule (feed-forward networks; arguments and result as
+    :func:`run_batch`'s): for each sample, set-up, then population after population over all
+    steps (:func:`layer_pass`); the sample's spikes are listed in (q, t) order."""
+    S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, window_size(tab, T))
     Q = tab.pops.shape[0]
     dt = tab.const_all.dtype
     lm = SpikeList(np.empty(1024, np.int64), np.empty(1024, np.int64), np.empty(1024, dt),
                    np.zeros((Q, T), np.int64))
-    ocnt = 0
+    ocnt = ZERO
     for b in range(b0, b1):
         c0 = _cycles() if opts.profile else 0
         sample_setup(b, b0, T, opts, tab, inp, S)
@@ -827,17 +880,36 @@ def run_layer_major(T, b0, b1, tab, inp, S, opts, out):
         if opts.profile:
             _lap(S.scr.prof, Q, PH_SETUP, c0, 0, 0)
         lm.start[0, 0] = 0
-        lm_n = 0
+        lm_n = ZERO
         for q in range(Q):
             lm, lm_n = layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted)
-        out = append_spikes(out, ocnt, lm.i, lm.v, 0, lm_n)
+        out = append_spikes(out, ocnt, lm.i, lm.v, ZERO, lm_n)
         ocnt += lm_n
-    return out, ocnt
+    return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
+            S.scr.prof)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)
+def begin(tab, T, b0, b1, opts, readout_out, mem_out, n_win):
+    """The State (``n_win`` values of layer-major window) and the Output of a kernel call
+    (arguments as :func:`run_batch`'s).  The spike buffer is sized for the worst case (every
+    neuron every step) up to a limit; pages are only touched when written, and it grows by
+    doubling past the limit."""
+    Q = tab.pops.shape[0]
+    S = new_state(tab, T, opts.leak, n_win)
+    n_spiking = 0
+    for q in range(Q):
+        if tab.pops[q].kind == POP_SPIKING:
+            n_spiking += tab.pops[q].n
+    cap = max(16, min(n_spiking * T * (b1 - b0), tab.sizes[0].spikecap))
+    out = Output(np.zeros((b1 - b0, T, Q), np.int32), np.empty(cap, np.int32),
+                 np.empty(cap, np.int8), readout_out, mem_out)
+    return S, out
+
+
 def run_batch(tab, inp, T, b0, b1, opts, readout_out, mem_out):
-    """Simulate samples ``b0 <= b < b1`` for ``T`` steps.
+    """Simulate samples ``b0 <= b < b1`` for ``T`` steps (plain Python: it picks the
+    driver, a Numba function that releases the GIL).
 
     ``tab``: Tables (``eventsim.tables``); ``inp``: Inputs; ``opts``: Options (constant
     drive mode, leak, schedule, profile).  Outputs: ``readout_out[t, b, :]``,
@@ -849,23 +921,9 @@ def run_batch(tab, inp, T, b0, b1, opts, readout_out, mem_out):
     in (b, q, t) order when the layer-major schedule ran (see ``kernels.split_spikes``).
 
     ``SCHEDULE_LAYER`` (valid only without bundles and delayed edges) runs
-    :func:`run_layer_major`, else :func:`run_time_major`."""
-    Q = tab.pops.shape[0]
+    :func:`run_layer_major`, else :func:`run_time_major`.  Each driver is compiled on first
+    use: a program that runs one schedule never compiles the other."""
     layer_major = (opts.schedule == SCHEDULE_LAYER and tab.bundles.shape[0] == 0
-                   and tab.edges.shape[0] == Q)
-    S = new_state(tab, T, opts.leak, window_size(tab, T) if layer_major else 0)
-    # the spike buffer is sized for the worst case (every neuron every step) up to a limit;
-    # pages are only touched when written, and it grows by doubling past the limit
-    n_spiking = 0
-    for q in range(Q):
-        if tab.pops[q].kind == POP_SPIKING:
-            n_spiking += tab.pops[q].n
-    cap = max(16, min(n_spiking * T * (b1 - b0), tab.sizes[0].spikecap))
-    out = Output(np.zeros((b1 - b0, T, Q), np.int32), np.empty(cap, np.int32),
-                 np.empty(cap, np.int8), readout_out, mem_out)
-    if layer_major:
-        out, ocnt = run_layer_major(T, b0, b1, tab, inp, S, opts, out)
-    else:
-        out, ocnt = run_time_major(T, b0, b1, tab, inp, S, opts, out)
-    return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
-            S.scr.prof)
+                   and tab.edges.shape[0] == tab.pops.shape[0])
+    driver = run_layer_major if layer_major else run_time_major
+    return driver(tab, inp, T, np.int64(b0), np.int64(b1), opts, readout_out, mem_out)
