@@ -40,8 +40,8 @@ from .kernels import (DRIVE_NONE, DRIVE_STEPS, HARD_RESET, K_CONV, K_DENSE, K_MA
                       SCHEDULE_LAYER, SPARSE_WHOLE_DIV, catch_up, collect_spikes, delay_advance,
                       delay_push, dense_window, drain, free_steps, neuron_step, predict_steps,
                       scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
-                      scatter_sparse, scatter_sumpool, step_end, touch, update_all, wake_push,
-                      wake_remove)
+                      scatter_sparse, scatter_sumpool, step_end, touch, update_all,
+                      update_all_per_neuron, wake_push, wake_remove)
 from .tables import (Accum, DelayRing, Delivery, Modes, Neurons, Output, Scratch, SpikeList,
                      SpikeRing, State, WakeQueue)
 
@@ -127,20 +127,23 @@ def _grow(a, cap, n):
 
 
 @njit(cache=True)
-def append_spikes(out, used, idx, val, k0, c):
-    """``out`` (Output) with the spikes ``(idx, val)[k0:k0 + c]`` appended after its
-    ``used`` entries (capacity doubled as often as needed)."""
-    neuron, value = out.neuron, out.value
-    if used + c > neuron.shape[0]:
-        cap = neuron.shape[0]
-        while used + c > cap:
-            cap *= 2
-        neuron, value = _grow(neuron, cap, used), _grow(value, cap, used)
-        out = Output(out.counts, neuron, value, out.readout, out.mem)
+def grow_output(out, used, more):
+    """``out`` (Output) with room for ``more`` spikes after its ``used`` entries (capacity
+    doubled as often as needed)."""
+    cap = out.neuron.shape[0]
+    while used + more > cap:
+        cap *= 2
+    return Output(out.counts, _grow(out.neuron, cap, used), _grow(out.value, cap, used),
+                  out.readout, out.mem)
+
+
+@njit(cache=True, inline="always")
+def copy_spikes(neuron, value, used, idx, val, k0, c):
+    """The spikes ``(idx, val)[k0:k0 + c]`` into ``neuron/value`` (int32, int8) after
+    ``used`` entries (room checked by the caller)."""
     for k in range(c):
         neuron[used + k] = idx[k0 + k]
         value[used + k] = np.int8(val[k0 + k])
-    return out
 
 
 @njit(cache=True, inline="always")
@@ -378,12 +381,12 @@ def _clear_marks(s, m_off, mark, tlist, tcount, allt):
 
 
 @njit(cache=True, inline="always")
-def full_pass_ready(pop, t, lazy, driven, vmin_hi, full_div, lf, due, whole, touched):
+def full_pass_ready(pop, lazy, driven, vmin_hi, full_div, due, whole, touched):
     """Whether a spiking population (record ``pop``; its mode flags ``lazy``, ``driven``,
-    ``vmin_hi``, ``full_div``; last full pass ``lf``; first neuron due now ``due``; space
-    wholly touched ``whole`` or ``touched`` neurons) is updated at step ``t`` by a full pass
-    needing no catch-up, wake-up or recording."""
-    return (pop.kind == POP_SPIKING and lazy and not driven and lf >= t - 1 and due < 0
+    ``vmin_hi``, ``full_div``; first neuron due now ``due``; space wholly touched ``whole``
+    or ``touched`` neurons) is updated at this step by a full pass needing no wake-up or
+    recording (the full pass brings neurons behind up to date itself)."""
+    return (pop.kind == POP_SPIKING and lazy and not driven and due < 0
             and pop.recn == 0 and not vmin_hi and (whole or touched * full_div >= pop.n))
 
 
@@ -425,7 +428,10 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
     lf = lfull[q]
     if lf < t - 1:
         catch_up(pop, t, lf, V, L, cst, nbeta, powtab[q], leak)
-    update_all(pop, src, off, V, U, cst, flags, nbeta, ntheta)
+    if pop.pn:
+        update_all_per_neuron(pop, src, off, V, U, cst, flags, nbeta, ntheta)
+    else:
+        update_all(pop, src, off, V, U, cst, flags)
     cnt = collect_spikes(flags, n, out_i, out_v, rbase)
     if t + 1 < T:   # only neurons that spiked can cross again without input
         hq = head[q * T:(q + 1) * T]
@@ -629,7 +635,11 @@ def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     if idle(pop, lazy[q], wake.head[q * T + t], allt[s], tcount[s]):
         return 0, 0   # nothing touched, nothing due: no neuron changes
     if not lazy[q]:
-        update_all(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags, tab.nbeta, tab.ntheta)
+        if pop.pn:
+            update_all_per_neuron(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags, tab.nbeta,
+                                  tab.ntheta)
+        else:
+            update_all(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags)
         cnt = collect_spikes(scr.flags, n, out_i, out_v, rbase)
         nrn.lfull[q] = t
         updated = n
@@ -658,44 +668,52 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     """Driver of the time-major schedule for sample ``b`` (after its set-up; ``T`` steps,
     kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs, ``S``: State, ``opts``:
     Options, ``out``: Output holding ``ocnt`` spikes): step by step, the delayed connections,
-    then every population's edge, update and emission.  Returns ``(out, ocnt)``."""
-    pops, spaces, rec_idx = tab.pops, tab.spaces, tab.rec_idx
-    nrn, wake, scr = S.nrn, S.wake, S.scr
+    then every population's edge, update and emission.  Returns ``(out, ocnt)``.  Every
+    array is taken out of its group here, once: a field read or a group handed on at every
+    step costs reference counts."""
+    pops, spaces, rec_idx, rperm = tab.pops, tab.spaces, tab.rec_idx, tab.readout_perm
+    nrn, wake = S.nrn, S.wake
+    V, U, cst, head = nrn.V, nrn.U, nrn.cst, wake.head
     acc, mark, tlist, tcount, allt = S.acc
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
     ring_idx, ring_val, ringc = S.ring
-    lfull, head, D = nrn.lfull, wake.head, delivery(tab, S)
-    aux = (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
-    prof, on, Q, bb = scr.prof, opts.profile, pops.shape[0], b - b0
+    syn, prof, D = S.scr.syn, S.scr.prof, delivery(tab, S)
+    aux = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
+    on, Q, bb = opts.profile, pops.shape[0], b - b0
+    in_t, in_i, in_v, pend = inp.ev_t, inp.ev_i, inp.ev_v, inp.ev_ptr[b + 1]
+    counts, o_neuron, o_value, readout, mem = out
+    delayed = tab.bundles.shape[0] > 0 or tab.edges.shape[0] > Q   # (a call costs)
     k0 = inp.ev_ptr[b]
     for t in range(T):
         stamp = bb * T + t + 1
         if inp.drive_mode == DRIVE_STEPS and t > 0:
-            set_drive(t, bb, tab, inp.drive, nrn.cst)
-        c0, ev = (_cycles(), scr.syn.sum()) if on else (0, 0)
-        deliver_delayed(t, T, tab, S, D, stamp)
+            set_drive(t, bb, tab, inp.drive, cst)
+        c0, ev = (_cycles(), syn.sum()) if on else (0, 0)
+        if delayed:
+            deliver_delayed(t, T, tab, S, D, stamp)
         if on:
-            c0 = _lap(prof, Q, PH_DELIVER, c0, scr.syn.sum() - ev, 0)
-        k1 = step_end(inp.ev_t, k0, inp.ev_ptr[b + 1], t)
+            c0 = _lap(prof, Q, PH_DELIVER, c0, syn.sum() - ev, 0)
+        k1 = step_end(in_t, k0, pend, t)
         for q in range(Q):
             pop = pops[q]
             s, sp = pop.space, spaces[pop.space]
-            ei, ev_v, ka, kb = inp.ev_i, inp.ev_v, k0, k1     # the input's events of step t
-            if q > 0:                                        # or the source's spikes
+            if q == 0:       # the input's events of step t
+                ev = run_edge(D, q, in_i, in_v, k0, k1, stamp) if k1 > k0 else 0
+            else:            # the source's spikes
                 src = pops[q - 1]
-                ei, ev_v, ka = ring_idx, ring_val, src.ring + (t % src.R) * src.n
+                ka = src.ring + (t % src.R) * src.n
                 kb = ka + ringc[src.ringc + t % src.R]
-            ev = run_edge(D, q, ei, ev_v, ka, kb, stamp) if kb > ka else 0
+                ev = run_edge(D, q, ring_idx, ring_val, ka, kb, stamp) if kb > ka else 0
             if on:
                 c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
             rbase = pop.ring + (t % pop.R) * pop.n
             c, nu = 0, pop.n
             if pop.kind != POP_SPIKING:
-                update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
+                update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
                 if tcount[s] > 0 or allt[s]:
                     _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-            elif full_pass_ready(pop, t, lazy[q], driven[q], vmin_hi[q], full_div[q], lfull[q],
-                                 head[q * T + t], allt[s], tcount[s] * sp.bs):
+            elif full_pass_ready(pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t],
+                                 allt[s], tcount[s] * sp.bs):
                 c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase),
                               aux)
                 _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
@@ -709,11 +727,14 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
             if on:
                 c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
             if c > 0:
-                out.counts[bb, t, q] = c
-                out = append_spikes(out, ocnt, ring_idx, ring_val, rbase, c)
+                counts[bb, t, q] = c
+                if ocnt + c > o_neuron.shape[0]:
+                    out = grow_output(out, ocnt, c)
+                    o_neuron, o_value = out.neuron, out.value
+                copy_spikes(o_neuron, o_value, ocnt, ring_idx, ring_val, rbase, c)
                 ocnt += c
             if pop.recn > 0:
-                record_membranes(t, b, pop, nrn.U, rec_idx, out.mem)
+                record_membranes(t, b, pop, U, rec_idx, mem)
             if on:
                 c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
         k0 = k1
@@ -762,95 +783,110 @@ def window_size(tab, T):
 
 
 @njit(cache=True)
-def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted):
+def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     """Population ``q`` over all steps of sample ``b`` in the layer-major schedule (arguments
     as :func:`time_major_sample`'s; ``lm``: the sample's SpikeList, population q's spikes to
-    be appended from entry ``lm.start[q, 0]``; ``in_sorted``: the input's events are in
-    ascending order within each step): its edge delivers its source's spikes (input events,
-    or population q - 1's in ``lm``), by windows of steps when it is one dense stage.
-    Returns ``(lm, entries)``."""
+    be appended from entry ``lm.start[q, 0]``): its edge delivers its source's spikes (input
+    events, or population q - 1's in ``lm``), by windows of steps when it is one dense stage
+    (for the input's events: when each step's are in ascending order).
+    Returns ``(lm, entries)``.  Every array is taken out of its group here, once: a field
+    read or a group handed on at every step costs reference counts."""
     pop = tab.pops[q]
     s, sp = pop.space, tab.spaces[pop.space]
-    nrn, wake, scr = S.nrn, S.wake, S.scr
+    nrn, wake = S.nrn, S.wake
+    V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
     acc, mark, tlist, tcount, allt = S.acc
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
-    aux, D = (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta), delivery(tab, S)
-    prof, on, Q, bb = scr.prof, opts.profile, tab.pops.shape[0], b - b0
+    win, syn, prof = S.scr.win, S.scr.syn, S.scr.prof
+    aux, D = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta), delivery(tab, S)
+    on, Q, bb = opts.profile, tab.pops.shape[0], b - b0
+    counts, readout, mem = out.counts[bb], out.readout, out.mem
+    rec_idx, rperm = tab.rec_idx, tab.readout_perm
+    drive_q = inp.drive_mode == DRIVE_STEPS and q == tab.edges[0].tgt
+    pend = inp.ev_ptr[b + 1]
+    if q == 0:   # the source: the input's events, or population q - 1's spikes
+        src_t, src_i, src_v = inp.ev_t, inp.ev_i, inp.ev_v
+        in_sorted = _steps_sorted(src_t, src_i, inp.ev_ptr[b], pend)
+    else:        # (lm's arrays at entry: growing lm below copies, q - 1's entries stay)
+        src_t, src_i, src_v = lm.t, lm.i, lm.v
+        in_sorted = True
     g, n_win = window_plan(q, tab, in_sorted, T)
-    lm_n, k1 = lm.start[q, 0], inp.ev_ptr[b]
+    start, out_t, out_i, out_v = lm.start, lm.t, lm.i, lm.v
+    lm_n, k1 = start[q, 0], inp.ev_ptr[b]
     c0 = _cycles() if on else 0
     for t in range(T):
-        if inp.drive_mode == DRIVE_STEPS and t > 0 and q == tab.edges[0].tgt:
-            set_drive(t, bb, tab, inp.drive, nrn.cst)
-        ev_t, ev_i, ev_v, k0, k1, kw = _layer_source(q, t, T, n_win, inp, b, lm, out.counts[bb],
-                                                     k1)
+        if drive_q and t > 0:
+            set_drive(t, bb, tab, inp.drive, cst)
+        k0, k1, kw = _layer_source(q, t, T, n_win, src_t, pend, start, counts, k1)
         wrow = -1
         if n_win > 0:
             if t % n_win == 0:
-                fill_window(tab, g, t, ev_t, ev_i, ev_v, k0, kw, scr.win)
+                fill_window(tab, g, t, src_t, src_i, src_v, k0, kw, win)
             wrow = window_row(t, n_win, k1 - k0, sp.n, allt, s)
             ev = (k1 - k0) * sp.n
-            scr.syn[g] += ev
+            syn[g] += ev
         else:
-            ev = run_edge(D, q, ev_i, ev_v, k0, k1, bb * T + t + 1) if k1 > k0 else 0
+            ev = run_edge(D, q, src_i, src_v, k0, k1, bb * T + t + 1) if k1 > k0 else 0
         if on:
             c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
-        lm.start[q, t] = lm_n
-        lm = _room(lm, lm_n, pop.n)
+        start[q, t] = lm_n
+        if lm_n + pop.n > out_i.shape[0]:
+            lm = _room(lm, lm_n, pop.n)
+            out_t, out_i, out_v = lm.t, lm.i, lm.v
         c, nu = 0, pop.n
         if pop.kind == POP_SPIKING and full_pass_ready(
-                pop, t, lazy[q], driven[q], vmin_hi[q], full_div[q], nrn.lfull[q],
-                wake.head[q * T + t], allt[s], tcount[s] * sp.bs):
-            c = full_pass(q, t, T, pop, nrn, wake, scr.win if wrow >= 0 else acc,
-                          wrow if wrow >= 0 else sp.off, (lm.i, lm.v, lm_n), aux)
+                pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t], allt[s],
+                tcount[s] * sp.bs):
+            c = full_pass(q, t, T, pop, nrn, wake, win if wrow >= 0 else acc,
+                          wrow if wrow >= 0 else sp.off, (out_i, out_v, lm_n), aux)
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         else:
             if wrow >= 0:   # the row to the accumulator: not read in place
-                _hand_off(acc, sp.off, scr.win, wrow, sp.n)
-            if pop.kind == POP_SPIKING and idle(pop, lazy[q], wake.head[q * T + t], allt[s],
-                                                tcount[s]):
-                nu = 0
-            elif pop.kind == POP_SPIKING:
-                c, nu = update_population(q, t, T, tab, S, opts, lm.i, lm.v, lm_n)
-            else:
-                update_readout(t, b, pop, sp, acc, nrn.V, nrn.cst, tab.readout_perm, out.readout)
+                _hand_off(acc, sp.off, win, wrow, sp.n)
+            if pop.kind != POP_SPIKING:
+                update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
                 if tcount[s] > 0 or allt[s]:
                     _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+            elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
+                nu = 0
+            else:
+                c, nu = update_population(q, t, T, tab, S, opts, out_i, out_v, lm_n)
         if on:
             c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
-        out.counts[bb, t, q] = c
-        lm.t[lm_n:lm_n + c] = t
+        counts[t, q] = c
+        for k in range(lm_n, lm_n + c):
+            out_t[k] = t
         lm_n += c
         if pop.recn > 0:
-            record_membranes(t, b, pop, nrn.U, tab.rec_idx, out.mem)
+            record_membranes(t, b, pop, U, rec_idx, mem)
         if on:
             c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
     if q + 1 < Q:
-        lm.start[q + 1, 0] = lm_n
+        start[q + 1, 0] = lm_n
     return lm, lm_n
 
 
 @njit(cache=True, inline="always")
-def _layer_source(q, t, T, n_win, inp, b, lm, counts, k_prev):
-    """Layer-major: the spikes feeding population ``q``'s edge at step ``t`` as
-    ``(ev_t, ev_idx, ev_val, k0, k1, kw)``: entries ``k0:k1`` (the input's events of the
-    step, from ``k_prev``; or population q - 1's in ``lm``, ``counts [T, Q]`` of the sample),
-    and ``kw``: the end of those of the window starting at ``t`` (``n_win`` steps; 0: none)."""
+def _layer_source(q, t, T, n_win, ev_t, pend, start, counts, k_prev):
+    """Layer-major: where the spikes feeding population ``q``'s edge at step ``t`` are, as
+    ``(k0, k1, kw)``: entries ``k0:k1`` (q == 0: the input's events of the step, from
+    ``k_prev``, steps ``ev_t``, the sample's last at ``pend``; else population q - 1's in the
+    sample's SpikeList: ``start`` and ``counts [T, Q]``), and ``kw``: the end of those of
+    the window starting at ``t`` (``n_win`` steps; 0: none)."""
     if q == 0:
         k0 = k_prev
-        pend = inp.ev_ptr[b + 1]
-        k1 = step_end(inp.ev_t, k0, pend, t)
+        k1 = step_end(ev_t, k0, pend, t)
         kw = k1
         if n_win > 0 and t % n_win == 0:
-            kw = step_end(inp.ev_t, k0, pend, min(T, t + n_win) - 1)
-        return inp.ev_t, inp.ev_i, inp.ev_v, k0, k1, kw
-    k0 = lm.start[q - 1, t]
+            kw = step_end(ev_t, k0, pend, min(T, t + n_win) - 1)
+        return k0, k1, kw
+    k0 = start[q - 1, t]
     k1 = k0 + counts[t, q - 1]
     kw = k1
     if n_win > 0 and t % n_win == 0:
         t1 = min(T, t + n_win)
-        kw = lm.start[q - 1, t1 - 1] + counts[t1 - 1, q - 1]
-    return lm.t, lm.i, lm.v, k0, k1, kw
+        kw = start[q - 1, t1 - 1] + counts[t1 - 1, q - 1]
+    return k0, k1, kw
 
 
 @njit(cache=True)
@@ -876,14 +912,15 @@ def run_layer_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
     for b in range(b0, b1):
         c0 = _cycles() if opts.profile else 0
         sample_setup(b, b0, T, opts, tab, inp, S)
-        in_sorted = _steps_sorted(inp.ev_t, inp.ev_i, inp.ev_ptr[b], inp.ev_ptr[b + 1])
         if opts.profile:
             _lap(S.scr.prof, Q, PH_SETUP, c0, 0, 0)
         lm.start[0, 0] = 0
         lm_n = ZERO
         for q in range(Q):
-            lm, lm_n = layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm, in_sorted)
-        out = append_spikes(out, ocnt, lm.i, lm.v, ZERO, lm_n)
+            lm, lm_n = layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm)
+        if ocnt + lm_n > out.neuron.shape[0]:
+            out = grow_output(out, ocnt, lm_n)
+        copy_spikes(out.neuron, out.value, ocnt, lm.i, lm.v, ZERO, lm_n)
         ocnt += lm_n
     return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
             S.scr.prof)

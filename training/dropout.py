@@ -39,6 +39,7 @@ class Dropout(Module):
             raise ValueError(f"Dropout: p must lie in [0, 1], got {p}")
         self.p = p
         self.rng = _init_rng(rng)
+        self.rng_given = rng is not None   # else fit gives it a stream of its own
         self.mask = None
         self.fixed_mask = False
         self._shape = None       # input shape of the last training forward

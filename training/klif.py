@@ -220,6 +220,7 @@ class KLIF(Module):
         self.msg_p = check_p(msg_p)
         self.msg_rescale = bool(msg_rescale)
         self.rng = _init_rng(rng)
+        self.rng_given = rng is not None   # else fit gives it a stream of its own
         self.detach_reset = bool(detach_reset)
         self.msg_mask = None
         self.membrane = None

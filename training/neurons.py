@@ -149,6 +149,7 @@ class LIF(Module):
         self._msg_p = msg.check_p(msg_p)
         self.msg_rescale = bool(msg_rescale)
         self.rng = _init_rng(rng)
+        self.rng_given = rng is not None   # else fit gives it a stream of its own
         self.msg_mask = None
         self._u = self._s = None
 

@@ -163,6 +163,15 @@ def _check_msg_schedule(msg_schedule):
                          f"apply(net, epoch)), got {type(msg_schedule).__name__}")
 
 
+def _seed_default_generators(net, seed: int) -> None:
+    """Layers built without ``rng=`` (MSG and dropout masks) all start from the same default
+    stream, so layers of one shape would draw the same masks: each gets its own,
+    ``default_rng([seed, position])``, reproducible from ``fit``'s seed."""
+    for i, layer in enumerate(getattr(net, "layers", [net])):
+        if getattr(layer, "rng_given", True) is False:
+            layer.rng = np.random.default_rng([seed, i])
+
+
 def _generators(net) -> dict[str, np.random.Generator]:
     """Every np.random.Generator held by a layer (dropout masks), keyed by layer position."""
     found = {}
@@ -346,6 +355,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
     loss_fn = _loss_fn(loss, label_smoothing, lambda: getattr(net, "time_weights", None))
     constrained = _constrained(net)
     rng = np.random.default_rng(seed)
+    _seed_default_generators(net, seed)
     layer_rngs = _generators(net)
     history, start_epoch, step = History(), 0, 0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None

@@ -514,8 +514,12 @@ def test_update_all_and_collect_spikes(seed):
     nbeta, ntheta = _neuron_arrays(rng, p, n + 4, per_neuron)
     state = [acc, V, U, cst, flags]
     twin = [a.copy() for a in state]
-    K.update_all(pop, state[0], a_off, *state[1:], nbeta, ntheta)
-    naive.update_all(pop, twin[0], a_off, *twin[1:], nbeta, ntheta)
+    if per_neuron:
+        K.update_all_per_neuron(pop, state[0], a_off, *state[1:], nbeta, ntheta)
+        naive.update_all_per_neuron(pop, twin[0], a_off, *twin[1:], nbeta, ntheta)
+    else:
+        K.update_all(pop, state[0], a_off, *state[1:])
+        naive.update_all(pop, twin[0], a_off, *twin[1:])
     for a, b in zip(state, twin):
         np.testing.assert_array_equal(a, b)
     assert not np.isnan(V).any()

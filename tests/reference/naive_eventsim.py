@@ -228,7 +228,7 @@ def neuron_step(v, I, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
     return u, s, vn
 
 
-def update_all(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
+def update_all_per_neuron(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
     """``pop``: a POP record; beta/theta per neuron from ``nbeta/ntheta`` when ``pop["pn"]``."""
     noff = pop["noff"]
     for i in range(pop["n"]):
@@ -241,6 +241,10 @@ def update_all(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
         V[noff + i], flags[i] = vn, s
         if pop["recn"] > 0:
             U[noff + i] = u
+
+
+def update_all(pop, src, a_off, V, U, cst, flags):
+    update_all_per_neuron(pop, src, a_off, V, U, cst, flags, None, None)
 
 
 def collect_spikes(flags, n, ring_idx, ring_val, rbase):

@@ -250,6 +250,35 @@ def test_msg_masks_per_seed_iteration_and_layer():
         np.random.default_rng(5).random()
 
 
+@pytest.mark.parametrize("cls", [KLIF, training.LIF])
+def test_fit_gives_layers_without_rng_their_own_mask_streams(cls):
+    """Two MSG layers of one shape built without ``rng=`` draw different masks under ``fit``
+    (each gets ``default_rng([seed, position])``), the same ones again for the same seed; a
+    layer given its own ``rng`` keeps it."""
+    rng = np.random.default_rng(3)
+    x = rng.random((32, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+
+    def run(seed, given=None):
+        net = training.Sequential(
+            training.Linear(6, 8, rng=np.random.default_rng(1)), cls(msg_p=0.5),
+            training.Linear(8, 8, rng=np.random.default_rng(2)), cls(msg_p=0.5, rng=given),
+            training.Linear(8, 3, rng=np.random.default_rng(3)))
+        opt = training.optim.SGD(list(net.named_parameters()), lr=0.1)
+        training.fit(net, (x, y), T=3, epochs=1, batch_size=32, optimizer=opt, seed=seed,
+                     progress=False)
+        return net.layers[1].msg_mask.copy(), net.layers[3].msg_mask.copy(), net
+
+    m1, m3, _ = run(7)
+    assert not np.array_equal(m1, m3)
+    n1, n3, _ = run(7)
+    np.testing.assert_array_equal(m1, n1)
+    np.testing.assert_array_equal(m3, n3)
+    assert not np.array_equal(run(8)[0], m1)
+    gen = np.random.default_rng(99)
+    assert run(7, given=gen)[2].layers[3].rng is gen
+
+
 def test_msg_p_validated_and_set_by_schedule():
     for bad in (-0.1, 1.0, float("nan"), "x"):
         with pytest.raises(ValueError, match="msg_p"):
