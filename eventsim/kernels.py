@@ -1,7 +1,8 @@
 """Numba kernels of the event-driven simulator (only ``@njit`` functions over arrays).
 
 ``eventsim.network`` validates a model and compiles it into the flat integer/float tables
-documented below; ``eventsim.simulator`` validates the input and calls :func:`run_batch`.
+documented below; ``eventsim.simulator`` validates the input and calls
+:func:`eventsim.loop.run_batch`, whose phases call these kernels.
 Nothing here checks its arguments.  Every kernel has a plain-NumPy twin in
 ``tests/reference/naive_eventsim.py`` that it is tested against.
 

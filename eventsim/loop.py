@@ -615,6 +615,20 @@ def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
     return predict_steps(vn, c, T - 1 - t, beta, theta, has_vmin, v_min, tern)
 
 
+@njit(cache=True, inline="always")
+def update_every(pop, src, off, V, U, cst, aux, dst):
+    """Every neuron of population ``pop`` (record) updated at once, without catch-up (it is
+    updated at every step): input ``src[off:]``, state ``V/U/cst``; ``aux = (flags, powtab,
+    leak, nbeta, ntheta)``; spikes to ``dst = (out_i, out_v, rbase)``; returns their count."""
+    flags, _, _, nbeta, ntheta = aux
+    out_i, out_v, rbase = dst
+    if pop.pn:
+        update_all_per_neuron(pop, src, off, V, U, cst, flags, nbeta, ntheta)
+    else:
+        update_all(pop, src, off, V, U, cst, flags)
+    return collect_spikes(flags, pop.n, out_i, out_v, rbase)
+
+
 @njit(cache=True)
 def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     """Phase 3 for spiking population ``q`` at step ``t`` when :func:`full_pass_ready` is
@@ -635,12 +649,9 @@ def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     if idle(pop, lazy[q], wake.head[q * T + t], allt[s], tcount[s]):
         return 0, 0   # nothing touched, nothing due: no neuron changes
     if not lazy[q]:
-        if pop.pn:
-            update_all_per_neuron(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags, tab.nbeta,
-                                  tab.ntheta)
-        else:
-            update_all(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst, scr.flags)
-        cnt = collect_spikes(scr.flags, n, out_i, out_v, rbase)
+        cnt = update_every(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst,
+                           (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta),
+                           (out_i, out_v, rbase))
         nrn.lfull[q] = t
         updated = n
     else:
@@ -673,7 +684,7 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     step costs reference counts."""
     pops, spaces, rec_idx, rperm = tab.pops, tab.spaces, tab.rec_idx, tab.readout_perm
     nrn, wake = S.nrn, S.wake
-    V, U, cst, head = nrn.V, nrn.U, nrn.cst, wake.head
+    V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
     acc, mark, tlist, tcount, allt = S.acc
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
     ring_idx, ring_val, ringc = S.ring
@@ -716,6 +727,11 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
                                  allt[s], tcount[s] * sp.bs):
                 c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase),
                               aux)
+                _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+                ringc[pop.ringc + t % pop.R] = c
+            elif not lazy[q]:   # every neuron every step (a call handing on the state costs)
+                c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase))
+                lfull[q] = t
                 _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
                 ringc[pop.ringc + t % pop.R] = c
             elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
@@ -839,6 +855,11 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
                 tcount[s] * sp.bs):
             c = full_pass(q, t, T, pop, nrn, wake, win if wrow >= 0 else acc,
                           wrow if wrow >= 0 else sp.off, (out_i, out_v, lm_n), aux)
+            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+        elif pop.kind == POP_SPIKING and not lazy[q]:   # every neuron every step
+            c = update_every(pop, win if wrow >= 0 else acc, wrow if wrow >= 0 else sp.off, V, U,
+                             cst, aux, (out_i, out_v, lm_n))
+            lfull[q] = t
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         else:
             if wrow >= 0:   # the row to the accumulator: not read in place
