@@ -434,13 +434,13 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
         update_all(pop, src, off, V, U, cst, flags)
     cnt = collect_spikes(flags, n, out_i, out_v, rbase)
     if t + 1 < T:   # only neurons that spiked can cross again without input
-        hq = head[q * T:(q + 1) * T]
         for k in range(cnt):
             i = out_i[rbase + k]
             un = nbeta[noff + i] * V[noff + i]
             theta = ntheta[noff + i]
             if un >= theta or (tern and un <= -theta):
-                wake_push(hq, wnext[noff:], wprev[noff:], wake_t[noff:], t + 1, t + 1, i)
+                wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:], wake_t[noff:],
+                          t + 1, t + 1, i)
     lfull[q] = t
     return cnt
 
