@@ -477,36 +477,20 @@ def drain(spaces, s, A, out_idx, out_val):
 neuron_step = _neuron.canonical_update
 
 
-@njit(cache=True, inline="always")
-def _step_branch_free(v, x, beta, theta, reset, v_reset, has_vmin, v_min, ternary):
-    """:func:`neuron_step` written without branches on the neuron's state (selects only),
-    so that a loop over neurons vectorises: ``(u, v_new, spike)``, same floats."""
-    u = beta * v + x
-    pos = u >= theta
-    ng = ternary and u <= -theta
-    if reset == HARD_RESET:
-        vn = v_reset if (pos or ng) else u
-    else:
-        vn = u - theta if pos else (u + theta if ng else u)
-    if has_vmin and vn < v_min:
-        vn = v_min
-    return u, vn, 1 if pos else (-1 if ng else 0)
-
-
 @njit(cache=True)
 def update_all(pop, src, a_off, V, U, cst, flags):
     """:func:`neuron_step` for every neuron of population ``pop`` (its POP record: beta,
     theta, reset, ...): input ``src[a_off + i]`` (cleared), constant input ``cst``, state
     ``V``/``U`` at ``pop.noff + i``.  Writes ``v_new`` to ``V``, ``u`` to ``U`` when neurons
-    are recorded (only they read it), spikes to ``flags[i]`` (int8).  Branch-free: the loop
-    vectorises.  Populations with per-neuron beta/theta: :func:`update_all_per_neuron`
+    are recorded (only they read it), spikes to ``flags[i]`` (int8).  The canonical update
+    selects rather than branches on the neuron's state: the loop vectorises.  Populations with per-neuron beta/theta: :func:`update_all_per_neuron`
     (one function with both loops was measured 2x slower on this one)."""
     n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
     beta, theta, reset, v_reset, v_min = pop.beta, pop.theta, pop.reset, pop.v_reset, pop.v_min
     has_vmin, tern, keep_u = pop.has_vmin != 0, pop.ternary != 0, pop.recn > 0
     for i in range(np.uint64(n)):
-        u, vn, f = _step_branch_free(V[no + i], src[ao + i] + cst[no + i], beta, theta, reset,
-                                     v_reset, has_vmin, v_min, tern)
+        u, f, vn = neuron_step(V[no + i], src[ao + i] + cst[no + i], beta, theta, reset,
+                               v_reset, has_vmin, v_min, tern)
         src[ao + i] = 0
         if keep_u:
             U[no + i] = u
@@ -522,8 +506,8 @@ def update_all_per_neuron(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
     reset, v_reset, v_min = pop.reset, pop.v_reset, pop.v_min
     has_vmin, tern, keep_u = pop.has_vmin != 0, pop.ternary != 0, pop.recn > 0
     for i in range(np.uint64(n)):
-        u, vn, f = _step_branch_free(V[no + i], src[ao + i] + cst[no + i], nbeta[no + i],
-                                     ntheta[no + i], reset, v_reset, has_vmin, v_min, tern)
+        u, f, vn = neuron_step(V[no + i], src[ao + i] + cst[no + i], nbeta[no + i],
+                               ntheta[no + i], reset, v_reset, has_vmin, v_min, tern)
         src[ao + i] = 0
         if keep_u:
             U[no + i] = u

@@ -19,7 +19,7 @@ from eventsim import tables as TB
 from eventsim.network import merge_delayed, window_tables
 from tests.reference import naive_eventsim as naive
 
-END_TO_END = {"_add_row", "_event_window", "_step_branch_free"}
+END_TO_END = {"_add_row", "_event_window"}
 
 
 @pytest.mark.skipif(bool(int(os.environ.get("NUMBA_DISABLE_JIT", "0") or 0)),
