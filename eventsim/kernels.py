@@ -140,16 +140,18 @@ def scatter_dense(wt, w_off, n_dst, ev_idx, ev_val, k0, k1, acc, a_off):
 
 
 @njit(cache=True)
-def dense_window(wt, w_off, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, acc2):
-    """Source-major :func:`scatter_dense` over several steps: for events
-    ``(t, i, v) = (ev_t[k], ev_idx[k], ev_val[k])``, ``k0 <= k < k1`` (sorted by step,
-    within a step by source index), ``acc2[(t - t0) * n_dst + j] += v * WT[i, j]``.
+def dense_window(wt, w_off, n_src, n_dst, events, k0, k1, t0, acc2):
+    """Source-major :func:`scatter_dense` over several steps: for events ``events = (ev_t,
+    ev_idx, ev_val)``, ``(t, i, v) = (ev_t[k], ev_idx[k], ev_val[k])``, ``k0 <= k < k1``
+    (sorted by step, within a step by source index), ``acc2[(t - t0) * n_dst + j] += v *
+    WT[i, j]``.
 
     Events are regrouped by source (counting sort, stable), so each source's row is read
     once per window and added to the rows of all the steps it spiked at.  Every entry
     ``(t, j)`` still receives its terms in ascending source order, the order in which
     :func:`scatter_dense` adds a step's events: the sums are bit-identical.  Returns the
     number of synaptic events."""
+    ev_t, ev_idx, ev_val = events
     m = k1 - k0
     start = np.zeros(n_src + 1, np.int64)
     for k in range(k0, k1):
@@ -335,12 +337,13 @@ def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist,
 # the delay ring of a bundle (tables.DelayRing): future input currents by arrival step
 # ---------------------------------------------------------------------------------------
 @njit(cache=True)
-def delay_push(ring, bun, wi, wf, ev_idx, ev_val, k0, k1, t, T, syn):
+def delay_push(ring, bun, D, ev_idx, ev_val, k0, k1, t, T):
     """Push events ``k0:k1`` emitted at step ``t`` into a bundle's delay ring.
 
-    ``ring``: the DelayRing; ``bun``: the bundle's record (tables.BUNDLE); ``wi``/``wf``:
-    the int and float tables; ``(ev_idx, ev_val)[k0:k1]``: the source's spikes of step
-    ``t``; ``T``: steps of the run; ``syn``: synaptic events per stage (incremented).
+    ``ring``: the DelayRing; ``bun``: the bundle's record (tables.BUNDLE); ``D``: the
+    Delivery group (``wi``/``wf``: the int and float tables; ``syn``: synaptic events per
+    stage, incremented); ``(ev_idx, ev_val)[k0:k1]``: the source's spikes of step ``t``;
+    ``T``: steps of the run.
 
     Segment ``m`` of row ``i`` (``wi[ptr + i*nseg + m] <= p < wi[ptr + i*nseg + m + 1]``,
     targets ``wi[idx + p]``, weights ``wf[w + p]``, delay ``d = wi[seg + 2m]``, stage
@@ -352,6 +355,7 @@ def delay_push(ring, bun, wi, wf, ev_idx, ev_val, k0, k1, t, T, syn):
     then event by event (so connections with equal delays add up one after the other).
     Segments arriving at or after ``T`` are skipped (delays ascending); ``1 <= d <= R``."""
     bring, blist, bcnt = ring
+    wi, wf, syn = D.wi, D.wf, D.syn
     p_off, i_off, s_off, nseg = bun.ptr, bun.idx, bun.seg, bun.nseg
     R, n_t, r_off, l_off, rc_off = bun.R, bun.n_t, bun.roff, bun.loff, bun.rcoff
     m_end = 0

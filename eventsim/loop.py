@@ -319,7 +319,7 @@ def deliver_delayed(t, T, tab, S, D, stamp):
     ``t - delay`` from its spike ring."""
     pops, bundles, edges = tab.pops, tab.bundles, tab.edges
     ring_idx, ring_val, ringc = S.ring
-    ring_div, syn = S.modes.ring_div, S.scr.syn
+    ring_div = S.modes.ring_div
     for nb in range(bundles.shape[0]):
         bun = bundles[nb]
         if t > 0:
@@ -328,8 +328,7 @@ def deliver_delayed(t, T, tab, S, D, stamp):
             c = ringc[ps.ringc + slot]
             if c > 0:
                 base = ps.ring + slot * ps.n
-                delay_push(S.dring, bun, tab.wi, tab.wf, ring_idx, ring_val, base, base + c,
-                           t - 1, T, syn)
+                delay_push(S.dring, bun, D, ring_idx, ring_val, base, base + c, t - 1, T)
         delay_advance(S.dring, bun, t % bun.R, ring_div[bun.tgt], S.acc, tab.spaces)
     for e in range(pops.shape[0], edges.shape[0]):
         tt = t - edges[e].delay
@@ -342,14 +341,14 @@ def deliver_delayed(t, T, tab, S, D, stamp):
 
 
 @njit(cache=True)
-def fill_window(tab, g, t0, ev_t, ev_idx, ev_val, k0, k1, win):
+def fill_window(tab, g, t0, events, k0, k1, win):
     """Layer-major: the input currents of dense stage ``g`` over the steps of a window that
-    starts at ``t0``, from events ``(ev_t, ev_idx, ev_val)[k0:k1]``, source-major into
-    ``win[(t - t0) * n_dst:]`` (:func:`eventsim.kernels.dense_window`)."""
+    starts at ``t0``, from events ``(ev_t, ev_idx, ev_val)[k0:k1]`` (``events``),
+    source-major into ``win[(t - t0) * n_dst:]`` (:func:`eventsim.kernels.dense_window`)."""
     st = tab.stages[g]
     n_src, n_dst = tab.spaces[st.src].n, tab.spaces[st.dst].n
     if k1 > k0:
-        dense_window(tab.wf, st.woff, n_src, n_dst, ev_t, ev_idx, ev_val, k0, k1, t0, win)
+        dense_window(tab.wf, st.woff, n_src, n_dst, events, k0, k1, t0, win)
 
 
 @njit(cache=True, inline="always")
@@ -820,12 +819,7 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     rec_idx, rperm = tab.rec_idx, tab.readout_perm
     drive_q = inp.drive_mode == DRIVE_STEPS and q == tab.edges[0].tgt
     pend = inp.ev_ptr[b + 1]
-    if q == 0:   # the source: the input's events, or population q - 1's spikes
-        src_t, src_i, src_v = inp.ev_t, inp.ev_i, inp.ev_v
-        in_sorted = _steps_sorted(src_t, src_i, inp.ev_ptr[b], pend)
-    else:        # (lm's arrays at entry: growing lm below copies, q - 1's entries stay)
-        src_t, src_i, src_v = lm.t, lm.i, lm.v
-        in_sorted = True
+    src_t, src_i, src_v, in_sorted = _layer_input(q, b, inp, lm)
     g, n_win = window_plan(q, tab, in_sorted, T)
     start, out_t, out_i, out_v = lm.start, lm.t, lm.i, lm.v
     lm_n, k1 = start[q, 0], inp.ev_ptr[b]
@@ -837,7 +831,7 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
         wrow = -1
         if n_win > 0:
             if t % n_win == 0:
-                fill_window(tab, g, t, src_t, src_i, src_v, k0, kw, win)
+                fill_window(tab, g, t, (src_t, src_i, src_v), k0, kw, win)
             wrow = window_row(t, n_win, k1 - k0, sp.n, allt, s)
             ev = (k1 - k0) * sp.n
             syn[g] += ev
@@ -885,6 +879,18 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     if q + 1 < Q:
         start[q + 1, 0] = lm_n
     return lm, lm_n
+
+
+@njit(cache=True, inline="always")
+def _layer_input(q, b, inp, lm):
+    """Layer-major: the arrays ``(ev_t, ev_idx, ev_val)`` holding the spikes that feed
+    population ``q`` in sample ``b`` (the input's events, or population q - 1's in the
+    SpikeList ``lm``: its arrays now, which stay valid when ``lm`` grows, since growing
+    copies) and whether each step's events are in ascending index order."""
+    if q == 0:
+        return (inp.ev_t, inp.ev_i, inp.ev_v,
+                _steps_sorted(inp.ev_t, inp.ev_i, inp.ev_ptr[b], inp.ev_ptr[b + 1]))
+    return lm.t, lm.i, lm.v, True
 
 
 @njit(cache=True, inline="always")

@@ -112,7 +112,7 @@ def test_dense_window(seed, dtype):
     ev_v = rng.choice(np.array([1.0, -1.0, 0.5], dtype), size=pad + m)
     acc_a = rng.standard_normal(n_t * n_dst).astype(dtype)
     acc_b = acc_a.copy()
-    na = K.dense_window(wt, w_off, n_src, n_dst, ev_t, ev_i, ev_v, pad, pad + m, t0, acc_a)
+    na = K.dense_window(wt, w_off, n_src, n_dst, (ev_t, ev_i, ev_v), pad, pad + m, t0, acc_a)
     nb = naive.dense_window(wt, w_off, n_src, n_dst, ev_t, ev_i, ev_v, pad, pad + m, t0, acc_b)
     assert na == nb == m * n_dst
     np.testing.assert_array_equal(acc_a, acc_b)
@@ -234,7 +234,8 @@ def test_delay_push(seed, dtype):
     args = (wi, 2, 2 + len(ptr), 2 + len(ptr) + len(idx), len(conns), wf, 1, ev_idx, ev_val,
             k0, k1, t, T, R, n_t)
     bun = _bundle_record(2, 2 + len(ptr), 2 + len(ptr) + len(idx), len(conns), 1, R, n_t)
-    K.delay_push(TB.DelayRing(*a), bun, wi, wf, ev_idx, ev_val, k0, k1, t, T, syn_a)
+    D = TB.Delivery(*([np.zeros(1, np.int64)] * 17))._replace(wi=wi, wf=wf, syn=syn_a)
+    K.delay_push(TB.DelayRing(*a), bun, D, ev_idx, ev_val, k0, k1, t, T)
     naive.delay_push(*args, *b, R_OFF, L_OFF, RC_OFF, syn_b)
     _same_rings(a, b, R, n_t)
     np.testing.assert_array_equal(syn_a, syn_b)
