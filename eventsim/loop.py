@@ -418,15 +418,16 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
     ``src[off:]`` (the accumulator, or a layer-major window row); spikes into ``dst =
     (out_i, out_v, rbase)``, and those that would cross again without input queued for
     ``t + 1`` (``wake``: WakeQueue); ``nrn``: Neurons; ``aux = (flags, powtab, leak, nbeta,
-    ntheta)``.  Returns the spike count (the caller clears the space's touched list)."""
-    V, U, L, cst, lfull = nrn
-    head, wnext, wprev, wake_t, _ = wake
-    flags, powtab, leak, nbeta, ntheta = aux
+    ntheta)``.  Returns the spike count (the caller clears the space's touched list).
+    Arrays needed only now and then (catch-up, wake queue) are taken out of their groups
+    only then: each one taken costs reference counts at every call."""
+    V, U, cst, lfull = nrn.V, nrn.U, nrn.cst, nrn.lfull
+    flags, nbeta, ntheta = aux[0], aux[3], aux[4]
     out_i, out_v, rbase = dst
     n, noff, tern = pop.n, pop.noff, pop.ternary != 0
     lf = lfull[q]
     if lf < t - 1:
-        catch_up(pop, t, lf, V, L, cst, nbeta, powtab[q], leak)
+        catch_up(pop, t, lf, V, nrn.L, cst, nbeta, aux[1][q], aux[2])
     if pop.pn:
         update_all_per_neuron(pop, src, off, V, U, cst, flags, nbeta, ntheta)
     else:
@@ -438,8 +439,8 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
             un = nbeta[noff + i] * V[noff + i]
             theta = ntheta[noff + i]
             if un >= theta or (tern and un <= -theta):
-                wake_push(head[q * T:(q + 1) * T], wnext[noff:], wprev[noff:], wake_t[noff:],
-                          t + 1, t + 1, i)
+                wake_push(wake.head[q * T:(q + 1) * T], wake.wnext[noff:], wake.wprev[noff:],
+                          wake.wake_t[noff:], t + 1, t + 1, i)
     lfull[q] = t
     return cnt
 
