@@ -254,7 +254,7 @@ class CompiledNetwork:
         pop_perm: per population, internal -> canonical neuron index.
         input_inv: canonical -> internal index of the input space.
         tables (``pops, spaces, stages, edges, bundles, sizes``: record arrays of
-        ``eventsim.tables``; ``edge_stage, wf, wi, const_all, const_conn``): what
+        ``eventsim.tables``; ``edge_stage, wf, wi, const_all, const_conn, nbeta, ntheta``): what
         :func:`eventsim.loop.run_batch` runs on.
         stage_labels: ``"layers[i]"`` / ``"connections[k]"`` of each stage (None: identity).
     """

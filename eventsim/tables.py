@@ -98,8 +98,8 @@ Tables.__doc__ = """The fixed inputs of a kernel call: the record tables above, 
 neuron's constant input: biases), ``const_conn`` [N] (its part from delayed connections,
 kept when a drive replaces the first population's constant input), ``nbeta`` and ``ntheta``
 [N] (every neuron's beta and theta, internal order), ``powtab [Q, T+1]`` (``beta**k``; not
-used for populations with per-neuron beta), ``rec_idx`` (recorded neurons, population-local internal indices) and
-``readout_perm`` (readout internal -> output index)."""
+used for populations with per-neuron beta), ``rec_idx`` (recorded neurons, population-local
+internal indices) and ``readout_perm`` (readout internal -> output index)."""
 
 Inputs = namedtuple("Inputs", ["ev_t", "ev_i", "ev_v", "ev_ptr", "drive", "drive_mode"])
 Inputs.__doc__ = """Input events ``(ev_t, ev_i (internal index), ev_v)`` of sample b at
