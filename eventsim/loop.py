@@ -78,7 +78,7 @@ def _lap(prof, row, ph, c0, events, neurons):
 # ---------------------------------------------------------------------------------------
 # state
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def new_state(tab, T, leak, n_win):
     """Every mutable array of a kernel call (``tab``: Tables, ``T`` steps, ``leak`` mode,
     ``n_win`` values of the layer-major window), zeroed; returns a State."""
@@ -238,7 +238,7 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
 # ---------------------------------------------------------------------------------------
 # phase 2: delivery
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def delivery(tab, S):
     """The Delivery group of a kernel call (``tab``: Tables, ``S``: State)."""
     A, scr = S.acc, S.scr
