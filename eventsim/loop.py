@@ -631,38 +631,26 @@ def update_every(pop, src, off, V, U, cst, aux, dst):
 
 @njit(cache=True)
 def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
-    """Phase 3 for spiking population ``q`` at step ``t`` when :func:`full_pass_ready` is
-    false (``T`` steps; ``tab``: Tables; ``S``: State; ``opts``: Options): spikes to
-    ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order; returns their count and
-    the number of neurons updated.
-
-    Not lazy (constant drive, "step" mode): every neuron every step.  Lazy: nothing when
-    nothing is touched or due; else the due and recorded neurons join the touched ones and
-    a full pass runs when enough are touched (1/full_div; never for driven populations or
-    ``v_min >= theta``), else a lazy pass."""
+    """Phase 3 for a lazily updated spiking population ``q`` at step ``t`` that is neither
+    :func:`full_pass_ready` nor :func:`idle` (``T`` steps; ``tab``: Tables; ``S``: State;
+    ``opts``: Options; the drivers update every-step populations themselves): the due and
+    recorded neurons join the touched ones, then a full pass runs when enough are touched
+    (1/full_div; never for driven populations or ``v_min >= theta``), else a lazy pass.
+    Spikes to ``out_i/out_v[rbase:]`` (room for n) in ascending neuron order; returns their
+    count and the number of neurons updated."""
     pop = tab.pops[q]
     s, n = pop.space, pop.n
     sp = tab.spaces[s]
-    A, nrn, wake, scr = S.acc, S.nrn, S.wake, S.scr
-    acc, mark, tlist, tcount, allt = A
-    lazy, driven, full_div, vmin_hi, _, _ = S.modes
-    if idle(pop, lazy[q], wake.head[q * T + t], allt[s], tcount[s]):
-        return 0, 0   # nothing touched, nothing due: no neuron changes
-    if not lazy[q]:
-        cnt = update_every(pop, acc, sp.off, nrn.V, nrn.U, nrn.cst,
-                           (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta),
-                           (out_i, out_v, rbase))
-        nrn.lfull[q] = t
+    acc, mark, tlist, tcount, allt = S.acc
+    _, driven, full_div, vmin_hi, _, _ = S.modes
+    _touch_due(q, t, T, tab, S)
+    updated = n if allt[s] else tcount[s] * sp.bs
+    if not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
         updated = n
+        cnt = full_pass(q, t, T, pop, S.nrn, S.wake, acc, sp.off, (out_i, out_v, rbase),
+                        (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta))
     else:
-        _touch_due(q, t, T, tab, S)
-        updated = n if allt[s] else tcount[s] * sp.bs
-        if not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
-            updated = n
-            cnt = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (out_i, out_v, rbase),
-                            (scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta))
-        else:
-            cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + n], out_v[rbase:rbase + n])
+        cnt = lazy_pass(q, t, T, tab, S, opts, out_i[rbase:rbase + n], out_v[rbase:rbase + n])
     _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
     return cnt, updated
 
