@@ -176,16 +176,19 @@ def dense_window(wt, w_off, n_src, n_dst, events, k0, k1, t0, acc2):
 
 
 @njit(cache=True)
-def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_off, bs,
-                   mark, m_off, tlist, tcount, s, whole):
-    """Source-major CSR rows: for event ``(i, v)`` and ``p`` in ``indptr[i]:indptr[i+1]``
-    (``indptr = wi[p_off:]``, ``indices = wi[i_off:]``, ``data = wf[d_off:]``),
-    ``acc[a_off + indices[p]] += v * data[p]``, touching the target's block (not when
-    ``whole``: the destination is already wholly touched)."""
+def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
+    """Source-major CSR rows of stage ``st`` (tables.STAGE record; ``indptr = wi[st.poff:]``,
+    ``indices = wi[st.ioff:]``, ``data = wf[st.woff:]``) into space ``st.dst`` (``dsp``: its
+    SPACE record; ``A``: the Accum): for event ``(i, v) = (ev_idx[k], ev_val[k])``,
+    ``k0 <= k < k1``, and ``p`` in ``indptr[i]:indptr[i+1]``, ``acc[dsp.off + indices[p]]
+    += v * data[p]``, touching the target's block unless the space is wholly touched
+    (``A.allt``).  Returns the number of synaptic events."""
+    acc, mark, tlist, tcount, allt = A
+    s = st.dst
+    ao, io, do = np.uint64(dsp.off), np.uint64(st.ioff), np.uint64(st.woff)
+    po = np.uint64(st.poff)
     n = 0
-    if whole:
-        ao, io, do = np.uint64(a_off), np.uint64(i_off), np.uint64(d_off)
-        po = np.uint64(p_off)
+    if allt[s]:
         for k in range(np.uint64(k0), np.uint64(k1)):
             i = np.uint64(ev_idx[k])
             v = ev_val[k]
@@ -195,8 +198,7 @@ def scatter_sparse(wi, p_off, i_off, wf, d_off, ev_idx, ev_val, k0, k1, acc, a_o
                 acc[ao + np.uint64(wi[io + p])] += v * wf[do + p]
             n += p1 - p0
         return n
-    ao, io, do = np.uint64(a_off), np.uint64(i_off), np.uint64(d_off)
-    po, mo = np.uint64(p_off), np.uint64(m_off)
+    bs, mo = dsp.bs, np.uint64(dsp.boff)
     cnt = tcount[s]
     for k in range(np.uint64(k0), np.uint64(k1)):
         i = np.uint64(ev_idx[k])
@@ -235,18 +237,25 @@ def _event_window(wi, t_off, Hi, Wi, C, i):
 
 
 @njit(cache=True)
-def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
-                 ev_idx, ev_val, k0, k1, acc, a_off, mark, m_off, tlist, tcount, s, pbuf,
-                 whole=False):
+def scatter_conv(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1, pbuf):
     """Cross-correlation scattered around each event (PyTorch/NIR Conv2d, zero padding).
 
-    Source ``(Hi, Wi, Ci)`` and destination ``(Ho, Wo, Co)`` are channel-last; the weight is
-    stored ``[Ci, kh, kw, Co]`` at ``wf[w_off]``; ``wi[t_off:]`` holds the stage's
-    :func:`eventsim.network.window_tables`.  An event at ``(y, x, ci)`` reaches output ``(oy, ox)`` through
-    tap ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)`` when the tap lies inside the kernel:
-    ``acc[(oy, ox), :] += v * W[ci, ky, kx, :]``.  Blocks are output positions (all ``Co``
-    channels), not marked when ``whole`` (the destination is wholly touched already).
-    ``pbuf`` (>= 2*kh*kw int64) holds one event's row offsets."""
+    Stage ``st`` (tables.STAGE record) maps source ``(Hi, Wi, Ci)`` to destination ``(Ho,
+    Wo, Co)``, both channel-last; its weight is stored ``[Ci, kh, kw, Co]`` at
+    ``wf[st.woff]`` and ``wi[st.toff:]`` holds its :func:`eventsim.network.window_tables`.
+    An event ``(i, v) = (ev_idx[k], ev_val[k])``, ``k0 <= k < k1``, at ``(y, x, ci)``
+    reaches output ``(oy, ox)`` through tap ``(ky, kx) = (y + ph - oy*sh, x + pw - ox*sw)``
+    when the tap lies inside the kernel: ``acc[(oy, ox), :] += v * W[ci, ky, kx, :]`` in
+    space ``st.dst`` (``dsp``: its SPACE record; ``A``: the Accum).  Blocks are output
+    positions (all ``Co`` channels), not marked when the space is wholly touched
+    (``A.allt``).  ``pbuf`` (>= 2*kh*kw int64) holds one event's row offsets.  Returns the
+    number of synaptic events."""
+    acc, mark, tlist, tcount, allt = A
+    s = st.dst
+    Hi, Wi, Ci, Wo, Co = st.Hi, st.Wi, st.Ci, st.Wo, st.Co
+    kh, kw, sh, sw, ph, pw = st.kh, st.kw, st.sh, st.sw, st.ph, st.pw
+    w_off, t_off, a_off, m_off = st.woff, st.toff, dsp.off, dsp.boff
+    whole = allt[s]
     n = 0
     C = np.uint64(Co)
     for k in range(k0, k1):
@@ -271,13 +280,18 @@ def scatter_conv(wf, w_off, wi, t_off, Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, p
 
 
 @njit(cache=True)
-def scatter_sumpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
-                    acc, a_off, mark, m_off, tlist, tcount, s):
-    """Sum pooling (no padding, floor mode): an event at ``(y, x, c)`` adds its value to
-    every window ``(oy, ox, c)`` containing it (ranges from the stage's
-    :func:`eventsim.network.window_tables` at ``wi[t_off:]``).  Average pooling is this followed by a
-    multiplication by ``dtype(1/(kh*kw))`` when the destination space is read
-    (``POST_SCALE``), as the dense engine computes a window mean."""
+def scatter_sumpool(wi, st, dsp, A, ev_idx, ev_val, k0, k1):
+    """Sum pooling (no padding, floor mode) of stage ``st`` into space ``st.dst`` (``dsp``,
+    ``A`` as in :func:`scatter_conv`): an event at ``(y, x, c)`` adds its value to every
+    window ``(oy, ox, c)`` containing it (ranges from the stage's
+    :func:`eventsim.network.window_tables` at ``wi[st.toff:]``).  Average pooling is this
+    followed by a multiplication by ``dtype(1/(kh*kw))`` when the destination space is read
+    (``POST_SCALE``), as the dense engine computes a window mean.  Returns the number of
+    synaptic events."""
+    acc, mark, tlist, tcount = A.acc, A.mark, A.tlist, A.tcount
+    s = st.dst
+    Hi, Wi, C, Wo, t_off = st.Hi, st.Wi, st.Ci, st.Wo, st.toff
+    a_off, m_off = dsp.off, dsp.boff
     n = 0
     for k in range(k0, k1):
         v = ev_val[k]
@@ -295,10 +309,14 @@ def scatter_sumpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
 
 
 @njit(cache=True)
-def scatter_maxpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
-                    acc, a_off, mark, m_off, tlist, tcount, s, last, l_off, stamp):
-    """Max pooling of binary spikes: a window emits 1 at most once per step.  ``last``
-    (at ``l_off``, one entry per output) holds the stamp of the step that last emitted."""
+def scatter_maxpool(wi, st, dsp, A, ev_idx, ev_val, k0, k1, last, stamp):
+    """Max pooling of binary spikes (arguments as :func:`scatter_sumpool`): a window emits 1
+    at most once per step.  ``last[st.moff:]`` (one entry per output) holds the stamp of the
+    step that last emitted; ``stamp`` is this step's."""
+    acc, mark, tlist, tcount = A.acc, A.mark, A.tlist, A.tcount
+    s = st.dst
+    Hi, Wi, C, Wo, t_off, l_off = st.Hi, st.Wi, st.Ci, st.Wo, st.toff, st.moff
+    a_off, m_off = dsp.off, dsp.boff
     n = 0
     for k in range(k0, k1):
         v = ev_val[k]
@@ -319,9 +337,12 @@ def scatter_maxpool(wi, t_off, Hi, Wi, C, Ho, Wo, ev_idx, ev_val, k0, k1,
 
 
 @njit(cache=True)
-def scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, s):
-    """``acc[a_off + i] += v`` (a population fed directly by another, or a pooled result
-    handed on to its population)."""
+def scatter_identity(s, dsp, A, ev_idx, ev_val, k0, k1):
+    """``acc[dsp.off + i] += v`` into space ``s`` (``dsp``: its SPACE record; ``A``: the
+    Accum), touching the blocks (a population fed directly by another, or a pooled result
+    handed on to its population).  Returns the number of events."""
+    acc, mark, tlist, tcount = A.acc, A.mark, A.tlist, A.tcount
+    a_off, bs, m_off = dsp.off, dsp.bs, dsp.boff
     for k in range(k0, k1):
         i = ev_idx[k]
         acc[a_off + i] += ev_val[k]

@@ -248,26 +248,24 @@ def delivery(tab, S):
 
 
 @njit(cache=True)
-def scatter(D, g, ev_idx, ev_val, k0, k1, stamp):
+def scatter(D, A, g, ev_idx, ev_val, k0, k1, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through stage ``g`` into its destination
-    space (``D``: Delivery, ``stamp``: the step's max-pooling stamp); returns the number of
-    synaptic events.  A large sparse or conv delivery (synapses >= 1/16 of the destination)
-    marks the destination wholly touched when ``whole_ok`` allows."""
-    wf, wi, acc, mark, tlist, tcount, allt = D.wf, D.wi, D.acc, D.mark, D.tlist, D.tcount, D.allt
+    space (``D``: Delivery, ``A``: its Accum arrays, ``stamp``: the step's max-pooling
+    stamp); returns the number of synaptic events.  A large sparse or conv delivery
+    (synapses >= 1/16 of the destination) marks the destination wholly touched when
+    ``whole_ok`` allows."""
+    wf, wi, allt = D.wf, D.wi, D.allt
     st = D.stages[g]
     kind, d = st.kind, st.dst
     dsp = D.spaces[d]
-    a_off, bs, m_off = dsp.off, dsp.bs, dsp.boff
     if kind == K_DENSE:
         allt[d] = True
-        return scatter_dense(wf, st.woff, dsp.n, ev_idx, ev_val, k0, k1, acc, a_off)
+        return scatter_dense(wf, st.woff, dsp.n, ev_idx, ev_val, k0, k1, D.acc, dsp.off)
     if kind == K_CONV:
         nsyn = (k1 - k0) * st.kh * st.kw * st.Co
         if not allt[d] and D.whole_ok[d] and nsyn * SPARSE_WHOLE_DIV >= dsp.n:
             allt[d] = True
-        return scatter_conv(wf, st.woff, wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, st.Co,
-                            st.kh, st.kw, st.sh, st.sw, st.ph, st.pw, ev_idx, ev_val, k0, k1,
-                            acc, a_off, mark, m_off, tlist, tcount, d, D.pbuf, allt[d])
+        return scatter_conv(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1, D.pbuf)
     if kind == K_SPARSE:
         if not allt[d] and D.whole_ok[d]:
             po = st.poff
@@ -276,16 +274,12 @@ def scatter(D, g, ev_idx, ev_val, k0, k1, stamp):
                 nsyn += wi[po + ev_idx[k] + 1] - wi[po + ev_idx[k]]
             if nsyn * SPARSE_WHOLE_DIV >= dsp.n:
                 allt[d] = True
-        return scatter_sparse(wi, st.poff, st.ioff, wf, st.woff, ev_idx, ev_val, k0, k1, acc,
-                              a_off, bs, mark, m_off, tlist, tcount, d, allt[d])
+        return scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1)
     if kind == K_SUMPOOL:
-        return scatter_sumpool(wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, ev_idx, ev_val,
-                               k0, k1, acc, a_off, mark, m_off, tlist, tcount, d)
+        return scatter_sumpool(wi, st, dsp, A, ev_idx, ev_val, k0, k1)
     if kind == K_MAXPOOL:
-        return scatter_maxpool(wi, st.toff, st.Hi, st.Wi, st.Ci, st.Ho, st.Wo, ev_idx, ev_val,
-                               k0, k1, acc, a_off, mark, m_off, tlist, tcount, d, D.mp_last,
-                               st.moff, stamp)
-    return scatter_identity(ev_idx, ev_val, k0, k1, acc, a_off, bs, mark, m_off, tlist, tcount, d)
+        return scatter_maxpool(wi, st, dsp, A, ev_idx, ev_val, k0, k1, D.mp_last, stamp)
+    return scatter_identity(d, dsp, A, ev_idx, ev_val, k0, k1)
 
 
 @njit(cache=True)
@@ -296,15 +290,15 @@ def run_edge(D, e, ev_idx, ev_val, k0, k1, stamp):
     (``D``: Delivery, ``stamp``: see :func:`scatter`)."""
     ed = D.edges[e]
     syn = D.syn
+    A = Accum(D.acc, D.mark, D.tlist, D.tcount, D.allt)
     total = 0
     for j in range(ed.ns):
         g = D.edge_stage[ed.soff + j]
         if j == 0:
-            n = scatter(D, g, ev_idx, ev_val, k0, k1, stamp)
+            n = scatter(D, A, g, ev_idx, ev_val, k0, k1, stamp)
         else:
-            A = Accum(D.acc, D.mark, D.tlist, D.tcount, D.allt)
             cnt = drain(D.spaces, D.stages[g].src, A, D.scr_idx, D.scr_val)
-            n = scatter(D, g, D.scr_idx, D.scr_val, ZERO, cnt, stamp) if cnt > 0 else 0
+            n = scatter(D, A, g, D.scr_idx, D.scr_val, ZERO, cnt, stamp) if cnt > 0 else 0
         syn[g] += n
         total += n
     return total

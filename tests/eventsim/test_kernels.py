@@ -64,6 +64,22 @@ class State:
             np.testing.assert_array_equal(getattr(self, name), getattr(other, name), err_msg=name)
 
 
+def _stage_record(**fields):
+    """One STAGE record (tables.STAGE_DTYPE) with the given fields (others 0)."""
+    rec = np.zeros(1, TB.STAGE_DTYPE)
+    for name, v in fields.items():
+        rec[name] = v
+    return rec[0]
+
+
+def _target(st, allt=False):
+    """The kernels' view of State ``st``: (SPACE record of space st.s, Accum)."""
+    dsp = _space_table(3, st.s, len(st.acc), st.a_off, 1, st.m_off, dtype=st.acc.dtype)[st.s]
+    flags = np.zeros(3, np.bool_)
+    flags[st.s] = allt
+    return dsp, TB.Accum(st.acc, st.mark, st.tlist, st.tcount, flags)
+
+
 def _events(rng, n_src, m, values="mixed", dtype=np.float32):
     idx = rng.integers(0, n_src, size=m).astype(np.int64)
     if values == "binary":
@@ -134,7 +150,10 @@ def test_scatter_sparse(seed, whole):
     ev_idx, ev_val, k0, k1 = _events(rng, n_src, int(rng.integers(0, 30)))
     a = State(rng, n_dst, bs)
     b = a.copy()
-    na = K.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *a.args(), bs, *a.touch_args(), whole)
+    dsp, A = _target(a, whole)
+    dsp["bs"] = bs
+    st = _stage_record(dst=a.s, poff=p_off, ioff=i_off, woff=1)
+    na = K.scatter_sparse(data, wi, st, dsp, A, ev_idx, ev_val, k0, k1)
     nb = naive.scatter_sparse(wi, p_off, i_off, data, 1, ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args(), whole)
     assert na == nb
     a.assert_same(b)
@@ -267,6 +286,9 @@ def test_delay_advance(seed, dense_div):
     assert ring[2][RC_OFF + slot] == 0 and not ring[0][R_OFF + slot * n_t:R_OFF + (slot + 1) * n_t].any()
 
 
+GEO = ("Hi", "Wi", "Ci", "Ho", "Wo", "Co", "kh", "kw", "sh", "sw", "ph", "pw")
+
+
 def _conv_geometry(rng):
     Ci, Co = int(rng.integers(1, 4)), int(rng.integers(1, 5))
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
@@ -288,8 +310,8 @@ def test_scatter_conv(seed, whole):
     a = State(rng, Ho * Wo * Co, Co)
     b = a.copy()
     pbuf = np.zeros(2 * kh * kw, np.int64)
-    na = K.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), pbuf,
-                        whole)
+    st = _stage_record(dst=a.s, woff=3, toff=2, **dict(zip(GEO, geo)))
+    na = K.scatter_conv(w, tab, st, *_target(a, whole), ev_idx, ev_val, k0, k1, pbuf)
     nb = naive.scatter_conv(w, 3, tab, 2, *geo, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args(),
                             whole=whole)
     assert na == nb
@@ -307,9 +329,12 @@ def test_scatter_conv_is_a_convolution(seed):
     idx = np.nonzero(hwc)[0].astype(np.int64)
     acc = np.zeros(Ho * Wo * Co, np.float32)
     mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
-    K.scatter_conv(np.ascontiguousarray(W.transpose(1, 2, 3, 0)).ravel(), 0,
-                   window_tables(*geo[:5], *geo[6:]), 0, *geo, idx, hwc[idx],
-                   0, len(idx), acc, 0, mark, 0, tlist, tcount, 0, np.zeros(2 * kh * kw, np.int64))
+    st = _stage_record(**dict(zip(GEO, geo)))
+    dsp = _space_table(1, 0, len(acc), 0, Co, 0)[0]
+    K.scatter_conv(np.ascontiguousarray(W.transpose(1, 2, 3, 0)).ravel(),
+                   window_tables(*geo[:5], *geo[6:]), st, dsp,
+                   TB.Accum(acc, mark, tlist, tcount, np.zeros(1, np.bool_)), idx, hwc[idx],
+                   0, len(idx), np.zeros(2 * kh * kw, np.int64))
     want = naive._conv(x, W, None, (sh, sw), (ph, pw))[0].transpose(1, 2, 0).ravel()
     np.testing.assert_array_equal(acc, want)
     touched = np.zeros(Ho * Wo, bool)
@@ -332,10 +357,12 @@ def test_scatter_pools(seed):
     Hi, Wi, C, Ho, Wo, kh, kw, sh, sw = geo = _pool_geometry(rng)
     tab = np.concatenate([[9], window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, 0, 0)])
     g = (tab, 1, Hi, Wi, C, Ho, Wo)
+    st = _stage_record(toff=1, Hi=Hi, Wi=Wi, Ci=C, Ho=Ho, Wo=Wo, moff=4)
     ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * C, int(rng.integers(0, 30)))
     a = State(rng, Ho * Wo * C, C)
     b = a.copy()
-    assert (K.scatter_sumpool(*g, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args())
+    st["dst"] = a.s
+    assert (K.scatter_sumpool(tab, st, *_target(a), ev_idx, ev_val, k0, k1)
             == naive.scatter_sumpool(*g, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args()))
     a.assert_same(b)
     ev_idx, ev_val, k0, k1 = _events(rng, Hi * Wi * C, int(rng.integers(0, 30)), "binary")
@@ -343,7 +370,7 @@ def test_scatter_pools(seed):
     last_b = last_a.copy()
     a = State(rng, Ho * Wo * C, C)
     b = a.copy()
-    assert (K.scatter_maxpool(*g, ev_idx, ev_val, k0, k1, *a.args(), *a.touch_args(), last_a, 4, 2)
+    assert (K.scatter_maxpool(tab, st, *_target(a), ev_idx, ev_val, k0, k1, last_a, 2)
             == naive.scatter_maxpool(*g, ev_idx, ev_val, k0, k1, *b.args(), *b.touch_args(), last_b, 4, 2))
     a.assert_same(b)
     np.testing.assert_array_equal(last_a, last_b)
@@ -359,16 +386,19 @@ def test_pools_are_pools(seed):
     hwc = x[0].transpose(1, 2, 0).ravel()
     idx = np.nonzero(hwc)[0].astype(np.int64)
     n = Ho * Wo * C
-    g = (window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, 0, 0), 0, Hi, Wi, C, Ho, Wo)
+    tab = window_tables(Hi, Wi, C, Ho, Wo, kh, kw, sh, sw, 0, 0)
+    st = _stage_record(Hi=Hi, Wi=Wi, Ci=C, Ho=Ho, Wo=Wo)
+    dsp = _space_table(1, 0, n, 0, C, 0)[0]
     for how in ("avg", "max"):
         acc = np.zeros(n, np.float32)
         mark, tlist, tcount = np.zeros(Ho * Wo, np.uint8), np.zeros(Ho * Wo, np.int64), np.zeros(1, np.int64)
         if how == "avg":
-            K.scatter_sumpool(*g, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0)
+            A = TB.Accum(acc, mark, tlist, tcount, np.zeros(1, np.bool_))
+            K.scatter_sumpool(tab, st, dsp, A, idx, hwc[idx], 0, len(idx))
             acc = acc * np.float32(1.0 / (kh * kw))
         else:
-            K.scatter_maxpool(*g, idx, hwc[idx], 0, len(idx), acc, 0, mark, 0, tlist, tcount, 0,
-                              np.zeros(n, np.int64), 0, 1)
+            A = TB.Accum(acc, mark, tlist, tcount, np.zeros(1, np.bool_))
+            K.scatter_maxpool(tab, st, dsp, A, idx, hwc[idx], 0, len(idx), np.zeros(n, np.int64), 1)
         want = naive._pool(x, (kh, kw), (sh, sw), how)[0].transpose(1, 2, 0).ravel()
         np.testing.assert_array_equal(acc, want, err_msg=how)
 
@@ -403,7 +433,9 @@ def test_scatter_identity(seed):
     ev_idx, ev_val, k0, k1 = _events(rng, n, int(rng.integers(0, 20)))
     a = State(rng, n, bs)
     b = a.copy()
-    assert (K.scatter_identity(ev_idx, ev_val, k0, k1, *a.args(), bs, *a.touch_args())
+    dsp, A = _target(a)
+    dsp["bs"] = bs
+    assert (K.scatter_identity(a.s, dsp, A, ev_idx, ev_val, k0, k1)
             == naive.scatter_identity(ev_idx, ev_val, k0, k1, *b.args(), bs, *b.touch_args()))
     a.assert_same(b)
 
