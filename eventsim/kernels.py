@@ -3,8 +3,9 @@
 ``eventsim.network`` validates a model and compiles it into the flat integer/float tables
 documented below; ``eventsim.simulator`` validates the input and calls
 :func:`eventsim.loop.run_batch`, whose phases call these kernels.
-Nothing here checks its arguments.  Every kernel has a plain-NumPy twin in
-``tests/reference/naive_eventsim.py`` that it is tested against.
+Nothing here checks its arguments.  ``tests/eventsim/test_kernels.py`` checks every kernel
+against a reference written from what it computes (dense matrices, convolutions, pooling,
+the canonical neuron update of ``snncore.neuron``), not from its loops.
 
 Vocabulary
 ----------

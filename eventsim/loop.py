@@ -17,9 +17,10 @@ Phases (docs/event-loop.md draws them):
 One driver per schedule: :func:`run_time_major` / :func:`time_major_sample` (each step:
 every population in turn) and :func:`run_layer_major` / :func:`layer_pass` (feed-forward
 networks: one population over all steps, then the next).  Both add every current's terms
-in the same order: same results.  The drivers unpack the state groups once and hand the
-per-step helpers records, scalars and small groups: a group passed to an inlined helper
-costs a reference count per array it holds, at every step.
+in the same order: same results.  Their step loops, :func:`time_major_steps` and
+:func:`layer_steps`, are compiled without reference counting (``_nrt=False``), and so is
+everything they call: none of it may allocate or return an array (docs/event-loop.md,
+"What a step costs besides the work").  The drivers around them grow the outputs first.
 
 The fixed tables and the state groups are defined in ``eventsim.tables``; each kernel
 unpacks the groups it needs into locals at entry.  With ``Options.profile`` the drivers
@@ -247,7 +248,7 @@ def delivery(tab, S):
                     scr.pbuf, scr.mp_last, scr.syn)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def scatter(D, A, g, ev_idx, ev_val, k0, k1, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through stage ``g`` into its destination
     space (``D``: Delivery, ``A``: its Accum arrays, ``stamp``: the step's max-pooling
@@ -660,10 +661,48 @@ def record_membranes(t, b, pop, U, rec_idx, mem_out):
 def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     """Driver of the time-major schedule for sample ``b`` (after its set-up; ``T`` steps,
     kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs, ``S``: State, ``opts``:
-    Options, ``out``: Output holding ``ocnt`` spikes): step by step, the delayed connections,
-    then every population's edge, update and emission.  Returns ``(out, ocnt)``.  Every
-    array is taken out of its group here, once: a field read or a group handed on at every
-    step costs reference counts."""
+    Options, ``out``: Output holding ``ocnt`` spikes): :func:`time_major_steps` until the
+    last step, growing ``out`` whenever it has no room for a step in which every neuron
+    spikes.  Returns ``(out, ocnt)``."""
+    room = 0
+    for q in range(tab.pops.shape[0]):
+        if tab.pops[q].kind == POP_SPIKING:
+            room += tab.pops[q].n
+    t, k0 = 0, inp.ev_ptr[b]
+    while t < T:
+        if ocnt + room > out.neuron.shape[0]:
+            out = grow_output(out, ocnt, room)
+        t, ocnt, k0 = time_major_steps((b, b0, T), t, tab, inp, S, opts, out, ocnt, k0, room)
+    return out, ocnt
+
+
+@njit(cache=True, _nrt=False)
+def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room):
+    """Steps ``t, t + 1, ...`` of sample ``b`` (``bt = (b, b0, T)``; arguments as
+    :func:`time_major_sample`'s; input events from ``k0``) while ``out`` has room for
+    ``room`` more spikes: the drive of the step, then :func:`time_major_step`.  Returns
+    ``(t, ocnt, k0)`` where it stopped.  Compiled without reference counting
+    (``_nrt=False``: it neither allocates nor returns an array), as is all it calls."""
+    b, b0, T = bt
+    in_t, pend, cap = inp.ev_t, inp.ev_ptr[b + 1], out.neuron.shape[0]
+    while t < T and ocnt + room <= cap:
+        if inp.drive_mode == DRIVE_STEPS and t > 0:
+            set_drive(t, b - b0, tab, inp.drive, S.nrn.cst)
+        k1 = step_end(in_t, k0, pend, t)
+        ocnt = time_major_step((t, b, b - b0), T, tab, inp, S, opts, out, ocnt, k0, k1)
+        k0 = k1
+        t += 1
+    return t, ocnt, k0
+
+
+@njit(cache=True)
+def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
+    """Step ``t`` of sample ``b`` in the time-major schedule (``at = (t, b, b - b0)``;
+    ``T`` steps; ``tab``: Tables, ``inp``: Inputs (this step's events ``k0:k1``), ``S``:
+    State, ``opts``: Options; ``out``: Output with room for every spike after ``ocnt``):
+    the delayed connections, then every population's edge, update and emission.  Returns
+    the new spike count."""
+    t, b, bb = at
     pops, spaces, rec_idx, rperm = tab.pops, tab.spaces, tab.rec_idx, tab.readout_perm
     nrn, wake = S.nrn, S.wake
     V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
@@ -672,71 +711,56 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     ring_idx, ring_val, ringc = S.ring
     syn, prof, D = S.scr.syn, S.scr.prof, delivery(tab, S)
     aux = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
-    on, Q, bb = opts.profile, pops.shape[0], b - b0
-    in_t, in_i, in_v, pend = inp.ev_t, inp.ev_i, inp.ev_v, inp.ev_ptr[b + 1]
+    on, Q, stamp = opts.profile, pops.shape[0], bb * T + t + 1
     counts, o_neuron, o_value, readout, mem = out
-    delayed = tab.bundles.shape[0] > 0 or tab.edges.shape[0] > Q   # (a call costs)
-    k0 = inp.ev_ptr[b]
-    for t in range(T):
-        stamp = bb * T + t + 1
-        if inp.drive_mode == DRIVE_STEPS and t > 0:
-            set_drive(t, bb, tab, inp.drive, cst)
-        c0, ev = (_cycles(), syn.sum()) if on else (0, 0)
-        if delayed:
-            deliver_delayed(t, T, tab, S, D, stamp)
+    c0, ev = (_cycles(), syn.sum()) if on else (0, 0)
+    if tab.bundles.shape[0] > 0 or tab.edges.shape[0] > Q:
+        deliver_delayed(t, T, tab, S, D, stamp)
+    if on:
+        c0 = _lap(prof, Q, PH_DELIVER, c0, syn.sum() - ev, 0)
+    for q in range(Q):
+        pop = pops[q]
+        s, sp = pop.space, spaces[pop.space]
+        if q == 0:       # the input's events of step t
+            ev = run_edge(D, q, inp.ev_i, inp.ev_v, k0, k1, stamp) if k1 > k0 else 0
+        else:            # the source's spikes
+            src = pops[q - 1]
+            ka = src.ring + (t % src.R) * src.n
+            kb = ka + ringc[src.ringc + t % src.R]
+            ev = run_edge(D, q, ring_idx, ring_val, ka, kb, stamp) if kb > ka else 0
         if on:
-            c0 = _lap(prof, Q, PH_DELIVER, c0, syn.sum() - ev, 0)
-        k1 = step_end(in_t, k0, pend, t)
-        for q in range(Q):
-            pop = pops[q]
-            s, sp = pop.space, spaces[pop.space]
-            if q == 0:       # the input's events of step t
-                ev = run_edge(D, q, in_i, in_v, k0, k1, stamp) if k1 > k0 else 0
-            else:            # the source's spikes
-                src = pops[q - 1]
-                ka = src.ring + (t % src.R) * src.n
-                kb = ka + ringc[src.ringc + t % src.R]
-                ev = run_edge(D, q, ring_idx, ring_val, ka, kb, stamp) if kb > ka else 0
-            if on:
-                c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
-            rbase = pop.ring + (t % pop.R) * pop.n
-            c, nu = 0, pop.n
-            if pop.kind != POP_SPIKING:
-                update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
-                if tcount[s] > 0 or allt[s]:
-                    _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-            elif full_pass_ready(pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t],
-                                 allt[s], tcount[s] * sp.bs):
-                c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase),
-                              aux)
+            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
+        rbase = pop.ring + (t % pop.R) * pop.n
+        c, nu = 0, pop.n
+        if pop.kind != POP_SPIKING:
+            update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
+            if tcount[s] > 0 or allt[s]:
                 _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-                ringc[pop.ringc + t % pop.R] = c
-            elif not lazy[q]:   # every neuron every step (a call handing on the state costs)
-                c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase))
-                lfull[q] = t
-                _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-                ringc[pop.ringc + t % pop.R] = c
-            elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
-                ringc[pop.ringc + t % pop.R] = 0
-                nu = 0
-            else:
-                c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
-                ringc[pop.ringc + t % pop.R] = c
-            if on:
-                c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
-            if c > 0:
-                counts[bb, t, q] = c
-                if ocnt + c > o_neuron.shape[0]:
-                    out = grow_output(out, ocnt, c)
-                    o_neuron, o_value = out.neuron, out.value
-                copy_spikes(o_neuron, o_value, ocnt, ring_idx, ring_val, rbase, c)
-                ocnt += c
-            if pop.recn > 0:
-                record_membranes(t, b, pop, U, rec_idx, mem)
-            if on:
-                c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
-        k0 = k1
-    return out, ocnt
+        elif full_pass_ready(pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t],
+                             allt[s], tcount[s] * sp.bs):
+            c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase), aux)
+            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+        elif not lazy[q]:   # every neuron every step
+            c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase))
+            lfull[q] = t
+            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+        elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
+            nu = 0
+        else:
+            c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
+        if pop.kind == POP_SPIKING:
+            ringc[pop.ringc + t % pop.R] = c
+        if on:
+            c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
+        if c > 0:
+            counts[bb, t, q] = c
+            copy_spikes(o_neuron, o_value, ocnt, ring_idx, ring_val, rbase, c)
+            ocnt += c
+        if pop.recn > 0:
+            record_membranes(t, b, pop, U, rec_idx, mem)
+        if on:
+            c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
+    return ocnt
 
 
 @njit(cache=True, nogil=True)
@@ -786,9 +810,40 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     as :func:`time_major_sample`'s; ``lm``: the sample's SpikeList, population q's spikes to
     be appended from entry ``lm.start[q, 0]``): its edge delivers its source's spikes (input
     events, or population q - 1's in ``lm``), by windows of steps when it is one dense stage
-    (for the input's events: when each step's are in ascending order).
-    Returns ``(lm, entries)``.  Every array is taken out of its group here, once: a field
-    read or a group handed on at every step costs reference counts."""
+    (for the input's events: when each step's are in ascending order).  The steps run in
+    spans (a window, else at most ``sizes.spikecap / n`` steps), each with its window filled
+    and room for every neuron to spike at every step (:func:`layer_steps`).  Returns
+    ``(lm, entries)``."""
+    n, bb = tab.pops[q].n, b - b0
+    src_t, src_i, src_v, in_sorted = _layer_input(q, b, inp, lm)
+    g, n_win = window_plan(q, tab, in_sorted, T)
+    span = n_win if n_win > 0 else max(1, min(T, tab.sizes[0].spikecap // max(n, 1)))
+    lm_n, k1, pend = lm.start[q, 0], inp.ev_ptr[b], inp.ev_ptr[b + 1]
+    for t0 in range(0, T, span):
+        t1 = min(T, t0 + span)
+        if n_win > 0:
+            k0, _, kw = _layer_source(q, t0, T, n_win, src_t, pend, lm.start, out.counts[bb], k1)
+            fill_window(tab, g, t0, (src_t, src_i, src_v), k0, kw, S.scr.win)
+        lm = _room(lm, lm_n, (t1 - t0) * n)
+        lm_n, k1 = layer_steps((q, b, bb, T, g, n_win), (t0, t1, lm_n, k1), tab, inp, S, opts,
+                               out, lm, (src_t, src_i, src_v))
+    if q + 1 < tab.pops.shape[0]:
+        lm.start[q + 1, 0] = lm_n
+    return lm, lm_n
+
+
+@njit(cache=True, _nrt=False)
+def layer_steps(lp, cur, tab, inp, S, opts, out, lm, src):
+    """Steps ``t0 <= t < t1`` of :func:`layer_pass` (``lp = (q, b, b - b0, T, g, n_win)``:
+    the population, sample, steps and window plan; ``cur = (t0, t1, entries, k)``: the span,
+    the SpikeList's entries so far (``lm`` has room for every neuron at every step of the
+    span) and the first input event of step t0; the span is one window when ``n_win > 0``,
+    already filled; ``src = (ev_t, ev_idx, ev_val)``: the spikes
+    feeding the edge).  Returns ``(entries, k)`` after the span.  Compiled without
+    reference counting (``_nrt=False``: it neither allocates nor returns an array)."""
+    q, b, bb, T, g, n_win = lp
+    t0, t1, lm_n, k1 = cur
+    src_t, src_i, src_v = src
     pop = tab.pops[q]
     s, sp = pop.space, tab.spaces[pop.space]
     nrn, wake = S.nrn, S.wake
@@ -797,24 +852,16 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     lazy, driven, full_div, vmin_hi, _, _ = S.modes
     win, syn, prof = S.scr.win, S.scr.syn, S.scr.prof
     aux, D = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta), delivery(tab, S)
-    on, Q, bb = opts.profile, tab.pops.shape[0], b - b0
-    counts, readout, mem = out.counts[bb], out.readout, out.mem
-    rec_idx, rperm = tab.rec_idx, tab.readout_perm
+    on, counts = opts.profile, out.counts[bb]
     drive_q = inp.drive_mode == DRIVE_STEPS and q == tab.edges[0].tgt
-    pend = inp.ev_ptr[b + 1]
-    src_t, src_i, src_v, in_sorted = _layer_input(q, b, inp, lm)
-    g, n_win = window_plan(q, tab, in_sorted, T)
     start, out_t, out_i, out_v = lm.start, lm.t, lm.i, lm.v
-    lm_n, k1 = start[q, 0], inp.ev_ptr[b]
     c0 = _cycles() if on else 0
-    for t in range(T):
+    for t in range(t0, t1):
         if drive_q and t > 0:
             set_drive(t, bb, tab, inp.drive, cst)
-        k0, k1, kw = _layer_source(q, t, T, n_win, src_t, pend, start, counts, k1)
+        k0, k1, _kw = _layer_source(q, t, T, n_win, src_t, inp.ev_ptr[b + 1], start, counts, k1)
         wrow = -1
-        if n_win > 0:
-            if t % n_win == 0:
-                fill_window(tab, g, t, (src_t, src_i, src_v), k0, kw, win)
+        if n_win > 0:   # the window was filled by layer_pass
             wrow = window_row(t, n_win, k1 - k0, sp.n, allt, s)
             ev = (k1 - k0) * sp.n
             syn[g] += ev
@@ -823,32 +870,19 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
         if on:
             c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
         start[q, t] = lm_n
-        if lm_n + pop.n > out_i.shape[0]:
-            lm = _room(lm, lm_n, pop.n)
-            out_t, out_i, out_v = lm.t, lm.i, lm.v
         c, nu = 0, pop.n
+        src_a, src_off = (win, wrow) if wrow >= 0 else (acc, sp.off)
         if pop.kind == POP_SPIKING and full_pass_ready(
                 pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t], allt[s],
                 tcount[s] * sp.bs):
-            c = full_pass(q, t, T, pop, nrn, wake, win if wrow >= 0 else acc,
-                          wrow if wrow >= 0 else sp.off, (out_i, out_v, lm_n), aux)
+            c = full_pass(q, t, T, pop, nrn, wake, src_a, src_off, (out_i, out_v, lm_n), aux)
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         elif pop.kind == POP_SPIKING and not lazy[q]:   # every neuron every step
-            c = update_every(pop, win if wrow >= 0 else acc, wrow if wrow >= 0 else sp.off, V, U,
-                             cst, aux, (out_i, out_v, lm_n))
+            c = update_every(pop, src_a, src_off, V, U, cst, aux, (out_i, out_v, lm_n))
             lfull[q] = t
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         else:
-            if wrow >= 0:   # the row to the accumulator: not read in place
-                _hand_off(acc, sp.off, win, wrow, sp.n)
-            if pop.kind != POP_SPIKING:
-                update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
-                if tcount[s] > 0 or allt[s]:
-                    _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-            elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
-                nu = 0
-            else:
-                c, nu = update_population(q, t, T, tab, S, opts, out_i, out_v, lm_n)
+            c, nu = _update_rest(q, t, T, tab, S, opts, (out_i, out_v, lm_n), (b, wrow), out.readout)
         if on:
             c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
         counts[t, q] = c
@@ -856,12 +890,36 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
             out_t[k] = t
         lm_n += c
         if pop.recn > 0:
-            record_membranes(t, b, pop, U, rec_idx, mem)
+            record_membranes(t, b, pop, U, tab.rec_idx, out.mem)
         if on:
             c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
-    if q + 1 < Q:
-        start[q + 1, 0] = lm_n
-    return lm, lm_n
+    return lm_n, k1
+
+
+@njit(cache=True, inline="always")
+def _update_rest(q, t, T, tab, S, opts, dst, bw, readout):
+    """Layer-major phase 3 of population ``q`` at step ``t`` when it is not updated by a
+    pass over every neuron (``T`` steps; ``tab``: Tables; ``S``: State; ``opts``: Options;
+    spikes to ``dst = (out_i, out_v, base)``; ``bw = (b, wrow)``: the sample and the
+    window row holding the step's input, -1: none; ``readout``: Output.readout): the row goes to the accumulator, then
+    the readout integrator, nothing (:func:`idle`) or :func:`update_population`.  Returns
+    the spike count and the number of neurons updated."""
+    b, wrow = bw
+    pop = tab.pops[q]
+    s = pop.space
+    sp = tab.spaces[s]
+    acc, mark, tlist, tcount, allt = S.acc
+    if wrow >= 0:   # the row to the accumulator: not read in place
+        _hand_off(acc, sp.off, S.scr.win, wrow, sp.n)
+    if pop.kind != POP_SPIKING:
+        update_readout(t, b, pop, sp, acc, S.nrn.V, S.nrn.cst, tab.readout_perm, readout)
+        if tcount[s] > 0 or allt[s]:
+            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+        return 0, pop.n
+    if idle(pop, S.modes.lazy[q], S.wake.head[q * T + t], allt[s], tcount[s]):
+        return 0, 0
+    out_i, out_v, base = dst
+    return update_population(q, t, T, tab, S, opts, out_i, out_v, base)
 
 
 @njit(cache=True, inline="always")
