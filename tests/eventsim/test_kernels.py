@@ -537,6 +537,8 @@ def test_delay_ring(seed, dtype, dense_div):
     n_src, bs = int(rng.integers(1, 10)), int(rng.integers(1, 4))
     n_t = bs * int(rng.integers(1, 6))
     delays = [int(d) for d in rng.integers(1, 5, size=int(rng.integers(1, 5)))]
+    if seed % 2 == 0:
+        delays.insert(int(rng.integers(len(delays))), delays[0])     # two equal delays
     mats = [_random_csr(rng, n_src, n_t, dtype, max_row=int(rng.integers(1, 7))) for _ in delays]
     stages = [2 + k for k in range(len(delays))]
     ptr, idx, w, seg = merge_delayed([dict(delay=d, g=g, iptr=M.indptr, idx=M.indices, w=M.data)
@@ -623,7 +625,7 @@ def _random_params(rng, beta=None):
         beta=f32(rng.choice([1.0, 0.5, 0.75, 0.9, 0.0, rng.random()]) if beta is None else beta),
         theta=f32(rng.choice([1.0, 0.5, rng.random() + 0.1])),
         reset=str(rng.choice(["hard", "subtract"])), v_reset=f32(rng.choice([0.0, -0.3, 0.2])),
-        v_min=[None, 0.0, -0.5][int(rng.integers(3))],
+        v_min=[None, 0.0, -0.5, 0.2][int(rng.integers(4))],
         spikes=str(rng.choice(["binary", "ternary"])))
 
 
