@@ -523,7 +523,7 @@ def test_drain(seed, dtype):
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("dense_div", [0, 3, 1 << 40])
+@pytest.mark.parametrize("dense_div", [0, 3, "edge", 1 << 40])
 def test_delay_ring(seed, dtype, dense_div):
     """Sparse connections (CSR, delays 1..4, some equal) merged into a bundle; at each step
     ``t`` the spikes of ``t - 1`` are pushed and slot ``t`` advanced, as the event loop does.
@@ -531,7 +531,8 @@ def test_delay_ring(seed, dtype, dense_div):
     delay, events, synapses), arrivals at or after ``T`` dropped; at step ``t``,
     ``future[t]`` is added to the target's currents.  A slot whose synapse list reaches
     ``min(n_t, n_t / dense_div)`` entries is added whole (space wholly touched), else the
-    blocks of its targets are touched.  Synaptic events are counted per stage; the ring is
+    blocks of its targets are touched (``"edge"``: ``dense_div`` at or just below that
+    threshold, chosen at each step).  Synaptic events are counted per stage; the ring is
     empty at the end."""
     rng = np.random.default_rng(seed)
     n_src, bs = int(rng.integers(1, 10)), int(rng.integers(1, 4))
@@ -581,9 +582,12 @@ def test_delay_ring(seed, dtype, dense_div):
         if t == T:
             break
         sp = Space(rng, n_t, bs, dtype, allt=rng.random() < 0.2)
-        K.delay_advance(ring, bun, t % R, dense_div, sp.A, sp.table)
         c = min(arriving[t], n_t)
-        whole = c > 0 and (c >= n_t or (dense_div > 0 and c * dense_div >= n_t))
+        div = dense_div
+        if div == "edge":
+            div = max(0, -(-n_t // max(c, 1)) - int(rng.integers(0, 2)))
+        K.delay_advance(ring, bun, t % R, div, sp.A, sp.table)
+        whole = c > 0 and (c >= n_t or (div > 0 and c * div >= n_t))
         blocks = None if whole or c == 0 or sp.before[4][sp.s] else {j // bs for j in targets[t]}
         sp.check(sp.before[0][sp.off:sp.off + n_t] + future[t], blocks,
                  allt=sp.before[4][sp.s] or whole)
@@ -908,15 +912,15 @@ def test_check_events(seed):
     for _ in range(int(rng.integers(0, 3))):       # break a few events (or none)
         if len(times):
             k = int(rng.integers(0, len(times)))
-            what = int(rng.integers(0, 4))
-            if what == 0:
+            what = rng.permutation(4)[:int(rng.integers(1, 4))]    # one or more rules
+            if 0 in what:
                 values[k] = rng.choice([np.nan, np.inf, -np.inf])
-            elif what == 1:
-                times[k] = rng.choice([-1, T, T + 3])
-            elif what == 2:
-                indices[k] = rng.choice([-2, n_in])
-            else:
+            if 3 in what:
                 times[k] = max(0, times[k] - 2)
+            if 1 in what:
+                times[k] = rng.choice([-1, T, T + 3])
+            if 2 in what:
+                indices[k] = rng.choice([-2, n_in])
     sample = np.repeat(np.arange(B), sizes)
     want = (K.EV_OK, -1)
     for k in range(len(times)):
