@@ -352,6 +352,26 @@ def test_scatter_conv(seed, dtype, whole):
     sp.check(want, None if whole else {j // Co for j in reached})
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_scatter_conv_is_a_convolution(seed):
+    """Scattering every non-zero entry of a map equals the dense cross-correlation
+    (``naive._conv``) of the whole map (dyadic values: every order of the sums is exact)."""
+    rng = np.random.default_rng(100 + seed)
+    Hi, Wi, Ci, Ho, Wo, Co, kh, kw, sh, sw, ph, pw = geo = _conv_geometry(rng)
+    W = (rng.integers(-64, 64, size=(Co, Ci, kh, kw)) / 256).astype(np.float32)
+    x = (rng.integers(-2, 3, size=(1, Ci, Hi, Wi)) * (rng.random((1, Ci, Hi, Wi)) < 0.5)
+         ).astype(np.float32)
+    flat = _channel_last(x)[0]
+    idx = np.flatnonzero(flat).astype(np.int64)
+    wf, (woff,) = _embed(rng, [W.transpose(1, 2, 3, 0).ravel()], np.float32)
+    st, wi = _window_stage(rng, TB.K_CONV, geo, np.float32, woff=woff)
+    sp = Space(rng, Ho * Wo * Co, Co, np.float32, pre=False)
+    K.scatter_conv(wf, wi, st, sp.record, sp.A, idx, flat[idx], 0, len(idx),
+                   np.zeros(2 * kh * kw, np.int64))
+    want = _channel_last(naive._conv(x, W, None, (sh, sw), (ph, pw)))[0]
+    _assert_bits(sp.values() + 0, want + 0)          # + 0: a zero sum may be -0.0 in _conv
+
+
 def _pool_geometry(rng):
     C = int(rng.integers(1, 4))
     kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
