@@ -95,6 +95,7 @@ def canonical_step(v_prev: np.ndarray, current: np.ndarray, p: NeuronParams):
         v = np.where(fired, dt.type(p.v_reset), u)
     else:
         v = np.where(fired, u - theta * s, u)
-    if p.v_min is not None:
-        v = np.maximum(v, dt.type(p.v_min))
+    if p.v_min is not None:   # as canonical_update: a -0.0 above v_min = 0 keeps its sign
+        v_min = dt.type(p.v_min)
+        v = np.where(v < v_min, v_min, v)
     return u, s, v

@@ -955,13 +955,11 @@ def test_check_events(seed):
     assert tuple(K.check_events(times, indices, values, ptr, T, n_in)) == want
 
 
-@pytest.mark.xfail(strict=True, reason="canonical_step's np.maximum clamps -0.0 to +0.0 where "
-                   "canonical_update (the kernels) keeps -0.0: same value, other sign bit")
 def test_signed_zero_clamp():
-    """A known difference (reported, not fixed: snncore is the contract layer): a membrane
-    of -0.0 clamped at ``v_min = 0`` stays -0.0 in the kernels and becomes +0.0 in
-    :func:`canonical_step`.  With valid states it takes ``v_reset = -0.0`` (or an input of
-    exactly -0.0 onto ``v = -0.0``), which the tests above do not generate."""
+    """A membrane of -0.0 clamped at ``v_min = 0`` keeps its sign in the kernels and in
+    :func:`canonical_step` alike (``np.maximum`` there used to give +0.0).  With valid
+    states it takes ``v_reset = -0.0`` (or an input of exactly -0.0 onto ``v = -0.0``),
+    which the tests above do not generate."""
     p = NeuronParams(beta=0.5, theta=1.0, reset="hard", v_reset=-0.0, v_min=0.0)
     v, I = np.array([0.5], np.float32), np.array([1.0], np.float32)
     got = K.neuron_step(v[0], I[0], *_kernel_args(p, np.float32))
