@@ -21,6 +21,9 @@ in the same order: same results.  Their step loops, :func:`time_major_steps` and
 :func:`layer_steps`, are compiled without reference counting (``_nrt=False``), and so is
 everything they call: none of it may allocate or return an array (docs/event-loop.md,
 "What a step costs besides the work").  The drivers around them grow the outputs first.
+Functions called only from compiled code are compiled without a Python wrapper
+(``no_cpython_wrapper=True``: unboxing dozens of arrays made each wrapper cost seconds of
+compile time).
 
 The fixed tables and the state groups are defined in ``eventsim.tables``; each kernel
 unpacks the groups it needs into locals at entry.  With ``Options.profile`` the drivers
@@ -117,7 +120,7 @@ def new_state(tab, T, leak, n_win):
     return State(A, nrn, wake, ring, dring, scr, modes)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _grow(a, cap, n):
     """A copy of ``a[:n]`` in a new array of ``cap`` entries (element by element: a slice
     assignment would compile the messages of its shape check)."""
@@ -127,7 +130,7 @@ def _grow(a, cap, n):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def grow_output(out, used, more):
     """``out`` (Output) with room for ``more`` spikes after its ``used`` entries (capacity
     doubled as often as needed)."""
@@ -162,7 +165,7 @@ def _room(lm, used, more):
 # ---------------------------------------------------------------------------------------
 # phase 1: sample set-up
 # ---------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def set_drive(t, bb, tab, drive, cst):
     """The first population's constant input at step ``t``: ``drive[t, bb, :]`` plus its
     input from delayed connections' biases (``tab.const_conn``), into ``cst``."""
@@ -173,7 +176,7 @@ def set_drive(t, bb, tab, drive, cst):
         cst[off0 + i] = drive[t, bb, i] if cc == 0 else drive[t, bb, i] + cc
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _queue_first_crossings(q, T, tab, cst, V, wake):
     """Queue the predicted first crossing (from ``v_{-1} = 0``) of every neuron of population
     ``q`` with constant input ``cst`` (``tab``: Tables; ``V``: membranes; ``wake``:
@@ -191,7 +194,7 @@ def _queue_first_crossings(q, T, tab, cst, V, wake):
                           d - 1, d - 1, i)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def sample_setup(b, b0, T, opts, tab, inp, S):
     """Phase 1 for sample ``b`` (kernel call from ``b0``, ``T`` steps; ``opts``: Options,
     ``tab``: Tables, ``inp``: Inputs, ``S``: State): clear the state, set constant inputs
@@ -283,7 +286,7 @@ def scatter(D, A, g, ev_idx, ev_val, k0, k1, stamp):
     return scatter_identity(d, dsp, A, ev_idx, ev_val, k0, k1)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def run_edge(D, e, ev_idx, ev_val, k0, k1, stamp):
     """Deliver events ``(ev_idx, ev_val)[k0:k1]`` through every stage of edge ``e``
     (intermediate spaces are accumulated, then drained into the scratch event list for the
@@ -305,7 +308,7 @@ def run_edge(D, e, ev_idx, ev_val, k0, k1, stamp):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def deliver_delayed(t, T, tab, S, D, stamp):
     """Phase 2, delayed connections at step ``t`` (time-major; ``T`` steps, ``tab``: Tables,
     ``S``: State, ``D``: its Delivery group, ``stamp``: see :func:`scatter`): each bundle pushes its source's spikes of
@@ -335,7 +338,7 @@ def deliver_delayed(t, T, tab, S, D, stamp):
                 run_edge(D, e, ring_idx, ring_val, base, base + c, stamp)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def fill_window(tab, g, t0, events, k0, k1, win):
     """Layer-major: the input currents of dense stage ``g`` over the steps of a window that
     starts at ``t0``, from events ``(ev_t, ev_idx, ev_val)[k0:k1]`` (``events``),
@@ -440,7 +443,7 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
     return cnt
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _touch_due(q, t, T, tab, S):
     """Population ``q``'s neurons due at step ``t`` (wake queue) and its recorded neurons
     join its touched blocks (``T`` steps, ``tab``: Tables, ``S``: State)."""
@@ -462,7 +465,7 @@ def _touch_due(q, t, T, tab, S):
         touch(rec_idx[k] // bs, mark, m_off, tlist, tcount, s)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _heapsort(a, n):
     """Sort ``a[:n]`` in place, ascending (heapsort: O(n log n), no recursion, no
     allocation; NumPy's sort in Numba compiles a quicksort for several seconds)."""
@@ -490,7 +493,7 @@ def _sift_down(a, i, n):
     a[i] = x
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _sort_spikes(out_i, out_v, flags, cnt):
     """Spike list ``out_i[:cnt]`` in ascending order, values from ``flags``: the order of a
     full pass (later projections add spikes up in list order)."""
@@ -508,7 +511,7 @@ def _sort_spikes(out_i, out_v, flags, cnt):
         out_v[k] = flags[out_i[k]]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
     """Neuron by neuron over population ``q``'s touched blocks at step ``t`` (``T`` steps,
     ``tab``: Tables, ``S``: State, ``opts``: Options): each neuron catches up on the leak of
@@ -624,7 +627,7 @@ def update_every(pop, src, off, V, U, cst, aux, dst):
     return collect_spikes(flags, pop.n, out_i, out_v, rbase)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     """Phase 3 for a lazily updated spiking population ``q`` at step ``t`` that is neither
     :func:`full_pass_ready` nor :func:`idle` (``T`` steps; ``tab``: Tables; ``S``: State;
@@ -657,18 +660,18 @@ def record_membranes(t, b, pop, U, rec_idx, mem_out):
         mem_out[t, b, k] = U[pop.noff + rec_idx[k]]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     """Driver of the time-major schedule for sample ``b`` (after its set-up; ``T`` steps,
     kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs, ``S``: State, ``opts``:
     Options, ``out``: Output holding ``ocnt`` spikes): :func:`time_major_steps` until the
     last step, growing ``out`` whenever it has no room for a step in which every neuron
     spikes.  Returns ``(out, ocnt)``."""
-    room = 0
+    room = ZERO
     for q in range(tab.pops.shape[0]):
         if tab.pops[q].kind == POP_SPIKING:
             room += tab.pops[q].n
-    t, k0 = 0, inp.ev_ptr[b]
+    t, k0 = ZERO, inp.ev_ptr[b]
     while t < T:
         if ocnt + room > out.neuron.shape[0]:
             out = grow_output(out, ocnt, room)
@@ -676,7 +679,7 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     return out, ocnt
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room):
     """Steps ``t, t + 1, ...`` of sample ``b`` (``bt = (b, b0, T)``; arguments as
     :func:`time_major_sample`'s; input events from ``k0``) while ``out`` has room for
@@ -695,7 +698,7 @@ def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room):
     return t, ocnt, k0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
     """Step ``t`` of sample ``b`` in the time-major schedule (``at = (t, b, b - b0)``;
     ``T`` steps; ``tab``: Tables, ``inp``: Inputs (this step's events ``k0:k1``), ``S``:
@@ -779,7 +782,7 @@ def run_time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
             S.scr.prof)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def window_plan(q, tab, in_sorted, T):
     """Layer-major: ``(g, steps)`` when population ``q``'s edge is one dense stage ``g``
     delivered source-major over windows of ``steps`` steps (input events need each step's
@@ -792,7 +795,7 @@ def window_plan(q, tab, in_sorted, T):
     return g, min(T, max(1, window_size(tab, T) // n))
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def window_size(tab, T):
     """Values of the layer-major window: the largest target of a one-dense-stage edge,
     times the steps that fit ``sizes.window`` (at least one step)."""
@@ -804,7 +807,7 @@ def window_size(tab, T):
     return max(n, min(tab.sizes[0].window, T * n))
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     """Population ``q`` over all steps of sample ``b`` in the layer-major schedule (arguments
     as :func:`time_major_sample`'s; ``lm``: the sample's SpikeList, population q's spikes to
@@ -832,7 +835,7 @@ def layer_pass(q, b, b0, T, tab, inp, S, opts, out, lm):
     return lm, lm_n
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, no_cpython_wrapper=True)
 def layer_steps(lp, cur, tab, inp, S, opts, out, lm, src):
     """Steps ``t0 <= t < t1`` of :func:`layer_pass` (``lp = (q, b, b - b0, T, g, n_win)``:
     the population, sample, steps and window plan; ``cur = (t0, t1, entries, k)``: the span,
@@ -957,7 +960,7 @@ def _layer_source(q, t, T, n_win, ev_t, pend, start, counts, k_prev):
     return k0, k1, kw
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def _steps_sorted(ev_t, ev_i, p, pend):
     """Whether each step's events ``p:pend`` are in ascending index order."""
     for k in range(p + 1, pend):
@@ -994,7 +997,7 @@ def run_layer_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
             S.scr.prof)
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)
 def begin(tab, T, b0, b1, opts, readout_out, mem_out, n_win):
     """The State (``n_win`` values of layer-major window) and the Output of a kernel call
     (arguments as :func:`run_batch`'s).  The spike buffer is sized for the worst case (every
