@@ -231,6 +231,26 @@ class Sequential(Module):
         for layer in self.layers:
             layer.reset_cache()
 
+    # -- step-wise execution ---------------------------------------------------------------
+    def reset_state(self, batch_size: int) -> None:
+        """Start a sequence of ``batch_size`` samples in every layer."""
+        super().reset_state(batch_size)
+        for layer in self.layers:
+            layer.reset_state(batch_size)
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One time step through every layer: ``x_t [B, ...] -> y_t [B, n_out]``; calling it
+        for ``t = 0..T-1`` after :meth:`reset_state` gives ``forward(x)[t]``."""
+        for layer in self.layers:
+            x_t = layer.step(x_t)
+        return x_t
+
+    def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
+        """Every layer's :meth:`Module.step_backward`, last to first."""
+        for layer in reversed(self.layers):
+            grad_y_t = layer.step_backward(grad_y_t)
+        return grad_y_t
+
 
 def _accepts_flag(layer: Module) -> bool:
     """Whether ``layer.backward`` takes ``need_input_grad`` (decided once per layer class)."""
