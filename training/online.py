@@ -44,7 +44,6 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .klif import KLIF
 from .layers import Flatten, Linear, Sequential
-from .module import Module
 from .neurons import LIF, online_unsupported
 from .norm import _BatchNorm
 from .optim import clip_grad_norm

@@ -425,3 +425,64 @@ def test_errors_say_what_to_use_instead(float64):
     online.gradients(pool_net, xi, y, method="ottt_a")               # OTTT: fine
     with pytest.raises(ValueError, match="use AvgPool2d"):
         online.gradients(pool_net, xi, y, method="saf_e")
+
+
+# -- fit ---------------------------------------------------------------------------------------
+def _toy_data(rng, n=24):
+    x = rng.random((n, 12)).astype(np.float32)
+    y = (x[:, :4].argmax(axis=1)).astype(np.int64)
+    return x, y
+
+
+@pytest.mark.parametrize("method", ["ottt_a", "ottt_o", "saf_e", "saf_f"])
+def test_fit_runs_online_methods_and_records_them(method, tmp_path):
+    """fit(method=...) trains (weights move, finite loss), and the checkpoint records the
+    method: resuming with the same one continues bit-identically, another is refused."""
+    from training.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(11)
+    data = _toy_data(rng)
+
+    def run(epochs, resume=False, path=tmp_path / "ck.h5", m=method):
+        net = mlp(np.random.default_rng(12), ws=True)
+        opt = training.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        h = training.fit(net, data, T=3, epochs=epochs, batch_size=8, optimizer=opt,
+                         method=m, online_loss_c=0.05, progress=False, checkpoint=path,
+                         resume=resume, overwrite=not resume)
+        return net, h
+
+    before = mlp(np.random.default_rng(12), ws=True).state_dict()
+    net2, h2 = run(2, path=tmp_path / "full.h5")
+    assert all(np.isfinite(h2.train_loss))
+    assert any(not np.array_equal(before[k], v) for k, v in net2.state_dict().items())
+    ck = load_checkpoint(tmp_path / "full.h5")
+    assert ck.extra["method"] == method and ck.extra["online_loss_c"] == 0.05
+    run(1)
+    net_r, h_r = run(2, resume=True)
+    for k, v in net2.state_dict().items():
+        np.testing.assert_array_equal(net_r.state_dict()[k], v)
+    other = "ottt_a" if method != "ottt_a" else "saf_f"
+    with pytest.raises(ValueError, match=f"written by method='{method}'"):
+        run(3, resume=True, m=other)
+
+
+def test_fit_bptt_default_unchanged_and_online_errors():
+    rng = np.random.default_rng(13)
+    data = _toy_data(rng)
+    net = mlp(np.random.default_rng(14))
+    opt = training.optim.SGD(net.parameters(), lr=0.05)
+    kw = dict(T=2, epochs=1, batch_size=8, optimizer=opt, progress=False)
+    with pytest.raises(ValueError, match=r"unknown method 'ottt'; choose one of \['bptt'"):
+        training.fit(net, data, method="ottt", **kw)
+    with pytest.raises(ValueError, match="online_loss_c applies to the online methods"):
+        training.fit(net, data, online_loss_c=0.1, **kw)
+    with pytest.raises(ValueError, match="use decoder='mean'"):
+        training.fit(net, data, method="ottt_a", decoder="two", **kw)
+    with pytest.raises(ValueError, match="leave loss='rate_ce'"):
+        training.fit(net, data, method="saf_e", label_smoothing=0.1, **kw)
+    bn = training.Sequential(training.Linear(12, 8, rng=1), training.BatchNorm1d(8),
+                             training.LIF(beta=0.5, reset="subtract"), training.Linear(8, 4, rng=2))
+    with pytest.raises(ValueError, match="use WSLinear/WSConv2d"):
+        training.fit(bn, data, method="ottt_o", **kw)
+    h = training.fit(net, data, **kw)          # BPTT still the default
+    assert np.isfinite(h.train_loss[0])
