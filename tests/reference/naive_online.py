@@ -45,6 +45,12 @@ def spec_of(net) -> list[dict]:
         elif isinstance(layer, training.AvgPool2d):
             assert layer.kernel_size == layer.stride
             spec.append(dict(kind="avgpool", k=layer.kernel_size))
+        elif isinstance(layer, training.MaxPool2d):
+            spec.append(dict(kind="maxpool", k=layer.kernel_size, stride=layer.stride))
+        elif isinstance(layer, training.Dropout):
+            # the mask a training Dropout uses for the whole sequence (set fixed_mask first)
+            mask = None if not layer.training or layer.p == 0 else layer.mask.astype(np.float64)
+            spec.append(dict(kind="dropout", mask=mask))
         else:
             raise NotImplementedError(type(layer).__name__)
     return spec
@@ -76,6 +82,10 @@ def _stateless(L, a):
         return a.reshape(len(a), -1)
     if L["kind"] == "scale":
         return L["c"] * a
+    if L["kind"] == "dropout":
+        return a if L["mask"] is None else a * L["mask"]
+    if L["kind"] == "maxpool":
+        return naive.max_pool2d(a, L["k"], L["stride"])[0]
     return naive.avg_pool2d(a, L["k"], L["k"])
 
 
@@ -84,6 +94,11 @@ def _stateless_backward(L, a_in, g):
         return g.reshape(a_in.shape)
     if L["kind"] == "scale":
         return L["c"] * g
+    if L["kind"] == "dropout":
+        return g if L["mask"] is None else g * L["mask"]
+    if L["kind"] == "maxpool":
+        arg = naive.max_pool2d(a_in, L["k"], L["stride"])[1]
+        return naive.max_pool2d_backward(a_in.shape, arg, g)
     kh, kw = L["k"]
     dx = np.zeros_like(a_in)
     Ho, Wo = g.shape[2:]

@@ -208,6 +208,33 @@ def test_ottt_readout_gradient_uses_the_trace_not_the_spikes(float64):
     assert not np.allclose(rec.steps[3]["4.weight"], (G / 4).T @ outs[3][3])
 
 
+@pytest.mark.parametrize("method", ["ottt_a", "saf_e"])
+def test_online_with_training_dropout_and_maxpool_equals_reference(float64, method):
+    """A training-mode Dropout keeps one mask for the whole sequence (fixed here so the
+    reference can use it); OTTT also backpropagates through MaxPool2d at each step.  SAF-E
+    with "ottt" rules is compared with the same OTTT reference (section 15)."""
+    rng = np.random.default_rng(15)
+    pool = training.MaxPool2d(2) if method == "ottt_a" else training.AvgPool2d(2)
+    drop = training.Dropout(0.4, rng=3)
+    net = training.Sequential(
+        training.Conv2d(1, 3, 3, padding=1, rng=rng), neuron("if"), pool, drop,
+        training.Conv2d(3, 4, 3, padding=1, rng=rng), neuron("if"), training.Flatten(),
+        training.Linear(4 * 3 * 3, 4, rng=rng))
+    _spread(net, rng, False)
+    x = inputs(rng, net, static=False, T=3)
+    labels = rng.integers(0, 4, 3)
+    drop.mask = drop._draw_mask((3, 3, 3, 3), np.dtype(np.float64))
+    drop.fixed_mask = True
+    assert 0 < (drop.mask == 0).mean() < 1
+    online.gradients(net, x, labels, method=method, saf_rules="ottt")
+    spec = ref.spec_of(net)
+    want = {}
+    for t in range(3):
+        for k, v in ref_grads_as_params(net, ref.detached_bptt_grads(spec, x, labels, t)[0]).items():
+            want[k] = want.get(k, 0) + v
+    assert_grads_equal(grads_of(net), want, False, method)
+
+
 # -- SAF ------------------------------------------------------------------------------------
 def dyadic_net(rng, arch, dtype):
     with training.default_dtype(dtype):
@@ -486,3 +513,22 @@ def test_fit_bptt_default_unchanged_and_online_errors():
         training.fit(bn, data, method="ottt_o", **kw)
     h = training.fit(net, data, **kw)          # BPTT still the default
     assert np.isfinite(h.train_loss[0])
+
+
+@pytest.mark.parametrize("method", ["ottt_a", "saf_e", "saf_f"])
+def test_float32_gradients_close_to_float64(method):
+    """The float32 network computes in float32 throughout (no silent promotion) and gives
+    the float64 gradients to float32 accuracy."""
+    grads = {}
+    for dtype in (np.float32, np.float64):
+        with training.default_dtype(dtype):
+            rng = np.random.default_rng(16)
+            net = mlp(rng, kind="if", ws=True)
+            x = inputs(rng, net, static=True, T=4).astype(dtype)
+            labels = rng.integers(0, 4, 3)
+            online.gradients(net, x, labels, method=method, c=0.05)
+            grads[dtype] = grads_of(net)
+    for name, g64 in grads[np.float64].items():
+        assert grads[np.float32][name].dtype == np.float32
+        np.testing.assert_allclose(grads[np.float32][name], g64, rtol=2e-3, atol=2e-4,
+                                   err_msg=name)

@@ -133,3 +133,14 @@ def test_batchnorm_training_step_is_refused():
     bn.eval()
     np.testing.assert_array_equal(bn.step(np.ones((2, 3), dtype=np.float32)),
                                   bn.forward(np.ones((1, 2, 3), dtype=np.float32))[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clamped_lif_step_applies_v_min(dtype):
+    """ClampedLIF (an exported KLIF rebuilt by to_network) steps with its lower clamp."""
+    rng = np.random.default_rng(6)
+    layer = training.klif.ClampedLIF(beta=0.75, threshold=0.5, v_min=0.0)
+    x = (rng.integers(-16, 17, (6, 3, 8)) / 16).astype(dtype)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(run_steps(layer, x), y)
+    assert (layer.v >= 0).all() and 0 < y.mean() < 1
