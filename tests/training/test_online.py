@@ -188,6 +188,27 @@ def test_ottt_o_every_step_equals_detached_bptt(float64, arch, kind, ws):
         assert_grads_equal(got, want, ws, f"OTTT_O step {t}")
 
 
+def test_ottt_with_different_decays_per_layer_equals_detached_bptt(float64):
+    """Layers with different beta (LIF 0.5, then IF): each weight layer's trace decays with
+    the beta of the neurons it feeds, the readout's with the last spiking layer's, which is
+    what the detached network's leak chains give."""
+    rng = np.random.default_rng(17)
+    net = training.Sequential(
+        training.Linear(12, 16, rng=rng), neuron("lif"), training.Linear(16, 10, rng=rng),
+        neuron("if"), training.Linear(10, 4, rng=rng))
+    _spread(net, rng, False)
+    x = inputs(rng, net, static=False, T=4)
+    labels = rng.integers(0, 4, 3)
+    fired_somewhere(net, x)
+    online.gradients(net, x, labels, method="ottt_a")
+    spec = ref.spec_of(net)
+    want = {}
+    for t in range(4):
+        for k, v in ref_grads_as_params(net, ref.detached_bptt_grads(spec, x, labels, t)[0]).items():
+            want[k] = want.get(k, 0) + v
+    assert_grads_equal(grads_of(net), want, False, "mixed decays")
+
+
 def test_ottt_readout_gradient_uses_the_trace_not_the_spikes(float64):
     """Section 15's readout rule checked directly: dW_o = delta_o^T ahat_t with
     ahat_t = sum_tau lam^(t - tau) s_tau (LIF, lam = 0.5), not delta_o^T s_t."""
