@@ -182,7 +182,7 @@ class Conv2d(Module):
         self.weight = Parameter(kaiming_uniform(
             rng, (self.out_channels, self.in_channels, kh, kw), fan_in, dt))
         self.bias = Parameter(kaiming_uniform(rng, (self.out_channels,), fan_in, dt)) if bias else None
-        self._x = None
+        self._x = self._W = None
 
     def __repr__(self) -> str:
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -224,7 +224,7 @@ class Conv2d(Module):
         N, C, H, W = x4.shape
         Ho, Wo = self.output_shape(H, W)
         P, Co = Ho * Wo, self.out_channels
-        W2 = self.weight.data.reshape(Co, -1)
+        W2 = self._W.reshape(Co, -1)
         K = W2.shape[1]
         nb = self._chunk(N, P)
         kh, kw, sh, sw, ph, pw = self._geometry()
@@ -256,14 +256,14 @@ class Conv2d(Module):
         return y.reshape(N, Co, Ho, Wo)
 
     def _backward_images(self, x4: np.ndarray | None, g4: np.ndarray, need_weight_grad: bool,
-                         dx4: np.ndarray | None) -> None:
+                         dx4: np.ndarray | None, bias_scale: float = 1.0) -> None:
         """Add ``dL/dW`` (from ``x4`` and ``g4``) into ``weight.grad``; write ``dL/dx`` into ``dx4``.
 
         ``g4 [N, C_out, H_out, W_out]``; either part is skipped when not requested.
         """
         N, Co, Ho, Wo = g4.shape
         P = Ho * Wo
-        W2 = self.weight.data.reshape(Co, -1)
+        W2 = self._W.reshape(Co, -1)
         K = W2.shape[1]
         nb = self._chunk(N, P)
         kh, kw, sh, sw, ph, pw = self._geometry()
@@ -314,25 +314,46 @@ class Conv2d(Module):
                 else:
                     col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dx4[n0:n1])
         if need_weight_grad:
-            self.weight.grad += dW.T.reshape(self.weight.grad.shape)
+            self._add_weight_grad(dW.T.reshape(self.weight.grad.shape))
             if has_bias:
-                self.bias.grad += db
+                self.bias.grad += db if bias_scale == 1.0 else db * dt.type(bias_scale)
 
     # -- Module interface ----------------------------------------------------------------
+    def effective_weight(self) -> np.ndarray:
+        """The weight the products use, ``[C_out, C_in, kH, kW]``: ``weight`` itself here; a
+        weight-standardised subclass returns its ``W_hat`` (what export writes)."""
+        return self.weight.data
+
+    def _add_weight_grad(self, dW: np.ndarray) -> None:
+        """Add ``dL/d(effective weight)`` into the parameters' gradients."""
+        self.weight.grad += dW
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check(x)
         T, B, C, H, W = x.shape
+        self._W = self.effective_weight()
         if is_static(x):
             y = broadcast_time(self._forward_images(np.ascontiguousarray(x[0])), T)
         else:
             y4 = self._forward_images(np.ascontiguousarray(x).reshape(T * B, C, H, W))
             y = y4.reshape((T, B) + y4.shape[1:])
         self._x = x if self.training else None
+        if not self.training:
+            self._W = None
         return y
 
     def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
         self._require_cache("_x")
-        x = self._x
+        return self.weight_backward(grad_y, self._x, need_input_grad)
+
+    def weight_backward(self, grad_y: np.ndarray, x: np.ndarray, need_input_grad: bool = True,
+                        bias_scale: float = 1.0):
+        """:meth:`backward` with the weight gradient taken against ``x [T, B, C_in, H, W]``
+        instead of the cached input (``db`` times ``bias_scale``); the input gradient uses the
+        effective weight of the last training forward.  The online methods pass a presynaptic
+        trace map as ``x`` (docs/methods.md section 15)."""
+        self._require_cache("_W")
+        x = self._check(x)
         T, B, C, H, W = x.shape
         Ho, Wo = self.output_shape(H, W)
         expected = (T, B, self.out_channels, Ho, Wo)
@@ -342,13 +363,14 @@ class Conv2d(Module):
         g4 = grad_y.reshape((T * B,) + expected[2:])
         dx4 = np.empty((T * B, C, H, W), dtype=grad_y.dtype) if need_input_grad else None
         if is_static(x):
-            self._backward_images(np.ascontiguousarray(x[0]), grad_y.sum(axis=0), True, None)
+            self._backward_images(np.ascontiguousarray(x[0]), grad_y.sum(axis=0), True, None,
+                                  bias_scale)
             if need_input_grad:
                 self._backward_images(None, g4, False, dx4)
         else:
             x4 = np.ascontiguousarray(x).reshape(T * B, C, H, W)
-            self._backward_images(x4, g4, True, dx4)
+            self._backward_images(x4, g4, True, dx4, bias_scale)
         return None if dx4 is None else dx4.reshape(x.shape)
 
     def reset_cache(self) -> None:
-        self._x = None
+        self._x = self._W = None

@@ -84,6 +84,35 @@ class Dropout(Module):
             return None
         return grad_y if self.p == 0.0 else grad_y * self.mask
 
+    def reset_state(self, batch_size: int) -> None:
+        """Start a sequence: its mask is drawn at the first training :meth:`step` (kept when
+        ``fixed_mask`` is set)."""
+        super().reset_state(batch_size)
+        self._step_mask = None
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One step ``x_t [B, ...]``: identity in eval mode; in training mode one mask per
+        sequence (drawn at its first step, as ``forward`` draws one for all steps)."""
+        x_t = self._check_input(np.asarray(x_t)[None])[0]
+        if not self.training or self.p == 0.0:
+            self._step_mask = None
+            return x_t
+        mask = getattr(self, "_step_mask", None)
+        if mask is None:
+            if self.fixed_mask and self.mask is not None:
+                mask = self.mask.astype(x_t.dtype)
+            else:
+                mask = self.mask = self._draw_mask(x_t.shape, x_t.dtype)
+            self._step_mask = mask
+        if mask.shape != x_t.shape:
+            raise ValueError(f"{self!r}: the sequence's mask has shape {mask.shape}, the step "
+                             f"input {x_t.shape} (call reset_state for a new batch)")
+        return x_t * mask
+
+    def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
+        mask = getattr(self, "_step_mask", None)
+        return grad_y_t if mask is None else grad_y_t * mask
+
     def reset_cache(self) -> None:
         """Drop the cached shape (and the mask, unless ``fixed_mask`` is set)."""
         if not self.fixed_mask:

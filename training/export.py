@@ -6,7 +6,10 @@ parameterisations are folded (docs/methods.md section 11):
 
 - BatchNorm (eval statistics) into the preceding Linear/Conv weight and bias;
 - the LIF input gain ``1/tau`` (tau form) into the last weight layer before the neuron;
-- Dropout disappears (identity at inference).
+- Dropout disappears (identity at inference);
+- weight-standardised layers (``WSLinear``/``WSConv2d``) are written with their ``W_hat``;
+- ``Scale(c)`` is multiplied into the weight and bias of the weight layer right before it, or,
+  when it scales spikes (or the input), into the weight of the next weight layer.
 
 So model layer indices are not positions in the training ``Sequential``: each model layer
 records its origin (``snncore.modelfile.Origin``: the position and class name of the layer
@@ -37,7 +40,8 @@ def _layer_types():
     from .dropout import Dropout
     from .norm import BatchNorm1d, BatchNorm2d, fold_batchnorm
     from .pooling import AvgPool2d, MaxPool2d
-    return Conv2d, Dropout, (BatchNorm1d, BatchNorm2d), fold_batchnorm, AvgPool2d, MaxPool2d
+    from .ws import Scale
+    return Conv2d, Dropout, (BatchNorm1d, BatchNorm2d), fold_batchnorm, AvgPool2d, MaxPool2d, Scale
 
 
 def _as_float(a, dtype):
@@ -58,7 +62,7 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
         dtype: float dtype of the stored arrays (float32 by default).
         metadata: scalars stored with the model (dataset, method, accuracy, seed, ...).
     """
-    Conv2d, Dropout, BNs, fold_batchnorm, AvgPool2d, MaxPool2d = _layer_types()
+    Conv2d, Dropout, BNs, fold_batchnorm, AvgPool2d, MaxPool2d, Scale = _layer_types()
     if not isinstance(net, Sequential):
         raise TypeError(f"export expects a training.Sequential, got {type(net).__name__}")
     records: list = []
@@ -69,12 +73,12 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
         where = f"layer {i} ({layer!r})"
         if isinstance(layer, Linear):
             b = None if layer.bias is None else _as_float(layer.bias.data, dtype)
-            W = _fold_amplitude(layer.weight.data, pending, where)
+            W = _fold_amplitude(layer.effective_weight(), pending, where)
             records.append(mf.Dense(weight=_as_float(W, dtype), bias=b))
             last_weight, pending = len(records) - 1, None
         elif isinstance(layer, Conv2d):
             b = None if layer.bias is None else _as_float(layer.bias.data, dtype)
-            W = _fold_amplitude(layer.weight.data, pending, where)
+            W = _fold_amplitude(layer.effective_weight(), pending, where)
             records.append(mf.Conv2d(weight=_as_float(W, dtype), bias=b,
                                      stride=tuple(layer.stride), padding=tuple(layer.padding)))
             last_weight, pending = len(records) - 1, None
@@ -97,6 +101,18 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             if pending is not None:
                 pending.flattened = True
         elif isinstance(layer, Dropout):
+            continue
+        elif isinstance(layer, Scale):
+            c = np.float64(layer.c)
+            if last_weight is not None and last_weight == len(records) - 1 and pending is None:
+                prev = records[last_weight]      # scales a current: fold into W and b
+                records[last_weight] = _replace_wb(
+                    prev, _as_float(prev.weight.astype(np.float64) * c, dtype),
+                    None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * c, dtype))
+            elif pending is None:                # scales spikes or the input: next weight only
+                pending = _Amplitude(np.array([c]), False, where)
+            else:
+                pending.values = pending.values * c
             continue
         elif isinstance(layer, LIF):
             if last_weight is None:
@@ -230,7 +246,7 @@ def to_network(model: mf.Model) -> Sequential:
     Returns a Sequential whose output ``[T, B, n_out]`` is the readout's per-step input;
     a leaky readout (``beta > 0``) is not supported here.
     """
-    Conv2d, *_ , AvgPool2d, MaxPool2d = _layer_types()
+    Conv2d, *_ , AvgPool2d, MaxPool2d, _ = _layer_types()
     if model.connections:
         raise ValueError("to_network: the dense engine has no recurrent/feedback projections yet")
     layers: list[Module] = []

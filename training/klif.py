@@ -80,17 +80,40 @@ def klif_forward(current, tau, k, theta, sur_code, alpha, smooth, spikes, charge
         X = current[0] if static else current[t]
         S_t, H_t, U_t = spikes[t], charge[t], membrane[t]
         for n in range(N):
-            H = V[n] + (X[n] - V[n]) / tau
-            u = k * H
-            F = u if u > zero else zero
             if smooth:
+                H = V[n] + (X[n] - V[n]) / tau
+                u = k * H
+                F = u if u > zero else zero
                 s = surrogate_primitive(sur_code, alpha, F - theta)
+                V[n] = F * (one - s)
             else:
-                s = one if F >= theta else zero
-            V[n] = F * (one - s)
+                H, u, s, V[n] = klif_update(V[n], X[n], tau, k, theta, zero, one)
             S_t[n] = s
             H_t[n] = H
             U_t[n] = u
+
+
+@njit(cache=True, inline="always")
+def klif_update(V, X, tau, k, theta, zero, one):
+    """One KLIF update of one neuron (module docstring): returns ``(H, k H, S, V_new)``;
+    ``zero``, ``one``: the constants in the arrays' dtype."""
+    H = V + (X - V) / tau
+    u = k * H
+    F = u if u > zero else zero
+    s = one if F >= theta else zero
+    return H, u, s, F * (one - s)
+
+
+@njit(cache=True)
+def klif_step(current, tau, k, theta, V, spikes, charge):
+    """One step of :func:`klif_forward` for ``current [N]``: updates ``V [N]`` in place and
+    writes ``spikes [N]`` and ``charge [N]`` (the same scalar update, so the same bits)."""
+    zero = V.dtype.type(0.0)
+    one = V.dtype.type(1.0)
+    for n in range(current.shape[0]):
+        H, u, s, V[n] = klif_update(V[n], current[n], tau, k, theta, zero, one)
+        spikes[n] = s
+        charge[n] = H
 
 
 @njit(cache=True, error_model="numpy")
@@ -225,6 +248,8 @@ class KLIF(Module):
         self.msg_mask = None
         self.membrane = None
         self._H = self._S = self._k_used = None
+        self._batch = None
+        self.V = None              # step-wise state (reset_state / step)
 
     def __repr__(self) -> str:
         return (f"KLIF(tau={self.tau}, k={self.k_value:.6g}, threshold={self.threshold}, "
@@ -315,6 +340,41 @@ class KLIF(Module):
 
     def reset_cache(self) -> None:
         self._H = self._S = self._k_used = None
+
+    # -- step-wise execution -------------------------------------------------------------------
+    def reset_state(self, batch_size: int) -> None:
+        """Start a sequence: ``V_{-1} = 0`` is allocated at the first step."""
+        super().reset_state(batch_size)
+        self._batch = int(batch_size)
+        self.V = None
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One KLIF step on ``x_t [B, ...]`` (the kernel's scalar update, :func:`klif_step`),
+        equal to ``forward(x)[t]``; the membrane ``self.V [B, ...]`` carries over.  Inference
+        and forward only: the online methods do not train KLIF."""
+        if is_smooth_mode():
+            raise ValueError(f"{self!r}: step-wise execution has no smooth mode")
+        x_t = self._check_input(np.asarray(x_t)[None])[0]
+        if getattr(self, "_batch", None) is None:
+            raise RuntimeError(f"{self!r}: call reset_state(batch_size) before step")
+        if x_t.shape[0] != self._batch:
+            raise ValueError(f"{self!r}: step input has batch {x_t.shape[0]}, reset_state "
+                             f"was given {self._batch}")
+        if self.training:
+            self.constrain()
+        dt = x_t.dtype.type
+        current = np.ascontiguousarray(x_t).reshape(-1)
+        if getattr(self, "V", None) is None:
+            self.V = np.zeros_like(current)
+        spikes = np.empty_like(current)
+        charge = np.empty_like(current)
+        klif_step(current, dt(self.tau), dt(self.k_value), dt(self.threshold), self.V, spikes,
+                  charge)
+        return spikes.reshape(x_t.shape)
+
+    def step_backward(self, grad_y_t):
+        raise ValueError(f"{self!r}: the online methods (OTTT, SAF) do not support KLIF; use "
+                         "LIF(tau=..., reset='subtract') or IF(reset='subtract')")
 
 
 class ClampedLIF(LIF):

@@ -52,14 +52,23 @@ class Linear(Module):
         dt = get_default_dtype()
         self.weight = Parameter(kaiming_uniform(rng, (out_features, in_features), in_features, dt))
         self.bias = Parameter(kaiming_uniform(rng, (out_features,), in_features, dt)) if bias else None
-        self._x = None
+        self._x = self._W = None
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
 
+    def effective_weight(self) -> np.ndarray:
+        """The weight the products use, ``[out, in]``: ``weight`` itself here; a
+        weight-standardised subclass returns its ``W_hat`` (what export writes)."""
+        return self.weight.data
+
+    def _add_weight_grad(self, dW: np.ndarray) -> None:
+        """Add ``dL/d(effective weight)`` into the parameters' gradients."""
+        self.weight.grad += dW
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x, feature_shape=(self.in_features,))
-        W = self.weight.data
+        W = self.effective_weight()
         if x.dtype != W.dtype:
             raise ValueError(f"{self!r}: input dtype {x.dtype} differs from weight dtype {W.dtype}")
         T, B = x.shape[:2]
@@ -74,31 +83,42 @@ class Linear(Module):
             if self.bias is not None:
                 y += self.bias.data
             y = y.reshape(T, B, self.out_features)
-        self._x = x if self.training else None
+        self._x, self._W = (x, W) if self.training else (None, None)
         return y
 
     def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
         self._require_cache("_x")
-        x, W = self._x, self.weight.data
+        return self.weight_backward(grad_y, self._x, need_input_grad)
+
+    def weight_backward(self, grad_y: np.ndarray, x: np.ndarray, need_input_grad: bool = True,
+                        bias_scale: float = 1.0):
+        """:meth:`backward` with the weight gradient taken against ``x`` instead of the cached
+        input: ``dW += g^T x``, ``db += bias_scale * sum g``, returns ``g W`` (the effective
+        weight of the last training forward).  The online methods pass a presynaptic trace
+        as ``x`` (docs/methods.md section 15).  ``x``, ``grad_y``: ``[T, B, in]``, ``[T, B, out]``.
+        """
+        self._require_cache("_W")
+        W = self._W
         T, B = x.shape[:2]
         if grad_y.shape != (T, B, self.out_features):
             raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected {(T, B, self.out_features)}")
         if is_static(x):
             g0 = grad_y.sum(axis=0)
-            self.weight.grad += g0.T @ x[0]
-            if self.bias is not None:
-                self.bias.grad += g0.sum(axis=0)
+            self._add_weight_grad(g0.T @ x[0])
+            gb = g0
         else:
             g2 = grad_y.reshape(T * B, self.out_features)
-            self.weight.grad += g2.T @ x.reshape(T * B, self.in_features)
-            if self.bias is not None:
-                self.bias.grad += g2.sum(axis=0)
+            self._add_weight_grad(g2.T @ x.reshape(T * B, self.in_features))
+            gb = g2
+        if self.bias is not None:
+            db = gb.sum(axis=0)
+            self.bias.grad += db if bias_scale == 1.0 else db * db.dtype.type(bias_scale)
         if not need_input_grad:
             return None
         return (grad_y.reshape(T * B, self.out_features) @ W).reshape(x.shape)
 
     def reset_cache(self) -> None:
-        self._x = None
+        self._x = self._W = None
 
 
 class Flatten(Module):
@@ -230,6 +250,26 @@ class Sequential(Module):
     def reset_cache(self) -> None:
         for layer in self.layers:
             layer.reset_cache()
+
+    # -- step-wise execution ---------------------------------------------------------------
+    def reset_state(self, batch_size: int) -> None:
+        """Start a sequence of ``batch_size`` samples in every layer."""
+        super().reset_state(batch_size)
+        for layer in self.layers:
+            layer.reset_state(batch_size)
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One time step through every layer: ``x_t [B, ...] -> y_t [B, n_out]``; calling it
+        for ``t = 0..T-1`` after :meth:`reset_state` gives ``forward(x)[t]``."""
+        for layer in self.layers:
+            x_t = layer.step(x_t)
+        return x_t
+
+    def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
+        """Every layer's :meth:`Module.step_backward`, last to first."""
+        for layer in reversed(self.layers):
+            grad_y_t = layer.step_backward(grad_y_t)
+        return grad_y_t
 
 
 def _accepts_flag(layer: Module) -> bool:

@@ -74,6 +74,27 @@ def per_step_cross_entropy(y: np.ndarray, labels, label_smoothing: float = 0.0):
     return loss, g.reshape(T, B, C).astype(y.dtype, copy=False)
 
 
+def ce_mse(o: np.ndarray, labels, c: float = 0.0):
+    """Loss of one step's logits ``o [B, C]`` for the online methods (docs/methods.md
+    section 15): ``(1 - c) CE(o, y) + c MSE(o, onehot(y))``.
+
+    CE is the batch mean of the cross-entropy; MSE the mean of the squared differences over all
+    ``B * C`` entries (``torch.nn.functional.mse_loss``).  Returns ``(loss, dL/do [B, C])``.
+    """
+    o = np.asarray(o)
+    labels = _check(o[None], labels, "ce_mse")
+    B, C = o.shape
+    loss, grad = _softmax_ce(o, labels, 0.0) if c != 1.0 else (0.0, np.zeros_like(o))
+    if c == 0.0:
+        return loss, grad
+    dt = o.dtype.type
+    diff = o.copy()
+    diff[np.arange(B), labels] -= 1
+    mse = float((diff.astype(np.float64) ** 2).mean())
+    return ((1 - c) * loss + c * mse,
+            dt(1 - c) * grad + dt(2 * c / (B * C)) * diff)
+
+
 LOSSES = {"rate_ce": rate_cross_entropy, "per_step_ce": per_step_cross_entropy}
 
 

@@ -60,6 +60,32 @@ class Module:
     def reset_cache(self) -> None:
         """Drop the arrays cached for backward (frees memory after inference)."""
 
+    # -- step-wise execution (online methods, streaming inference) --------------------------
+    def reset_state(self, batch_size: int) -> None:
+        """Start a new sequence of ``batch_size`` samples for :meth:`step`.
+
+        Stateless layers keep nothing; neurons zero their membrane (``v_{-1} = 0``) and
+        Dropout draws the sequence's mask at its next training step.
+        """
+        _check_batch_size(self, batch_size)
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One time step: ``x_t [B, *features] -> y_t [B, *features']``.
+
+        Equal to ``forward(x)[t]`` when called for ``t = 0..T-1`` after
+        :meth:`reset_state`.  The default runs :meth:`forward` on the one-step slice
+        ``x_t[None]`` (right for layers without state across steps); in training mode that
+        forward caches one step for :meth:`step_backward`.
+        """
+        x_t = np.asarray(x_t)
+        return self.forward(x_t[None])[0]
+
+    def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
+        """Backward through the last :meth:`step` only, the state before it held constant:
+        ``dL/dy_t [B, ...] -> dL/dx_t [B, ...]`` (the "through space" pass of the online
+        methods, docs/methods.md section 15).  Default: :meth:`backward` on ``[1, B, ...]``."""
+        return self.backward(np.asarray(grad_y_t)[None])[0]
+
     # -- parameters and state -------------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for name, value in vars(self).items():
@@ -149,6 +175,15 @@ class Module:
         for name in names:
             if getattr(self, name, None) is None:
                 raise RuntimeError(f"{self!r}: backward called without a training forward pass")
+
+
+def _check_batch_size(module, batch_size) -> int:
+    """``int(batch_size)`` after checking it is a positive integer (ValueError naming it)."""
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"{module!r}.reset_state: batch_size must be a positive integer, "
+                         f"got {batch_size!r}")
+    return int(batch_size)
 
 
 def is_static(x: np.ndarray) -> bool:

@@ -152,6 +152,8 @@ class LIF(Module):
         self.rng_given = rng is not None   # else fit gives it a stream of its own
         self.msg_mask = None
         self._u = self._s = None
+        self._batch = None
+        self.v = self.u = None     # step-wise state (reset_state / step)
 
     # -- options ----------------------------------------------------------------------------
     @property
@@ -352,6 +354,86 @@ class LIF(Module):
 
     def reset_cache(self) -> None:
         self._u = self._s = None
+
+    # -- step-wise execution -------------------------------------------------------------------
+    def reset_state(self, batch_size: int) -> None:
+        """Start a sequence: the membrane ``v_{-1} = 0`` is allocated at the first step."""
+        super().reset_state(batch_size)
+        self._batch = int(batch_size)
+        self.v = self.u = None
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One step of the canonical update (:func:`canonical_step`) on ``x_t [B, ...]``.
+
+        State: ``self.v`` (membrane after reset, ``[B, ...]``) carried between steps and
+        ``self.u`` (membrane before reset of this step, kept for :meth:`step_backward`).
+        Exactly ``forward(x)[t]``: the same operations in the same order as the fused kernel.
+        """
+        if is_smooth_mode():
+            raise ValueError(f"{self!r}: step-wise execution has no smooth mode")
+        x_t = self._check_input(np.asarray(x_t)[None])[0]
+        self._check_features((None, None) + x_t.shape[1:])
+        if getattr(self, "_batch", None) is None:
+            raise RuntimeError(f"{self!r}: call reset_state(batch_size) before step")
+        if x_t.shape[0] != self._batch:
+            raise ValueError(f"{self!r}: step input has batch {x_t.shape[0]}, reset_state "
+                             f"was given {self._batch}")
+        dt = x_t.dtype
+        current = x_t.reshape(x_t.shape[0], -1)
+        if self.input_gain != 1.0:
+            current = current * dt.type(self.input_gain)
+        beta, theta = self._flat_params(dt)
+        if current.shape[1] % max(beta.shape[0], theta.shape[0]):
+            raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
+                             f"input shape {x_t.shape}")
+        p = NeuronParams(beta=beta, theta=theta, reset=self.reset, v_reset=self.v_reset,
+                         v_min=getattr(self, "v_min", None), spikes=self.spikes)
+        v_prev = np.zeros_like(current) if self.v is None else self.v.reshape(current.shape)
+        u, s, v = canonical_step(v_prev, current, p)
+        self.u, self.v = u.reshape(x_t.shape), v.reshape(x_t.shape)
+        s = s.reshape(x_t.shape)
+        if self._amplitude_is_one():
+            return s
+        return s * self._amplitude_view(s.ndim + 1, dt)[0]
+
+    def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
+        """``dL/dI_t`` from ``dL/ds_t`` through this step only, with the previous membrane and
+        the reset held constant (OTTT's detached neuron, docs/methods.md section 15):
+        ``dL/dI_t = gain * g'(u_t - theta) * dL/ds_t``.  Binary spikes, amplitude 1 and no
+        learned beta/threshold/amplitude only (ValueError otherwise)."""
+        if self.u is None:
+            raise RuntimeError(f"{self!r}: step_backward called before step")
+        problem = online_unsupported(self)
+        if problem:
+            raise ValueError(f"{self!r}: step_backward does not support {problem}")
+        grad = np.asarray(grad_y_t, dtype=self.u.dtype)
+        if grad.shape != self.u.shape:
+            raise ValueError(f"{self!r}: gradient shape {grad.shape}, expected {self.u.shape}")
+        dt = self.u.dtype.type
+        theta = self.threshold_value().reshape(-1).astype(self.u.dtype)
+        u = self.u.reshape(self.u.shape[0], -1)
+        g = grad.reshape(u.shape) * self.surrogate.derivative(u - theta)
+        if self.input_gain != 1.0:
+            g = g * dt(self.input_gain)
+        return g.reshape(grad.shape)
+
+
+def online_unsupported(layer: LIF) -> str:
+    """What in ``layer`` the step-wise backward of the online methods cannot handle (an empty
+    string when nothing): they need binary spikes with amplitude 1 and no learned or MSG-masked
+    parameters."""
+    problems = []
+    if layer.spikes != "binary":
+        problems.append("ternary spikes")
+    if not layer._amplitude_is_one() or isinstance(layer.amplitude, Parameter):
+        problems.append("an output amplitude")
+    if layer.learn_beta:
+        problems.append("learn_beta")
+    if layer.learn_threshold:
+        problems.append("learn_threshold")
+    if layer.msg_p != 0.0:
+        problems.append("MSG masking (msg_p > 0)")
+    return ", ".join(problems)
 
 
 def _feature_shape(features, beta: np.ndarray, theta: np.ndarray):

@@ -292,6 +292,16 @@ class _BatchNorm(Module):
         self._x3 = self._mean = self._invstd = None
         self._shape = None
 
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        """One step ``x_t [B, C, ...]`` with the running statistics (eval mode, or
+        ``use_running_stats``); batch statistics span all T steps, so a training step is
+        refused (ValueError; online methods use ``WSLinear``/``WSConv2d`` instead)."""
+        if self.training and not self.use_running_stats:
+            raise ValueError(f"{self!r}: step-wise execution needs eval mode or "
+                             "use_running_stats=True (batch statistics span all T steps); for "
+                             "online training use WSLinear/WSConv2d instead of BatchNorm")
+        return super().step(x_t)
+
 
 class BatchNorm1d(_BatchNorm):
     """BatchNorm over features: ``[T, B, F]`` (or ``[T, B, C, L]``), statistics over T, B (and L).

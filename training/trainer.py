@@ -26,6 +26,7 @@ from snncore import encoding
 from snncore.fileio import check_output
 
 from . import losses
+from . import online as online_mod
 from . import two as two_mod
 from .checkpoint import (check_architecture, load_checkpoint, restore_rng, rng_state,
                          save_checkpoint)
@@ -232,9 +233,64 @@ def _check_gradients(named, epoch: int, batch: int) -> None:
                                    f"batch {batch + 1}; training stopped")
 
 
-def _extra(T, batch_size, seed, history: History) -> dict:
+METHODS = ("bptt",) + online_mod.ONLINE_METHODS
+
+
+def _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothing, decoder,
+                           net) -> None:
+    """ValueError (saying what to use) for a bad ``method`` or an option it does not take."""
+    if method not in METHODS:
+        raise ValueError(f"fit: unknown method {method!r}; choose one of {list(METHODS)}")
+    if method == "bptt":
+        if online_loss_c != 0.0:
+            raise ValueError("fit: online_loss_c applies to the online methods (ottt_a, ottt_o, "
+                             "saf_e, saf_f); BPTT uses loss=")
+        return
+    online_mod._check_c(online_loss_c)
+    if saf_rules not in online_mod.SAF_RULES:
+        raise ValueError(f"fit: saf_rules must be one of {list(online_mod.SAF_RULES)}, "
+                         f"got {saf_rules!r}")
+    if decoder != "mean":
+        raise ValueError(f"fit: decoder={decoder!r} is for BPTT; method={method!r} trains each "
+                         "step's output (use decoder='mean')")
+    if loss != "rate_ce" or label_smoothing != 0.0:
+        raise ValueError(f"fit: method={method!r} trains with the per-step loss "
+                         "(1 - c) CE + c MSE (set c with online_loss_c); leave loss='rate_ce' "
+                         "and label_smoothing=0 (they apply to BPTT and evaluation)")
+    online_mod.plan(net, method)     # the network's layers: ValueError naming the bad one
+
+
+def _online_batch(net, xb, yb, *, method, c, saf_rules, optimizer, clip_norm, constrained,
+                  named, epoch, b):
+    """One batch of an online method; returns ``(loss, score [B, C])``."""
+    params = [p for _, p in named]
+
+    def update(_params, _clip):
+        _check_gradients(named, epoch, b)
+        if clip_norm is not None:
+            norm = clip_grad_norm(params, clip_norm)
+            if not math.isfinite(norm):
+                raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
+                                       f"batch {b + 1}; training stopped")
+        optimizer.step()
+        for layer in constrained:
+            layer.constrain()
+
+    if method in online_mod.TRAIN_METHODS:
+        return online_mod._run(net, xb, yb, method, c, saf_rules, update=update)
+    value, score = online_mod._run(net, xb, yb, method, c, saf_rules)
+    if math.isfinite(value):
+        update(params, clip_norm)
+    return value, score
+
+
+def _extra(T, batch_size, seed, history: History, method="bptt", online_loss_c=0.0,
+           saf_rules="natural") -> dict:
     """The checkpoint's ``extra`` group: run settings and the TWO weights' history."""
-    extra = {"T": int(T), "batch_size": int(batch_size), "seed": int(seed)}
+    extra = {"T": int(T), "batch_size": int(batch_size), "seed": int(seed),
+             "method": str(method)}
+    if method != "bptt":
+        extra.update(online_loss_c=float(online_loss_c), saf_rules=str(saf_rules))
     if history.time_weights:
         extra["time_weights_history"] = np.stack(history.time_weights)
     return extra
@@ -286,8 +342,9 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         clip_norm: float | None = None, seed: int = 0, checkpoint=None, resume: bool = False,
         overwrite: bool = False, progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None,
         decoder: str = "mean", two_lam: float = 0.3, two_warmup: int = 5,
-        two_accuracy: str = "cumulative", msg_schedule=None) -> History:
-    """Train ``net`` by BPTT.
+        two_accuracy: str = "cumulative", msg_schedule=None, method: str = "bptt",
+        online_loss_c: float = 0.0, saf_rules: str = "natural") -> History:
+    """Train ``net`` by BPTT (the default) or by an online method.
 
     Args:
         net: network whose output is the readout ``[T, B, C]``.
@@ -323,6 +380,21 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         msg_schedule: a ``training.MSGSchedule``; ``msg_schedule.apply(net, epoch)`` sets
             every MSG layer's ``msg_p`` at the start of each epoch (recorded in
             ``history.msg_p``).
+        method: "bptt" (backpropagation through time, the default), or an online method of
+            ``training.online`` (docs/methods.md section 15): "ottt_a" (OTTT, gradients summed
+            over the steps, one update per batch), "ottt_o" (OTTT, one update per step),
+            "saf_e" (SAF-E, one update per step) or "saf_f" (SAF-F, one loss at the last step,
+            one update per batch).  Online methods train with the per-step loss
+            ``((1 - c) CE(o_t, y) + c MSE(o_t, onehot(y))) / T`` (SAF-F: on the accumulated
+            output), keep one step of state (memory independent of T), need a network
+            without BatchNorm (use WSLinear/WSConv2d) and LIF/IF layers with
+            ``reset="subtract"``, and take neither ``decoder="two"`` nor another ``loss`` or
+            ``label_smoothing`` (those apply to BPTT; ``loss`` still scores evaluation).
+            The training accuracy decodes ``sum_t o_t`` (SAF-F: the accumulated output).
+            The method is recorded in the checkpoint; resuming with another is refused.
+        online_loss_c: the MSE weight ``c`` in [0, 1] of the online loss (0 with BPTT).
+        saf_rules: SAF-E's layer-1 and bias gradients, "natural" (with the factor ``c_t``)
+            or "ottt" (OTTT's rules); see ``training.online.gradients``.
         After every optimiser step, each layer of ``net`` that defines ``constrain()`` has
         it called (to keep a learnable parameter in range).
     Returns:
@@ -349,6 +421,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         raise ValueError(f"decoder: 'two' weights the decoded output of loss='rate_ce', "
                          f"got loss={loss!r}")
     _check_msg_schedule(msg_schedule)
+    _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothing, decoder, net)
     enc = make_encoder(encoder, T)
     if use_two or getattr(net, "time_weights", None) is not None:
         net.time_weights = np.ones(int(T)) if use_two else None
@@ -369,6 +442,10 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             raise ValueError(f"checkpoint {ckpt_path} was written with decoder="
                              f"{'two' if not use_two else 'mean'!r}; resume it with that decoder "
                              f"(got decoder={decoder!r})")
+        saved_method = str((ck.extra or {}).get("method", "bptt"))
+        if saved_method != method:
+            raise ValueError(f"checkpoint {ckpt_path} was written by method={saved_method!r}; "
+                             f"resume it with that method (got method={method!r})")
         check_architecture(ckpt_path, ck.model_state, net.state_dict())
         net.load_state_dict(ck.model_state)
         optimizer.load_state_dict(ck.optimizer_state)
@@ -402,6 +479,26 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                 where = f"epoch {epoch + 1}, batch {b + 1}"
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 xb, yb = x[idx], labels[idx]
+                if method != "bptt":
+                    value, score = _online_batch(
+                        net, enc(xb, rng), yb, method=method, c=float(online_loss_c),
+                        saf_rules=saf_rules, optimizer=optimizer, clip_norm=clip_norm,
+                        constrained=constrained, named=named, epoch=epoch, b=b)
+                    if not math.isfinite(value):
+                        raise TrainingDiverged(
+                            f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training "
+                            "stopped" + (f"; the last good checkpoint {ckpt_path} (end of epoch "
+                                         f"{epoch}) is intact"
+                                         if ckpt_path is not None and ckpt_path.exists() else ""))
+                    if schedule is not None:
+                        schedule.step()
+                    step += 1
+                    sum_loss += value * len(idx)
+                    correct += int(np.sum(score.argmax(axis=1) == yb))
+                    seen += len(idx)
+                    if b % 10 == 0:
+                        bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+                    continue
                 optimizer.zero_grad()
                 y = net.forward(enc(xb, rng))
                 value, grad = loss_fn(y, yb)
@@ -462,7 +559,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                 save_checkpoint(ckpt_path, model_state=net.state_dict(), optimizer_state=optimizer.state_dict(),
                                 schedule_state=None if schedule is None else schedule.state_dict(),
                                 rng_state=states, epoch=epoch + 1, step=step, metrics=history.as_dict(),
-                                extra=_extra(T, batch_size, seed, history),
+                                extra=_extra(T, batch_size, seed, history, method,
+                                             online_loss_c, saf_rules),
                                 overwrite=True)  # this run's own checkpoint (checked above)
                 saved_epoch = epoch + 1
             if on_epoch_end is not None:
