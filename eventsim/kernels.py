@@ -287,8 +287,9 @@ def scatter_sumpool(wi, st, dsp, A, ev_idx, ev_val, k0, k1):
     window ``(oy, ox, c)`` containing it (ranges from the stage's
     :func:`eventsim.network.window_tables` at ``wi[st.toff:]``).  Average pooling is this
     followed by a multiplication by ``dtype(1/(kh*kw))`` when the destination space is read
-    (``POST_SCALE``), as the dense engine computes a window mean.  Returns the number of
-    synaptic events."""
+    (``POST_SCALE``), as the dense engine computes a window mean.  Blocks are touched even
+    when the space is wholly touched (``A.allt`` is not read: the drain clears them either
+    way).  Returns the number of synaptic events."""
     acc, mark, tlist, tcount = A.acc, A.mark, A.tlist, A.tcount
     s = st.dst
     Hi, Wi, C, Wo, t_off = st.Hi, st.Wi, st.Ci, st.Wo, st.toff
@@ -340,8 +341,9 @@ def scatter_maxpool(wi, st, dsp, A, ev_idx, ev_val, k0, k1, last, stamp):
 @njit(cache=True)
 def scatter_identity(s, dsp, A, ev_idx, ev_val, k0, k1):
     """``acc[dsp.off + i] += v`` into space ``s`` (``dsp``: its SPACE record; ``A``: the
-    Accum), touching the blocks (a population fed directly by another, or a pooled result
-    handed on to its population).  Returns the number of events."""
+    Accum), touching the blocks even when the space is wholly touched (a population fed
+    directly by another, or a pooled result handed on to its population).  Returns the
+    number of events."""
     acc, mark, tlist, tcount = A.acc, A.mark, A.tlist, A.tcount
     a_off, bs, m_off = dsp.off, dsp.bs, dsp.boff
     for k in range(k0, k1):
@@ -602,7 +604,8 @@ def catch_up(pop, t, lf, V, L, cst, nbeta, powrow, leak):
     ``gap`` steps since, exactly as the lazy update would when it is next touched: ``leak``
     ``LEAK_POWER`` multiplies once by ``powrow[gap]`` (the population's ``beta**gap``; then
     clamps to ``v_min``), else :func:`free_steps` with the neuron's ``nbeta`` (skipped when
-    ``beta == 1``).  Populations with per-neuron beta always step."""
+    ``beta == 1``: the state already satisfies ``v >= v_min``, as every update leaves it, so
+    the clamp would change nothing).  Populations with per-neuron beta always step."""
     no = np.uint64(pop.noff)
     has_vmin, v_min = pop.has_vmin != 0, pop.v_min
     power = leak == LEAK_POWER and not pop.pn
