@@ -260,21 +260,27 @@ def _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothi
     online_mod.plan(net, method)     # the network's layers: ValueError naming the bad one
 
 
+def _apply_update(named, params, optimizer, clip_norm, constrained, epoch: int, b: int) -> None:
+    """Check the gradients, clip their norm (``clip_norm``), step the optimiser and keep
+    constrained parameters in range (``constrained``: layers with ``constrain()``)."""
+    _check_gradients(named, epoch, b)
+    if clip_norm is not None:
+        norm = clip_grad_norm(params, clip_norm)
+        if not math.isfinite(norm):
+            raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
+                                   f"batch {b + 1}; training stopped")
+    optimizer.step()
+    for layer in constrained:
+        layer.constrain()
+
+
 def _online_batch(net, xb, yb, *, method, c, saf_rules, optimizer, clip_norm, constrained,
                   named, epoch, b):
     """One batch of an online method; returns ``(loss, score [B, C])``."""
     params = [p for _, p in named]
 
     def update(_params, _clip):
-        _check_gradients(named, epoch, b)
-        if clip_norm is not None:
-            norm = clip_grad_norm(params, clip_norm)
-            if not math.isfinite(norm):
-                raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
-                                       f"batch {b + 1}; training stopped")
-        optimizer.step()
-        for layer in constrained:
-            layer.constrain()
+        _apply_update(named, params, optimizer, clip_norm, constrained, epoch, b)
 
     if method in online_mod.TRAIN_METHODS:
         return online_mod._run(net, xb, yb, method, c, saf_rules, update=update)
@@ -508,15 +514,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                         + (f"; the last good checkpoint {ckpt_path} (end of epoch {epoch}) is intact"
                            if ckpt_path is not None and ckpt_path.exists() else ""))
                 net.backward(grad, need_input_grad=False)
-                _check_gradients(named, epoch, b)
-                if clip_norm is not None:
-                    norm = clip_grad_norm(params, clip_norm)
-                    if not math.isfinite(norm):
-                        raise TrainingDiverged(f"gradient norm became {norm} at epoch {epoch + 1}, "
-                                               f"batch {b + 1}; training stopped")
-                optimizer.step()
-                for layer in constrained:
-                    layer.constrain()
+                _apply_update(named, params, optimizer, clip_norm, constrained, epoch, b)
                 if schedule is not None:
                     schedule.step()
                 step += 1
