@@ -281,15 +281,17 @@ def export(net: Sequential, path, *, input_shape, T: int, encoding: str = "direc
 def to_network(model: mf.Model) -> Sequential:
     """Rebuild a dense-engine network (eval mode) computing exactly what ``model`` does.
 
-    Extra delayed connections are not supported by the dense engine yet (ValueError).
-    Returns a Sequential whose output ``[T, B, n_out]`` is the readout's per-step input;
-    a leaky readout (``beta > 0``) is not supported here.
+    A connection from a binary spiking layer (without ``v_min``) to itself with ``delay = 1``
+    and a dense projection becomes a :class:`training.RecurrentLIF` (what ``to_model`` writes
+    for one); other delayed connections (feedback between layers, longer delays, sparse, a
+    second connection onto a layer) are refused (ValueError).  Returns a Sequential whose
+    output ``[T, B, n_out]`` is the readout's per-step input; a leaky readout (``beta > 0``)
+    is not supported here.
     """
     Conv2d, *_ , AvgPool2d, MaxPool2d, _ = _layer_types()
-    if model.connections:
-        raise ValueError("to_network: the dense engine has no recurrent/feedback projections yet")
-    layers: list[Module] = []
     shapes = mf.validate(model)
+    recurrent = _recurrent_connections(model)
+    layers: list[Module] = []
     for i, rec in enumerate(model.layers):
         if isinstance(rec, mf.Dense):
             n_out, n_in = rec.weight.shape
@@ -310,6 +312,8 @@ def to_network(model: mf.Model) -> Sequential:
             layers.append(MaxPool2d(tuple(rec.kernel), stride=tuple(rec.stride)))
         elif isinstance(rec, mf.Flatten):
             layers.append(Flatten())
+        elif i in recurrent:
+            layers.append(_recurrent_layer(rec, recurrent[i], shapes[i]))
         elif isinstance(rec, mf.Spiking) and rec.spikes == "binary" and rec.v_min is not None:
             layers.append(ClampedLIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset,
                                      v_reset=rec.v_reset, v_min=rec.v_min))   # e.g. a KLIF
@@ -322,6 +326,42 @@ def to_network(model: mf.Model) -> Sequential:
                 raise ValueError("to_network: a leaky readout is not supported by the dense engine")
     net = Sequential(*layers)
     return net.eval()
+
+
+def _recurrent_connections(model: mf.Model) -> dict:
+    """``{layer index: Dense projection}`` of the delay-1 dense self-connections of binary
+    spiking layers without ``v_min`` (ValueError naming any other connection)."""
+    found: dict = {}
+    for k, c in enumerate(model.connections):
+        rec = model.layers[c.target]
+        if (c.source != c.target or c.delay != 1 or not isinstance(c.projection, mf.Dense)
+                or rec.spikes != "binary" or rec.v_min is not None or c.target in found):
+            raise ValueError(f"to_network: connections[{k}] (source {c.source}, target "
+                             f"{c.target}, delay {c.delay}, {c.projection.kind}): the dense "
+                             "engine runs only one dense delay-1 connection of a binary spiking "
+                             "layer (without v_min) to itself (a RecurrentLIF)")
+        found[c.target] = c.projection
+    return found
+
+
+def _recurrent_layer(rec: mf.Spiking, proj: mf.Dense, shape) -> RecurrentLIF:
+    """A fixed RecurrentLIF computing what spiking layer ``rec`` with the self-connection
+    ``proj`` does (features of ``shape``, flattened)."""
+    n = int(np.prod(shape))
+    if len(shape) != 1:
+        raise ValueError(f"to_network: a recurrent spiking layer needs flat features [n], got "
+                         f"shape {tuple(shape)}")
+
+    def values(v):
+        return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).reshape(n)
+    layer = RecurrentLIF(n, beta=values(rec.beta), threshold=values(rec.theta), reset=rec.reset,
+                         v_reset=rec.v_reset, bias=proj.bias is not None)
+    layer.recurrent_weight.data = np.ascontiguousarray(proj.weight)
+    layer.recurrent_weight.grad = np.zeros_like(layer.recurrent_weight.data)
+    if proj.bias is not None:
+        layer.bias.data = np.ascontiguousarray(proj.bias)
+        layer.bias.grad = np.zeros_like(layer.bias.data)
+    return layer
 
 
 def _spiking_layer(rec: mf.Spiking, shape) -> LIF:

@@ -376,3 +376,38 @@ def test_export_file_roundtrip_and_cuba_refused(tmp_path):
     with pytest.raises(ValueError, match="no weight layer before it"):
         training.to_model(training.Sequential(RecurrentLIF(3), training.Linear(3, 2)),
                           input_shape=(3,), T=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_network_rebuilds_recurrent_layers(dtype):
+    """A delay-1 dense self-connection comes back as a RecurrentLIF: the rebuilt network gives
+    the trained one's output bit for bit (dyadic weights), and exports to the same model."""
+    rng = np.random.default_rng(23)
+    net = dyadic_recurrent_net(rng, dtype, "hard")
+    x = training.encoding.direct(rng.integers(0, 9, (16, 12)) / 8, 6, dtype=dtype)
+    model = training.to_model(net, input_shape=(12,), T=6, dtype=dtype)
+    rebuilt = training.to_network(model)
+    assert isinstance(rebuilt.layers[1], RecurrentLIF) and rebuilt.layers[3].tau is None
+    np.testing.assert_array_equal(rebuilt.forward(x), net.forward(x))
+    again = training.to_model(rebuilt, input_shape=(12,), T=6, dtype=dtype)
+    for c, d in zip(again.connections, model.connections):
+        assert (c.source, c.target, c.delay) == (d.source, d.target, d.delay)
+        np.testing.assert_array_equal(c.projection.weight, d.projection.weight)
+        np.testing.assert_array_equal(c.projection.bias, d.projection.bias)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(delay=2), "delay 2"),
+    (dict(target=3), "source 1, target 3"),
+])
+def test_to_network_refuses_other_connections(change, match):
+    import dataclasses
+
+    rng = np.random.default_rng(24)
+    model = training.to_model(dyadic_recurrent_net(rng, np.float32), input_shape=(12,), T=4)
+    c = model.connections[0]
+    if "target" in change:   # a feedback projection 1 -> 3 needs a [10, 16] weight
+        change = dict(change, projection=mf.Dense(weight=np.zeros((10, 16), np.float32)))
+    bad = dataclasses.replace(model, connections=[dataclasses.replace(c, **change)])
+    with pytest.raises(ValueError, match=match + r".*only one dense delay-1 connection"):
+        training.to_network(bad)
