@@ -91,6 +91,11 @@ class _RecurrentNeuron(Module):
             raise ValueError(f"{name}: reset must be 'hard' or 'subtract', got {reset!r}")
         if not np.isfinite(v_reset):
             raise ValueError(f"{name}: v_reset must be finite, got {v_reset}")
+        for flag, key in ((learn_alpha, "alpha"), (learn_beta, "beta"),
+                          (learn_threshold, "threshold")):
+            if flag and arrays[key].ndim == 1 and not per_neuron:
+                raise ValueError(f"{name}: learn_{key} with per-neuron values of {key} needs "
+                                 "per_neuron=True")
         for flag, key in ((learn_alpha, "alpha"), (learn_beta, "beta")):
             if flag and not (np.all(arrays[key] > 0.0) and np.all(arrays[key] < 1.0)):
                 raise ValueError(f"{name}: learn_{key} needs 0 < {key} < 1 ({key} = sigmoid(w)), "

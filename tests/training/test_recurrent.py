@@ -252,6 +252,8 @@ def test_fit_trains_a_recurrent_network():
     (lambda: RecurrentLIF(4, reset="soft"), "reset must be 'hard' or 'subtract'"),
     (lambda: RecurrentLIF(4, beta=1.0, learn_beta=True), "learn_beta needs 0 < beta < 1"),
     (lambda: RecurrentLIF(4, beta=[0.5, 0.5]), r"beta must be a number or an array of shape"),
+    (lambda: RecurrentLIF(2, threshold=[1.0, 0.5], learn_threshold=True),
+     "learn_threshold with per-neuron values of threshold needs per_neuron=True"),
     (lambda: CubaLIF(1.5, 0.5), r"alpha must lie in \[0, 1\]"),
     (lambda: CubaLIF(0.5, -0.5), r"beta must lie in \[0, 1\]"),
     (lambda: CubaLIF(0.5, 0.5, threshold=0), "threshold must be a positive"),
@@ -411,3 +413,16 @@ def test_to_network_refuses_other_connections(change, match):
     bad = dataclasses.replace(model, connections=[dataclasses.replace(c, **change)])
     with pytest.raises(ValueError, match=match + r".*only one dense delay-1 connection"):
         training.to_network(bad)
+
+
+def test_per_neuron_values_and_learning(float64):
+    """Fixed per-neuron beta/threshold arrays, and learned per-neuron values starting from
+    them: the learned layer computes what the fixed one does, and its gradients pass FD."""
+    beta, theta = np.array([0.5, 0.7, 0.9, 0.6, 0.8]), np.array([0.4, 0.6, 0.8, 1.0, 0.5])
+    fixed = RecurrentLIF(5, beta=beta, threshold=theta, rng=5)
+    learned = RecurrentLIF(5, beta=beta, threshold=theta, learn_beta=True,
+                           learn_threshold=True, per_neuron=True, rng=5)
+    x = inputs(11)
+    np.testing.assert_array_equal(fixed.forward(x), learned.forward(x))
+    assert learned.beta.shape == (5,) and learned.params.theta.shape == (5,)
+    check_module_gradients(learned, x)
