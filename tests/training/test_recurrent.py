@@ -426,3 +426,13 @@ def test_per_neuron_values_and_learning(float64):
     np.testing.assert_array_equal(fixed.forward(x), learned.forward(x))
     assert learned.beta.shape == (5,) and learned.params.theta.shape == (5,)
     check_module_gradients(learned, x)
+
+
+def test_to_network_refuses_two_connections_onto_one_layer():
+    import dataclasses
+
+    model = training.to_model(dyadic_recurrent_net(np.random.default_rng(25), np.float32),
+                              input_shape=(12,), T=4)
+    bad = dataclasses.replace(model, connections=[model.connections[0]] * 2)
+    with pytest.raises(ValueError, match=r"connections\[1\].*only one dense delay-1 connection"):
+        training.to_network(bad)
