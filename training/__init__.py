@@ -12,6 +12,7 @@ from .pooling import AvgPool2d, MaxPool2d
 from .module import Module, Parameter
 from .neurons import IF, LIF, NeuronParams, canonical_step
 from .klif import KLIF
+from .recurrent import CubaLIF, RecurrentLIF
 from .ws import Scale, WSConv2d, WSLinear
 from snncore import datasets, encoding
 from . import losses, msg, optim, surrogates
@@ -22,7 +23,7 @@ from . import online
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Flatten", "Conv2d", "AvgPool2d", "MaxPool2d",
-    "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "KLIF", "NeuronParams",
+    "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "KLIF", "RecurrentLIF", "CubaLIF", "NeuronParams",
     "canonical_step", "WSLinear", "WSConv2d", "Scale", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "losses", "surrogates", "online", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
 ]

@@ -32,6 +32,7 @@ from .layers import Flatten, Linear, Sequential
 from .module import Module
 from .klif import KLIF, ClampedLIF
 from .neurons import LIF
+from .recurrent import CubaLIF, RecurrentLIF
 
 
 def _layer_types():
@@ -66,6 +67,7 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
     if not isinstance(net, Sequential):
         raise TypeError(f"export expects a training.Sequential, got {type(net).__name__}")
     records: list = []
+    connections: list = []   # delayed projections (a RecurrentLIF's recurrent weight)
     origins: list = []  # one mf.Origin per record: where it came from in net.layers
     last_weight = None  # index in records of the weight layer feeding the next neuron
     pending = None      # amplitude of the last LIF, not yet folded into a weight layer
@@ -114,6 +116,16 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             else:
                 pending.values = pending.values * c
             continue
+        elif isinstance(layer, CubaLIF):
+            raise ValueError(f"export: {where}: CubaLIF is not exportable yet (the model file and "
+                             "the simulator have no synaptic current state i_t = alpha i_(t-1) "
+                             "+ I_t)")
+        elif isinstance(layer, RecurrentLIF):
+            if pending is not None:
+                raise ValueError(f"export: {where} follows a LIF with an output amplitude that "
+                                 "no weight layer could absorb")
+            connections.append(_export_recurrent(layer, records, last_weight, where, dtype))
+            last_weight = None
         elif isinstance(layer, LIF):
             if last_weight is None:
                 raise ValueError(f"export: {where} has no weight layer before it")
@@ -150,6 +162,7 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
     records.append(mf.Readout(beta=0.0, time_weights=tw))
     origins.append(None)  # the readout integrator has no layer of its own in the Sequential
     model = mf.Model(input_shape=tuple(input_shape), layers=records, T=int(T), encoding=encoding,
+                     connections=connections,
                      metadata={k: v for k, v in metadata.items() if v is not None},
                      origins=origins)
     mf.validate(model)
@@ -169,6 +182,32 @@ def _export_klif(layer, records: list, last_weight, where: str, dtype) -> None:
         None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
     records.append(mf.Spiking(beta=layer.beta, theta=layer.threshold, reset="hard",
                               v_reset=0.0, v_min=0.0, spikes="binary"))
+
+
+def _export_recurrent(layer, records: list, last_weight, where: str, dtype) -> mf.Connection:
+    """Append the spiking layer of a RecurrentLIF (docs/methods.md section 16) and return its
+    recurrent projection: a delay-1 connection from that layer to itself holding
+    ``gain * recurrent_weight`` (``[F, F]``, target by source) and ``gain * bias``; the input
+    gain (``1/tau`` in the tau form) is also folded into ``records[last_weight]``.  The
+    simulator delivers the spikes of step t - 1 into the current of step t, which is
+    ``W s_{t-1}`` of the dense engine; the bias is added at every step, as ``b`` is."""
+    if last_weight is None:
+        raise ValueError(f"export: {where} has no weight layer before it")
+    g = np.float64(layer.input_gain)
+    if g != 1.0:
+        prev = records[last_weight]
+        records[last_weight] = _replace_wb(
+            prev, _as_float(prev.weight.astype(np.float64) * g, dtype),
+            None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
+    p = layer.params
+    records.append(mf.Spiking(beta=_neuron_values(p.beta, dtype),
+                              theta=_neuron_values(p.theta, dtype), reset=p.reset,
+                              v_reset=p.v_reset, v_min=None, spikes="binary"))
+    m = len(records) - 1
+    W = layer.recurrent_weight.data.astype(np.float64) * g
+    b = None if layer.bias is None else _as_float(layer.bias.data.astype(np.float64) * g, dtype)
+    return mf.Connection(source=m, target=m, delay=1,
+                         projection=mf.Dense(weight=_as_float(W, dtype), bias=b))
 
 
 class _Amplitude:
@@ -242,15 +281,17 @@ def export(net: Sequential, path, *, input_shape, T: int, encoding: str = "direc
 def to_network(model: mf.Model) -> Sequential:
     """Rebuild a dense-engine network (eval mode) computing exactly what ``model`` does.
 
-    Extra delayed connections are not supported by the dense engine yet (ValueError).
-    Returns a Sequential whose output ``[T, B, n_out]`` is the readout's per-step input;
-    a leaky readout (``beta > 0``) is not supported here.
+    A connection from a binary spiking layer (without ``v_min``) to itself with ``delay = 1``
+    and a dense projection becomes a :class:`training.RecurrentLIF` (what ``to_model`` writes
+    for one); other delayed connections (feedback between layers, longer delays, sparse, a
+    second connection onto a layer) are refused (ValueError).  Returns a Sequential whose
+    output ``[T, B, n_out]`` is the readout's per-step input; a leaky readout (``beta > 0``)
+    is not supported here.
     """
     Conv2d, *_ , AvgPool2d, MaxPool2d, _ = _layer_types()
-    if model.connections:
-        raise ValueError("to_network: the dense engine has no recurrent/feedback projections yet")
-    layers: list[Module] = []
     shapes = mf.validate(model)
+    recurrent = _recurrent_connections(model)
+    layers: list[Module] = []
     for i, rec in enumerate(model.layers):
         if isinstance(rec, mf.Dense):
             n_out, n_in = rec.weight.shape
@@ -271,6 +312,8 @@ def to_network(model: mf.Model) -> Sequential:
             layers.append(MaxPool2d(tuple(rec.kernel), stride=tuple(rec.stride)))
         elif isinstance(rec, mf.Flatten):
             layers.append(Flatten())
+        elif i in recurrent:
+            layers.append(_recurrent_layer(rec, recurrent[i], shapes[i]))
         elif isinstance(rec, mf.Spiking) and rec.spikes == "binary" and rec.v_min is not None:
             layers.append(ClampedLIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset,
                                      v_reset=rec.v_reset, v_min=rec.v_min))   # e.g. a KLIF
@@ -283,6 +326,42 @@ def to_network(model: mf.Model) -> Sequential:
                 raise ValueError("to_network: a leaky readout is not supported by the dense engine")
     net = Sequential(*layers)
     return net.eval()
+
+
+def _recurrent_connections(model: mf.Model) -> dict:
+    """``{layer index: Dense projection}`` of the delay-1 dense self-connections of binary
+    spiking layers without ``v_min`` (ValueError naming any other connection)."""
+    found: dict = {}
+    for k, c in enumerate(model.connections):
+        rec = model.layers[c.target]
+        if (c.source != c.target or c.delay != 1 or not isinstance(c.projection, mf.Dense)
+                or rec.spikes != "binary" or rec.v_min is not None or c.target in found):
+            raise ValueError(f"to_network: connections[{k}] (source {c.source}, target "
+                             f"{c.target}, delay {c.delay}, {c.projection.kind}): the dense "
+                             "engine runs only one dense delay-1 connection of a binary spiking "
+                             "layer (without v_min) to itself (a RecurrentLIF)")
+        found[c.target] = c.projection
+    return found
+
+
+def _recurrent_layer(rec: mf.Spiking, proj: mf.Dense, shape) -> RecurrentLIF:
+    """A fixed RecurrentLIF computing what spiking layer ``rec`` with the self-connection
+    ``proj`` does (features of ``shape``, flattened)."""
+    n = int(np.prod(shape))
+    if len(shape) != 1:
+        raise ValueError(f"to_network: a recurrent spiking layer needs flat features [n], got "
+                         f"shape {tuple(shape)}")
+
+    def values(v):
+        return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).reshape(n)
+    layer = RecurrentLIF(n, beta=values(rec.beta), threshold=values(rec.theta), reset=rec.reset,
+                         v_reset=rec.v_reset, bias=proj.bias is not None)
+    layer.recurrent_weight.data = np.ascontiguousarray(proj.weight)
+    layer.recurrent_weight.grad = np.zeros_like(layer.recurrent_weight.data)
+    if proj.bias is not None:
+        layer.bias.data = np.ascontiguousarray(proj.bias)
+        layer.bias.grad = np.zeros_like(layer.bias.data)
+    return layer
 
 
 def _spiking_layer(rec: mf.Spiking, shape) -> LIF:
