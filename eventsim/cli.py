@@ -205,6 +205,8 @@ def _layer_info(i: int, layer, shape) -> dict:
         d.update(beta=_per_layer_or_range(layer.beta), theta=_per_layer_or_range(layer.theta),
                  reset=layer.reset, v_reset=layer.v_reset,
                  v_min=layer.v_min, spikes=layer.spikes)
+        if layer.alpha is not None:   # a current-based neuron (format 4)
+            d["alpha"] = _per_layer_or_range(layer.alpha)
     elif isinstance(layer, mf.Readout):
         d.update(beta=layer.beta, time_weights="uniform" if layer.time_weights is None else "stored")
     else:
@@ -275,6 +277,10 @@ def _neuron_text(d: dict) -> str:
     """The neuron parameters of a spiking or readout layer's info, one line."""
     if d["kind"] == "spiking":
         parts = [f"beta={_num(d['beta'])}", f"theta={_num(d['theta'])}", f"reset={d['reset']}"]
+        if d.get("alpha") is not None:
+            a = d["alpha"]
+            parts.insert(0, "alpha=" + (f"[{_num(a[0])}, {_num(a[1])}]" if isinstance(a, list)
+                                        else _num(a)))
         if d["reset"] == "hard":
             parts.append(f"v_reset={_num(d['v_reset'])}")
         if d["v_min"] is not None:

@@ -543,6 +543,32 @@ def update_all_per_neuron(pop, src, a_off, V, U, cst, flags, nbeta, ntheta):
         flags[i] = f
 
 
+@njit(cache=True)
+def update_all_cuba(pop, src, a_off, V, U, Isyn, cst, flags, npar):
+    """Every neuron of current-based population ``pop`` (its POP record, ``cuba = 1``) updated
+    for one step, as the dense engine's ``training.CubaLIF`` (docs/methods.md section 16):
+    ``i = alpha * i_prev + (src[a_off + i] + cst)`` (the input cleared), then
+    :func:`neuron_step` charges the membrane with ``i``.  ``npar = (nalpha, nbeta, ntheta)``:
+    every neuron's parameters at ``pop.noff + i`` (uniform populations repeat theirs), as the
+    state ``V``/``U``/``Isyn`` (synaptic current, ``i_{-1} = 0``) and ``cst``.  Spikes to
+    ``flags[i]`` (int8); ``u`` to ``U`` only when neurons are recorded.  The population is
+    updated at every step (never lazily), so no catch-up is needed."""
+    nalpha, nbeta, ntheta = npar
+    n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
+    reset, v_reset, v_min = pop.reset, pop.v_reset, pop.v_min
+    has_vmin, tern, keep_u = pop.has_vmin != 0, pop.ternary != 0, pop.recn > 0
+    for i in range(np.uint64(n)):
+        c = nalpha[no + i] * Isyn[no + i] + (src[ao + i] + cst[no + i])
+        u, f, vn = neuron_step(V[no + i], c, nbeta[no + i], ntheta[no + i], reset, v_reset,
+                               has_vmin, v_min, tern)
+        src[ao + i] = 0
+        Isyn[no + i] = c
+        if keep_u:
+            U[no + i] = u
+        V[no + i] = vn
+        flags[i] = f
+
+
 # bit positions of the lowest set bit, by de Bruijn multiplication (collect_spikes)
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _DEBRUIJN_POS = np.zeros(64, np.int64)

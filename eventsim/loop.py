@@ -45,7 +45,7 @@ from .kernels import (DRIVE_NONE, DRIVE_STEPS, HARD_RESET, K_CONV, K_DENSE, K_MA
                       delay_push, dense_window, drain, free_steps, neuron_step, predict_steps,
                       scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
                       scatter_sparse, scatter_sumpool, step_end, touch, update_all,
-                      update_all_per_neuron, wake_push, wake_remove)
+                      update_all_cuba, update_all_per_neuron, wake_push, wake_remove)
 from .tables import (Accum, DelayRing, Delivery, Modes, Neurons, Output, Scratch, SpikeList,
                      SpikeRing, State, WakeQueue)
 
@@ -93,7 +93,7 @@ def new_state(tab, T, leak, n_win):
     A = Accum(np.zeros(sz.acc, dt), np.zeros(sz.blocks, np.uint8), np.zeros(sz.blocks, np.int64),
               np.zeros(S, np.int64), np.zeros(S, np.bool_))
     nrn = Neurons(np.zeros(nN, dt), np.zeros(nN, dt), np.full(nN, -1, np.int64), np.zeros(nN, dt),
-                  np.full(Q, -1, np.int64))
+                  np.full(Q, -1, np.int64), np.zeros(nN, dt))
     wake = WakeQueue(np.full(Q * T, -1, np.int64), np.full(nN, -1, np.int64),
                      np.full(nN, -1, np.int64), np.full(nN, -1, np.int64), np.zeros(nN, np.int64))
     ring = SpikeRing(np.zeros(sz.ring, np.int64), np.zeros(sz.ring, dt),
@@ -201,11 +201,12 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
     and the drive of step 0, choose each population's mode (``S.modes``) and queue the first
     predicted crossings of lazily updated driven neurons."""
     pops = tab.pops
-    V, U, L, cst, lfull = S.nrn
+    V, U, L, cst, lfull, Isyn = S.nrn
     head, _, _, wake_t, period = S.wake
     lazy, driven_q, _, _, ring_div, whole_ok = S.modes
     V[:] = 0
     U[:] = 0
+    Isyn[:] = 0
     L[:] = -1
     wake_t[:] = -1
     head[:] = -1
@@ -229,6 +230,8 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
                     break
             driven_q[q] = driven
             lazy[q] = not driven or (predict and not (q == q0 and inp.drive_mode == DRIVE_STEPS))
+            if pop.cuba != 0:   # current-based: every step (its current decays on its own)
+                lazy[q] = False
             if driven and lazy[q]:
                 _queue_first_crossings(q, T, tab, cst, V, S.wake)
     for q in range(pops.shape[0]):
@@ -614,13 +617,17 @@ def _next_crossing(t, T, c, vn, sp, vr, nprm, predict, per_v, i):
 
 
 @njit(cache=True, inline="always")
-def update_every(pop, src, off, V, U, cst, aux, dst):
+def update_every(pop, src, off, V, U, cst, aux, dst, cuba):
     """Every neuron of population ``pop`` (record) updated at once, without catch-up (it is
     updated at every step): input ``src[off:]``, state ``V/U/cst``; ``aux = (flags, powtab,
-    leak, nbeta, ntheta)``; spikes to ``dst = (out_i, out_v, rbase)``; returns their count."""
+    leak, nbeta, ntheta)``; spikes to ``dst = (out_i, out_v, rbase)``; ``cuba = (nalpha,
+    I)``: what a current-based population (``pop.cuba``) also reads and writes (every
+    neuron's alpha, the synaptic currents); returns the spike count."""
     flags, _, _, nbeta, ntheta = aux
     out_i, out_v, rbase = dst
-    if pop.pn:
+    if pop.cuba:
+        update_all_cuba(pop, src, off, V, U, cuba[1], cst, flags, (cuba[0], nbeta, ntheta))
+    elif pop.pn:
         update_all_per_neuron(pop, src, off, V, U, cst, flags, nbeta, ntheta)
     else:
         update_all(pop, src, off, V, U, cst, flags)
@@ -744,7 +751,8 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
             c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase), aux)
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         elif not lazy[q]:   # every neuron every step
-            c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase))
+            c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase),
+                             (tab.nalpha, nrn.I))
             lfull[q] = t
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
@@ -881,7 +889,8 @@ def layer_steps(lp, cur, tab, inp, S, opts, out, lm, src):
             c = full_pass(q, t, T, pop, nrn, wake, src_a, src_off, (out_i, out_v, lm_n), aux)
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         elif pop.kind == POP_SPIKING and not lazy[q]:   # every neuron every step
-            c = update_every(pop, src_a, src_off, V, U, cst, aux, (out_i, out_v, lm_n))
+            c = update_every(pop, src_a, src_off, V, U, cst, aux, (out_i, out_v, lm_n),
+                             (tab.nalpha, nrn.I))
             lfull[q] = t
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         else:

@@ -254,8 +254,8 @@ class CompiledNetwork:
         pop_perm: per population, internal -> canonical neuron index.
         input_inv: canonical -> internal index of the input space.
         tables (``pops, spaces, stages, edges, bundles, sizes``: record arrays of
-        ``eventsim.tables``; ``edge_stage, wf, wi, const_all, const_conn, nbeta, ntheta``): what
-        :func:`eventsim.loop.run_batch` runs on.
+        ``eventsim.tables``; ``edge_stage, wf, wi, const_all, const_conn, nbeta, ntheta,
+        nalpha``): what :func:`eventsim.loop.run_batch` runs on.
         stage_labels: ``"layers[i]"`` / ``"connections[k]"`` of each stage (None: identity).
     """
 
@@ -480,7 +480,7 @@ class CompiledNetwork:
         # populations
         noff = ring = ringc = 0
         pop_t = np.zeros(len(pops), dtype=TB.pop_dtype(dt))
-        const_all, const_conn, nbeta, ntheta = [], [], [], []
+        const_all, const_conn, nbeta, ntheta, nalpha = [], [], [], [], []
         for q, p in enumerate(pops):
             rec = p["rec"]
             row = pop_t[q:q + 1]
@@ -501,10 +501,17 @@ class CompiledNetwork:
                 row["theta"] = np.nan if per_neuron else theta[0]
                 row["v_reset"] = dt.type(rec.v_reset)
                 row["v_min"] = dt.type(0.0 if rec.v_min is None else rec.v_min)
+                alpha = np.zeros(p["n"], dt)
+                if rec.alpha is not None:   # current-based: updated at every step
+                    alpha = _neuron_values(rec.alpha, perm, dt)
+                    row["cuba"] = 1
+                    row["alpha"] = np.nan if isinstance(rec.alpha, np.ndarray) else alpha[0]
             else:
                 row["kind"] = TB.POP_READOUT
                 row["beta"] = dt.type(rec.beta)
                 beta, theta = np.full(p["n"], row["beta"][0], dt), np.zeros(p["n"], dt)
+                alpha = np.zeros(p["n"], dt)
+            nalpha.append(alpha)
             nbeta.append(beta)
             ntheta.append(theta)
             noff += p["n"]
@@ -545,6 +552,7 @@ class CompiledNetwork:
         self.const_conn = np.ascontiguousarray(np.concatenate(const_conn), dtype=dt)
         self.nbeta = np.ascontiguousarray(np.concatenate(nbeta), dtype=dt)
         self.ntheta = np.ascontiguousarray(np.concatenate(ntheta), dtype=dt)
+        self.nalpha = np.ascontiguousarray(np.concatenate(nalpha), dtype=dt)
         sizes = np.zeros(1, dtype=TB.SIZES_DTYPE)
         for name, value in (("acc", off), ("blocks", boff), ("neurons", noff), ("ring", ring),
                             ("ringc", ringc), ("mp", mp_off), ("bring", ring_off),

@@ -356,7 +356,8 @@ class Simulator:
 
         tables = TB.Tables(self._pops, net.spaces, net.stages, net.edges, net.edge_stage,
                            net.bundles, net.sizes, net.wf, net.wi, net.const_all, net.const_conn,
-                           net.nbeta, net.ntheta, powtab, self._rec_idx, net.pop_perm[-1])
+                           net.nbeta, net.ntheta, powtab, self._rec_idx, net.pop_perm[-1],
+                           net.nalpha)
         opts = TB.Options(mode, leak, K.SCHEDULE_LAYER if self.schedule == "layer" else
                           K.SCHEDULE_TIME, self.profile)
         start = time.perf_counter()

@@ -41,6 +41,10 @@ Fixed tables (NumPy structured arrays, one record per row; offsets index the fla
     recoff, recn  its recorded neurons ``rec_idx[recoff:recoff+recn]`` (set by the Simulator)
     beta, theta, v_reset, v_min  neuron parameters in the model dtype (``Tables.nbeta/ntheta``
             hold beta and theta of every neuron, per-population values repeated)
+    cuba    1: current-based neurons (model format 4: a synaptic current ``i = alpha i + I``
+            charges the membrane; ``Neurons.I`` holds it, ``Tables.nalpha`` every neuron's
+            alpha), updated at every step; 0: the plain canonical neuron
+    alpha   the synaptic current decay (NaN when it differs between neurons; 0 if not cuba)
 ``SIZES``  one record: lengths of the state arrays and the tuning constants
     acc blocks neurons ring ringc mp scratch pbuf bring blist bringc  array lengths
     spikecap  initial spike output capacity limit;  window: layer-major window (values)
@@ -83,8 +87,9 @@ def space_dtype(dt) -> np.dtype:
 def pop_dtype(dt) -> np.dtype:
     """Record of one population; neuron parameters in the model's float dtype ``dt``."""
     return np.dtype(_ints("kind", "space", "n", "noff", "reset", "ternary", "has_vmin", "pn",
-                          "ring", "R", "ringc", "recoff", "recn")
-                    + [("beta", dt), ("theta", dt), ("v_reset", dt), ("v_min", dt)], align=True)
+                          "ring", "R", "ringc", "recoff", "recn", "cuba")
+                    + [("beta", dt), ("theta", dt), ("v_reset", dt), ("v_min", dt),
+                       ("alpha", dt)], align=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -92,14 +97,16 @@ def pop_dtype(dt) -> np.dtype:
 # ---------------------------------------------------------------------------------------
 Tables = namedtuple("Tables", ["pops", "spaces", "stages", "edges", "edge_stage", "bundles",
                                "sizes", "wf", "wi", "const_all", "const_conn", "nbeta", "ntheta",
-                               "powtab", "rec_idx", "readout_perm"])
+                               "powtab", "rec_idx", "readout_perm", "nalpha"])
 Tables.__doc__ = """The fixed inputs of a kernel call: the record tables above, ``edge_stage``
 (stage ids of the edges), ``wf``/``wi`` (weights, int structure), ``const_all`` [N] (every
 neuron's constant input: biases), ``const_conn`` [N] (its part from delayed connections,
 kept when a drive replaces the first population's constant input), ``nbeta`` and ``ntheta``
 [N] (every neuron's beta and theta, internal order), ``powtab [Q, T+1]`` (``beta**k``; not
 used for populations with per-neuron beta), ``rec_idx`` (recorded neurons, population-local
-internal indices) and ``readout_perm`` (readout internal -> output index)."""
+internal indices), ``readout_perm`` (readout internal -> output index) and ``nalpha [N]``
+(every neuron's synaptic current decay, internal order; 0 outside current-based
+populations)."""
 
 Inputs = namedtuple("Inputs", ["ev_t", "ev_i", "ev_v", "ev_ptr", "drive", "drive_mode"])
 Inputs.__doc__ = """Input events ``(ev_t, ev_i (internal index), ev_v)`` of sample b at
@@ -116,10 +123,11 @@ Accum.__doc__ = """Input currents of every space with their touched blocks: ``ac
 at ``off``), ``mark`` (uint8 per block, at ``boff``), ``tlist`` (touched blocks of s at
 ``boff``, ``tcount[s]`` of them), ``allt[s]`` (s wholly touched: read all of it)."""
 
-Neurons = namedtuple("Neurons", ["V", "U", "L", "cst", "lfull"])
+Neurons = namedtuple("Neurons", ["V", "U", "L", "cst", "lfull", "I"])
 Neurons.__doc__ = """Per neuron (population q's at ``noff``): ``V`` membrane after reset, ``U``
 before reset (read for recorded neurons), ``L`` last step updated (lazy neurons), ``cst``
-constant input; per population: ``lfull`` last step of a full pass."""
+constant input; per population: ``lfull`` last step of a full pass; per neuron again: ``I``
+synaptic current ``i_{t-1}`` (current-based populations only; zero elsewhere)."""
 
 WakeQueue = namedtuple("WakeQueue", ["head", "wnext", "wprev", "wake_t", "period"])
 WakeQueue.__doc__ = """Neurons due to cross threshold without input, in buckets per

@@ -30,9 +30,11 @@ from .fileio import (HDF5_LIBVER, atomic_output, check_output, open_hdf5, read_a
                      string_attr, write_array)
 
 FORMAT_NAME = "snn-model"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # 1: no digests, earliest HDF5 layout; 2: digests; 3: per-neuron
-#                                beta/theta datasets allowed (files without them read as 2)
+FORMAT_VERSION = 3        # written when no spiking layer has a synaptic current (alpha)
+FORMAT_VERSION_ALPHA = 4  # written when one has: readers before it refuse the file
+READABLE_VERSIONS = (1, 2, 3, 4)  # 1: no digests, earliest HDF5 layout; 2: digests; 3: per-
+#                                   neuron beta/theta datasets allowed (files without them read
+#                                   as 2); 4: spiking layers may carry alpha (synaptic current)
 THRESHOLD_TEST = ">="  # spikes when u >= theta (NIR uses strict >; converters map it)
 
 
@@ -98,12 +100,16 @@ class Flatten:
 class Spiking:
     """Canonical spiking population (docs/methods.md section 2)::
 
-        u_t = beta v_{t-1} + I_t ;  s_t = 1[u_t >= theta]  (ternary: - 1[u_t <= -theta])
+        i_t = alpha i_{t-1} + I_t  (only when alpha is not None; else i_t = I_t; i_{-1} = 0)
+        u_t = beta v_{t-1} + i_t ;  s_t = 1[u_t >= theta]  (ternary: - 1[u_t <= -theta])
         hard: v_t = u_t (1 - |s_t|) + v_reset |s_t| ;  subtract: v_t = u_t - theta s_t
         v_t = max(v_t, v_min)  when v_min is not None
 
     ``beta`` and ``theta`` are floats (one per layer) or, from format version 3 on, 1-D float
     arrays with one value per neuron of the layer (C order of its feature shape).
+    ``alpha`` (format version 4; None: no synaptic current, the plain LIF) is the decay per
+    step of a current-based (CUBA) neuron's synaptic current, in [0, 1], a float or one value
+    per neuron like ``beta`` (docs/methods.md section 16).
     """
     beta: float | np.ndarray
     theta: float | np.ndarray
@@ -111,6 +117,7 @@ class Spiking:
     v_reset: float = 0.0
     v_min: float | None = None
     spikes: str = "binary"  # or "ternary"
+    alpha: float | np.ndarray | None = None
     kind = "spiking"
 
 
@@ -323,6 +330,8 @@ def _check_spiking(l: Spiking, where: str, shape=None):
     n = int(np.prod(shape)) if shape is not None else -1
     _check_neuron_values(l.beta, where + ".beta", n, 0.0, 1.0, False)
     _check_neuron_values(l.theta, where + ".theta", n, 0.0, math.inf, True)
+    if l.alpha is not None:
+        _check_neuron_values(l.alpha, where + ".alpha", n, 0.0, 1.0, False)
     if l.reset not in ("hard", "subtract"):
         _fail(where + ".reset", f"must be 'hard' or 'subtract', got {l.reset!r}")
     _finite_scalar(l.v_reset, where + ".v_reset")
@@ -459,10 +468,20 @@ def _write_projection_arrays(g, p):
         write_array(g, "bias", p.bias)
 
 
+def format_version(model: Model) -> int:
+    """The version :func:`write_model` writes for ``model``: :data:`FORMAT_VERSION_ALPHA`
+    when a spiking layer has a synaptic current (``alpha``), else :data:`FORMAT_VERSION`
+    (so files without one stay readable by the readers before version 4)."""
+    if any(isinstance(l, Spiking) and l.alpha is not None for l in model.layers):
+        return FORMAT_VERSION_ALPHA
+    return FORMAT_VERSION
+
+
 def _write_layer(g, layer):
     string_attr(g.attrs, "kind", layer.kind)
     if isinstance(layer, Spiking):
-        for name in ("beta", "theta", "v_reset"):
+        names = ("beta", "theta", "v_reset") + (("alpha",) if layer.alpha is not None else ())
+        for name in names:
             value = getattr(layer, name)
             if isinstance(value, np.ndarray):   # per neuron (version 3)
                 write_array(g, name, value)
@@ -515,7 +534,7 @@ def write_model(model: Model, path, overwrite: bool = False) -> Path:
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w", libver=HDF5_LIBVER) as f:
             string_attr(f.attrs, "format", FORMAT_NAME)
-            f.attrs["version"] = FORMAT_VERSION
+            f.attrs["version"] = format_version(model)
             string_attr(f.attrs, "threshold_test", THRESHOLD_TEST)
             f.attrs["input_shape"] = np.asarray(model.input_shape, dtype=np.int64)
             f.attrs["T"] = int(model.T)
@@ -572,11 +591,19 @@ def _dataset(g, name, where, source, required=True):
 
 
 def _neuron_param(g, name, where, source):
-    """A spiking layer's ``beta``/``theta``: a float attribute, or (version >= 3) a float
-    dataset of one value per neuron."""
+    """A spiking layer's ``beta``/``theta``/``alpha``: a float attribute, or (version >= 3) a
+    float dataset of one value per neuron."""
     if name in g and source[1] >= 3:
         return _dataset(g, name, where, source)
     return float(_attr(g, name, where))
+
+
+def _alpha(g, where, source):
+    """A spiking layer's synaptic current decay: read only from version 4 files (None when
+    absent: no synaptic current)."""
+    if source[1] < FORMAT_VERSION_ALPHA or ("alpha" not in g and "alpha" not in g.attrs):
+        return None
+    return _neuron_param(g, "alpha", where, source)
 
 
 def _read_layer(g, where, source):
@@ -590,7 +617,7 @@ def _read_layer(g, where, source):
                        theta=_neuron_param(g, "theta", w, source),
                        reset=_attr(g, "reset", w, str), v_reset=float(_attr(g, "v_reset", w)),
                        v_min=None if v_min is None else float(v_min),
-                       spikes=_attr(g, "spikes", w, str))
+                       spikes=_attr(g, "spikes", w, str), alpha=_alpha(g, w, source))
     if kind == "readout":
         return Readout(beta=float(_attr(g, "beta", w)),
                        time_weights=_dataset(g, "time_weights", w, source, required=False))

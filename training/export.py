@@ -116,15 +116,13 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
             else:
                 pending.values = pending.values * c
             continue
-        elif isinstance(layer, CubaLIF):
-            raise ValueError(f"export: {where}: CubaLIF is not exportable yet (the model file and "
-                             "the simulator have no synaptic current state i_t = alpha i_(t-1) "
-                             "+ I_t)")
-        elif isinstance(layer, RecurrentLIF):
+        elif isinstance(layer, (CubaLIF, RecurrentLIF)):
             if pending is not None:
                 raise ValueError(f"export: {where} follows a LIF with an output amplitude that "
                                  "no weight layer could absorb")
-            connections.append(_export_recurrent(layer, records, last_weight, where, dtype))
+            conn = _export_recurrent(layer, records, last_weight, where, dtype)
+            if conn is not None:
+                connections.append(conn)
             last_weight = None
         elif isinstance(layer, LIF):
             if last_weight is None:
@@ -184,9 +182,10 @@ def _export_klif(layer, records: list, last_weight, where: str, dtype) -> None:
                               v_reset=0.0, v_min=0.0, spikes="binary"))
 
 
-def _export_recurrent(layer, records: list, last_weight, where: str, dtype) -> mf.Connection:
-    """Append the spiking layer of a RecurrentLIF (docs/methods.md section 16) and return its
-    recurrent projection: a delay-1 connection from that layer to itself holding
+def _export_recurrent(layer, records: list, last_weight, where: str, dtype):
+    """Append the spiking layer of a RecurrentLIF or CubaLIF (docs/methods.md section 16; a
+    CubaLIF's with its synaptic current decay ``alpha``) and return its recurrent projection
+    (None for a CubaLIF without one): a delay-1 connection from that layer to itself holding
     ``gain * recurrent_weight`` (``[F, F]``, target by source) and ``gain * bias``; the input
     gain (``1/tau`` in the tau form) is also folded into ``records[last_weight]``.  The
     simulator delivers the spikes of step t - 1 into the current of step t, which is
@@ -200,9 +199,13 @@ def _export_recurrent(layer, records: list, last_weight, where: str, dtype) -> m
             prev, _as_float(prev.weight.astype(np.float64) * g, dtype),
             None if prev.bias is None else _as_float(prev.bias.astype(np.float64) * g, dtype))
     p = layer.params
+    a = layer.alpha_value()
+    alpha = None if a is None else _neuron_values(a[0] if a.size == 1 else a, dtype)
     records.append(mf.Spiking(beta=_neuron_values(p.beta, dtype),
                               theta=_neuron_values(p.theta, dtype), reset=p.reset,
-                              v_reset=p.v_reset, v_min=None, spikes="binary"))
+                              v_reset=p.v_reset, v_min=None, spikes="binary", alpha=alpha))
+    if not layer.recurrent:
+        return None
     m = len(records) - 1
     W = layer.recurrent_weight.data.astype(np.float64) * g
     b = None if layer.bias is None else _as_float(layer.bias.data.astype(np.float64) * g, dtype)
@@ -283,7 +286,8 @@ def to_network(model: mf.Model) -> Sequential:
 
     A connection from a binary spiking layer (without ``v_min``) to itself with ``delay = 1``
     and a dense projection becomes a :class:`training.RecurrentLIF` (what ``to_model`` writes
-    for one); other delayed connections (feedback between layers, longer delays, sparse, a
+    for one; a :class:`training.CubaLIF` with ``recurrent=True`` when the layer has
+    ``alpha``), a spiking layer with ``alpha`` and no connection a CubaLIF; other delayed connections (feedback between layers, longer delays, sparse, a
     second connection onto a layer) are refused (ValueError).  Returns a Sequential whose
     output ``[T, B, n_out]`` is the readout's per-step input; a leaky readout (``beta > 0``)
     is not supported here.
@@ -314,6 +318,8 @@ def to_network(model: mf.Model) -> Sequential:
             layers.append(Flatten())
         elif i in recurrent:
             layers.append(_recurrent_layer(rec, recurrent[i], shapes[i]))
+        elif isinstance(rec, mf.Spiking) and rec.alpha is not None:
+            layers.append(_cuba_layer(rec, None, shapes[i], i))
         elif isinstance(rec, mf.Spiking) and rec.spikes == "binary" and rec.v_min is not None:
             layers.append(ClampedLIF(beta=rec.beta, threshold=rec.theta, reset=rec.reset,
                                      v_reset=rec.v_reset, v_min=rec.v_min))   # e.g. a KLIF
@@ -344,9 +350,9 @@ def _recurrent_connections(model: mf.Model) -> dict:
     return found
 
 
-def _recurrent_layer(rec: mf.Spiking, proj: mf.Dense, shape) -> RecurrentLIF:
-    """A fixed RecurrentLIF computing what spiking layer ``rec`` with the self-connection
-    ``proj`` does (features of ``shape``, flattened)."""
+def _recurrent_layer(rec: mf.Spiking, proj: mf.Dense, shape):
+    """A fixed RecurrentLIF (a CubaLIF when ``rec`` has ``alpha``) computing what spiking
+    layer ``rec`` with the self-connection ``proj`` does (features of ``shape``, flattened)."""
     n = int(np.prod(shape))
     if len(shape) != 1:
         raise ValueError(f"to_network: a recurrent spiking layer needs flat features [n], got "
@@ -354,14 +360,36 @@ def _recurrent_layer(rec: mf.Spiking, proj: mf.Dense, shape) -> RecurrentLIF:
 
     def values(v):
         return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).reshape(n)
-    layer = RecurrentLIF(n, beta=values(rec.beta), threshold=values(rec.theta), reset=rec.reset,
-                         v_reset=rec.v_reset, bias=proj.bias is not None)
+    if rec.alpha is not None:
+        layer = _cuba_layer(rec, proj, shape, None)
+    else:
+        layer = RecurrentLIF(n, beta=values(rec.beta), threshold=values(rec.theta),
+                             reset=rec.reset, v_reset=rec.v_reset, bias=proj.bias is not None)
     layer.recurrent_weight.data = np.ascontiguousarray(proj.weight)
     layer.recurrent_weight.grad = np.zeros_like(layer.recurrent_weight.data)
     if proj.bias is not None:
         layer.bias.data = np.ascontiguousarray(proj.bias)
         layer.bias.grad = np.zeros_like(layer.bias.data)
     return layer
+
+
+def _cuba_layer(rec: mf.Spiking, proj, shape, index) -> CubaLIF:
+    """A fixed CubaLIF for spiking layer ``rec`` (which has ``alpha``) on features of
+    ``shape`` (per-neuron values flattened), recurrent when ``proj`` (its self-connection,
+    loaded by the caller) is given; ValueError for what CubaLIF does not compute (ternary
+    spikes, ``v_min``; ``index``: the layer, for the message)."""
+    if rec.spikes != "binary" or rec.v_min is not None:
+        raise ValueError(f"to_network: layer {index}: a spiking layer with alpha needs binary "
+                         "spikes and no v_min (what training.CubaLIF computes)")
+    n = int(np.prod(shape))
+
+    def values(v):
+        return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=np.float64).reshape(n)
+    per_neuron = any(np.ndim(v) > 0 for v in (rec.alpha, rec.beta, rec.theta))
+    return CubaLIF(values(rec.alpha), values(rec.beta), threshold=values(rec.theta),
+                   reset=rec.reset, v_reset=rec.v_reset, recurrent=proj is not None,
+                   features=n if (proj is not None or per_neuron) else None,
+                   bias=proj is not None and proj.bias is not None)
 
 
 def _spiking_layer(rec: mf.Spiking, shape) -> LIF:

@@ -365,16 +365,16 @@ def test_export_recurrence_matters():
     assert not np.array_equal(rec.spikes[1].to_dense(8, 32), spikes[1])
 
 
-def test_export_file_roundtrip_and_cuba_refused(tmp_path):
+def test_export_file_roundtrip(tmp_path):
     rng = np.random.default_rng(22)
     net = dyadic_recurrent_net(rng, np.float32)
     path = training.export(net, tmp_path / "r.h5", input_shape=(12,), T=4)
     model = mf.read_model(path)
     assert len(model.connections) == 2 and model.origins[3].cls == "RecurrentLIF"
     np.testing.assert_array_equal(model.connections[0].projection.bias, net.layers[1].bias.data)
-    cuba = training.Sequential(training.Linear(3, 4), CubaLIF(0.5, 0.5), training.Linear(4, 2))
-    with pytest.raises(ValueError, match="CubaLIF is not exportable yet"):
-        training.to_model(cuba, input_shape=(3,), T=2)
+    with pytest.raises(ValueError, match="no weight layer before it"):
+        training.to_model(training.Sequential(CubaLIF(0.5, 0.5), training.Linear(3, 2)),
+                          input_shape=(3,), T=2)
     with pytest.raises(ValueError, match="no weight layer before it"):
         training.to_model(training.Sequential(RecurrentLIF(3), training.Linear(3, 2)),
                           input_shape=(3,), T=2)
