@@ -409,7 +409,9 @@ class CubaLIF(_RecurrentNeuron):
             values in (0, 1) required).  learn_threshold, per_neuron, rng: as RecurrentLIF.
 
     Shapes: ``x [T, B, *features] -> s`` of the same shape (``[T, B, F]`` when recurrent).
-    Not exportable yet: the model file and the simulator have no synaptic current state.
+    Export: a spiking layer with ``alpha`` (model format version 4), plus a delay-1
+    connection to itself holding ``W`` and ``b`` when recurrent (``training.to_model``); the
+    simulator runs it with the dense engine's bits.
     """
 
     def __init__(self, alpha, beta, threshold=1.0, reset: str = "subtract",

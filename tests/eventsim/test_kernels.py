@@ -744,6 +744,43 @@ def test_update_all(seed, dtype):
     _assert_bits(ring_val[3:3 + c], s[fired])
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_update_all_cuba(seed, dtype):
+    """One step of a current-based population: the synaptic current ``i = alpha * i +
+    (I + c)`` (NumPy's elementwise operations in the dtype: the reference rounding), then
+    the canonical step with ``i``; input cleared, ``i`` stored, ``u`` only when recorded."""
+    rng = np.random.default_rng(100 + seed)
+    p = _random_params(rng)
+    n = int(rng.integers(1, 60))
+    recorded = seed % 3 != 0
+    src, (a_off,) = _embed(rng, [rng.standard_normal(n)], dtype)
+    V, (noff,) = _embed(rng, [rng.standard_normal(n)], dtype)
+    U = rng.standard_normal(len(V)).astype(dtype)
+    Isyn = rng.standard_normal(len(V)).astype(dtype)
+    cst = rng.standard_normal(len(V)).astype(dtype)
+    cst[rng.random(len(V)) < 0.5] = 0
+    flags = rng.integers(-1, 2, size=(n + 7) // 8 * 8 + 8).astype(np.int8)
+    nalpha = rng.choice([0.0, 0.5, 1.0, rng.random()], len(V)).astype(dtype)
+    nbeta = rng.choice([1.0, 0.5, 0.0, rng.random()], len(V)).astype(dtype)
+    ntheta = (rng.random(len(V)) + 0.1).astype(dtype)
+    cur = slice(noff, noff + n)
+    i_new = nalpha[cur] * Isyn[cur] + (src[a_off:a_off + n] + cst[cur])
+    params = [NeuronParams(float(b), float(th), p.reset, p.v_reset, p.v_min, p.spikes)
+              for b, th in zip(nbeta[cur], ntheta[cur])]
+    u, s, v = _step(V[cur], i_new, params)
+    want = {"src": src.copy(), "V": V.copy(), "U": U.copy(), "I": Isyn.copy(),
+            "flags": flags.copy()}
+    want["src"][a_off:a_off + n] = 0
+    want["V"][cur], want["I"][cur], want["flags"][:n] = v, i_new, s
+    if recorded:
+        want["U"][cur] = u
+    pop = _pop_record(p, n, noff, dtype, True, recorded)
+    K.update_all_cuba(pop, src, a_off, V, U, Isyn, cst, flags, (nalpha, nbeta, ntheta))
+    for name, got in (("src", src), ("V", V), ("U", U), ("I", Isyn), ("flags", flags)):
+        _assert_bits(got, want[name], name)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_collect_spikes(seed):
     """Dense and sparse flag patterns (whole words of spikes, none): the non-zero flags of
