@@ -252,7 +252,7 @@ def _info(record: mf.Model, path) -> dict:
                       "kind": p.kind, "parameters": n})
     return {
         "path": str(path),
-        "format": mf.FORMAT_NAME, "version": mf.FORMAT_VERSION,
+        "format": mf.FORMAT_NAME, "version": mf.format_version(record),
         "threshold_test": mf.THRESHOLD_TEST,
         "input_shape": list(record.input_shape), "T": record.T, "encoding": record.encoding,
         "n_outputs": shapes[-1][0],

@@ -215,3 +215,20 @@ def test_to_network_refuses_what_cubalif_does_not_compute():
     layers[1] = dataclasses.replace(layers[1], spikes="ternary")
     with pytest.raises(ValueError, match="layer 1: a spiking layer with alpha needs binary"):
         training.to_network(dataclasses.replace(model, layers=layers))
+
+
+def test_info_shows_alpha(tmp_path, capsys):
+    """``eventsim info`` lists a current-based layer's alpha (a per-neuron range as [min,
+    max]) and the format version 4."""
+    import json
+
+    from eventsim import cli
+    net = cuba_net(np.random.default_rng(37), np.float32, "hard", True)
+    path = str(training.export(net, tmp_path / "c.h5", input_shape=(12,), T=4))
+    assert cli.main(["info", path, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["version"] == 4 and d["layers"][1]["alpha"] == 0.5
+    assert d["layers"][3]["alpha"] == [0.0, 1.0] and "alpha" not in d["layers"][0]
+    assert cli.main(["info", path]) == 0
+    text = capsys.readouterr().out
+    assert "alpha=0.5 beta=0.5" in text and "alpha=[0, 1] beta=1" in text
