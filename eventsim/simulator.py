@@ -467,7 +467,7 @@ def warmup_models(dtype) -> list:
     """Two tiny models (``eventsim.modelfile.Model``, float arrays of ``dtype``) that use
     every projection and neuron kind: an MLP (dense, sparse, ternary spikes, v_min, a delayed
     recurrent connection, leaky readout) and a feed-forward conv net (conv with padding,
-    max and average pooling, flatten, subtract reset)."""
+    max and average pooling, flatten, subtract reset, a current-based population)."""
     from . import modelfile as mf
 
     rng = np.random.default_rng(0)
@@ -490,7 +490,7 @@ def warmup_models(dtype) -> list:
         mf.Spiking(beta=0.5, theta=0.5),
         mf.MaxPool2d(kernel=(2, 2), stride=(2, 2)),
         mf.Conv2d(w(3, 2, 2, 2), None, stride=(1, 1), padding=(0, 0)),
-        mf.Spiking(beta=0.9, theta=0.5, reset="subtract"),
+        mf.Spiking(beta=0.9, theta=0.5, reset="subtract", alpha=0.5),
         mf.AvgPool2d(kernel=(2, 2), stride=(2, 2)), mf.Flatten(),
         mf.Dense(w(3, 3), w(3)), mf.Readout()])
     return [mlp, conv]

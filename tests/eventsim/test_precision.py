@@ -216,5 +216,6 @@ def test_warmup_models_cover_every_layer_kind():
         kinds |= {l.kind for l in m.layers} | {c.projection.kind for c in m.connections}
         assert eventsim.load(m).dtype == np.float64
         kinds |= {"connection"} if m.connections else set()
+        kinds |= {"cuba"} if any(getattr(l, "alpha", None) is not None for l in m.layers) else set()
     assert kinds >= {"dense", "sparse", "conv2d", "avgpool2d", "maxpool2d", "flatten",
-                     "spiking", "readout", "connection"}
+                     "spiking", "readout", "connection", "cuba"}
