@@ -232,3 +232,21 @@ def test_info_shows_alpha(tmp_path, capsys):
     assert cli.main(["info", path]) == 0
     text = capsys.readouterr().out
     assert "alpha=0.5 beta=0.5" in text and "alpha=[0, 1] beta=1" in text
+
+
+def test_alpha_zero_is_the_plain_lif():
+    """alpha = 0 (every step) gives the plain, lazily updated LIF's spikes and readout."""
+    rng = np.random.default_rng(38)
+    model = training.to_model(cuba_net(rng, np.float32, "subtract", True), input_shape=(12,),
+                              T=10)
+    plain = [dataclasses.replace(l, alpha=None) if isinstance(l, mf.Spiking) else l
+             for l in model.layers]
+    zero = [dataclasses.replace(l, alpha=0.0) if isinstance(l, mf.Spiking) else l
+            for l in model.layers]
+    x = inputs(rng, "rate", np.float32, 10, 32)
+    a = eventsim.Simulator(dataclasses.replace(model, layers=plain), n_threads=1).run(x)
+    b = eventsim.Simulator(dataclasses.replace(model, layers=zero), n_threads=1).run(x)
+    for pos in (1, 3):
+        np.testing.assert_array_equal(a.spikes[pos].to_dense(10, 32), b.spikes[pos].to_dense(10, 32))
+    np.testing.assert_array_equal(a.readout, b.readout)
+    assert a.spikes[1].to_dense(10, 32).any()
