@@ -287,8 +287,9 @@ def to_network(model: mf.Model) -> Sequential:
     A connection from a binary spiking layer (without ``v_min``) to itself with ``delay = 1``
     and a dense projection becomes a :class:`training.RecurrentLIF` (what ``to_model`` writes
     for one; a :class:`training.CubaLIF` with ``recurrent=True`` when the layer has
-    ``alpha``), a spiking layer with ``alpha`` and no connection a CubaLIF; other delayed connections (feedback between layers, longer delays, sparse, a
-    second connection onto a layer) are refused (ValueError).  Returns a Sequential whose
+    ``alpha``), a spiking layer with ``alpha`` and no connection a CubaLIF; other delayed
+    connections (feedback between layers, longer delays, sparse, a second connection onto a
+    layer) are refused (ValueError).  Returns a Sequential whose
     output ``[T, B, n_out]`` is the readout's per-step input; a leaky readout (``beta > 0``)
     is not supported here.
     """

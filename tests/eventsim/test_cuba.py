@@ -247,6 +247,7 @@ def test_alpha_zero_is_the_plain_lif():
     a = eventsim.Simulator(dataclasses.replace(model, layers=plain), n_threads=1).run(x)
     b = eventsim.Simulator(dataclasses.replace(model, layers=zero), n_threads=1).run(x)
     for pos in (1, 3):
-        np.testing.assert_array_equal(a.spikes[pos].to_dense(10, 32), b.spikes[pos].to_dense(10, 32))
+        np.testing.assert_array_equal(a.spikes[pos].to_dense(10, 32),
+                                      b.spikes[pos].to_dense(10, 32))
     np.testing.assert_array_equal(a.readout, b.readout)
     assert a.spikes[1].to_dense(10, 32).any()
