@@ -176,4 +176,5 @@ def gradients(net: FeedbackMLP, x, labels, solver: str = "broyden", tol: float =
     net.input.bias.grad += delta.sum(axis=0).astype(net.input.bias.grad.dtype)
     net.feedback.backward_matrix(delta.T @ a)
     net.last_adjoint = (iterations, residual)
+    net.last_logits = o
     return loss, iterations, residual
