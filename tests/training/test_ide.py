@@ -328,6 +328,7 @@ def test_export_simulator_gives_dense_spikes_exactly(neuron, dtype, encoding):
     o = net.last_rate @ net.readout.weight.data.T.astype(np.float64) + net.readout.bias.data
     np.testing.assert_allclose(training.losses.decode(rec.readout.astype(np.float64), tw), o,
                                rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(training.to_network(model).forward(x), y)   # RecurrentLIF
     bare = dataclasses.replace(model, connections=[])            # the feedback matters
     rec = eventsim.Simulator(bare, n_threads=1).run(x)
     assert not np.array_equal(rec.spikes[1].to_dense(T, B), spikes)
