@@ -196,7 +196,7 @@ class FeedbackMLP(Module):
         self.last_residual = float(np.max(np.abs(a - self.equilibrium_map(a, self.last_input_mean))))
         return self.readout.forward(s)
 
-    # -- the equilibrium ----------------------------------------------------------------------
+    # -- the equilibrium and its linearisation (the IDE backward) ---------------------------
     def preactivation(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
         """``z = (W a + F xbar + b) / theta`` in float64 (``a [B, H]``, ``xbar [B, in]``)."""
         F = self.input.weight.data.astype(np.float64)
@@ -206,6 +206,29 @@ class FeedbackMLP(Module):
     def equilibrium_map(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
         """``f(a) = clamp(z, 0, 1)``."""
         return np.clip(self.preactivation(a, xbar), 0.0, 1.0)
+
+    def linearise(self, a: np.ndarray, xbar: np.ndarray):
+        """``(JT, backward)`` of ``f`` at ``a [B, H]`` (float64), ``m = 1[0 <= z <= 1]``::
+
+            JT(g)       = W^T (m * g) / theta                  (J^T, row by row)
+            backward(g):  delta = m * g / theta ;  dW = delta^T a ;  dF = delta^T xbar ;
+                          db = sum_b delta   (added to the parameters' .grad; W through
+                          the spectral normalisation)
+        """
+        z = self.preactivation(a, xbar)
+        m = ((z >= 0.0) & (z <= 1.0)).astype(np.float64)
+        W, theta = self.feedback.matrix(), self.theta
+
+        def JT(g):
+            return (m * g) @ W / theta
+
+        def backward(g):
+            delta = m * g / theta
+            self.input.weight.grad += (delta.T @ xbar).astype(self.input.weight.grad.dtype)
+            self.input.bias.grad += delta.sum(axis=0).astype(self.input.bias.grad.dtype)
+            self.feedback.backward_matrix(delta.T @ a)
+
+        return JT, backward
 
     def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
         """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, in]``,

@@ -157,24 +157,13 @@ def gradients(net: FeedbackMLP, x, labels, solver: str = "broyden", tol: float =
     Wo = net.readout.weight.data.astype(np.float64)
     o = a @ Wo.T + net.readout.bias.data.astype(np.float64)
     loss, gz = _softmax_ce(o, labels, 0.0)                    # gz = dL/do [B, C]
-    dLda = gz @ Wo
-    z = net.preactivation(a, xbar)
-    m = ((z >= 0.0) & (z <= 1.0)).astype(np.float64)
-    W = net.feedback.matrix()
-    theta = net.theta
-
-    def JT(g):
-        return (m * g) @ W / theta
-
-    g, iterations, residual = solve_adjoint(JT, dLda, solver, tol, max_iter, on_failure)
-    delta = m * g / theta                                      # dL/d(theta z) [B, H]
+    JT, backward = net.linearise(a, xbar)
+    g, iterations, residual = solve_adjoint(JT, gz @ Wo, solver, tol, max_iter, on_failure)
     for p in net.parameters():
         p.zero_grad()
     net.readout.weight.grad += (gz.T @ a).astype(net.readout.weight.grad.dtype)
     net.readout.bias.grad += gz.sum(axis=0).astype(net.readout.bias.grad.dtype)
-    net.input.weight.grad += (delta.T @ xbar).astype(net.input.weight.grad.dtype)
-    net.input.bias.grad += delta.sum(axis=0).astype(net.input.bias.grad.dtype)
-    net.feedback.backward_matrix(delta.T @ a)
+    backward(g)
     net.last_adjoint = (iterations, residual)
     net.last_logits = o
     return loss, iterations, residual
