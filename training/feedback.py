@@ -32,10 +32,10 @@ from .module import Module, Parameter
 NEURONS = ("IF", "LIF")
 
 
-def _check_positive_int(name: str, value) -> int:
+def _check_positive_int(who: str, name: str, value) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
             or value < 1:
-        raise ValueError(f"FeedbackMLP: {name} must be an integer >= 1, got {value!r}")
+        raise ValueError(f"{who}: {name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
@@ -70,6 +70,10 @@ class SpectralFeedback(Module):
         """The spectral-norm estimate ``u^T W_raw v`` (exact once u, v have converged)."""
         return float(self.u @ self.weight.data.astype(np.float64) @ self.v)
 
+    def sigma_gradient(self) -> np.ndarray:
+        """``d sigma / d W_raw = u v^T`` (u, v held fixed)."""
+        return np.outer(self.u, self.v)
+
     def matrix(self) -> np.ndarray:
         """``W = W_raw / max(1, sigma)`` in float64."""
         return self.weight.data.astype(np.float64) / max(1.0, self.sigma())
@@ -85,11 +89,80 @@ class SpectralFeedback(Module):
             dW = G
         else:
             W = self.weight.data.astype(np.float64)
-            dW = G / s - (np.sum(G * W) / s ** 2) * np.outer(self.u, self.v)
+            dW = G / s - (np.sum(G * W) / s ** 2) * self.sigma_gradient()
         self.weight.grad += dW.astype(self.weight.grad.dtype)
 
 
-class FeedbackMLP(Module):
+class _FeedbackNet(Module):
+    """What :class:`FeedbackMLP` and :class:`FeedbackConv` share: neuron settings, the rate
+    weights, the forward pass around ``simulate`` and the fixed-point solve.  Subclasses
+    define ``check_x``, ``simulate`` (spikes of the last layer ``[T, B, ...]``),
+    ``equilibrium_map(a, xbar)`` and ``linearise(a, xbar)`` on flat rates ``a [B, n_state]``,
+    and hold ``feedback`` and ``readout``."""
+
+    def _init_neuron(self, who, neuron, theta, lam):
+        if neuron not in NEURONS:
+            raise ValueError(f"{who}: neuron must be 'IF' or 'LIF', got {neuron!r}")
+        if not (isinstance(theta, (int, float, np.floating, np.integer)) and math.isfinite(theta)
+                and theta > 0):
+            raise ValueError(f"{who}: theta must be a finite number > 0, got {theta!r}")
+        if not (isinstance(lam, (int, float, np.floating, np.integer)) and 0 < lam <= 1):
+            raise ValueError(f"{who}: lam must lie in (0, 1], got {lam!r}")
+        self.neuron, self.theta, self.lam = neuron, float(theta), float(lam)
+        self.last_rate = self.last_residual = self.last_input_mean = None
+
+    @property
+    def beta(self) -> float:
+        return 1.0 if self.neuron == "IF" else self.lam
+
+    def rate_weights(self, T: int) -> np.ndarray:
+        """``w[T]`` of the rate ``a = sum_t w_t s_t`` (float64, sums to 1)."""
+        if self.neuron == "IF" or self.lam == 1.0:
+            return np.full(T, 1.0 / T)
+        w = self.lam ** np.arange(T - 1, -1, -1, dtype=np.float64)
+        return w / w.sum()
+
+    @property
+    def time_weights(self):
+        """Decoder weights of the per-step readout: None (uniform) for IF, else
+        ``T w_t`` for the last T seen, so ``decode(y, time_weights) = W_o a + b_o``."""
+        T = getattr(self, "_T", None)
+        if self.neuron == "IF" or self.lam == 1.0 or T is None:
+            return None
+        return T * self.rate_weights(T)
+
+    def forward(self, x) -> np.ndarray:
+        x = self.check_x(x)
+        s = self.simulate(x)
+        T = x.shape[0]
+        self._T = T
+        w = self.rate_weights(T)
+        a = np.tensordot(w, s.astype(np.float64), axes=(0, 0))
+        self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
+        self.last_rate = a
+        self.last_residual = float(np.max(np.abs(a - self.equilibrium_map(a, self.last_input_mean))))
+        return self.readout.forward(s.reshape(T, x.shape[1], -1))
+
+    def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
+        """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, ...]``,
+        by fixed-point iteration from 0 (a contraction); returns
+        ``(a* [B, n] float64 (flat), iterations, residual max |a - f(a)|)``.  Raises
+        ``IDEConvergenceError`` when the residual is not below ``tol`` after ``max_iter``."""
+        from .ide import IDEConvergenceError
+        x = self.check_x(x)
+        xbar = np.tensordot(self.rate_weights(x.shape[0]), x.astype(np.float64), axes=(0, 0))
+        a = np.zeros((x.shape[1], self.n_state))
+        for k in range(1, int(max_iter) + 1):
+            a_next = self.equilibrium_map(a, xbar)
+            res = float(np.max(np.abs(a_next - a)))
+            a = a_next
+            if res < tol:
+                return a, k, float(np.max(np.abs(a - self.equilibrium_map(a, xbar))))
+        raise IDEConvergenceError(f"{self!r}: the forward fixed point did not converge: "
+                                  f"residual {res:.3g} >= tol {tol:g} after {max_iter} iterations")
+
+
+class FeedbackMLP(_FeedbackNet):
     """The F-MLP of IDE (Xiao et al. 2021): ``in_features -> hidden`` spiking layer with
     delay-1 feedback ``hidden -> hidden`` -> readout ``hidden -> out_features`` on the rate.
 
@@ -112,47 +185,20 @@ class FeedbackMLP(Module):
     def __init__(self, in_features: int, hidden: int, out_features: int, neuron: str = "IF",
                  theta: float = 2.0, lam: float = 0.95, rng=None):
         super().__init__()
-        in_features = _check_positive_int("in_features", in_features)
-        hidden = _check_positive_int("hidden", hidden)
-        out_features = _check_positive_int("out_features", out_features)
-        if neuron not in NEURONS:
-            raise ValueError(f"FeedbackMLP: neuron must be 'IF' or 'LIF', got {neuron!r}")
-        if not (isinstance(theta, (int, float, np.floating, np.integer)) and math.isfinite(theta)
-                and theta > 0):
-            raise ValueError(f"FeedbackMLP: theta must be a finite number > 0, got {theta!r}")
-        if not (isinstance(lam, (int, float, np.floating, np.integer)) and 0 < lam <= 1):
-            raise ValueError(f"FeedbackMLP: lam must lie in (0, 1], got {lam!r}")
+        in_features = _check_positive_int("FeedbackMLP", "in_features", in_features)
+        hidden = _check_positive_int("FeedbackMLP", "hidden", hidden)
+        out_features = _check_positive_int("FeedbackMLP", "out_features", out_features)
+        self._init_neuron("FeedbackMLP", neuron, theta, lam)
         rng = _init_rng(rng)
         self.in_features, self.hidden, self.out_features = in_features, hidden, out_features
-        self.neuron, self.theta, self.lam = neuron, float(theta), float(lam)
+        self.n_state = hidden
         self.input = Linear(in_features, hidden, rng=rng)
         self.feedback = SpectralFeedback(hidden, rng)
         self.readout = Linear(hidden, out_features, rng=rng)
-        self.last_rate = self.last_residual = self.last_input_mean = None
 
     def __repr__(self) -> str:
         return (f"FeedbackMLP({self.in_features}, {self.hidden}, {self.out_features}, "
                 f"neuron={self.neuron!r}, theta={self.theta}, lam={self.lam})")
-
-    @property
-    def beta(self) -> float:
-        return 1.0 if self.neuron == "IF" else self.lam
-
-    def rate_weights(self, T: int) -> np.ndarray:
-        """``w[T]`` of the rate ``a = sum_t w_t s_t`` (float64, sums to 1)."""
-        if self.neuron == "IF" or self.lam == 1.0:
-            return np.full(T, 1.0 / T)
-        w = self.lam ** np.arange(T - 1, -1, -1, dtype=np.float64)
-        return w / w.sum()
-
-    @property
-    def time_weights(self):
-        """Decoder weights of the per-step readout: None (uniform) for IF, else
-        ``T w_t`` for the last T seen, so ``decode(y, time_weights) = W_o a + b_o``."""
-        T = getattr(self, "_T", None)
-        if self.neuron == "IF" or self.lam == 1.0 or T is None:
-            return None
-        return T * self.rate_weights(T)
 
     # -- forward: the spiking simulation ------------------------------------------------------
     def check_x(self, x) -> np.ndarray:
@@ -183,18 +229,6 @@ class FeedbackMLP(Module):
             out[t] = s
         self.input.reset_cache()
         return out
-
-    def forward(self, x) -> np.ndarray:
-        x = self.check_x(x)
-        s = self.simulate(x)
-        T = x.shape[0]
-        self._T = T
-        w = self.rate_weights(T)
-        a = np.tensordot(w, s.astype(np.float64), axes=(0, 0))
-        self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
-        self.last_rate = a
-        self.last_residual = float(np.max(np.abs(a - self.equilibrium_map(a, self.last_input_mean))))
-        return self.readout.forward(s)
 
     # -- the equilibrium and its linearisation (the IDE backward) ---------------------------
     def preactivation(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
@@ -229,21 +263,3 @@ class FeedbackMLP(Module):
             self.feedback.backward_matrix(delta.T @ a)
 
         return JT, backward
-
-    def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
-        """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, in]``,
-        by fixed-point iteration from 0 (a contraction); returns
-        ``(a* [B, H] float64, iterations, residual max |a - f(a)|)``.  Raises
-        ``IDEConvergenceError`` when the residual is not below ``tol`` after ``max_iter``."""
-        from .ide import IDEConvergenceError
-        x = self.check_x(x)
-        xbar = np.tensordot(self.rate_weights(x.shape[0]), x.astype(np.float64), axes=(0, 0))
-        a = np.zeros((x.shape[1], self.hidden))
-        for k in range(1, int(max_iter) + 1):
-            a_next = self.equilibrium_map(a, xbar)
-            res = float(np.max(np.abs(a_next - a)))
-            a = a_next
-            if res < tol:
-                return a, k, float(np.max(np.abs(a - self.equilibrium_map(a, xbar))))
-        raise IDEConvergenceError(f"{self!r}: the forward fixed point did not converge: "
-                                  f"residual {res:.3g} >= tol {tol:g} after {max_iter} iterations")

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from .feedback import FeedbackMLP
+from .feedback import FeedbackMLP, _FeedbackNet
 from .losses import _softmax_ce
 
 SOLVERS = ("broyden", "iterate")
@@ -125,7 +125,8 @@ def gradients(net: FeedbackMLP, x, labels, solver: str = "broyden", tol: float =
     cross-entropy of ``o = W_o a + b_o``; returns ``(loss, iterations, residual)``.
 
     Args:
-        net: a :class:`training.FeedbackMLP`.  x: ``[T, B, in_features]``.  labels: ``[B]``.
+        net: a :class:`training.FeedbackMLP` (x ``[T, B, in_features]``) or
+            :class:`training.FeedbackConv` (x ``[T, B, C, H, W]``).  labels: ``[B]``.
         solver, tol, max_iter, on_failure: the adjoint solve (:func:`solve_adjoint`).
         at: "rate" (the authors' choice: readout and Jacobian at the simulated rate ``a``) or
             "equilibrium" (at the fixed point ``a*`` solved to 1e-10, no spikes simulated:
@@ -134,8 +135,9 @@ def gradients(net: FeedbackMLP, x, labels, solver: str = "broyden", tol: float =
     estimate first.  Gradients are *set*, not accumulated.  ``iterations`` and ``residual``
     are the adjoint solver's (also kept as ``net.last_adjoint``).
     """
-    if not isinstance(net, FeedbackMLP):
-        raise TypeError(f"ide.gradients: expects a training.FeedbackMLP, got {type(net).__name__}")
+    if not isinstance(net, _FeedbackNet):
+        raise TypeError(f"ide.gradients: expects a training.FeedbackMLP or FeedbackConv, got "
+                        f"{type(net).__name__}")
     _check_solver(solver, tol, max_iter, on_failure)
     if at not in STATES:
         raise ValueError(f"ide.gradients: at must be one of {list(STATES)}, got {at!r}")
