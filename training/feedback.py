@@ -26,6 +26,7 @@ import numpy as np
 from snncore.neuron import NeuronParams, canonical_step
 
 from .config import get_default_dtype
+from .conv import Conv2d
 from .layers import Linear, _init_rng, kaiming_uniform
 from .module import Module, Parameter
 
@@ -132,12 +133,14 @@ class _FeedbackNet(Module):
         return T * self.rate_weights(T)
 
     def forward(self, x) -> np.ndarray:
+        """Per-step readout ``[T, B, out]`` of the last layer's spikes; sets ``last_rate``
+        (flat ``[B, n_state]``), ``last_input_mean`` (``xbar``) and ``last_residual``."""
         x = self.check_x(x)
         s = self.simulate(x)
         T = x.shape[0]
         self._T = T
         w = self.rate_weights(T)
-        a = np.tensordot(w, s.astype(np.float64), axes=(0, 0))
+        a = np.tensordot(w, s.astype(np.float64), axes=(0, 0)).reshape(x.shape[1], -1)
         self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
         self.last_rate = a
         self.last_residual = float(np.max(np.abs(a - self.equilibrium_map(a, self.last_input_mean))))
@@ -261,5 +264,263 @@ class FeedbackMLP(_FeedbackNet):
             self.input.weight.grad += (delta.T @ xbar).astype(self.input.weight.grad.dtype)
             self.input.bias.grad += delta.sum(axis=0).astype(self.input.bias.grad.dtype)
             self.feedback.backward_matrix(delta.T @ a)
+
+        return JT, backward
+
+
+# -- convolutional feedback network (the paper's F-conv) ----------------------------------------
+
+def conv_same(x: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Stride-1 'same' cross-correlation ``x [B, Ci, H, W] * K [Co, Ci, k, k] -> [B, Co, H, W]``
+    (odd ``k``, zero padding ``k // 2``), plain NumPy in the dtype of ``x``."""
+    p = K.shape[2] // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, K.shape[2:], axis=(2, 3))
+    return np.einsum("bchwij,ocij->bohw", win, K, optimize=True)
+
+
+def conv_same_input_grad(g: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """The adjoint of :func:`conv_same` in ``x``: ``[B, Co, H, W] -> [B, Ci, H, W]``
+    (correlation with the flipped, transposed kernel)."""
+    return conv_same(g, np.ascontiguousarray(K.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]))
+
+
+def conv_same_weight_grad(x: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
+    """``dL/dK [Co, Ci, k, k]`` of :func:`conv_same` for input ``x`` and output gradient ``g``."""
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))
+    return np.einsum("bohw,bchwij->ocij", g, win, optimize=True)
+
+
+class SpectralConvFeedback(SpectralFeedback):
+    """Delay-1 convolutional feedback ``K = K_raw / max(1, sigma)`` from ``c_source`` to
+    ``c_target`` channels (``weight [c_target, c_source, k, k]``, stride 1, 'same' padding),
+    ``sigma = <u, K_raw * v>`` the operator's spectral-norm estimate from unit maps
+    ``u [c_target, H, W]``, ``v [c_source, H, W]`` (buffers)."""
+
+    def __init__(self, c_source: int, c_target: int, k: int, size, rng):
+        Module.__init__(self)
+        dt = get_default_dtype()
+        self.weight = Parameter(kaiming_uniform(rng, (c_target, c_source, k, k),
+                                                c_source * k * k, dt))
+        u, v = rng.normal(size=(c_target,) + size), rng.normal(size=(c_source,) + size)
+        self.u, self.v = u / np.linalg.norm(u), v / np.linalg.norm(v)
+        self._buffers = ("u", "v")
+        self.power_iteration(30)
+
+    def __repr__(self) -> str:
+        return f"SpectralConvFeedback({tuple(self.weight.shape)})"
+
+    def power_iteration(self, n: int = 1) -> None:
+        K = self.weight.data.astype(np.float64)
+        for _ in range(n):
+            v = conv_same_input_grad(self.u[None], K)[0]
+            self.v[...] = v / max(np.linalg.norm(v), 1e-300)
+            u = conv_same(self.v[None], K)[0]
+            self.u[...] = u / max(np.linalg.norm(u), 1e-300)
+
+    def sigma(self) -> float:
+        return float(np.sum(self.u * conv_same(self.v[None], self.weight.data.astype(np.float64))[0]))
+
+    def sigma_gradient(self) -> np.ndarray:
+        return conv_same_weight_grad(self.v[None], self.u[None], self.weight.shape[2])
+
+    def kernel(self) -> np.ndarray:
+        """``K = K_raw / max(1, sigma)`` in float64."""
+        return self.matrix()
+
+    def csr(self, dtype):
+        """The feedback as a sparse matrix ``[c_target*H*W, c_source*H*W]`` (C order):
+        ``(data, indices, indptr)`` of the kernel the network uses (in its dtype)."""
+        K = self.kernel().astype(self.weight.data.dtype).astype(dtype)
+        Ct, Cs, k, _ = K.shape
+        H, W = self.u.shape[1:]
+        p = k // 2
+        rows, cols, vals = [], [], []
+        ct, cs, y, x = np.meshgrid(np.arange(Ct), np.arange(Cs), np.arange(H), np.arange(W),
+                                   indexing="ij")
+        for i in range(k):
+            for j in range(k):
+                ys, xs = y + i - p, x + j - p
+                ok = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W) & (K[ct, cs, i, j] != 0)
+                rows.append(((ct * H + y) * W + x)[ok])
+                cols.append(((cs * H + ys) * W + xs)[ok])
+                vals.append(K[ct, cs, i, j][ok])
+        rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        order = np.lexsort((cols, rows))
+        indptr = np.zeros(Ct * H * W + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=Ct * H * W), out=indptr[1:])
+        return vals[order], cols[order].astype(np.int64), indptr
+
+
+class FeedbackConv(_FeedbackNet):
+    """The F-conv of IDE (Xiao et al. 2021): spiking conv layers ``conv1 .. convN`` (stride 1,
+    'same' padding) with a delay-1 convolutional feedback from the last layer to the first,
+    and a Linear readout of the last layer's (weighted) average rate.  Per step::
+
+        layer 1:  u_t = beta v_{t-1} + K_fb * s^N_{t-1} + K_1 * x_t + b_1
+        layer l:  u_t = beta v_{t-1} + K_l * s^{l-1}_t + b_l            (l = 2..N)
+
+    with subtract reset; the fixed point is posed on the last layer's rate,
+    ``a^N = f_N(... f_1(a^N))``, ``f_1(a) = clamp((K_fb * a + K_1 * xbar + b_1) / theta, 0, 1)``,
+    ``f_l(a) = clamp((K_l * a + b_l) / theta, 0, 1)``.
+
+    Args:
+        in_channels: input channels.  channels: sequence of output channels per conv layer.
+        input_size: ``(H, W)`` of the input (kept by every layer).
+        out_features: readout size.  kernel_size: odd kernel of the conv layers;
+        feedback_kernel_size: odd kernel of the feedback (default ``kernel_size``).
+        neuron, theta, lam, rng: as :class:`FeedbackMLP`.
+    Parameters: ``conv1.weight``, ``conv1.bias``, ..., ``feedback.weight`` (raw kernel
+    ``[C_1, C_N, k, k]``, normalised by the operator's spectral norm), ``readout.weight``,
+    ``readout.bias``.  A plain-NumPy reference (einsum convolutions): meant for small images.
+    """
+
+    def __init__(self, in_channels: int, channels, input_size, out_features: int,
+                 kernel_size: int = 3, feedback_kernel_size: int | None = None,
+                 neuron: str = "IF", theta: float = 2.0, lam: float = 0.95, rng=None):
+        super().__init__()
+        who = "FeedbackConv"
+        in_channels = _check_positive_int(who, "in_channels", in_channels)
+        out_features = _check_positive_int(who, "out_features", out_features)
+        try:
+            channels = tuple(channels)
+            size = tuple(input_size)
+        except TypeError:
+            raise ValueError(f"{who}: channels and input_size must be sequences, got "
+                             f"{channels!r}, {input_size!r}") from None
+        if not channels:
+            raise ValueError(f"{who}: channels must name at least one conv layer")
+        channels = tuple(_check_positive_int(who, "channels", c) for c in channels)
+        if len(size) != 2:
+            raise ValueError(f"{who}: input_size must be (H, W), got {input_size!r}")
+        size = tuple(_check_positive_int(who, "input_size", n) for n in size)
+        if feedback_kernel_size is None:
+            feedback_kernel_size = kernel_size
+        for name, k in (("kernel_size", kernel_size), ("feedback_kernel_size", feedback_kernel_size)):
+            if _check_positive_int(who, name, k) % 2 == 0:
+                raise ValueError(f"{who}: {name} must be odd ('same' padding), got {k}")
+        self._init_neuron(who, neuron, theta, lam)
+        rng = _init_rng(rng)
+        self.in_channels, self.channels, self.input_size = in_channels, channels, size
+        self.out_features, self.kernel_size = out_features, int(kernel_size)
+        self.n_state = channels[-1] * size[0] * size[1]
+        c_in = in_channels
+        for l, c in enumerate(channels, 1):
+            setattr(self, f"conv{l}", Conv2d(c_in, c, kernel_size, padding=kernel_size // 2,
+                                             rng=rng))
+            c_in = c
+        self.feedback = SpectralConvFeedback(channels[-1], channels[0],
+                                             int(feedback_kernel_size), size, rng)
+        self.readout = Linear(self.n_state, out_features, rng=rng)
+
+    def __repr__(self) -> str:
+        return (f"FeedbackConv({self.in_channels}, {list(self.channels)}, {self.input_size}, "
+                f"{self.out_features}, neuron={self.neuron!r}, theta={self.theta}, "
+                f"lam={self.lam})")
+
+    @property
+    def convs(self) -> list:
+        return [getattr(self, f"conv{l}") for l in range(1, len(self.channels) + 1)]
+
+    def check_x(self, x) -> np.ndarray:
+        """``x [T, B, in_channels, H, W]`` as a float array; ValueError naming the shape."""
+        x = np.asarray(x)
+        if x.ndim != 5 or x.shape[2:] != (self.in_channels,) + self.input_size \
+                or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"{self!r}: expected x [T, B, {self.in_channels}, "
+                             f"{self.input_size[0]}, {self.input_size[1]}] with T, B >= 1, "
+                             f"got shape {x.shape}")
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"{self!r}: x dtype {x.dtype} is not numeric")
+        if x.dtype.kind != "f":
+            x = x.astype(get_default_dtype())
+        return x
+
+    def simulate(self, x: np.ndarray, all_layers: bool = False):
+        """Spikes of the last layer ``[T, B, C_N, H, W]`` (``all_layers``: a list, one array
+        per layer), the dense engine's forward."""
+        x = self.check_x(x)
+        convs = self.convs
+        dt = convs[0].weight.data.dtype
+        x = x.astype(dt, copy=False)
+        T, B = x.shape[:2]
+        Kfb = self.feedback.kernel().astype(dt)
+        K = [c.weight.data for c in convs]
+        b = [c.bias.data[None, :, None, None] for c in convs]
+        p = NeuronParams(beta=self.beta, theta=self.theta, reset="subtract")
+        shapes = [(B, c) + self.input_size for c in self.channels]
+        v = [np.zeros(sh, dtype=dt) for sh in shapes]
+        s = [np.zeros(sh, dtype=dt) for sh in shapes]
+        out = [np.empty((T,) + sh, dtype=dt) for sh in shapes]
+        for t in range(T):
+            fb = conv_same(s[-1], Kfb)                  # s^N_{t-1}
+            for l in range(len(convs)):
+                current = conv_same(x[t] if l == 0 else s[l - 1], K[l]) + b[l]
+                if l == 0:
+                    current = current + fb
+                _, s[l], v[l] = canonical_step(v[l], current, p)
+                out[l][t] = s[l]
+        return out if all_layers else out[-1]
+
+    def _chain(self, a: np.ndarray, xbar: np.ndarray):
+        """Pre-activations ``z_l`` and rates ``a_l = clamp(z_l)`` of every layer for the last
+        layer's rate ``a [B, n_state]`` (float64, ``[B, C_l, H, W]``)."""
+        B = a.shape[0]
+        prev = a.reshape((B, self.channels[-1]) + self.input_size)
+        zs, rates = [], []
+        for l, conv in enumerate(self.convs):
+            K = conv.weight.data.astype(np.float64)
+            b = conv.bias.data.astype(np.float64)[None, :, None, None]
+            if l == 0:
+                z = conv_same(prev, self.feedback.kernel()) + conv_same(xbar, K) + b
+            else:
+                z = conv_same(rates[-1], K) + b
+            zs.append(z / self.theta)
+            rates.append(np.clip(zs[-1], 0.0, 1.0))
+        return zs, rates
+
+    def equilibrium_map(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+        """``f(a) = f_N(... f_1(a))`` on flat rates ``[B, n_state]``."""
+        return self._chain(a, xbar)[1][-1].reshape(a.shape[0], -1)
+
+    def linearise(self, a: np.ndarray, xbar: np.ndarray):
+        """``(JT, backward)`` at ``a [B, n_state]``, ``m_l = 1[0 <= z_l <= 1]``::
+
+            JT(g):  v = g ; for l = N..2: v = K_l^T (m_l v / theta) ;  return K_fb^T (m_1 v / theta)
+            backward(g):  delta_N = m_N g / theta ; delta_{l-1} = m_{l-1} K_l^T delta_l / theta
+                          dK_l = delta_l (x) a_{l-1} (a_0 = xbar) ; db_l = sum delta_l
+                          dK_fb = delta_1 (x) a_N   (through the spectral normalisation)
+
+        ``K^T`` is the adjoint convolution, ``(x)`` the kernel-gradient correlation."""
+        zs, rates = self._chain(a, xbar)
+        ms = [((z >= 0.0) & (z <= 1.0)).astype(np.float64) for z in zs]
+        Ks = [c.weight.data.astype(np.float64) for c in self.convs]
+        Kfb, theta = self.feedback.kernel(), self.theta
+        B = a.shape[0]
+        shape = (B, self.channels[-1]) + self.input_size
+        aN = a.reshape(shape)
+
+        def JT(g):
+            v = g.reshape(shape)
+            for l in range(len(Ks) - 1, 0, -1):
+                v = conv_same_input_grad(ms[l] * v / theta, Ks[l])
+            return conv_same_input_grad(ms[0] * v / theta, Kfb).reshape(B, -1)
+
+        def backward(g):
+            v = g.reshape(shape)
+            convs = self.convs
+            for l in range(len(Ks) - 1, -1, -1):
+                delta = ms[l] * v / theta
+                inp = xbar if l == 0 else rates[l - 1]
+                conv = convs[l]
+                conv.weight.grad += conv_same_weight_grad(inp, delta, Ks[l].shape[2]).astype(
+                    conv.weight.grad.dtype)
+                conv.bias.grad += delta.sum(axis=(0, 2, 3)).astype(conv.bias.grad.dtype)
+                if l > 0:
+                    v = conv_same_input_grad(delta, Ks[l])
+            self.feedback.backward_matrix(
+                conv_same_weight_grad(aN, delta, Kfb.shape[2]))
 
         return JT, backward
