@@ -98,9 +98,13 @@ def solve_adjoint(JT, rhs: np.ndarray, solver: str = "broyden", tol: float = 1e-
             dx, dG = update, G_new - G
             vT = hinv_t(k, dx)
             denom = np.einsum("bh,bh->b", vT, dG)
-            denom = np.where(np.abs(denom) < 1e-300, 1e-300, denom)
-            Us[:, :, k] = (dx - hinv(k, dG)) / denom[:, None]
-            VTs[:, k] = vT
+            # a sample whose step no longer changes G (solved, or a degenerate direction)
+            # gets no rank-one term rather than a huge one
+            ok = np.abs(denom) > 1e-12 * np.linalg.norm(vT, axis=1) * np.linalg.norm(dG, axis=1)
+            ok &= denom != 0.0
+            safe = np.where(ok, denom, 1.0)
+            Us[:, :, k] = np.where(ok[:, None], (dx - hinv(k, dG)) / safe[:, None], 0.0)
+            VTs[:, k] = np.where(ok[:, None], vT, 0.0)
             G = G_new
             update = -hinv(k + 1, G)
     else:

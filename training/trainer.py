@@ -267,10 +267,10 @@ def _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothi
 
 def _check_ide(online_loss_c, loss, label_smoothing, decoder, net) -> None:
     """ValueError for an option ``method="ide"`` does not take, or a network it cannot train."""
-    from .feedback import FeedbackMLP
-    if not isinstance(net, FeedbackMLP):
-        raise ValueError(f"fit: method='ide' trains a training.FeedbackMLP, got "
-                         f"{type(net).__name__}")
+    from .feedback import _FeedbackNet
+    if not isinstance(net, _FeedbackNet):
+        raise ValueError(f"fit: method='ide' trains a training.FeedbackMLP or FeedbackConv, "
+                         f"got {type(net).__name__}")
     if online_loss_c != 0.0:
         raise ValueError("fit: online_loss_c applies to the online methods, not method='ide'")
     if decoder != "mean" or loss != "rate_ce" or label_smoothing != 0.0:
@@ -427,7 +427,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             ``label_smoothing`` (those apply to BPTT; ``loss`` still scores evaluation).
             The training accuracy decodes ``sum_t o_t`` (SAF-F: the accumulated output).
             The method is recorded in the checkpoint; resuming with another is refused.
-            "ide" trains a ``training.FeedbackMLP`` by implicit differentiation on the
+            "ide" trains a ``training.FeedbackMLP`` or ``FeedbackConv`` by implicit differentiation on the
             equilibrium (docs/methods.md section 17; ``training.ide.gradients``): one
             simulation of T steps and one adjoint solve per batch, loss the cross-entropy of
             ``W_o a + b_o`` on the (weighted) average rate ``a``; the training accuracy decodes

@@ -139,6 +139,23 @@ def test_solver_solves_the_adjoint_and_reports_residual_and_iterations(solver):
     assert ide.solve_adjoint(JT, np.zeros_like(rhs), solver=solver) == (pytest.approx(0), 0, 0.0)
 
 
+def test_broyden_with_solved_and_tiny_samples():
+    """Samples whose right-hand side is zero or tiny next to the others stay finite and
+    solved.  (Broyden skips rank-one terms with a relatively tiny denominator; without that,
+    ``test_conv_fit_trains`` stalled at a residual of 1.08e-6 after 50 iterations.)"""
+    JT, M, rhs = linear_system(B=4, H=30, norm=0.5)
+    rhs[1] = 0.0
+    rhs[2] *= 1e-200
+    with np.errstate(over="raise", invalid="raise"):
+        g, iterations, residual = ide.solve_adjoint(JT, rhs, solver="broyden", tol=1e-10,
+                                                    max_iter=60)
+    exact = np.linalg.solve(np.eye(30)[None] - M, rhs[..., None])[..., 0]
+    np.testing.assert_allclose(g[[0, 3]], exact[[0, 3]], rtol=1e-7)
+    # the tolerance is relative to the whole batch: a tiny sample is solved less finely
+    np.testing.assert_allclose(g[2], exact[2], rtol=1e-4, atol=0)
+    assert residual < 1e-10 and np.all(g[1] == 0)
+
+
 def test_broyden_needs_fewer_iterations_than_plain_iteration():
     JT, _, rhs = linear_system(norm=0.9)
     its = {s: ide.solve_adjoint(JT, rhs, solver=s, tol=1e-8, max_iter=400)[1]
@@ -347,3 +364,130 @@ def test_export_writes_the_normalised_feedback_and_a_file(tmp_path):
     assert np.mean(rec.spikes[1].to_dense(5, 4) == net.simulate(x)) > 0.99
     with pytest.raises(ValueError, match=r"takes input_shape \(6,\)"):
         training.to_model(net, input_shape=(1, 6), T=5)
+
+
+# -- FeedbackConv -----------------------------------------------------------------------------
+
+def make_conv_net(neuron="IF", sigma_above_one=True, dtype=np.float64, **kw):
+    with training.default_dtype(dtype):
+        net = training.FeedbackConv(2, (3, 2), (5, 5), 3, kernel_size=3, neuron=neuron, rng=1,
+                                    **kw)
+    for conv in net.convs:
+        conv.weight.data *= 3.0
+    net.feedback.weight.data *= 3.0 if sigma_above_one else 0.3
+    net.feedback.power_iteration(100)
+    return net
+
+
+@pytest.mark.parametrize("sigma_above_one", [True, False])
+@pytest.mark.parametrize("neuron", NEURONS)
+def test_conv_implicit_gradient_equals_finite_differences(neuron, sigma_above_one):
+    """FeedbackConv (two conv layers, feedback from the second to the first): every
+    parameter's IDE gradient equals central differences of ``L(a*)`` (float64)."""
+    net = make_conv_net(neuron, sigma_above_one)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 3, 2, 5, 5))
+    labels = np.array([0, 1, 2])
+    _, iterations, residual = ide.gradients(net, x, labels, tol=1e-12, max_iter=100,
+                                            at="equilibrium")
+    assert (net.feedback.sigma() > 1.0) == sigma_above_one and residual < 1e-12
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                     "feedback.weight", "readout.weight", "readout.bias"]
+    xbar = np.tensordot(net.rate_weights(4), x, axes=(0, 0))
+    zs, _ = net._chain(net.equilibrium(x)[0], xbar)
+    for z in zs:
+        assert (z < 0).any() and ((z > 0) & (z < 1)).any()
+        assert np.min(np.abs(z)) > 1e-5 and np.min(np.abs(z - 1)) > 1e-5
+    for name, p in net.named_parameters():
+        num = numeric_gradient(net, x, labels, p)
+        np.testing.assert_allclose(p.grad, num, rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_conv_if_rate_converges_as_one_over_T():
+    with training.default_dtype(np.float64):
+        net = training.FeedbackConv(1, (3, 2), (4, 4), 2, rng=2)
+    for conv in net.convs:
+        conv.weight.data *= 6.0
+        conv.bias.data += 0.3
+    images = np.random.default_rng(1).uniform(0, 1, (6, 1, 4, 4))
+    Ts = np.array([16, 64, 256, 1024])
+    errors = [rate_error(net, np.broadcast_to(images, (T,) + images.shape)) for T in Ts]
+    slope = np.polyfit(np.log(Ts), np.log(errors), 1)[0]
+    assert -1.25 < slope < -0.8, (slope, errors)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(channels=()), "channels must name at least one conv layer"),
+    (dict(channels=(3, 0)), "channels must be an integer >= 1"),
+    (dict(input_size=(5,)), r"input_size must be \(H, W\)"),
+    (dict(input_size=(5, 0)), "input_size must be an integer >= 1"),
+    (dict(kernel_size=2), "kernel_size must be odd"),
+    (dict(feedback_kernel_size=4), "feedback_kernel_size must be odd"),
+    (dict(in_channels=0), "in_channels must be an integer >= 1"),
+    (dict(out_features=0), "out_features must be an integer >= 1"),
+    (dict(theta=0.0), "theta must be a finite number > 0"),
+    (dict(lam=1.01), r"lam must lie in \(0, 1\]"),
+])
+def test_conv_bad_settings_raise_naming_the_problem(kw, match):
+    args = dict(in_channels=2, channels=(3,), input_size=(5, 5), out_features=2)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        training.FeedbackConv(**args)
+    net = training.FeedbackConv(2, (3,), (5, 5), 2)
+    with pytest.raises(ValueError, match=r"expected x \[T, B, 2, 5, 5\] with T, B >= 1"):
+        net.forward(np.zeros((3, 2, 2, 5, 4), np.float32))
+
+
+def dyadic_conv_net(neuron, dtype, rng):
+    with training.default_dtype(dtype):
+        net = training.FeedbackConv(2, (4, 3), (6, 6), 3, neuron=neuron, lam=0.75, rng=1).eval()
+    for conv in net.convs:
+        conv.weight.data[...] = rng.integers(-8, 9, conv.weight.shape) / 8
+        conv.bias.data[...] = rng.integers(-4, 5, conv.bias.shape) / 16
+    net.feedback.weight.data[...] = rng.integers(-2, 3, net.feedback.weight.shape) / 32
+    net.feedback.power_iteration(100)
+    net.readout.weight.data[...] = rng.integers(-8, 9, net.readout.weight.shape) / 16
+    assert net.feedback.sigma() <= 1.0
+    return net
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("neuron", NEURONS)
+def test_conv_export_simulator_gives_dense_spikes_exactly(neuron, dtype):
+    import dataclasses
+
+    import eventsim
+    rng = np.random.default_rng(3)
+    net = dyadic_conv_net(neuron, dtype, rng)
+    T, B = 12, 16
+    x = training.encoding.direct((rng.integers(0, 9, (B, 2, 6, 6)) / 8).astype(dtype), T,
+                                 dtype=dtype)
+    spikes = net.simulate(x, all_layers=True)
+    y = net.forward(x)
+    model = training.to_model(net, input_shape=(2, 6, 6), T=T, dtype=dtype)
+    assert [l.kind for l in model.layers] == ["conv2d", "spiking", "conv2d", "spiking",
+                                              "flatten", "dense", "readout"]
+    c = model.connections[0]
+    assert (c.source, c.target, c.delay, c.projection.kind) == (3, 1, 1, "sparse")
+    rec = eventsim.Simulator(model, n_threads=1).run(x)
+    for pos, s in zip((1, 3), spikes):
+        np.testing.assert_array_equal(rec.spikes[pos].to_dense(T, B).reshape(s.shape), s)
+        assert 0.02 < s.mean() < 0.9
+    np.testing.assert_array_equal(rec.readout, y)
+    assert rec.synaptic_events["connections[0]"] > 0
+    rec = eventsim.Simulator(dataclasses.replace(model, connections=[]), n_threads=1).run(x)
+    assert not np.array_equal(rec.spikes[1].to_dense(T, B).reshape(spikes[0].shape), spikes[0])
+
+
+def test_conv_fit_trains():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 64)
+    images = rng.uniform(0, 0.3, (64, 1, 4, 4))
+    images[labels == 1, :, :2] += 0.6                 # class 1: bright top half
+    net = training.FeedbackConv(1, (4,), (4, 4), 2, rng=1)
+    for conv in net.convs:
+        conv.weight.data *= 3.0
+    opt = training.optim.SGD(net.parameters(), lr=0.5, momentum=0.9)
+    h = training.fit(net, (images.astype(np.float32), labels), T=4, epochs=3, batch_size=16,
+                     optimizer=opt, method="ide", progress=False)
+    assert h.train_loss[-1] < h.train_loss[0] and h.train_acc[-1] > 0.9
