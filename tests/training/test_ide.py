@@ -370,7 +370,7 @@ def test_export_writes_the_normalised_feedback_and_a_file(tmp_path):
 
 def make_conv_net(neuron="IF", sigma_above_one=True, dtype=np.float64, **kw):
     with training.default_dtype(dtype):
-        net = training.FeedbackConv(2, (3, 2), (5, 5), 3, kernel_size=3, neuron=neuron, rng=1,
+        net = training.FeedbackConv(2, (2, 2), (4, 4), 3, kernel_size=3, neuron=neuron, rng=1,
                                     **kw)
     for conv in net.convs:
         conv.weight.data *= 3.0
@@ -385,7 +385,7 @@ def test_conv_implicit_gradient_equals_finite_differences(neuron, sigma_above_on
     """FeedbackConv (two conv layers, feedback from the second to the first): every
     parameter's IDE gradient equals central differences of ``L(a*)`` (float64)."""
     net = make_conv_net(neuron, sigma_above_one)
-    x = np.random.default_rng(0).uniform(0, 1, (4, 3, 2, 5, 5))
+    x = np.random.default_rng(0).uniform(0, 1, (4, 3, 2, 4, 4))
     labels = np.array([0, 1, 2])
     _, iterations, residual = ide.gradients(net, x, labels, tol=1e-12, max_iter=100,
                                             at="equilibrium")
