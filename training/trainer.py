@@ -242,6 +242,10 @@ def _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothi
     """ValueError (saying what to use) for a bad ``method`` or an option it does not take."""
     if method not in METHODS:
         raise ValueError(f"fit: unknown method {method!r}; choose one of {list(METHODS)}")
+    from .feedback import _FeedbackNet
+    if isinstance(net, _FeedbackNet) and method != "ide":
+        raise ValueError(f"fit: a {type(net).__name__} trains with method='ide' (it has no "
+                         f"backward pass through time), got method={method!r}")
     if method == "bptt":
         if online_loss_c != 0.0:
             raise ValueError("fit: online_loss_c applies to the online methods (ottt_a, ottt_o, "

@@ -254,6 +254,9 @@ def test_bad_labels_and_fit_options_raise():
     with pytest.raises(ValueError, match="solver must be one of"):
         training.fit(net, data, T=2, epochs=1, batch_size=3, optimizer=opt, method="ide",
                      ide_solver="newton")
+    for method in ("bptt", "ottt_a"):
+        with pytest.raises(ValueError, match="a FeedbackMLP trains with method='ide'"):
+            training.fit(net, data, T=2, epochs=1, batch_size=3, optimizer=opt, method=method)
 
 
 # -- forward, spectral normalisation, training ----------------------------------------------
@@ -491,3 +494,31 @@ def test_conv_fit_trains():
     h = training.fit(net, (images.astype(np.float32), labels), T=4, epochs=3, batch_size=16,
                      optimizer=opt, method="ide", progress=False)
     assert h.train_loss[-1] < h.train_loss[0] and h.train_acc[-1] > 0.9
+
+
+def test_fit_checkpoint_resume_continues_identically(tmp_path):
+    """The feedback weight's power-iteration vectors are buffers: a run resumed from its
+    checkpoint ends where an uninterrupted run ends, and another method is refused."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 60)
+    images = rng.uniform(0, 1, (60, 8)).astype(np.float32)
+
+    def run(epochs, resume, net=None):
+        net = net or FeedbackMLP(8, 10, 3, neuron="LIF", rng=1)
+        opt = training.optim.SGD(net.parameters(), lr=0.2, momentum=0.9)
+        training.fit(net, (images, labels), T=4, epochs=epochs, batch_size=20, optimizer=opt,
+                     method="ide", checkpoint=tmp_path / ("a.h5" if resume else "b.h5"),
+                     resume=resume, progress=False)
+        return net
+
+    straight = run(2, False)
+    run(1, True)
+    resumed = run(2, True)
+    for (name, p), (_, q) in zip(straight.named_parameters(), resumed.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    np.testing.assert_array_equal(straight.feedback.u, resumed.feedback.u)
+    with pytest.raises(ValueError, match="written by method='ide'"):
+        net = training.Sequential(training.Linear(8, 3))
+        training.fit(net, (images, labels), T=4, epochs=3, batch_size=20,
+                     optimizer=training.optim.SGD(net.parameters(), lr=0.1),
+                     checkpoint=tmp_path / "a.h5", resume=True, progress=False)
