@@ -1,10 +1,12 @@
 """IDE: implicit differentiation on the equilibrium state (Xiao et al., NeurIPS 2021;
 docs/methods.md section 17).
 
-The forward pass simulates the feedback network (:class:`training.FeedbackMLP`) for T steps
-without keeping anything for a backward pass; its rate ``a`` approximates the fixed point of
-``f(a) = clamp(z, 0, 1)``, ``z = (W a + F xbar + b) / theta``.  The gradient of the loss
-``L(W_o a + b_o)`` through that fixed point is
+The forward pass simulates the feedback network (:class:`training.FeedbackMLP` or
+:class:`training.FeedbackConv`) for T steps without keeping anything for a backward pass; its
+rate ``a`` approximates the fixed point of ``f(a) = clamp(z, 0, 1)``,
+``z = (W a + F xbar + b) / theta`` (FeedbackConv: a chain of such maps, see its
+``linearise``).  For the F-MLP the gradient of the loss ``L(W_o a + b_o)`` through that fixed
+point is
 
     (I - J^T) g = dL/da,   J^T g = W^T (m * g) / theta,   m = 1[0 <= z <= 1]
     delta = m * g / theta ;  dW = delta^T a ;  dF = delta^T xbar ;  db = sum_b delta
@@ -20,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from .feedback import FeedbackMLP, _FeedbackNet
+from .feedback import _FeedbackNet
 from .losses import _softmax_ce
 
 SOLVERS = ("broyden", "iterate")
@@ -123,7 +125,7 @@ def solve_adjoint(JT, rhs: np.ndarray, solver: str = "broyden", tol: float = 1e-
     return best, max_iter, best_res
 
 
-def gradients(net: FeedbackMLP, x, labels, solver: str = "broyden", tol: float = 1e-6,
+def gradients(net: _FeedbackNet, x, labels, solver: str = "broyden", tol: float = 1e-6,
               max_iter: int = 50, at: str = "rate", on_failure: str = "raise"):
     """Fill ``.grad`` of every parameter of ``net`` with the IDE gradient of the mean
     cross-entropy of ``o = W_o a + b_o``; returns ``(loss, iterations, residual)``.
