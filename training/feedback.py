@@ -123,14 +123,19 @@ class _FeedbackNet(Module):
         w = self.lam ** np.arange(T - 1, -1, -1, dtype=np.float64)
         return w / w.sum()
 
-    @property
-    def time_weights(self):
-        """Decoder weights of the per-step readout: None (uniform) for IF, else
-        ``T w_t`` for the last T seen, so ``decode(y, time_weights) = W_o a + b_o``."""
-        T = getattr(self, "_T", None)
-        if self.neuron == "IF" or self.lam == 1.0 or T is None:
+    def decoder_weights(self, T: int):
+        """Decoder weights of a per-step readout of ``T`` steps: None (uniform) for IF, else
+        ``T w_t``, so that ``losses.decode(y, weights) = W_o a + b_o``."""
+        if self.neuron == "IF" or self.lam == 1.0:
             return None
         return T * self.rate_weights(T)
+
+    @property
+    def time_weights(self):
+        """:meth:`decoder_weights` for the T of the last forward pass (None before one);
+        ``training.evaluate`` uses ``decoder_weights`` of its own T."""
+        T = getattr(self, "_T", None)
+        return None if T is None else self.decoder_weights(T)
 
     def forward(self, x) -> np.ndarray:
         """Per-step readout ``[T, B, out]`` of the last layer's spikes; sets ``last_rate``

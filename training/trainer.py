@@ -355,7 +355,8 @@ def _evaluate(net, images, labels, *, T, encoder, batch_size, loss, seed, time_w
     """:func:`evaluate` on checked, non-empty arrays."""
     enc = make_encoder(encoder, T)
     if time_weights is None:
-        time_weights = getattr(net, "time_weights", None)
+        time_weights = (net.decoder_weights(T) if callable(getattr(net, "decoder_weights", None))
+                        else getattr(net, "time_weights", None))
     loss_fn = _loss_fn(loss, 0.0, lambda: time_weights)
     rng = np.random.default_rng(seed)
     was_training = net.training

@@ -522,3 +522,20 @@ def test_fit_checkpoint_resume_continues_identically(tmp_path):
         training.fit(net, (images, labels), T=4, epochs=3, batch_size=20,
                      optimizer=training.optim.SGD(net.parameters(), lr=0.1),
                      checkpoint=tmp_path / "a.h5", resume=True, progress=False)
+
+
+def test_evaluate_decodes_the_lif_rate_for_its_own_T():
+    """``evaluate`` weights a LIF network's readout with ``T w_t`` of the T it runs, even on a
+    fresh network or after a forward pass with another T: its loss is CE(W_o a + b_o)."""
+    net = make_net("LIF", dtype=np.float64, lam=0.5)
+    images, labels = np.random.default_rng(0).uniform(0, 1, (12, 6)), np.arange(12) % 3
+    expected = []
+    for T in (3, 9):
+        net.forward(np.broadcast_to(images, (T,) + images.shape))
+        o = net.last_rate @ net.readout.weight.data.T + net.readout.bias.data
+        expected.append(_softmax_ce(o, labels, 0.0)[0])
+    net.forward(np.broadcast_to(images, (5,) + images.shape))     # another T last
+    for T, want in zip((3, 9), expected):
+        loss, _ = training.evaluate(net, images, labels, T=T)
+        assert loss == pytest.approx(want, rel=1e-12)
+    assert expected[0] != pytest.approx(expected[1])
