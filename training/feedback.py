@@ -149,7 +149,9 @@ class _FeedbackNet(Module):
         self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
         self.last_rate = a
         self.last_residual = float(np.max(np.abs(a - self.equilibrium_map(a, self.last_input_mean))))
-        return self.readout.forward(s.reshape(T, x.shape[1], -1))
+        y = self.readout.forward(s.reshape(T, x.shape[1], -1))
+        self.readout.reset_cache()          # IDE needs no backward through the readout's steps
+        return y
 
     def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
         """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, ...]``,

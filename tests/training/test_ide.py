@@ -186,6 +186,17 @@ def test_non_convergence_raises_or_warns(solver):
     assert residual < 1e-6 and net.last_adjoint == (iterations, residual)
 
 
+def test_forward_fixed_point_reports_and_raises():
+    net = make_net("IF")
+    x = inputs()
+    a, iterations, residual = net.equilibrium(x, tol=1e-10)
+    assert residual < 1e-10 and 1 < iterations < 100
+    np.testing.assert_allclose(a, net.equilibrium_map(a, x.mean(0)), atol=1e-10)
+    with pytest.raises(IDEConvergenceError, match="forward fixed point did not converge: "
+                                                  r"residual .* after 2 iterations"):
+        net.equilibrium(x, tol=1e-14, max_iter=2)
+
+
 def test_fit_stops_on_non_convergence():
     net = make_net("IF", dtype=np.float32)
     images = np.random.default_rng(0).uniform(0, 1, (8, 6)).astype(np.float32)
