@@ -148,7 +148,8 @@ class _FeedbackNet(Module):
         a = np.tensordot(w, s.astype(np.float64), axes=(0, 0)).reshape(x.shape[1], -1)
         self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
         self.last_rate = a
-        self.last_residual = float(np.max(np.abs(a - self.equilibrium_map(a, self.last_input_mean))))
+        f_a = self.equilibrium_map(a, self.last_input_mean)
+        self.last_residual = float(np.max(np.abs(a - f_a)))
         y = self.readout.forward(s.reshape(T, x.shape[1], -1))
         self.readout.reset_cache()          # IDE needs no backward through the readout's steps
         return y
@@ -328,7 +329,8 @@ class SpectralConvFeedback(SpectralFeedback):
             self.u[...] = u / max(np.linalg.norm(u), 1e-300)
 
     def sigma(self) -> float:
-        return float(np.sum(self.u * conv_same(self.v[None], self.weight.data.astype(np.float64))[0]))
+        Kv = conv_same(self.v[None], self.weight.data.astype(np.float64))[0]
+        return float(np.sum(self.u * Kv))
 
     def sigma_gradient(self) -> np.ndarray:
         return conv_same_weight_grad(self.v[None], self.u[None], self.weight.shape[2])
@@ -405,7 +407,8 @@ class FeedbackConv(_FeedbackNet):
         size = tuple(_check_positive_int(who, "input_size", n) for n in size)
         if feedback_kernel_size is None:
             feedback_kernel_size = kernel_size
-        for name, k in (("kernel_size", kernel_size), ("feedback_kernel_size", feedback_kernel_size)):
+        for name, k in (("kernel_size", kernel_size),
+                        ("feedback_kernel_size", feedback_kernel_size)):
             if _check_positive_int(who, name, k) % 2 == 0:
                 raise ValueError(f"{who}: {name} must be odd ('same' padding), got {k}")
         self._init_neuron(who, neuron, theta, lam)

@@ -83,10 +83,12 @@ def solve_adjoint(JT, rhs: np.ndarray, solver: str = "broyden", tol: float = 1e-
         VTs = np.zeros((B, max_iter, H))
 
         def hinv(k, y):      # Hinv y  for the first k rank-one terms, row-wise
-            return -y + np.einsum("bhk,bk->bh", Us[:, :, :k], np.einsum("bkh,bh->bk", VTs[:, :k], y))
+            c = np.einsum("bkh,bh->bk", VTs[:, :k], y)
+            return -y + np.einsum("bhk,bk->bh", Us[:, :, :k], c)
 
         def hinv_t(k, y):    # y^T Hinv, row-wise
-            return -y + np.einsum("bkh,bk->bh", VTs[:, :k], np.einsum("bhk,bh->bk", Us[:, :, :k], y))
+            c = np.einsum("bhk,bh->bk", Us[:, :, :k], y)
+            return -y + np.einsum("bkh,bk->bh", VTs[:, :k], c)
 
         update = -hinv(0, G)
         for k in range(max_iter):

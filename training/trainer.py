@@ -432,8 +432,9 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             ``label_smoothing`` (those apply to BPTT; ``loss`` still scores evaluation).
             The training accuracy decodes ``sum_t o_t`` (SAF-F: the accumulated output).
             The method is recorded in the checkpoint; resuming with another is refused.
-            "ide" trains a ``training.FeedbackMLP`` or ``FeedbackConv`` by implicit differentiation on the
-            equilibrium (docs/methods.md section 17; ``training.ide.gradients``): one
+            "ide" trains a ``training.FeedbackMLP`` or ``FeedbackConv`` by implicit
+            differentiation on the equilibrium (docs/methods.md section 17;
+            ``training.ide.gradients``): one
             simulation of T steps and one adjoint solve per batch, loss the cross-entropy of
             ``W_o a + b_o`` on the (weighted) average rate ``a``; the training accuracy decodes
             the same logits.

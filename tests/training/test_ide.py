@@ -282,7 +282,8 @@ def test_forward_by_hand_and_lif_decoding():
         W, F, b = net.feedback.matrix(), net.input.weight.data, net.input.bias.data
         beta = 1.0 if neuron == "IF" else 0.75
         v, s, a = np.zeros((4, 8)), np.zeros((4, 8)), np.zeros((4, 8))
-        w = np.full(7, 1 / 7) if neuron == "IF" else 0.75 ** np.arange(6, -1, -1) / sum(0.75 ** np.arange(7))
+        w = np.full(7, 1 / 7) if neuron == "IF" else \
+            0.75 ** np.arange(6, -1, -1) / sum(0.75 ** np.arange(7))
         for t in range(7):
             u = beta * v + s @ W.T + x[t] @ F.T + b
             s = (u >= 2.0).astype(float)
