@@ -20,10 +20,13 @@ from .msg import MSGSchedule
 from .export import export, to_model, to_network
 from .trainer import History, TrainingDiverged, TrainingInterrupted, evaluate, fit
 from . import online
+from .feedback import FeedbackConv, FeedbackMLP
+from . import ide
+from .ide import IDEConvergenceError
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Flatten", "Conv2d", "AvgPool2d", "MaxPool2d",
     "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "KLIF", "RecurrentLIF", "CubaLIF", "NeuronParams",
-    "canonical_step", "WSLinear", "WSConv2d", "Scale", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "losses", "surrogates", "online", "set_default_dtype", "get_default_dtype",
+    "canonical_step", "FeedbackMLP", "FeedbackConv", "ide", "IDEConvergenceError", "WSLinear", "WSConv2d", "Scale", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "losses", "surrogates", "online", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
 ]

@@ -55,7 +55,12 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
 
     Args:
         net: a Sequential of Linear/Conv2d/BatchNorm/pools/Flatten/Dropout/LIF layers
-            ending with a weight layer (the readout).
+            ending with a weight layer (the readout), or a ``training.FeedbackMLP``
+            (written as input Dense -> spiking layer with a delay-1 dense self-connection
+            holding the normalised feedback weight -> readout Dense; docs/methods.md
+            section 17), or a ``training.FeedbackConv`` (conv -> spiking layers, a delay-1
+            sparse connection from the last spiking layer to the first holding the feedback
+            convolution, flatten -> readout Dense).
         input_shape: feature shape of one sample, e.g. ``(1, 28, 28)`` or ``(784,)``.
         T: time steps; encoding: "direct" or "rate".
         time_weights: decoder weights ``a[T]`` (TWO); None takes the network's own
@@ -64,6 +69,9 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
         metadata: scalars stored with the model (dataset, method, accuracy, seed, ...).
     """
     Conv2d, Dropout, BNs, fold_batchnorm, AvgPool2d, MaxPool2d, Scale = _layer_types()
+    from .feedback import FeedbackConv, FeedbackMLP
+    if isinstance(net, (FeedbackMLP, FeedbackConv)):
+        return _feedback_model(net, input_shape, T, encoding, time_weights, dtype, metadata)
     if not isinstance(net, Sequential):
         raise TypeError(f"export expects a training.Sequential, got {type(net).__name__}")
     records: list = []
@@ -163,6 +171,58 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
                      connections=connections,
                      metadata={k: v for k, v in metadata.items() if v is not None},
                      origins=origins)
+    mf.validate(model)
+    return model
+
+
+def _feedback_model(net, input_shape, T, encoding, time_weights, dtype, metadata) -> mf.Model:
+    """The model of a FeedbackMLP: ``Dense(F, b)`` -> ``Spiking(beta, theta, subtract)``
+    -> ``Dense(W_o, b_o)`` -> ``Readout``, plus ``Connection(1 -> 1, delay 1,
+    Dense(W))`` with ``W = W_raw / max(1, sigma)`` the feedback weight the network uses.
+    A FeedbackConv: ``Conv2d(K_l, b_l)`` -> ``Spiking`` per layer, ``Flatten`` -> ``Dense``
+    -> ``Readout``, plus a delay-1 ``Sparse`` connection from the last spiking layer to the
+    first holding the normalised feedback convolution as a matrix.  The simulator's decision
+    ``argmax sum_t a_t (W_o s_t + b_o)`` with ``a_t = T w_t`` (the rate weights: 1 for IF,
+    ``lam^(T-1-t)`` normalised for LIF) is that of ``W_o a + b_o``."""
+    from .feedback import FeedbackConv
+    expected = ((net.in_channels,) + net.input_size if isinstance(net, FeedbackConv)
+                else (net.in_features,))
+    if tuple(input_shape) != expected:
+        raise ValueError(f"export: {net!r} takes input_shape {expected}, got "
+                         f"{tuple(input_shape)}")
+    if time_weights is None and net.neuron == "LIF" and net.lam != 1.0:
+        time_weights = int(T) * net.rate_weights(int(T))
+    tw = None if time_weights is None else _as_float(time_weights, dtype)
+
+    def spiking():
+        return mf.Spiking(beta=float(net.beta), theta=float(net.theta), reset="subtract",
+                          v_reset=0.0, v_min=None, spikes="binary")
+
+    readout = mf.Dense(weight=_as_float(net.readout.weight.data, dtype),
+                       bias=_as_float(net.readout.bias.data, dtype))
+    if isinstance(net, FeedbackConv):
+        records = []
+        for conv in net.convs:
+            records += [mf.Conv2d(weight=_as_float(conv.weight.data, dtype),
+                                  bias=_as_float(conv.bias.data, dtype), stride=(1, 1),
+                                  padding=tuple(conv.padding)), spiking()]
+        records += [mf.Flatten(), readout, mf.Readout(beta=0.0, time_weights=tw)]
+        data, indices, indptr = net.feedback.csr(dtype)
+        n = net.channels[0] * net.input_size[0] * net.input_size[1]
+        projection = mf.Sparse(data=_as_float(data, dtype), indices=indices, indptr=indptr,
+                               shape=(n, net.n_state))
+        connections = [mf.Connection(source=2 * len(net.channels) - 1, target=1, delay=1,
+                                     projection=projection)]
+    else:
+        records = [mf.Dense(weight=_as_float(net.input.weight.data, dtype),
+                            bias=_as_float(net.input.bias.data, dtype)),
+                   spiking(), readout, mf.Readout(beta=0.0, time_weights=tw)]
+        W = net.feedback.matrix().astype(net.feedback.weight.data.dtype)  # as the dense engine
+        connections = [mf.Connection(source=1, target=1, delay=1,
+                                     projection=mf.Dense(weight=_as_float(W, dtype), bias=None))]
+    model = mf.Model(input_shape=expected, layers=records, T=int(T), encoding=encoding,
+                     connections=connections,
+                     metadata={k: v for k, v in metadata.items() if v is not None})
     mf.validate(model)
     return model
 

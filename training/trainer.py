@@ -26,6 +26,7 @@ from snncore import encoding
 from snncore.fileio import check_output
 
 from . import losses
+from . import ide as ide_mod
 from . import online as online_mod
 from . import two as two_mod
 from .checkpoint import (check_architecture, load_checkpoint, restore_rng, rng_state,
@@ -233,18 +234,26 @@ def _check_gradients(named, epoch: int, batch: int) -> None:
                                    f"batch {batch + 1}; training stopped")
 
 
-METHODS = ("bptt",) + online_mod.ONLINE_METHODS
+METHODS = ("bptt",) + online_mod.ONLINE_METHODS + ("ide",)
 
 
 def _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothing, decoder,
-                           net) -> None:
+                           net, ide_options=("broyden", 1e-6, 50)) -> None:
     """ValueError (saying what to use) for a bad ``method`` or an option it does not take."""
     if method not in METHODS:
         raise ValueError(f"fit: unknown method {method!r}; choose one of {list(METHODS)}")
+    from .feedback import _FeedbackNet
+    if isinstance(net, _FeedbackNet) and method != "ide":
+        raise ValueError(f"fit: a {type(net).__name__} trains with method='ide' (it has no "
+                         f"backward pass through time), got method={method!r}")
     if method == "bptt":
         if online_loss_c != 0.0:
             raise ValueError("fit: online_loss_c applies to the online methods (ottt_a, ottt_o, "
                              "saf_e, saf_f); BPTT uses loss=")
+        return
+    if method == "ide":
+        _check_ide(online_loss_c, loss, label_smoothing, decoder, net)
+        ide_mod._check_solver(*ide_options)
         return
     online_mod._check_c(online_loss_c)
     if saf_rules not in online_mod.SAF_RULES:
@@ -258,6 +267,29 @@ def _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothi
                          "(1 - c) CE + c MSE (set c with online_loss_c); leave loss='rate_ce' "
                          "and label_smoothing=0 (they apply to BPTT and evaluation)")
     online_mod.plan(net, method)     # the network's layers: ValueError naming the bad one
+
+
+def _check_ide(online_loss_c, loss, label_smoothing, decoder, net) -> None:
+    """ValueError for an option ``method="ide"`` does not take, or a network it cannot train."""
+    from .feedback import _FeedbackNet
+    if not isinstance(net, _FeedbackNet):
+        raise ValueError(f"fit: method='ide' trains a training.FeedbackMLP or FeedbackConv, "
+                         f"got {type(net).__name__}")
+    if online_loss_c != 0.0:
+        raise ValueError("fit: online_loss_c applies to the online methods, not method='ide'")
+    if decoder != "mean" or loss != "rate_ce" or label_smoothing != 0.0:
+        raise ValueError("fit: method='ide' trains the cross-entropy of the readout of the "
+                         "equilibrium rate; leave decoder='mean', loss='rate_ce' and "
+                         "label_smoothing=0")
+
+
+def _ide_batch(net, xb, yb, *, solver, tol, max_iter, optimizer, clip_norm, constrained,
+               named, epoch, b):
+    """One IDE batch (docs/methods.md section 17); returns ``(loss, score [B, C])``."""
+    value, _, _ = ide_mod.gradients(net, xb, yb, solver=solver, tol=tol, max_iter=max_iter)
+    if math.isfinite(value):
+        _apply_update(named, [p for _, p in named], optimizer, clip_norm, constrained, epoch, b)
+    return value, net.last_logits
 
 
 def _apply_update(named, params, optimizer, clip_norm, constrained, epoch: int, b: int) -> None:
@@ -295,7 +327,7 @@ def _extra(T, batch_size, seed, history: History, method="bptt", online_loss_c=0
     """The checkpoint's ``extra`` group: run settings and the TWO weights' history."""
     extra = {"T": int(T), "batch_size": int(batch_size), "seed": int(seed),
              "method": str(method)}
-    if method != "bptt":
+    if method in online_mod.ONLINE_METHODS:
         extra.update(online_loss_c=float(online_loss_c), saf_rules=str(saf_rules))
     if history.time_weights:
         extra["time_weights_history"] = np.stack(history.time_weights)
@@ -323,7 +355,8 @@ def _evaluate(net, images, labels, *, T, encoder, batch_size, loss, seed, time_w
     """:func:`evaluate` on checked, non-empty arrays."""
     enc = make_encoder(encoder, T)
     if time_weights is None:
-        time_weights = getattr(net, "time_weights", None)
+        time_weights = (net.decoder_weights(T) if callable(getattr(net, "decoder_weights", None))
+                        else getattr(net, "time_weights", None))
     loss_fn = _loss_fn(loss, 0.0, lambda: time_weights)
     rng = np.random.default_rng(seed)
     was_training = net.training
@@ -349,7 +382,8 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         overwrite: bool = False, progress: bool = True, eval_batch_size: int = 1000, on_epoch_end=None,
         decoder: str = "mean", two_lam: float = 0.3, two_warmup: int = 5,
         two_accuracy: str = "cumulative", msg_schedule=None, method: str = "bptt",
-        online_loss_c: float = 0.0, saf_rules: str = "natural") -> History:
+        online_loss_c: float = 0.0, saf_rules: str = "natural", ide_solver: str = "broyden",
+        ide_tol: float = 1e-6, ide_max_iter: int = 50) -> History:
     """Train ``net`` by BPTT (the default) or by an online method.
 
     Args:
@@ -398,6 +432,15 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             ``label_smoothing`` (those apply to BPTT; ``loss`` still scores evaluation).
             The training accuracy decodes ``sum_t o_t`` (SAF-F: the accumulated output).
             The method is recorded in the checkpoint; resuming with another is refused.
+            "ide" trains a ``training.FeedbackMLP`` or ``FeedbackConv`` by implicit
+            differentiation on the equilibrium (docs/methods.md section 17;
+            ``training.ide.gradients``): one
+            simulation of T steps and one adjoint solve per batch, loss the cross-entropy of
+            ``W_o a + b_o`` on the (weighted) average rate ``a``; the training accuracy decodes
+            the same logits.
+        ide_solver, ide_tol, ide_max_iter: the adjoint solve of method "ide" ("broyden" or
+            "iterate", relative-residual tolerance, most iterations); a solve that does not
+            converge stops training with ``training.IDEConvergenceError``.
         online_loss_c: the MSE weight ``c`` in [0, 1] of the online loss (0 with BPTT).
         saf_rules: SAF-E's layer-1 and bias gradients, "natural" (with the factor ``c_t``)
             or "ottt" (OTTT's rules); see ``training.online.gradients``.
@@ -427,9 +470,10 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         raise ValueError(f"decoder: 'two' weights the decoded output of loss='rate_ce', "
                          f"got loss={loss!r}")
     _check_msg_schedule(msg_schedule)
-    _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothing, decoder, net)
+    _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothing, decoder, net,
+                           (ide_solver, ide_tol, ide_max_iter))
     enc = make_encoder(encoder, T)
-    if use_two or getattr(net, "time_weights", None) is not None:
+    if method != "ide" and (use_two or getattr(net, "time_weights", None) is not None):
         net.time_weights = np.ones(int(T)) if use_two else None
     loss_fn = _loss_fn(loss, label_smoothing, lambda: getattr(net, "time_weights", None))
     constrained = _constrained(net)
@@ -485,11 +529,17 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                 where = f"epoch {epoch + 1}, batch {b + 1}"
                 idx = order[b * batch_size:(b + 1) * batch_size]
                 xb, yb = x[idx], labels[idx]
-                if method != "bptt":
+                if method == "ide":
+                    value, score = _ide_batch(
+                        net, enc(xb, rng), yb, solver=ide_solver, tol=ide_tol,
+                        max_iter=ide_max_iter, optimizer=optimizer, clip_norm=clip_norm,
+                        constrained=constrained, named=named, epoch=epoch, b=b)
+                if method not in ("bptt", "ide"):
                     value, score = _online_batch(
                         net, enc(xb, rng), yb, method=method, c=float(online_loss_c),
                         saf_rules=saf_rules, optimizer=optimizer, clip_norm=clip_norm,
                         constrained=constrained, named=named, epoch=epoch, b=b)
+                if method != "bptt":
                     if not math.isfinite(value):
                         raise TrainingDiverged(
                             f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training "

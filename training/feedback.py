@@ -1,0 +1,536 @@
+"""Feedback spiking networks for IDE training (docs/methods.md section 17).
+
+:class:`FeedbackMLP` is the F-MLP of Xiao et al. (NeurIPS 2021): one spiking layer of
+``hidden`` IF or LIF neurons (subtract reset) driven by a Linear input layer and, with a delay
+of one step, by its own spikes through the feedback weight; a Linear readout reads the
+(weighted) average firing rate.  Per step (``s_0 = 0``, ``v_0 = 0``)::
+
+    u_t = beta v_{t-1} + W s_{t-1} + F x_t + b ;  s_t = 1[u_t >= theta] ;  v_t = u_t - theta s_t
+
+with ``beta = 1`` (IF) or ``lam`` (LIF).  The rate is ``a = sum_t w_t s_t`` with
+``w_t = 1/T`` (IF) or ``lam^(T-1-t) / sum_k lam^k`` (LIF), and the equilibrium map is
+``f(a) = clamp((W a + F xbar + b) / theta, 0, 1)`` with ``xbar = sum_t w_t x_t``: the IF rate
+tends to its fixed point as O(1/T), the LIF rate to within about ``1 - lam``.
+
+The feedback weight is re-parameterised by its spectral norm: the parameter
+``feedback.weight`` is ``W_raw`` and ``W = W_raw / max(1, sigma)``, ``sigma`` estimated by
+power iteration with persistent vectors, so ``||W||_2 <= 1`` and the map is a contraction
+with factor at most ``1 / theta`` in the middle region.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from snncore.neuron import NeuronParams, canonical_step
+
+from .config import get_default_dtype
+from .conv import Conv2d
+from .layers import Linear, _init_rng, kaiming_uniform
+from .module import Module, Parameter
+
+NEURONS = ("IF", "LIF")
+
+
+def _check_positive_int(who: str, name: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{who}: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+class SpectralFeedback(Module):
+    """Delay-1 feedback weight ``W = W_raw / max(1, sigma(W_raw))`` (``[F, F]``, target by
+    source).  ``sigma = u^T W_raw v`` with unit vectors ``u, v`` kept as buffers and refined
+    by :meth:`power_iteration` (one step per training batch, as the authors' code)."""
+
+    def __init__(self, features: int, rng):
+        super().__init__()
+        dt = get_default_dtype()
+        self.weight = Parameter(kaiming_uniform(rng, (features, features), features, dt))
+        u, v = rng.normal(size=features), rng.normal(size=features)
+        self.u = (u / np.linalg.norm(u)).astype(np.float64)
+        self.v = (v / np.linalg.norm(v)).astype(np.float64)
+        self._buffers = ("u", "v")
+        self.power_iteration(30)
+
+    def __repr__(self) -> str:
+        return f"SpectralFeedback({self.weight.shape[0]})"
+
+    def power_iteration(self, n: int = 1) -> None:
+        """``n`` power-iteration steps on ``W_raw`` updating ``u`` and ``v`` in place."""
+        W = self.weight.data.astype(np.float64)
+        for _ in range(n):
+            v = W.T @ self.u
+            self.v[...] = v / max(np.linalg.norm(v), 1e-300)
+            u = W @ self.v
+            self.u[...] = u / max(np.linalg.norm(u), 1e-300)
+
+    def sigma(self) -> float:
+        """The spectral-norm estimate ``u^T W_raw v`` (exact once u, v have converged)."""
+        return float(self.u @ self.weight.data.astype(np.float64) @ self.v)
+
+    def sigma_gradient(self) -> np.ndarray:
+        """``d sigma / d W_raw = u v^T`` (u, v held fixed)."""
+        return np.outer(self.u, self.v)
+
+    def matrix(self) -> np.ndarray:
+        """``W = W_raw / max(1, sigma)`` in float64."""
+        return self.weight.data.astype(np.float64) / max(1.0, self.sigma())
+
+    def backward_matrix(self, G: np.ndarray) -> None:
+        """Add ``dL/dW_raw`` to ``weight.grad`` given ``G = dL/dW`` (u, v held fixed)::
+
+            sigma <= 1:  dW_raw = G
+            sigma  > 1:  dW_raw = G / sigma - <G, W_raw> / sigma^2  u v^T
+        """
+        s = self.sigma()
+        if s <= 1.0:
+            dW = G
+        else:
+            W = self.weight.data.astype(np.float64)
+            dW = G / s - (np.sum(G * W) / s ** 2) * self.sigma_gradient()
+        self.weight.grad += dW.astype(self.weight.grad.dtype)
+
+
+class _FeedbackNet(Module):
+    """What :class:`FeedbackMLP` and :class:`FeedbackConv` share: neuron settings, the rate
+    weights, the forward pass around ``simulate`` and the fixed-point solve.  Subclasses
+    define ``check_x``, ``simulate`` (spikes of the last layer ``[T, B, ...]``),
+    ``equilibrium_map(a, xbar)`` and ``linearise(a, xbar)`` on flat rates ``a [B, n_state]``,
+    and hold ``feedback`` and ``readout``."""
+
+    def _init_neuron(self, who, neuron, theta, lam):
+        if neuron not in NEURONS:
+            raise ValueError(f"{who}: neuron must be 'IF' or 'LIF', got {neuron!r}")
+        if not (isinstance(theta, (int, float, np.floating, np.integer)) and math.isfinite(theta)
+                and theta > 0):
+            raise ValueError(f"{who}: theta must be a finite number > 0, got {theta!r}")
+        if not (isinstance(lam, (int, float, np.floating, np.integer)) and 0 < lam <= 1):
+            raise ValueError(f"{who}: lam must lie in (0, 1], got {lam!r}")
+        self.neuron, self.theta, self.lam = neuron, float(theta), float(lam)
+        self.last_rate = self.last_residual = self.last_input_mean = None
+
+    @property
+    def beta(self) -> float:
+        return 1.0 if self.neuron == "IF" else self.lam
+
+    def rate_weights(self, T: int) -> np.ndarray:
+        """``w[T]`` of the rate ``a = sum_t w_t s_t`` (float64, sums to 1)."""
+        if self.neuron == "IF" or self.lam == 1.0:
+            return np.full(T, 1.0 / T)
+        w = self.lam ** np.arange(T - 1, -1, -1, dtype=np.float64)
+        return w / w.sum()
+
+    def decoder_weights(self, T: int):
+        """Decoder weights of a per-step readout of ``T`` steps: None (uniform) for IF, else
+        ``T w_t``, so that ``losses.decode(y, weights) = W_o a + b_o``."""
+        if self.neuron == "IF" or self.lam == 1.0:
+            return None
+        return T * self.rate_weights(T)
+
+    @property
+    def time_weights(self):
+        """:meth:`decoder_weights` for the T of the last forward pass (None before one);
+        ``training.evaluate`` uses ``decoder_weights`` of its own T."""
+        T = getattr(self, "_T", None)
+        return None if T is None else self.decoder_weights(T)
+
+    def forward(self, x) -> np.ndarray:
+        """Per-step readout ``[T, B, out]`` of the last layer's spikes; sets ``last_rate``
+        (flat ``[B, n_state]``), ``last_input_mean`` (``xbar``) and ``last_residual``."""
+        x = self.check_x(x)
+        s = self.simulate(x)
+        T = x.shape[0]
+        self._T = T
+        w = self.rate_weights(T)
+        a = np.tensordot(w, s.astype(np.float64), axes=(0, 0)).reshape(x.shape[1], -1)
+        self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
+        self.last_rate = a
+        f_a = self.equilibrium_map(a, self.last_input_mean)
+        self.last_residual = float(np.max(np.abs(a - f_a)))
+        y = self.readout.forward(s.reshape(T, x.shape[1], -1))
+        self.readout.reset_cache()          # IDE needs no backward through the readout's steps
+        return y
+
+    def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
+        """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, ...]``,
+        by fixed-point iteration from 0 (a contraction); returns
+        ``(a* [B, n] float64 (flat), iterations, residual max |a - f(a)|)``.  Raises
+        ``IDEConvergenceError`` when the residual is not below ``tol`` after ``max_iter``."""
+        from .ide import IDEConvergenceError
+        x = self.check_x(x)
+        xbar = np.tensordot(self.rate_weights(x.shape[0]), x.astype(np.float64), axes=(0, 0))
+        a = np.zeros((x.shape[1], self.n_state))
+        for k in range(1, int(max_iter) + 1):
+            a_next = self.equilibrium_map(a, xbar)
+            res = float(np.max(np.abs(a_next - a)))
+            a = a_next
+            if res < tol:
+                return a, k, float(np.max(np.abs(a - self.equilibrium_map(a, xbar))))
+        raise IDEConvergenceError(f"{self!r}: the forward fixed point did not converge: "
+                                  f"residual {res:.3g} >= tol {tol:g} after {max_iter} iterations")
+
+
+class FeedbackMLP(_FeedbackNet):
+    """The F-MLP of IDE (Xiao et al. 2021): ``in_features -> hidden`` spiking layer with
+    delay-1 feedback ``hidden -> hidden`` -> readout ``hidden -> out_features`` on the rate.
+
+    Args:
+        in_features, hidden, out_features: layer sizes (integers >= 1).
+        neuron: "IF" (``beta = 1``) or "LIF" (``beta = lam``); subtract reset either way.
+        theta: threshold > 0 (the paper's 2).  lam: LIF leak in (0, 1] (the paper's 0.95).
+        rng: seed or ``np.random.Generator`` for the initialisation (PyTorch's Linear rule
+            for every weight; the power-iteration vectors are drawn from it too).
+    Parameters: ``input.weight [hidden, in]``, ``input.bias [hidden]``,
+    ``feedback.weight [hidden, hidden]`` (``W_raw``), ``readout.weight [out, hidden]``,
+    ``readout.bias [out]``.  Buffers: ``feedback.u``, ``feedback.v``.
+
+    :meth:`forward` on ``x [T, B, in_features]`` returns the per-step readout
+    ``y_t = W_o s_t + b_o`` (``[T, B, out]``), whose decoded mean with :attr:`time_weights`
+    is ``W_o a + b_o``; it sets ``last_rate`` (``a [B, hidden]``) and ``last_residual``
+    (``max |a - f(a)|``, how far the simulated rate is from a fixed point).
+    """
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, neuron: str = "IF",
+                 theta: float = 2.0, lam: float = 0.95, rng=None):
+        super().__init__()
+        in_features = _check_positive_int("FeedbackMLP", "in_features", in_features)
+        hidden = _check_positive_int("FeedbackMLP", "hidden", hidden)
+        out_features = _check_positive_int("FeedbackMLP", "out_features", out_features)
+        self._init_neuron("FeedbackMLP", neuron, theta, lam)
+        rng = _init_rng(rng)
+        self.in_features, self.hidden, self.out_features = in_features, hidden, out_features
+        self.n_state = hidden
+        self.input = Linear(in_features, hidden, rng=rng)
+        self.feedback = SpectralFeedback(hidden, rng)
+        self.readout = Linear(hidden, out_features, rng=rng)
+
+    def __repr__(self) -> str:
+        return (f"FeedbackMLP({self.in_features}, {self.hidden}, {self.out_features}, "
+                f"neuron={self.neuron!r}, theta={self.theta}, lam={self.lam})")
+
+    # -- forward: the spiking simulation ------------------------------------------------------
+    def check_x(self, x) -> np.ndarray:
+        """``x [T, B, in_features]`` as a float array; ValueError naming the shape otherwise."""
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.in_features or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"{self!r}: expected x [T, B, {self.in_features}] with T, B >= 1, "
+                             f"got shape {x.shape}")
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"{self!r}: x dtype {x.dtype} is not numeric")
+        if x.dtype.kind != "f":
+            x = x.astype(get_default_dtype())
+        return x
+
+    def simulate(self, x: np.ndarray) -> np.ndarray:
+        """Spikes ``s [T, B, hidden]`` of the feedback layer (the dense engine's forward)."""
+        x = self.check_x(x)
+        dt = self.input.weight.data.dtype
+        T, B = x.shape[:2]
+        W = self.feedback.matrix().astype(dt)
+        current = self.input.forward(x.astype(dt, copy=False))      # F x_t + b, [T, B, H]
+        p = NeuronParams(beta=self.beta, theta=self.theta, reset="subtract")
+        v = np.zeros((B, self.hidden), dtype=dt)
+        s = np.zeros((B, self.hidden), dtype=dt)
+        out = np.empty((T, B, self.hidden), dtype=dt)
+        for t in range(T):
+            _, s, v = canonical_step(v, current[t] + s @ W.T, p)
+            out[t] = s
+        self.input.reset_cache()
+        return out
+
+    # -- the equilibrium and its linearisation (the IDE backward) ---------------------------
+    def preactivation(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+        """``z = (W a + F xbar + b) / theta`` in float64 (``a [B, H]``, ``xbar [B, in]``)."""
+        F = self.input.weight.data.astype(np.float64)
+        b = self.input.bias.data.astype(np.float64)
+        return (a @ self.feedback.matrix().T + xbar @ F.T + b) / self.theta
+
+    def equilibrium_map(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+        """``f(a) = clamp(z, 0, 1)``."""
+        return np.clip(self.preactivation(a, xbar), 0.0, 1.0)
+
+    def linearise(self, a: np.ndarray, xbar: np.ndarray):
+        """``(JT, backward)`` of ``f`` at ``a [B, H]`` (float64), ``m = 1[0 <= z <= 1]``::
+
+            JT(g)       = W^T (m * g) / theta                  (J^T, row by row)
+            backward(g):  delta = m * g / theta ;  dW = delta^T a ;  dF = delta^T xbar ;
+                          db = sum_b delta   (added to the parameters' .grad; W through
+                          the spectral normalisation)
+        """
+        z = self.preactivation(a, xbar)
+        m = ((z >= 0.0) & (z <= 1.0)).astype(np.float64)
+        W, theta = self.feedback.matrix(), self.theta
+
+        def JT(g):
+            return (m * g) @ W / theta
+
+        def backward(g):
+            delta = m * g / theta
+            self.input.weight.grad += (delta.T @ xbar).astype(self.input.weight.grad.dtype)
+            self.input.bias.grad += delta.sum(axis=0).astype(self.input.bias.grad.dtype)
+            self.feedback.backward_matrix(delta.T @ a)
+
+        return JT, backward
+
+
+# -- convolutional feedback network (the paper's F-conv) ----------------------------------------
+
+def conv_same(x: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Stride-1 'same' cross-correlation ``x [B, Ci, H, W] * K [Co, Ci, k, k] -> [B, Co, H, W]``
+    (odd ``k``, zero padding ``k // 2``), plain NumPy in the dtype of ``x``."""
+    p = K.shape[2] // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, K.shape[2:], axis=(2, 3))
+    return np.einsum("bchwij,ocij->bohw", win, K, optimize=True)
+
+
+def conv_same_input_grad(g: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """The adjoint of :func:`conv_same` in ``x``: ``[B, Co, H, W] -> [B, Ci, H, W]``
+    (correlation with the flipped, transposed kernel)."""
+    return conv_same(g, np.ascontiguousarray(K.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]))
+
+
+def conv_same_weight_grad(x: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
+    """``dL/dK [Co, Ci, k, k]`` of :func:`conv_same` for input ``x`` and output gradient ``g``."""
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))
+    return np.einsum("bohw,bchwij->ocij", g, win, optimize=True)
+
+
+class SpectralConvFeedback(SpectralFeedback):
+    """Delay-1 convolutional feedback ``K = K_raw / max(1, sigma)`` from ``c_source`` to
+    ``c_target`` channels (``weight [c_target, c_source, k, k]``, stride 1, 'same' padding),
+    ``sigma = <u, K_raw * v>`` the operator's spectral-norm estimate from unit maps
+    ``u [c_target, H, W]``, ``v [c_source, H, W]`` (buffers)."""
+
+    def __init__(self, c_source: int, c_target: int, k: int, size, rng):
+        Module.__init__(self)
+        dt = get_default_dtype()
+        self.weight = Parameter(kaiming_uniform(rng, (c_target, c_source, k, k),
+                                                c_source * k * k, dt))
+        u, v = rng.normal(size=(c_target,) + size), rng.normal(size=(c_source,) + size)
+        self.u, self.v = u / np.linalg.norm(u), v / np.linalg.norm(v)
+        self._buffers = ("u", "v")
+        self.power_iteration(30)
+
+    def __repr__(self) -> str:
+        return f"SpectralConvFeedback({tuple(self.weight.shape)})"
+
+    def power_iteration(self, n: int = 1) -> None:
+        K = self.weight.data.astype(np.float64)
+        for _ in range(n):
+            v = conv_same_input_grad(self.u[None], K)[0]
+            self.v[...] = v / max(np.linalg.norm(v), 1e-300)
+            u = conv_same(self.v[None], K)[0]
+            self.u[...] = u / max(np.linalg.norm(u), 1e-300)
+
+    def sigma(self) -> float:
+        Kv = conv_same(self.v[None], self.weight.data.astype(np.float64))[0]
+        return float(np.sum(self.u * Kv))
+
+    def sigma_gradient(self) -> np.ndarray:
+        return conv_same_weight_grad(self.v[None], self.u[None], self.weight.shape[2])
+
+    def kernel(self) -> np.ndarray:
+        """``K = K_raw / max(1, sigma)`` in float64."""
+        return self.matrix()
+
+    def csr(self, dtype):
+        """The feedback as a sparse matrix ``[c_target*H*W, c_source*H*W]`` (C order):
+        ``(data, indices, indptr)`` of the kernel the network uses (in its dtype)."""
+        K = self.kernel().astype(self.weight.data.dtype).astype(dtype)
+        Ct, Cs, k, _ = K.shape
+        H, W = self.u.shape[1:]
+        p = k // 2
+        rows, cols, vals = [], [], []
+        ct, cs, y, x = np.meshgrid(np.arange(Ct), np.arange(Cs), np.arange(H), np.arange(W),
+                                   indexing="ij")
+        for i in range(k):
+            for j in range(k):
+                ys, xs = y + i - p, x + j - p
+                ok = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W) & (K[ct, cs, i, j] != 0)
+                rows.append(((ct * H + y) * W + x)[ok])
+                cols.append(((cs * H + ys) * W + xs)[ok])
+                vals.append(K[ct, cs, i, j][ok])
+        rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        order = np.lexsort((cols, rows))
+        indptr = np.zeros(Ct * H * W + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=Ct * H * W), out=indptr[1:])
+        return vals[order], cols[order].astype(np.int64), indptr
+
+
+class FeedbackConv(_FeedbackNet):
+    """The F-conv of IDE (Xiao et al. 2021): spiking conv layers ``conv1 .. convN`` (stride 1,
+    'same' padding) with a delay-1 convolutional feedback from the last layer to the first,
+    and a Linear readout of the last layer's (weighted) average rate.  Per step::
+
+        layer 1:  u_t = beta v_{t-1} + K_fb * s^N_{t-1} + K_1 * x_t + b_1
+        layer l:  u_t = beta v_{t-1} + K_l * s^{l-1}_t + b_l            (l = 2..N)
+
+    with subtract reset; the fixed point is posed on the last layer's rate,
+    ``a^N = f_N(... f_1(a^N))``, ``f_1(a) = clamp((K_fb * a + K_1 * xbar + b_1) / theta, 0, 1)``,
+    ``f_l(a) = clamp((K_l * a + b_l) / theta, 0, 1)``.
+
+    Args:
+        in_channels: input channels.  channels: sequence of output channels per conv layer.
+        input_size: ``(H, W)`` of the input (kept by every layer).
+        out_features: readout size.  kernel_size: odd kernel of the conv layers;
+        feedback_kernel_size: odd kernel of the feedback (default ``kernel_size``).
+        neuron, theta, lam, rng: as :class:`FeedbackMLP`.
+    Parameters: ``conv1.weight``, ``conv1.bias``, ..., ``feedback.weight`` (raw kernel
+    ``[C_1, C_N, k, k]``, normalised by the operator's spectral norm), ``readout.weight``,
+    ``readout.bias``.  A plain-NumPy reference (einsum convolutions): meant for small images.
+    """
+
+    def __init__(self, in_channels: int, channels, input_size, out_features: int,
+                 kernel_size: int = 3, feedback_kernel_size: int | None = None,
+                 neuron: str = "IF", theta: float = 2.0, lam: float = 0.95, rng=None):
+        super().__init__()
+        who = "FeedbackConv"
+        in_channels = _check_positive_int(who, "in_channels", in_channels)
+        out_features = _check_positive_int(who, "out_features", out_features)
+        try:
+            channels = tuple(channels)
+            size = tuple(input_size)
+        except TypeError:
+            raise ValueError(f"{who}: channels and input_size must be sequences, got "
+                             f"{channels!r}, {input_size!r}") from None
+        if not channels:
+            raise ValueError(f"{who}: channels must name at least one conv layer")
+        channels = tuple(_check_positive_int(who, "channels", c) for c in channels)
+        if len(size) != 2:
+            raise ValueError(f"{who}: input_size must be (H, W), got {input_size!r}")
+        size = tuple(_check_positive_int(who, "input_size", n) for n in size)
+        if feedback_kernel_size is None:
+            feedback_kernel_size = kernel_size
+        for name, k in (("kernel_size", kernel_size),
+                        ("feedback_kernel_size", feedback_kernel_size)):
+            if _check_positive_int(who, name, k) % 2 == 0:
+                raise ValueError(f"{who}: {name} must be odd ('same' padding), got {k}")
+        self._init_neuron(who, neuron, theta, lam)
+        rng = _init_rng(rng)
+        self.in_channels, self.channels, self.input_size = in_channels, channels, size
+        self.out_features, self.kernel_size = out_features, int(kernel_size)
+        self.n_state = channels[-1] * size[0] * size[1]
+        c_in = in_channels
+        for l, c in enumerate(channels, 1):
+            setattr(self, f"conv{l}", Conv2d(c_in, c, kernel_size, padding=kernel_size // 2,
+                                             rng=rng))
+            c_in = c
+        self.feedback = SpectralConvFeedback(channels[-1], channels[0],
+                                             int(feedback_kernel_size), size, rng)
+        self.readout = Linear(self.n_state, out_features, rng=rng)
+
+    def __repr__(self) -> str:
+        return (f"FeedbackConv({self.in_channels}, {list(self.channels)}, {self.input_size}, "
+                f"{self.out_features}, neuron={self.neuron!r}, theta={self.theta}, "
+                f"lam={self.lam})")
+
+    @property
+    def convs(self) -> list:
+        return [getattr(self, f"conv{l}") for l in range(1, len(self.channels) + 1)]
+
+    def check_x(self, x) -> np.ndarray:
+        """``x [T, B, in_channels, H, W]`` as a float array; ValueError naming the shape."""
+        x = np.asarray(x)
+        if x.ndim != 5 or x.shape[2:] != (self.in_channels,) + self.input_size \
+                or x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"{self!r}: expected x [T, B, {self.in_channels}, "
+                             f"{self.input_size[0]}, {self.input_size[1]}] with T, B >= 1, "
+                             f"got shape {x.shape}")
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"{self!r}: x dtype {x.dtype} is not numeric")
+        if x.dtype.kind != "f":
+            x = x.astype(get_default_dtype())
+        return x
+
+    def simulate(self, x: np.ndarray, all_layers: bool = False):
+        """Spikes of the last layer ``[T, B, C_N, H, W]`` (``all_layers``: a list, one array
+        per layer), the dense engine's forward."""
+        x = self.check_x(x)
+        convs = self.convs
+        dt = convs[0].weight.data.dtype
+        x = x.astype(dt, copy=False)
+        T, B = x.shape[:2]
+        Kfb = self.feedback.kernel().astype(dt)
+        K = [c.weight.data for c in convs]
+        b = [c.bias.data[None, :, None, None] for c in convs]
+        p = NeuronParams(beta=self.beta, theta=self.theta, reset="subtract")
+        shapes = [(B, c) + self.input_size for c in self.channels]
+        v = [np.zeros(sh, dtype=dt) for sh in shapes]
+        s = [np.zeros(sh, dtype=dt) for sh in shapes]
+        out = [np.empty((T,) + sh, dtype=dt) for sh in shapes]
+        for t in range(T):
+            fb = conv_same(s[-1], Kfb)                  # s^N_{t-1}
+            for l in range(len(convs)):
+                current = conv_same(x[t] if l == 0 else s[l - 1], K[l]) + b[l]
+                if l == 0:
+                    current = current + fb
+                _, s[l], v[l] = canonical_step(v[l], current, p)
+                out[l][t] = s[l]
+        return out if all_layers else out[-1]
+
+    def _chain(self, a: np.ndarray, xbar: np.ndarray):
+        """Pre-activations ``z_l`` and rates ``a_l = clamp(z_l)`` of every layer for the last
+        layer's rate ``a [B, n_state]`` (float64, ``[B, C_l, H, W]``)."""
+        B = a.shape[0]
+        prev = a.reshape((B, self.channels[-1]) + self.input_size)
+        zs, rates = [], []
+        for l, conv in enumerate(self.convs):
+            K = conv.weight.data.astype(np.float64)
+            b = conv.bias.data.astype(np.float64)[None, :, None, None]
+            if l == 0:
+                z = conv_same(prev, self.feedback.kernel()) + conv_same(xbar, K) + b
+            else:
+                z = conv_same(rates[-1], K) + b
+            zs.append(z / self.theta)
+            rates.append(np.clip(zs[-1], 0.0, 1.0))
+        return zs, rates
+
+    def equilibrium_map(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+        """``f(a) = f_N(... f_1(a))`` on flat rates ``[B, n_state]``."""
+        return self._chain(a, xbar)[1][-1].reshape(a.shape[0], -1)
+
+    def linearise(self, a: np.ndarray, xbar: np.ndarray):
+        """``(JT, backward)`` at ``a [B, n_state]``, ``m_l = 1[0 <= z_l <= 1]``::
+
+            JT(g):  v = g ; for l = N..2: v = K_l^T (m_l v / theta) ;  return K_fb^T (m_1 v / theta)
+            backward(g):  delta_N = m_N g / theta ; delta_{l-1} = m_{l-1} K_l^T delta_l / theta
+                          dK_l = delta_l (x) a_{l-1} (a_0 = xbar) ; db_l = sum delta_l
+                          dK_fb = delta_1 (x) a_N   (through the spectral normalisation)
+
+        ``K^T`` is the adjoint convolution, ``(x)`` the kernel-gradient correlation."""
+        zs, rates = self._chain(a, xbar)
+        ms = [((z >= 0.0) & (z <= 1.0)).astype(np.float64) for z in zs]
+        Ks = [c.weight.data.astype(np.float64) for c in self.convs]
+        Kfb, theta = self.feedback.kernel(), self.theta
+        B = a.shape[0]
+        shape = (B, self.channels[-1]) + self.input_size
+        aN = a.reshape(shape)
+
+        def JT(g):
+            v = g.reshape(shape)
+            for l in range(len(Ks) - 1, 0, -1):
+                v = conv_same_input_grad(ms[l] * v / theta, Ks[l])
+            return conv_same_input_grad(ms[0] * v / theta, Kfb).reshape(B, -1)
+
+        def backward(g):
+            v = g.reshape(shape)
+            convs = self.convs
+            for l in range(len(Ks) - 1, -1, -1):
+                delta = ms[l] * v / theta
+                inp = xbar if l == 0 else rates[l - 1]
+                conv = convs[l]
+                conv.weight.grad += conv_same_weight_grad(inp, delta, Ks[l].shape[2]).astype(
+                    conv.weight.grad.dtype)
+                conv.bias.grad += delta.sum(axis=(0, 2, 3)).astype(conv.bias.grad.dtype)
+                if l > 0:
+                    v = conv_same_input_grad(delta, Ks[l])
+            self.feedback.backward_matrix(
+                conv_same_weight_grad(aN, delta, Kfb.shape[2]))
+
+        return JT, backward
