@@ -3,6 +3,7 @@
     python benchmarks/bench_online.py --threads 2 --json benchmarks/logs/bench_online_2t.json
     python benchmarks/bench_online.py --threads 1 --rounds 2
     python benchmarks/bench_online.py --quick          # smoke run: fc, T = 4 and 8, 1 round
+    python benchmarks/bench_online.py --from-json benchmarks/logs/bench_online_2threads_2026-12-06.json
 
 One training step = one batch: encode (direct input, a stride-0 view), forward, loss,
 backward and the optimiser (Adam) update(s):
@@ -214,6 +215,26 @@ def report(med: dict, nets, methods, Ts) -> str:
     return "\n".join(lines)
 
 
+def markdown(med: dict, nets, methods, Ts) -> str:
+    """The medians as Markdown tables (step ms and tracemalloc peak MiB per T)."""
+    out = []
+    for net in nets:
+        out.append(f"\n{net}, batch {NETS[net]}: step ms / peak MiB\n")
+        out.append("| method | " + " | ".join(f"T = {T}" for T in Ts)
+                   + f" | peak T={Ts[-1]} / T={Ts[0]} |")
+        out.append("|---" * (len(Ts) + 2) + "|")
+        for m in methods:
+            v = [med.get((net, m, T)) for T in Ts]
+            cells = [f"{x['step_ms']:.1f} / {x['peak_mib']:.2f}" if x else "-" for x in v]
+            ratio = f"{v[-1]['peak_mib'] / v[0]['peak_mib']:.2f}" if v[0] and v[-1] else "-"
+            out.append(f"| {m} | " + " | ".join(cells) + f" | {ratio} |")
+        for saf, ottt in (("saf_e", "ottt_o"), ("saf_f", "ottt_a")):
+            r = [(med.get((net, saf, T)), med.get((net, ottt, T))) for T in Ts]
+            out.append(f"| time {saf} / {ottt} | " + " | ".join(
+                f"{a['step_ms'] / b['step_ms']:.2f}" if a and b else "-" for a, b in r) + " | |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,11 +247,24 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: fc only, T = 4 and 8, one round")
     ap.add_argument("--json", default=None, help="write the raw per-process results here")
+    ap.add_argument("--from-json", default=None,
+                    help="print the tables (and Markdown) of a saved --json file; run nothing")
     ap.add_argument("--worker", nargs=3, metavar=("NET", "METHOD", "T"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         net, method, T = args.worker
         print(json.dumps(run_worker(net, method, int(T))))
+        return 0
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        rows = saved["rows"]
+        Ts = sorted({r["T"] for r in rows})
+        nets = [n for n in NETS if any(r["net"] == n for r in rows)]
+        med = summarise(rows)
+        print(f"threads per worker {saved['threads']}; rounds {1 + max(r['round'] for r in rows)}")
+        print(report(med, nets, list(METHODS), Ts))
+        print(markdown(med, nets, list(METHODS), Ts))
         return 0
     if args.quick:
         args.nets, args.T, args.rounds = ["fc"], [4, 8], 1
