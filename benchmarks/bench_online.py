@@ -35,7 +35,9 @@ rounds.  In each process, after two warm-up steps (Numba compilation, caches):
   rss MiB      growth of the peak RSS (VmHWM, reset through /proc/self/clear_refs) during
                the timed steps over the RSS between steps; workers run with
                MALLOC_MMAP_THRESHOLD_=131072 so freed arrays leave RSS.  Coarser (pages,
-               Numba's own allocations included); printed as a cross-check.
+               Numba's own allocations included); printed as a cross-check.  That setting
+               makes every large array a fresh mmap (page faults): it about doubles the
+               online step times; ``--mmap-threshold 0`` keeps glibc's default for timing.
 
 Ratios printed: each method's peak at the largest T over its peak at the smallest (online
 target <= 1.1; BPTT for contrast), and SAF's step time over OTTT's (saf_e / ottt_o, both
@@ -158,7 +160,9 @@ def plan(nets, methods, Ts, rounds: int):
 
 
 def run_all(args) -> list[dict]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    env = dict(os.environ)
+    if args.mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     for var in THREAD_VARS:
         env[var] = str(args.threads)
     rows = []
@@ -247,6 +251,11 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: fc only, T = 4 and 8, one round")
     ap.add_argument("--json", default=None, help="write the raw per-process results here")
+    ap.add_argument("--mmap-threshold", type=int, default=131072,
+                    help="MALLOC_MMAP_THRESHOLD_ of the workers (default 131072: freed arrays "
+                         "leave RSS, so the RSS column means something, but every large array "
+                         "is then a fresh mmap whose pages fault in: online steps run about 2x "
+                         "slower); 0 = glibc's default (times as in normal use)")
     ap.add_argument("--from-json", default=None,
                     help="print the tables (and Markdown) of a saved --json file; run nothing")
     ap.add_argument("--worker", nargs=3, metavar=("NET", "METHOD", "T"), help=argparse.SUPPRESS)
@@ -270,7 +279,8 @@ def main(argv=None):
         args.nets, args.T, args.rounds = ["fc"], [4, 8], 1
     args.T = sorted(args.T)
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC; threads per worker "
-          f"{args.threads}; rounds {args.rounds}; nets {args.nets}; T {args.T}", flush=True)
+          f"{args.threads}; rounds {args.rounds}; nets {args.nets}; T {args.T}; "
+          f"MALLOC_MMAP_THRESHOLD_ {args.mmap_threshold or 'glibc default'}", flush=True)
     rows = run_all(args)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
