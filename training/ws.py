@@ -18,7 +18,10 @@ spiking layer); export folds it into the next weight layer.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from .config import get_default_dtype
 from .conv import Conv2d
@@ -30,31 +33,81 @@ DEFAULT_SCALE = 2.74
 
 
 def standardize(W: np.ndarray, gain: np.ndarray, eps: float = WS_EPS) -> np.ndarray:
-    """``W_hat`` of ``W [out, ...]`` (per output channel, equations above), ``W``'s dtype."""
+    """``W_hat`` of ``W [out, ...]`` (per output channel, equations above), ``W``'s dtype.
+
+    One fused pass per output channel (:func:`_standardize_rows`; row sums in float64)."""
     n = int(np.prod(W.shape[1:]))
-    W2 = W.reshape(W.shape[0], n)
-    dt = W.dtype.type
-    xc = W2 - W2.mean(axis=1, keepdims=True)
-    var = (xc * xc).sum(axis=1, keepdims=True) / dt(n - 1)
-    d = np.sqrt(var * dt(n) + dt(eps))
-    return (gain.reshape(-1, 1) * (xc / d)).reshape(W.shape)
+    W2 = np.ascontiguousarray(W).reshape(W.shape[0], n)
+    out = np.empty_like(W2)
+    _standardize_rows(W2, np.ascontiguousarray(gain, dtype=np.float64).reshape(-1), float(eps), out)
+    return out.reshape(W.shape)
 
 
 def standardize_backward(G: np.ndarray, W: np.ndarray, gain: np.ndarray,
                          eps: float = WS_EPS) -> tuple[np.ndarray, np.ndarray]:
-    """``(dL/dW, dL/dgain)`` from ``G = dL/dW_hat`` (same shape as ``W``; equations above)."""
+    """``(dL/dW, dL/dgain)`` from ``G = dL/dW_hat`` (same shape as ``W``; equations above).
+
+    With ``H = gain_o G`` the row sums the equations need are ``sum H = gain_o sum G`` and
+    ``sum H xc = gain_o sum G xc``, so one fused kernel (:func:`_standardize_backward_rows`)
+    reads ``W`` and ``G`` once per output channel and writes ``dL/dW``: the online methods
+    call this at every time step, where the array expressions (about 15 passes over the
+    weight, with temporaries) cost more than the step's matrix products."""
     n = int(np.prod(W.shape[1:]))
-    W2 = W.reshape(W.shape[0], n)
-    G2 = G.reshape(W2.shape)
-    dt = W.dtype.type
-    xc = W2 - W2.mean(axis=1, keepdims=True)
-    var = (xc * xc).sum(axis=1, keepdims=True) / dt(n - 1)
-    d = np.sqrt(var * dt(n) + dt(eps))
-    dgain = (G2 * xc).sum(axis=1) / d[:, 0]
-    H = gain.reshape(-1, 1) * G2
-    dW = (H - H.mean(axis=1, keepdims=True)) / d \
-        - xc * (dt(n) / dt(n - 1)) * (H * xc).sum(axis=1, keepdims=True) / (d * d * d)
+    W2 = np.ascontiguousarray(W).reshape(W.shape[0], n)
+    G2 = np.ascontiguousarray(G, dtype=W.dtype).reshape(W2.shape)
+    dW = np.empty_like(W2)
+    dgain = np.empty(W2.shape[0], dtype=W.dtype)
+    _standardize_backward_rows(W2, G2, np.ascontiguousarray(gain, dtype=np.float64).reshape(-1),
+                               float(eps), dW, dgain)
     return dW.reshape(W.shape), dgain
+
+
+# "reassoc" lets LLVM split the row sums over vector lanes (a serial float64 sum is
+# latency-bound: 3x slower); the sums then depend on the lane count, not on anything else.
+_FAST = {"reassoc"}
+
+
+@njit(cache=True, fastmath=_FAST)
+def _row_stats(w, eps):
+    """``(mean, d)`` of one row: ``d = sqrt(var * n + eps)``, var unbiased; float64 sums."""
+    n = w.shape[0]
+    s = 0.0
+    for j in range(n):
+        s += w[j]
+    mu = s / n
+    ss = 0.0
+    for j in range(n):
+        c = w[j] - mu
+        ss += c * c
+    return mu, math.sqrt(ss / (n - 1) * n + eps)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _standardize_rows(W, gain, eps, out):
+    for o in range(W.shape[0]):
+        mu, d = _row_stats(W[o], eps)
+        k = gain[o] / d
+        for j in range(W.shape[1]):
+            out[o, j] = (W[o, j] - mu) * k
+
+
+@njit(cache=True, fastmath=_FAST)
+def _standardize_backward_rows(W, G, gain, eps, dW, dgain):
+    n = W.shape[1]
+    for o in range(W.shape[0]):
+        mu, d = _row_stats(W[o], eps)
+        sg = 0.0
+        sgx = 0.0
+        for j in range(n):
+            g = G[o, j]
+            sg += g
+            sgx += g * (W[o, j] - mu)
+        dgain[o] = sgx / d
+        a = gain[o] / d                                  # dW = a (G - mean G) - b xc
+        mg = sg / n
+        b = gain[o] * sgx * n / (n - 1) / (d * d * d)
+        for j in range(n):
+            dW[o, j] = a * (G[o, j] - mg) - b * (W[o, j] - mu)
 
 
 class _Standardised:

@@ -5,7 +5,7 @@ import pytest
 import training
 from snncore import modelfile as mf
 from tests.gradcheck import check_module_gradients
-from training.ws import standardize
+from training.ws import standardize, standardize_backward
 
 
 @pytest.fixture
@@ -31,6 +31,29 @@ def test_standardize_matches_formula(float64, shape):
     gain = rng.uniform(0.5, 2, shape[0])
     np.testing.assert_allclose(standardize(W, gain), naive_standardize(W, gain), rtol=1e-13,
                                atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("shape", [(5, 7), (4, 3, 3, 2), (800, 784)])
+def test_standardize_backward_matches_array_formula(dtype, rtol, shape):
+    """The fused row kernel against the module docstring's array expressions in float64."""
+    rng = np.random.default_rng(3)
+    W, G = rng.standard_normal(shape), rng.standard_normal(shape)
+    gain = rng.uniform(0.5, 2, shape[0])
+    n = int(np.prod(shape[1:]))
+    W2, G2 = W.reshape(shape[0], n), G.reshape(shape[0], n)
+    xc = W2 - W2.mean(axis=1, keepdims=True)
+    d = np.sqrt((xc * xc).sum(axis=1, keepdims=True) / (n - 1) * n + 1e-4)
+    H = gain[:, None] * G2
+    dW_ref = (H - H.mean(axis=1, keepdims=True)) / d - xc * n / (n - 1) * (H * xc).sum(
+        axis=1, keepdims=True) / d**3
+    dgain_ref = (G2 * xc).sum(axis=1) / d[:, 0]
+    dW, dgain = standardize_backward(G.astype(dtype), W.astype(dtype), gain.astype(dtype))
+    assert dW.dtype == dgain.dtype == dtype and dW.shape == shape
+    scale = np.abs(dW_ref).max()
+    np.testing.assert_allclose(dW.reshape(shape[0], n) / scale, dW_ref / scale, rtol=0,
+                               atol=rtol)
+    np.testing.assert_allclose(dgain, dgain_ref, rtol=rtol, atol=rtol * np.abs(dgain_ref).max())
 
 
 @pytest.mark.parametrize("make", [
