@@ -176,7 +176,8 @@ def to_model(net: Sequential, input_shape, T: int, encoding: str = "direct",
 
 
 def _feedback_model(net, input_shape, T, encoding, time_weights, dtype, metadata) -> mf.Model:
-    """The model of a FeedbackMLP: ``Dense(F, b)`` -> ``Spiking(beta, theta, subtract)``
+    """The model of a FeedbackMLP: ``Dense(F, b)`` (with its BatchNorm folded in) ->
+    ``Spiking(beta, theta, subtract)``
     -> ``Dense(W_o, b_o)`` -> ``Readout``, plus ``Connection(1 -> 1, delay 1,
     Dense(W))`` with ``W = W_raw / max(1, sigma)`` the feedback weight the network uses.
     A FeedbackConv: ``Conv2d(K_l, b_l)`` -> ``Spiking`` per layer, ``Flatten`` -> ``Dense``
@@ -214,8 +215,8 @@ def _feedback_model(net, input_shape, T, encoding, time_weights, dtype, metadata
         connections = [mf.Connection(source=2 * len(net.channels) - 1, target=1, delay=1,
                                      projection=projection)]
     else:
-        records = [mf.Dense(weight=_as_float(net.input.weight.data, dtype),
-                            bias=_as_float(net.input.bias.data, dtype)),
+        F, b = net.folded_input()         # eval-mode BatchNorm folded in (if any)
+        records = [mf.Dense(weight=_as_float(F, dtype), bias=_as_float(b, dtype)),
                    spiking(), readout, mf.Readout(beta=0.0, time_weights=tw)]
         W = net.feedback.matrix().astype(net.feedback.weight.data.dtype)  # as the dense engine
         connections = [mf.Connection(source=1, target=1, delay=1,

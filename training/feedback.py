@@ -29,6 +29,7 @@ from .config import get_default_dtype
 from .conv import Conv2d
 from .layers import Linear, _init_rng, kaiming_uniform
 from .module import Module, Parameter
+from .norm import BatchNorm1d, fold_batchnorm
 
 NEURONS = ("IF", "LIF")
 
@@ -182,10 +183,25 @@ class FeedbackMLP(_FeedbackNet):
         neuron: "IF" (``beta = 1``) or "LIF" (``beta = lam``); subtract reset either way.
         theta: threshold > 0 (the paper's 2).  lam: LIF leak in (0, 1] (the paper's 0.95).
         rng: seed or ``np.random.Generator`` for the initialisation (PyTorch's Linear rule
-            for every weight; the power-iteration vectors are drawn from it too).
+            for every weight; the power-iteration vectors are drawn from it too) and, spawned
+            from it, the dropout masks (``fit`` seeds them from its ``seed`` when None).
+        batch_norm: normalise the input drive ``d = F x + b`` by BatchNorm over the batch
+            (the authors' F-MLP does), ``c = gamma (d - mu) / sqrt(var + eps) + beta_bn``,
+            the statistics taken from the rate-weighted mean drive ``F xbar + b`` in training
+            and the running ones in eval mode (then folded into ``F`` and ``b``).
+        dropout: drop probability ``p`` in [0, 1) of the authors' variational dropout: one
+            mask per sample, fixed over the T steps, on the input drive ``c`` and one on the
+            feedback drive ``W s`` (scaled by ``1/(1-p)``; identity in eval mode).
     Parameters: ``input.weight [hidden, in]``, ``input.bias [hidden]``,
     ``feedback.weight [hidden, hidden]`` (``W_raw``), ``readout.weight [out, hidden]``,
-    ``readout.bias [out]``.  Buffers: ``feedback.u``, ``feedback.v``.
+    ``readout.bias [out]``; with ``batch_norm`` also ``input_norm.weight``,
+    ``input_norm.bias`` ``[hidden]``.  Buffers: ``feedback.u``, ``feedback.v`` (and the
+    running statistics of ``input_norm``).
+
+    With dropout and BatchNorm the equilibrium map of training mode is
+    ``f(a) = clamp((m_s * (W a) + m_x * c(xbar)) / theta, 0, 1)`` with the masks ``m_x``,
+    ``m_s`` of the current batch (:attr:`masks`, drawn by :meth:`draw_masks`; set
+    ``fixed_mask = True`` to keep them, e.g. for finite-difference checks).
 
     :meth:`forward` on ``x [T, B, in_features]`` returns the per-step readout
     ``y_t = W_o s_t + b_o`` (``[T, B, out]``), whose decoded mean with :attr:`time_weights`
@@ -194,22 +210,100 @@ class FeedbackMLP(_FeedbackNet):
     """
 
     def __init__(self, in_features: int, hidden: int, out_features: int, neuron: str = "IF",
-                 theta: float = 2.0, lam: float = 0.95, rng=None):
+                 theta: float = 2.0, lam: float = 0.95, rng=None, batch_norm: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
         in_features = _check_positive_int("FeedbackMLP", "in_features", in_features)
         hidden = _check_positive_int("FeedbackMLP", "hidden", hidden)
         out_features = _check_positive_int("FeedbackMLP", "out_features", out_features)
         self._init_neuron("FeedbackMLP", neuron, theta, lam)
+        if not isinstance(batch_norm, (bool, np.bool_)):
+            raise ValueError(f"FeedbackMLP: batch_norm must be True or False, got {batch_norm!r}")
+        if not (isinstance(dropout, (int, float, np.floating, np.integer))
+                and not isinstance(dropout, (bool, np.bool_)) and 0.0 <= dropout < 1.0):
+            raise ValueError(f"FeedbackMLP: dropout must lie in [0, 1), got {dropout!r}")
+        self.rng_given = rng is not None
         rng = _init_rng(rng)
         self.in_features, self.hidden, self.out_features = in_features, hidden, out_features
         self.n_state = hidden
+        self.dropout = float(dropout)
         self.input = Linear(in_features, hidden, rng=rng)
         self.feedback = SpectralFeedback(hidden, rng)
         self.readout = Linear(hidden, out_features, rng=rng)
+        if batch_norm:
+            self.input_norm = BatchNorm1d(hidden)
+        self.rng = np.random.default_rng(rng.integers(2 ** 63))   # dropout masks
+        self.masks = None
+        self.fixed_mask = False
+
+    @property
+    def batch_norm(self) -> bool:
+        return hasattr(self, "input_norm")
 
     def __repr__(self) -> str:
+        extra = (", batch_norm=True" if self.batch_norm else "") + \
+            (f", dropout={self.dropout}" if self.dropout else "")
         return (f"FeedbackMLP({self.in_features}, {self.hidden}, {self.out_features}, "
-                f"neuron={self.neuron!r}, theta={self.theta}, lam={self.lam})")
+                f"neuron={self.neuron!r}, theta={self.theta}, lam={self.lam}{extra})")
+
+    # -- dropout masks and the normalised input drive ---------------------------------------
+    def draw_masks(self, batch: int) -> None:
+        """New dropout masks ``(m_x, m_s)`` ``[batch, hidden]`` (values 0 or ``1/(1-p)``)
+        in training mode with ``dropout > 0`` (kept when ``fixed_mask`` is set and they fit);
+        None otherwise."""
+        if not (self.training and self.dropout > 0.0):
+            self.masks = None
+            return
+        if self.fixed_mask and self.masks is not None and self.masks[0].shape[0] == batch:
+            return
+        keep = self.rng.random((2, batch, self.hidden)) >= self.dropout
+        m = keep.astype(np.float64) / (1.0 - self.dropout)
+        self.masks = (m[0], m[1])
+
+    def _active_masks(self, batch: int):
+        """The masks of this batch in training mode (drawn if missing), else None."""
+        if not (self.training and self.dropout > 0.0):
+            return None
+        if self.masks is None or self.masks[0].shape[0] != batch:
+            self.draw_masks(batch)
+        return self.masks
+
+    def drive_affine(self, dbar: np.ndarray | None = None, update: bool = False):
+        """``(scale, shift)`` ``[hidden]`` float64 of the normalised drive
+        ``c = scale * d + shift`` (``(1, 0)`` without BatchNorm): from the batch statistics
+        of the mean drive ``dbar [B, hidden]`` in training mode (``update``: also move the
+        running statistics, as one forward pass does), from the running ones in eval mode."""
+        if not self.batch_norm:
+            return 1.0, 0.0
+        bn = self.input_norm
+        gamma, beta_bn = bn.weight.data.astype(np.float64), bn.bias.data.astype(np.float64)
+        if self.training:
+            B = dbar.shape[0]
+            if B < 2:
+                raise ValueError(f"{self!r}: BatchNorm training needs a batch of at least 2 "
+                                 f"samples, got {B}")
+            mean, var = dbar.mean(axis=0), dbar.var(axis=0)
+            if update:
+                m, dt = bn.momentum, bn.running_mean.dtype.type
+                bn.running_mean *= dt(1.0 - m)
+                bn.running_mean += (m * mean).astype(bn.running_mean.dtype)
+                bn.running_var *= dt(1.0 - m)
+                bn.running_var += (m * var * B / (B - 1)).astype(bn.running_var.dtype)
+                bn.num_batches_tracked += 1
+        else:
+            mean = bn.running_mean.astype(np.float64)
+            var = bn.running_var.astype(np.float64)
+        scale = gamma / np.sqrt(var + bn.eps)
+        return scale, beta_bn - mean * scale
+
+    def folded_input(self):
+        """``(F', b')`` of the input layer with eval-mode BatchNorm folded in (the weights the
+        exported model and the eval-mode forward use), in the parameters' dtype."""
+        if not self.batch_norm:
+            return self.input.weight.data, self.input.bias.data
+        dt = self.input.weight.data.dtype
+        W, b = fold_batchnorm(self.input.weight.data, self.input.bias.data, self.input_norm)
+        return W.astype(dt), b.astype(dt)
 
     # -- forward: the spiking simulation ------------------------------------------------------
     def check_x(self, x) -> np.ndarray:
@@ -230,23 +324,50 @@ class FeedbackMLP(_FeedbackNet):
         dt = self.input.weight.data.dtype
         T, B = x.shape[:2]
         W = self.feedback.matrix().astype(dt)
-        current = self.input.forward(x.astype(dt, copy=False))      # F x_t + b, [T, B, H]
+        x = x.astype(dt, copy=False)
+        if self.batch_norm and not self.training:
+            F, b = self.folded_input()              # the exported model's drive, same bits
+            current = x @ F.T + b
+        else:
+            current = x @ self.input.weight.data.T + self.input.bias.data    # F x_t + b
+        if self.batch_norm and self.training:
+            dbar = np.tensordot(self.rate_weights(T), current.astype(np.float64), axes=(0, 0))
+            scale, shift = self.drive_affine(dbar, update=True)
+            current = current * scale.astype(dt) + shift.astype(dt)
+        masks = self._active_masks(B)
+        if masks is not None:
+            current = current * masks[0].astype(dt)
+            mask_s = masks[1].astype(dt)
         p = NeuronParams(beta=self.beta, theta=self.theta, reset="subtract")
         v = np.zeros((B, self.hidden), dtype=dt)
         s = np.zeros((B, self.hidden), dtype=dt)
         out = np.empty((T, B, self.hidden), dtype=dt)
         for t in range(T):
-            _, s, v = canonical_step(v, current[t] + s @ W.T, p)
+            feedback = s @ W.T
+            if masks is not None:
+                feedback *= mask_s
+            _, s, v = canonical_step(v, current[t] + feedback, p)
             out[t] = s
-        self.input.reset_cache()
         return out
 
     # -- the equilibrium and its linearisation (the IDE backward) ---------------------------
-    def preactivation(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
-        """``z = (W a + F xbar + b) / theta`` in float64 (``a [B, H]``, ``xbar [B, in]``)."""
+    def _mean_drive(self, xbar: np.ndarray):
+        """``(dbar, c, masks)``: the mean drive ``F xbar + b``, its normalised form ``c``
+        (batch statistics of ``dbar`` in training mode) and the active masks, float64."""
         F = self.input.weight.data.astype(np.float64)
         b = self.input.bias.data.astype(np.float64)
-        return (a @ self.feedback.matrix().T + xbar @ F.T + b) / self.theta
+        dbar = xbar @ F.T + b
+        scale, shift = self.drive_affine(dbar)
+        return dbar, dbar * scale + shift, self._active_masks(xbar.shape[0])
+
+    def preactivation(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+        """``z = (m_s * (W a) + m_x * c) / theta`` in float64 (``a [B, H]``, ``xbar [B, in]``;
+        ``c = F xbar + b`` without BatchNorm, masks 1 without dropout)."""
+        _, c, masks = self._mean_drive(xbar)
+        fb = a @ self.feedback.matrix().T
+        if masks is not None:
+            fb, c = fb * masks[1], c * masks[0]
+        return (fb + c) / self.theta
 
     def equilibrium_map(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
         """``f(a) = clamp(z, 0, 1)``."""
@@ -263,17 +384,45 @@ class FeedbackMLP(_FeedbackNet):
         z = self.preactivation(a, xbar)
         m = ((z >= 0.0) & (z <= 1.0)).astype(np.float64)
         W, theta = self.feedback.matrix(), self.theta
+        dbar, _, masks = self._mean_drive(xbar)
+        m_s = 1.0 if masks is None else masks[1]
+        m_x = 1.0 if masks is None else masks[0]
 
         def JT(g):
-            return (m * g) @ W / theta
+            return (m * g * m_s) @ W / theta
 
         def backward(g):
             delta = m * g / theta
-            self.input.weight.grad += (delta.T @ xbar).astype(self.input.weight.grad.dtype)
-            self.input.bias.grad += delta.sum(axis=0).astype(self.input.bias.grad.dtype)
-            self.feedback.backward_matrix(delta.T @ a)
+            gd = self._drive_backward(delta * m_x, dbar)        # dL/d(F xbar + b)
+            self.input.weight.grad += (gd.T @ xbar).astype(self.input.weight.grad.dtype)
+            self.input.bias.grad += gd.sum(axis=0).astype(self.input.bias.grad.dtype)
+            self.feedback.backward_matrix((delta * m_s).T @ a)
 
         return JT, backward
+
+    def _drive_backward(self, gc: np.ndarray, dbar: np.ndarray) -> np.ndarray:
+        """``dL/d dbar`` from ``gc = dL/dc`` through the BatchNorm of the drive (adds the
+        gradients of ``input_norm.weight`` and ``.bias``); identity without BatchNorm.
+        Training mode (batch statistics, ``xhat = (dbar - mean) / std``)::
+
+            dgamma = sum_b gc xhat ;  dbeta = sum_b gc
+            d dbar = gamma / std * (gc - mean_b(gc) - xhat mean_b(gc xhat))
+        """
+        if not self.batch_norm:
+            return gc
+        bn = self.input_norm
+        gamma = bn.weight.data.astype(np.float64)
+        if self.training:
+            mean, std = dbar.mean(axis=0), np.sqrt(dbar.var(axis=0) + bn.eps)
+        else:
+            mean = bn.running_mean.astype(np.float64)
+            std = np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+        xhat = (dbar - mean) / std
+        bn.weight.grad += (gc * xhat).sum(axis=0).astype(bn.weight.grad.dtype)
+        bn.bias.grad += gc.sum(axis=0).astype(bn.bias.grad.dtype)
+        if not self.training:
+            return gc * gamma / std
+        return gamma / std * (gc - gc.mean(axis=0) - xhat * (gc * xhat).mean(axis=0))
 
 
 # -- convolutional feedback network (the paper's F-conv) ----------------------------------------

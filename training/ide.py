@@ -140,7 +140,9 @@ def gradients(net: _FeedbackNet, x, labels, solver: str = "broyden", tol: float 
             "equilibrium" (at the fixed point ``a*`` solved to 1e-10, no spikes simulated:
             the exact gradient of ``L(a*)``).
     In training mode one power-iteration step refines the feedback weight's spectral-norm
-    estimate first.  Gradients are *set*, not accumulated.  ``iterations`` and ``residual``
+    estimate first, and a FeedbackMLP with dropout draws this batch's masks (kept with
+    ``net.fixed_mask``); its BatchNorm running statistics move with the forward pass
+    (``at="rate"`` only).  Gradients are *set*, not accumulated.  ``iterations`` and ``residual``
     are the adjoint solver's (also kept as ``net.last_adjoint``).
     """
     if not isinstance(net, _FeedbackNet):
@@ -157,6 +159,8 @@ def gradients(net: _FeedbackNet, x, labels, solver: str = "broyden", tol: float 
                          f"[0, {net.out_features}), got shape {labels.shape}")
     if net.training:
         net.feedback.power_iteration(1)
+        if hasattr(net, "draw_masks"):
+            net.draw_masks(x.shape[1])          # this batch's dropout masks (if any)
     if at == "rate":
         net.forward(x)
         a, xbar = net.last_rate, net.last_input_mean
