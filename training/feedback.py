@@ -28,7 +28,7 @@ from snncore.neuron import NeuronParams, canonical_step
 from .config import get_default_dtype
 from .conv import Conv2d
 from .layers import Linear, _init_rng, kaiming_uniform
-from .module import Module, Parameter
+from .module import Module, Parameter, is_static
 from .norm import BatchNorm1d, fold_batchnorm
 
 NEURONS = ("IF", "LIF")
@@ -320,35 +320,83 @@ class FeedbackMLP(_FeedbackNet):
 
     def simulate(self, x: np.ndarray) -> np.ndarray:
         """Spikes ``s [T, B, hidden]`` of the feedback layer (the dense engine's forward)."""
+        return self._run(self.check_x(x), None)
+
+    def forward(self, x) -> np.ndarray:
+        """Per-step readout ``[T, B, out]``, as :meth:`_FeedbackNet.forward`, but streamed:
+        one step of state is kept, never the spikes or the drive of all T steps (the
+        working memory does not grow with T, apart from the ``[T, B, out]`` readout)."""
         x = self.check_x(x)
+        T = x.shape[0]
+        self._T = T
+        w = self.rate_weights(T)
+        a, y = self._run(x, w)
+        self.last_input_mean = self._mean_input(x, w)
+        self.last_rate = a
+        f_a = self.equilibrium_map(a, self.last_input_mean)
+        self.last_residual = float(np.max(np.abs(a - f_a)))
+        return y
+
+    @staticmethod
+    def _mean_input(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``xbar = sum_t w_t x_t`` in float64, step by step (no float64 copy of ``x``)."""
+        if is_static(x):
+            return x[0].astype(np.float64) * w.sum()
+        xbar = np.zeros(x.shape[1:])
+        for t in range(x.shape[0]):
+            xbar += w[t] * x[t]
+        return xbar
+
+    def _run(self, x: np.ndarray, w):
+        """The simulation: spikes ``[T, B, hidden]`` when ``w`` is None, else the rate
+        ``a = sum_t w_t s_t [B, hidden]`` (float64) and the readout ``[T, B, out]``."""
         dt = self.input.weight.data.dtype
         T, B = x.shape[:2]
         W = self.feedback.matrix().astype(dt)
         x = x.astype(dt, copy=False)
         if self.batch_norm and not self.training:
             F, b = self.folded_input()              # the exported model's drive, same bits
-            current = x @ F.T + b
         else:
-            current = x @ self.input.weight.data.T + self.input.bias.data    # F x_t + b
-        if self.batch_norm and self.training:
-            dbar = np.tensordot(self.rate_weights(T), current.astype(np.float64), axes=(0, 0))
-            scale, shift = self.drive_affine(dbar, update=True)
-            current = current * scale.astype(dt) + shift.astype(dt)
+            F, b = self.input.weight.data, self.input.bias.data       # F x_t + b
+        scale = shift = None
+        if self.batch_norm and self.training:     # statistics of the mean drive F xbar + b
+            w_all = self.rate_weights(T)
+            if is_static(x):
+                dbar = (x[0] @ F.T + b).astype(np.float64) * w_all.sum()
+            else:
+                dbar = self._mean_input(x, w_all) @ F.T.astype(np.float64) + b.astype(np.float64)
+            scale, shift = (v.astype(dt) for v in self.drive_affine(dbar, update=True))
         masks = self._active_masks(B)
-        if masks is not None:
-            current = current * masks[0].astype(dt)
-            mask_s = masks[1].astype(dt)
+        mask_x, mask_s = (None, None) if masks is None else (m.astype(dt) for m in masks)
+
+        def drive(t):
+            c = x[t] @ F.T + b
+            if scale is not None:
+                c = c * scale + shift
+            return c if mask_x is None else c * mask_x
+
+        static = is_static(x)
+        current = drive(0) if static else None
         p = NeuronParams(beta=self.beta, theta=self.theta, reset="subtract")
         v = np.zeros((B, self.hidden), dtype=dt)
         s = np.zeros((B, self.hidden), dtype=dt)
-        out = np.empty((T, B, self.hidden), dtype=dt)
+        if w is None:
+            out = np.empty((T, B, self.hidden), dtype=dt)
+        else:
+            a = np.zeros((B, self.hidden))
+            Wo, bo = self.readout.weight.data, self.readout.bias.data
+            y = np.empty((T, B, self.out_features), dtype=dt)
         for t in range(T):
             feedback = s @ W.T
-            if masks is not None:
+            if mask_s is not None:
                 feedback *= mask_s
-            _, s, v = canonical_step(v, current[t] + feedback, p)
-            out[t] = s
-        return out
+            _, s, v = canonical_step(v, (current if static else drive(t)) + feedback, p)
+            if w is None:
+                out[t] = s
+            else:
+                a += w[t] * s
+                y[t] = s @ Wo.T + bo
+        return out if w is None else (a, y)
 
     # -- the equilibrium and its linearisation (the IDE backward) ---------------------------
     def _mean_drive(self, xbar: np.ndarray):
@@ -360,11 +408,13 @@ class FeedbackMLP(_FeedbackNet):
         scale, shift = self.drive_affine(dbar)
         return dbar, dbar * scale + shift, self._active_masks(xbar.shape[0])
 
-    def preactivation(self, a: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+    def preactivation(self, a: np.ndarray, xbar: np.ndarray, drive=None,
+                      W: np.ndarray | None = None) -> np.ndarray:
         """``z = (m_s * (W a) + m_x * c) / theta`` in float64 (``a [B, H]``, ``xbar [B, in]``;
-        ``c = F xbar + b`` without BatchNorm, masks 1 without dropout)."""
-        _, c, masks = self._mean_drive(xbar)
-        fb = a @ self.feedback.matrix().T
+        ``c = F xbar + b`` without BatchNorm, masks 1 without dropout); ``drive``: the
+        ``_mean_drive(xbar)`` already computed, ``W``: the feedback matrix."""
+        _, c, masks = self._mean_drive(xbar) if drive is None else drive
+        fb = a @ (self.feedback.matrix() if W is None else W).T
         if masks is not None:
             fb, c = fb * masks[1], c * masks[0]
         return (fb + c) / self.theta
@@ -381,10 +431,11 @@ class FeedbackMLP(_FeedbackNet):
                           db = sum_b delta   (added to the parameters' .grad; W through
                           the spectral normalisation)
         """
-        z = self.preactivation(a, xbar)
-        m = ((z >= 0.0) & (z <= 1.0)).astype(np.float64)
         W, theta = self.feedback.matrix(), self.theta
-        dbar, _, masks = self._mean_drive(xbar)
+        drive = self._mean_drive(xbar)
+        dbar, _, masks = drive
+        z = self.preactivation(a, xbar, drive, W)
+        m = ((z >= 0.0) & (z <= 1.0)).astype(np.float64)
         m_s = 1.0 if masks is None else masks[1]
         m_x = 1.0 if masks is None else masks[0]
 

@@ -79,16 +79,20 @@ def solve_adjoint(JT, rhs: np.ndarray, solver: str = "broyden", tol: float = 1e-
     if solver == "broyden":
         # Good Broyden on the inverse Jacobian of G, per sample:
         #   Hinv = -I + sum_i u_i v_i^T  (starts as -I: the first step is one iteration)
-        Us = np.zeros((B, H, max_iter))
-        VTs = np.zeros((B, max_iter, H))
+        # the rank-one terms, in buffers that double when full (memory grows with the
+        # iterations actually used, not with max_iter)
+        # Us, VTs [B, k, H] hold u_i and v_i^T; the products are batched matrix-vector
+        # products (matmul) over samples
+        Us = np.zeros((B, min(max_iter, 8), H))
+        VTs = np.zeros_like(Us)
 
         def hinv(k, y):      # Hinv y  for the first k rank-one terms, row-wise
-            c = np.einsum("bkh,bh->bk", VTs[:, :k], y)
-            return -y + np.einsum("bhk,bk->bh", Us[:, :, :k], c)
+            c = np.matmul(VTs[:, :k], y[:, :, None])                   # [B, k, 1]
+            return np.matmul(c.transpose(0, 2, 1), Us[:, :k])[:, 0] - y
 
         def hinv_t(k, y):    # y^T Hinv, row-wise
-            c = np.einsum("bhk,bh->bk", Us[:, :, :k], y)
-            return -y + np.einsum("bkh,bk->bh", VTs[:, :k], c)
+            c = np.matmul(Us[:, :k], y[:, :, None])
+            return np.matmul(c.transpose(0, 2, 1), VTs[:, :k])[:, 0] - y
 
         update = -hinv(0, G)
         for k in range(max_iter):
@@ -107,7 +111,11 @@ def solve_adjoint(JT, rhs: np.ndarray, solver: str = "broyden", tol: float = 1e-
             ok = np.abs(denom) > 1e-12 * np.linalg.norm(vT, axis=1) * np.linalg.norm(dG, axis=1)
             ok &= denom != 0.0
             safe = np.where(ok, denom, 1.0)
-            Us[:, :, k] = np.where(ok[:, None], (dx - hinv(k, dG)) / safe[:, None], 0.0)
+            if k == Us.shape[1]:
+                cap = min(2 * k, max_iter)
+                Us = np.concatenate([Us, np.zeros((B, cap - k, H))], axis=1)
+                VTs = np.concatenate([VTs, np.zeros((B, cap - k, H))], axis=1)
+            Us[:, k] = np.where(ok[:, None], (dx - hinv(k, dG)) / safe[:, None], 0.0)
             VTs[:, k] = np.where(ok[:, None], vT, 0.0)
             G = G_new
             update = -hinv(k + 1, G)
