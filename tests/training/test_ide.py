@@ -197,13 +197,19 @@ def test_forward_fixed_point_reports_and_raises():
         net.equilibrium(x, tol=1e-14, max_iter=2)
 
 
-def test_fit_stops_on_non_convergence():
+def test_fit_stops_on_non_convergence_and_writes_nothing(tmp_path):
     net = make_net("IF", dtype=np.float32)
     images = np.random.default_rng(0).uniform(0, 1, (8, 6)).astype(np.float32)
     opt = training.optim.SGD(net.parameters(), lr=0.1)
-    with pytest.raises(IDEConvergenceError):
+    before = {n: p.data.copy() for n, p in net.named_parameters()}
+    ckpt = tmp_path / "run.h5"
+    with pytest.raises(IDEConvergenceError, match="did not converge"):
         training.fit(net, (images, np.arange(8) % 3), T=4, epochs=1, batch_size=4,
-                     optimizer=opt, method="ide", ide_tol=1e-14, ide_max_iter=1, progress=False)
+                     optimizer=opt, method="ide", ide_tol=1e-14, ide_max_iter=1, progress=False,
+                     checkpoint=ckpt)
+    assert not ckpt.exists() and list(tmp_path.iterdir()) == []
+    for n, p in net.named_parameters():      # the failing batch did not step the optimiser
+        np.testing.assert_array_equal(p.data, before[n], err_msg=n)
 
 
 # -- 4. validation ----------------------------------------------------------------------------
