@@ -140,20 +140,29 @@ class _FeedbackNet(Module):
 
     def forward(self, x) -> np.ndarray:
         """Per-step readout ``[T, B, out]`` of the last layer's spikes; sets ``last_rate``
-        (flat ``[B, n_state]``), ``last_input_mean`` (``xbar``) and ``last_residual``."""
+        (flat ``[B, n_state]``), ``last_input_mean`` (``xbar``) and ``last_residual``.
+        Streamed: one step of state is kept, never the spikes or the drive of all T steps
+        (the working memory does not grow with T, apart from the readout it returns)."""
         x = self.check_x(x)
-        s = self.simulate(x)
         T = x.shape[0]
         self._T = T
         w = self.rate_weights(T)
-        a = np.tensordot(w, s.astype(np.float64), axes=(0, 0)).reshape(x.shape[1], -1)
-        self.last_input_mean = np.tensordot(w, x.astype(np.float64), axes=(0, 0))
+        a, y = self._run(x, w)
+        self.last_input_mean = self._mean_input(x, w)
         self.last_rate = a
         f_a = self.equilibrium_map(a, self.last_input_mean)
         self.last_residual = float(np.max(np.abs(a - f_a)))
-        y = self.readout.forward(s.reshape(T, x.shape[1], -1))
-        self.readout.reset_cache()          # IDE needs no backward through the readout's steps
         return y
+
+    @staticmethod
+    def _mean_input(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``xbar = sum_t w_t x_t`` in float64, step by step (no float64 copy of ``x``)."""
+        if is_static(x):
+            return x[0].astype(np.float64) * w.sum()
+        xbar = np.zeros(x.shape[1:])
+        for t in range(x.shape[0]):
+            xbar += w[t] * x[t]
+        return xbar
 
     def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
         """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, ...]``,
@@ -321,31 +330,6 @@ class FeedbackMLP(_FeedbackNet):
     def simulate(self, x: np.ndarray) -> np.ndarray:
         """Spikes ``s [T, B, hidden]`` of the feedback layer (the dense engine's forward)."""
         return self._run(self.check_x(x), None)
-
-    def forward(self, x) -> np.ndarray:
-        """Per-step readout ``[T, B, out]``, as :meth:`_FeedbackNet.forward`, but streamed:
-        one step of state is kept, never the spikes or the drive of all T steps (the
-        working memory does not grow with T, apart from the ``[T, B, out]`` readout)."""
-        x = self.check_x(x)
-        T = x.shape[0]
-        self._T = T
-        w = self.rate_weights(T)
-        a, y = self._run(x, w)
-        self.last_input_mean = self._mean_input(x, w)
-        self.last_rate = a
-        f_a = self.equilibrium_map(a, self.last_input_mean)
-        self.last_residual = float(np.max(np.abs(a - f_a)))
-        return y
-
-    @staticmethod
-    def _mean_input(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """``xbar = sum_t w_t x_t`` in float64, step by step (no float64 copy of ``x``)."""
-        if is_static(x):
-            return x[0].astype(np.float64) * w.sum()
-        xbar = np.zeros(x.shape[1:])
-        for t in range(x.shape[0]):
-            xbar += w[t] * x[t]
-        return xbar
 
     def _run(self, x: np.ndarray, w):
         """The simulation: spikes ``[T, B, hidden]`` when ``w`` is None, else the rate
@@ -651,7 +635,13 @@ class FeedbackConv(_FeedbackNet):
     def simulate(self, x: np.ndarray, all_layers: bool = False):
         """Spikes of the last layer ``[T, B, C_N, H, W]`` (``all_layers``: a list, one array
         per layer), the dense engine's forward."""
-        x = self.check_x(x)
+        out = self._run(self.check_x(x), None)
+        return out if all_layers else out[-1]
+
+    def _run(self, x: np.ndarray, w):
+        """The simulation: every layer's spikes (a list of ``[T, B, C_l, H, W]``) when ``w``
+        is None, else the last layer's rate ``a = sum_t w_t s_t`` (float64, flat
+        ``[B, n_state]``) and the readout ``[T, B, out]``, keeping one step of state."""
         convs = self.convs
         dt = convs[0].weight.data.dtype
         x = x.astype(dt, copy=False)
@@ -663,16 +653,29 @@ class FeedbackConv(_FeedbackNet):
         shapes = [(B, c) + self.input_size for c in self.channels]
         v = [np.zeros(sh, dtype=dt) for sh in shapes]
         s = [np.zeros(sh, dtype=dt) for sh in shapes]
-        out = [np.empty((T,) + sh, dtype=dt) for sh in shapes]
+        static = is_static(x)
+        drive0 = conv_same(x[0], K[0]) + b[0] if static else None
+        if w is None:
+            out = [np.empty((T,) + sh, dtype=dt) for sh in shapes]
+        else:
+            a = np.zeros((B, self.n_state))
+            Wo, bo = self.readout.weight.data, self.readout.bias.data
+            y = np.empty((T, B, self.out_features), dtype=dt)
         for t in range(T):
             fb = conv_same(s[-1], Kfb)                  # s^N_{t-1}
             for l in range(len(convs)):
-                current = conv_same(x[t] if l == 0 else s[l - 1], K[l]) + b[l]
                 if l == 0:
-                    current = current + fb
+                    current = (drive0 if static else conv_same(x[t], K[0]) + b[0]) + fb
+                else:
+                    current = conv_same(s[l - 1], K[l]) + b[l]
                 _, s[l], v[l] = canonical_step(v[l], current, p)
-                out[l][t] = s[l]
-        return out if all_layers else out[-1]
+                if w is None:
+                    out[l][t] = s[l]
+            if w is not None:
+                flat = s[-1].reshape(B, -1)
+                a += w[t] * flat
+                y[t] = flat @ Wo.T + bo
+        return out if w is None else (a, y)
 
     def _chain(self, a: np.ndarray, xbar: np.ndarray):
         """Pre-activations ``z_l`` and rates ``a_l = clamp(z_l)`` of every layer for the last
