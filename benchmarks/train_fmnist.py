@@ -37,12 +37,22 @@ def build(model: str, seed: int, tau: float):
             training.Conv2d(32, 64, 3, padding=1, rng=rng), training.BatchNorm2d(64),
             training.LIF(tau=tau, surrogate="atan", detach_reset=True), training.AvgPool2d(2),
             training.Flatten(), training.Linear(64 * 7 * 7, 10, rng=rng)), (1, 28, 28)
+    if model == "conv14":      # the layers of train_ide_fmnist.py's conv feedback net, no feedback
+        return training.Sequential(
+            training.Conv2d(1, 16, 3, padding=1, rng=rng),
+            training.LIF(tau=tau, surrogate="atan", detach_reset=True),
+            training.Conv2d(16, 16, 3, padding=1, rng=rng),
+            training.LIF(tau=tau, surrogate="atan", detach_reset=True),
+            training.Flatten(), training.Linear(16 * 14 * 14, 10, rng=rng)), (1, 14, 14)
     raise ValueError(model)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["mlp", "conv"], default="mlp")
+    ap.add_argument("--model", choices=["mlp", "conv", "conv14"], default="mlp",
+                    help="conv14: two 16-channel convs on 2x2-average-pooled 14x14 images")
+    ap.add_argument("--train-limit", type=int, default=None,
+                    help="use only the first N training images")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--T", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -66,6 +76,12 @@ def main(argv=None):
     test = datasets.load_fashion_mnist(args.data, split="test")
     flat = args.model == "mlp"
     xtr, xte = train.float_images(flatten=flat), test.float_images(flatten=flat)
+    ytr = train.labels
+    if args.model == "conv14":
+        xtr, xte = (np.ascontiguousarray(x.reshape(-1, 1, 14, 2, 14, 2).mean(axis=(3, 5)))
+                    for x in (xtr, xte))
+    if args.train_limit:
+        xtr, ytr = xtr[:args.train_limit], ytr[:args.train_limit]
     net, input_shape = build(args.model, args.seed, args.tau)
     opt = optim.AdamW(list(net.named_parameters()), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * math.ceil(len(xtr) / args.batch_size)
@@ -92,7 +108,7 @@ def main(argv=None):
 
     first_epoch = [0]
     try:
-        fit(net, (xtr, train.labels), test=(xte, test.labels), T=args.T, epochs=args.epochs,
+        fit(net, (xtr, ytr), test=(xte, test.labels), T=args.T, epochs=args.epochs,
             batch_size=args.batch_size, optimizer=opt, schedule=sched, label_smoothing=args.label_smoothing,
             seed=args.seed, checkpoint=args.checkpoint, resume=args.checkpoint is not None,
             progress=not args.quiet, on_epoch_end=on_epoch_end)
