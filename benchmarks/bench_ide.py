@@ -20,8 +20,9 @@ forward, loss, backward and one optimiser step:
              images, conv weights scaled x2 / x3 so that both layers fire (rates 7 % / 1.6 %;
              at the default initialisation layer 2 is silent and the adjoint solve trivial):
              ``ide.gradients`` + SGD
-  bptt_conv  the same two conv layers without the feedback (``train_fmnist.py --model
-             conv14``: Conv2d(1, 16, 3) - LIF - Conv2d(16, 16, 3) - LIF - Linear): BPTT + AdamW
+  bptt_conv  the same two conv layers with BatchNorm, without the feedback (``train_fmnist.py
+             --model conv14``: Conv2d(1, 16, 3) - BN - LIF - Conv2d(16, 16, 3) - BN - LIF -
+             Linear): BPTT + AdamW
 
 Each (method, T) runs in a fresh process (``bench_online.measure``: median step time after
 two warm-up steps, tracemalloc peak of one more step: the working memory a step allocates,
@@ -90,9 +91,9 @@ def make_step(method: str, T: int):
         opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     elif method == "bptt_conv":
         net = training.Sequential(
-            training.Conv2d(1, 16, 3, padding=1, rng=r),
+            training.Conv2d(1, 16, 3, padding=1, rng=r), training.BatchNorm2d(16),
             training.LIF(tau=2.0, surrogate="atan", detach_reset=True),
-            training.Conv2d(16, 16, 3, padding=1, rng=r),
+            training.Conv2d(16, 16, 3, padding=1, rng=r), training.BatchNorm2d(16),
             training.LIF(tau=2.0, surrogate="atan", detach_reset=True),
             training.Flatten(), training.Linear(16 * 14 * 14, 10, rng=r))
         opt = optim.AdamW(list(net.named_parameters()), lr=1e-3)

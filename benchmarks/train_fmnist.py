@@ -37,11 +37,11 @@ def build(model: str, seed: int, tau: float):
             training.Conv2d(32, 64, 3, padding=1, rng=rng), training.BatchNorm2d(64),
             training.LIF(tau=tau, surrogate="atan", detach_reset=True), training.AvgPool2d(2),
             training.Flatten(), training.Linear(64 * 7 * 7, 10, rng=rng)), (1, 28, 28)
-    if model == "conv14":      # the layers of train_ide_fmnist.py's conv feedback net, no feedback
+    if model == "conv14":      # the F-conv's conv layers (+ BatchNorm), no feedback
         return training.Sequential(
-            training.Conv2d(1, 16, 3, padding=1, rng=rng),
+            training.Conv2d(1, 16, 3, padding=1, rng=rng), training.BatchNorm2d(16),
             training.LIF(tau=tau, surrogate="atan", detach_reset=True),
-            training.Conv2d(16, 16, 3, padding=1, rng=rng),
+            training.Conv2d(16, 16, 3, padding=1, rng=rng), training.BatchNorm2d(16),
             training.LIF(tau=tau, surrogate="atan", detach_reset=True),
             training.Flatten(), training.Linear(16 * 14 * 14, 10, rng=rng)), (1, 14, 14)
     raise ValueError(model)
@@ -50,7 +50,7 @@ def build(model: str, seed: int, tau: float):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["mlp", "conv", "conv14"], default="mlp",
-                    help="conv14: two 16-channel convs on 2x2-average-pooled 14x14 images")
+                    help="conv14: two 16-channel convs with BatchNorm on 2x2-average-pooled 14x14 images")
     ap.add_argument("--train-limit", type=int, default=None,
                     help="use only the first N training images")
     ap.add_argument("--epochs", type=int, default=20)
