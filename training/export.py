@@ -28,6 +28,7 @@ import numpy as np
 
 from snncore import modelfile as mf
 
+from .config import default_dtype
 from .layers import Flatten, Linear, Sequential
 from .module import Module
 from .klif import KLIF, ClampedLIF
@@ -394,6 +395,84 @@ def to_network(model: mf.Model) -> Sequential:
                 raise ValueError("to_network: a leaky readout is not supported by the dense engine")
     net = Sequential(*layers)
     return net.eval()
+
+
+def feedback_from_model(model: mf.Model):
+    """Rebuild the :class:`training.FeedbackMLP` or :class:`training.FeedbackConv` (eval
+    mode, the model's dtype) that :func:`to_model` wrote as ``model``, e.g. to fine-tune it
+    or to run the dense engine beside the simulator.
+
+    The file holds the normalised feedback weight ``W`` (and, for an F-MLP trained with
+    BatchNorm, the input layer with BatchNorm folded in), so the network gets
+    ``feedback.weight = W`` with zero power-iteration vectors (``sigma = 0``: ``W`` used as
+    it is until the next power iteration), and no BatchNorm or dropout.  A FeedbackConv's
+    kernel is read back from the sparse delay-1 connection (``K[ct, cs, i, j]`` at row
+    ``(ct, y, x)``, column ``(cs, y + i - p, x + j - p)``).  ``lam`` is the spiking layer's
+    ``beta`` for LIF (the F-MLP's rate weights follow it).  Raises ValueError for a model of
+    another shape.
+    """
+    from .feedback import FeedbackConv, FeedbackMLP
+    mf.validate(model)
+    kinds = [l.kind for l in model.layers]
+    conns = model.connections
+    dt = mf.model_dtype(model)
+    spk = model.spiking_layers
+    ok_conn = (len(conns) == 1 and conns[0].delay == 1 and conns[0].target == (spk[0] if spk
+                                                                                else -1))
+    if kinds == ["dense", "spiking", "dense", "readout"] and ok_conn \
+            and conns[0].source == 1 and isinstance(conns[0].projection, mf.Dense):
+        dense_in, spiking, readout = model.layers[:3]
+        n_hidden, n_in = dense_in.weight.shape
+        with default_dtype(dt):
+            net = FeedbackMLP(n_in, n_hidden, readout.weight.shape[0],
+                              **_feedback_neuron(spiking, "FeedbackMLP"), rng=0)
+        net.input.weight.data[...] = dense_in.weight
+        net.input.bias.data[...] = dense_in.bias
+        net.feedback.weight.data[...] = conns[0].projection.weight
+    elif (len(kinds) >= 5 and kinds[-3:] == ["flatten", "dense", "readout"]
+          and kinds[:-3] == ["conv2d", "spiking"] * ((len(kinds) - 3) // 2) and ok_conn
+          and conns[0].source == spk[-1] and isinstance(conns[0].projection, mf.Sparse)):
+        convs = [l for l in model.layers if isinstance(l, mf.Conv2d)]
+        dense = model.layers[-2]
+        c_in, H, W = model.input_shape
+        k = convs[0].weight.shape[2]
+        p = conns[0].projection
+        rows = np.repeat(np.arange(p.shape[0]), np.diff(p.indptr))
+        C1, CN = convs[0].weight.shape[0], convs[-1].weight.shape[0]
+        ct, y, x = np.unravel_index(rows, (C1, H, W))
+        cs, ys, xs = np.unravel_index(p.indices, (CN, H, W))
+        reach = int(max(np.abs(ys - y).max(initial=0), np.abs(xs - x).max(initial=0)))
+        kf = max(2 * reach + 1, 1)
+        with default_dtype(dt):
+            net = FeedbackConv(c_in, [c.weight.shape[0] for c in convs], (H, W),
+                               dense.weight.shape[0], kernel_size=k, feedback_kernel_size=kf,
+                               **_feedback_neuron(model.layers[spk[0]], "FeedbackConv"), rng=0)
+        for conv, rec in zip(net.convs, convs):
+            conv.weight.data[...] = rec.weight
+            conv.bias.data[...] = 0.0 if rec.bias is None else rec.bias
+        K = np.zeros_like(net.feedback.weight.data)
+        K[ct, cs, ys - y + kf // 2, xs - x + kf // 2] = p.data
+        net.feedback.weight.data[...] = K
+        readout = dense
+    else:
+        raise ValueError(f"feedback_from_model: not a feedback network as to_model writes one "
+                         f"(layers {kinds}, connections "
+                         f"{[(c.source, c.target, c.delay) for c in conns]})")
+    net.feedback.u[...] = 0.0
+    net.feedback.v[...] = 0.0
+    net.readout.weight.data[...] = readout.weight
+    net.readout.bias.data[...] = readout.bias
+    return net.eval()
+
+
+def _feedback_neuron(spiking: mf.Spiking, who: str) -> dict:
+    if spiking.reset != "subtract" or spiking.v_min is not None or spiking.spikes != "binary" \
+            or spiking.alpha is not None or not 0 < spiking.beta <= 1:
+        raise ValueError(f"feedback_from_model: {who} needs binary subtract-reset IF/LIF "
+                         f"neurons, got {spiking}")
+    if spiking.beta == 1.0:
+        return dict(neuron="IF", theta=spiking.theta)
+    return dict(neuron="LIF", theta=spiking.theta, lam=spiking.beta)
 
 
 def _recurrent_connections(model: mf.Model) -> dict:

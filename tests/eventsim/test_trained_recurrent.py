@@ -126,35 +126,14 @@ def test_trained_model_agrees_with_to_network(name):
     assert spike_agree >= SPIKE_AGREEMENT
 
 
-def _feedback_mlp(model: mf.Model) -> training.FeedbackMLP:
-    """The trained FeedbackMLP rebuilt from its export: the file holds the normalised
-    feedback ``W``; zero power-iteration vectors make ``sigma = 0``, so the network uses
-    ``W`` as it is (``W_raw / max(1, sigma)``)."""
-    dense_in, spiking, readout = model.layers[0], model.layers[1], model.layers[2]
-    neuron = "IF" if spiking.beta == 1.0 else "LIF"
-    n_hidden, n_in = dense_in.weight.shape
-    with training.default_dtype(np.float32):
-        net = training.FeedbackMLP(n_in, n_hidden, readout.weight.shape[0], neuron=neuron,
-                                   theta=spiking.theta,
-                                   lam=0.95 if neuron == "IF" else spiking.beta, rng=0)
-    net.input.weight.data[...] = dense_in.weight
-    net.input.bias.data[...] = dense_in.bias
-    net.feedback.weight.data[...] = model.connections[0].projection.weight
-    net.feedback.u[...] = 0.0
-    net.feedback.v[...] = 0.0
-    net.readout.weight.data[...] = readout.weight
-    net.readout.bias.data[...] = readout.bias
-    assert net.feedback.sigma() == 0.0
-    return net.eval()
-
-
 @pytest.mark.parametrize("name", ["fmnist_fmlp_if", "fmnist_fmlp_lif"])
 def test_trained_feedback_mlp_agrees_with_the_network_itself(name):
     """The simulator against ``FeedbackMLP.simulate`` / ``forward`` (the network IDE
     trains, which adds the feedback product to the input current: ``(F x + b) + W s``)."""
     model = _load(name)
     x = _inputs(model)
-    net = _feedback_mlp(model)
+    net = training.feedback_from_model(model)
+    assert isinstance(net, training.FeedbackMLP) and net.feedback.sigma() == 0.0
     d_out = net.forward(x)
     pred_agree, spike_agree, _ = _compare(name, model, x, {1: net.simulate(x)}, d_out,
                                           _labels())
@@ -162,51 +141,19 @@ def test_trained_feedback_mlp_agrees_with_the_network_itself(name):
     assert spike_agree >= SPIKE_AGREEMENT
 
 
-def _feedback_conv(model: mf.Model) -> training.FeedbackConv:
-    """The trained FeedbackConv rebuilt from its export: conv layers, readout, and the
-    feedback kernel read back from the sparse delay-1 connection (``K[ct, cs, i, j]`` at row
-    ``(ct, y, x)``, column ``(cs, y + i - p, x + j - p)``); sigma 0 as in
-    :func:`_feedback_mlp`."""
-    convs = [l for l in model.layers if isinstance(l, mf.Conv2d)]
-    spiking = model.layers[model.spiking_layers[0]]
-    dense = [l for l in model.layers if isinstance(l, mf.Dense)][-1]
-    conn = model.connections[0]
-    c_in, H, W = model.input_shape
-    channels = [c.weight.shape[0] for c in convs]
-    k = convs[0].weight.shape[2]
-    neuron = "IF" if spiking.beta == 1.0 else "LIF"
-    with training.default_dtype(np.float32):
-        net = training.FeedbackConv(c_in, channels, (H, W), dense.weight.shape[0],
-                                    kernel_size=k, neuron=neuron, theta=spiking.theta,
-                                    lam=0.95 if neuron == "IF" else spiking.beta, rng=0)
-    for conv, rec in zip(net.convs, convs):
-        conv.weight.data[...] = rec.weight
-        conv.bias.data[...] = rec.bias
-    p = conn.projection
-    K = np.zeros_like(net.feedback.weight.data)
-    kf = K.shape[2]
-    rows = np.repeat(np.arange(p.shape[0]), np.diff(p.indptr))
-    ct, y, xx = np.unravel_index(rows, (K.shape[0], H, W))
-    cs, ys, xs = np.unravel_index(p.indices, (K.shape[1], H, W))
-    K[ct, cs, ys - y + kf // 2, xs - xx + kf // 2] = p.data
-    net.feedback.weight.data[...] = K
-    net.feedback.u[...] = 0.0
-    net.feedback.v[...] = 0.0
-    data, indices, indptr = net.feedback.csr(np.float32)          # the same connection back
+def test_trained_feedback_conv_agrees_with_the_network_itself():
+    """FeedbackConv (``to_network`` does not rebuild its sparse feedback between layers;
+    ``training.feedback_from_model`` does): the simulator against ``FeedbackConv.simulate`` /
+    ``forward`` (einsum convolutions)."""
+    model = _load("fmnist_fconv")
+    x = _inputs(model)
+    net = training.feedback_from_model(model)
+    assert isinstance(net, training.FeedbackConv)
+    p = model.connections[0].projection
+    data, indices, indptr = net.feedback.csr(np.float32)        # the same connection back
     np.testing.assert_array_equal(data, p.data)
     np.testing.assert_array_equal(indices, p.indices)
     np.testing.assert_array_equal(indptr, p.indptr)
-    net.readout.weight.data[...] = dense.weight
-    net.readout.bias.data[...] = dense.bias
-    return net.eval()
-
-
-def test_trained_feedback_conv_agrees_with_the_network_itself():
-    """FeedbackConv (``to_network`` does not rebuild its sparse feedback between layers):
-    the simulator against ``FeedbackConv.simulate`` / ``forward`` (einsum convolutions)."""
-    model = _load("fmnist_fconv")
-    x = _inputs(model)
-    net = _feedback_conv(model)
     layers = net.simulate(x, all_layers=True)
     d_out = net.forward(x)
     d_spikes = dict(zip(model.spiking_layers, layers))

@@ -190,3 +190,39 @@ def test_batchnorm_training_refuses_a_batch_of_one():
     net = make_net("IF", batch_norm=True, dropout=0.0)
     with pytest.raises(ValueError, match="batch of at least 2"):
         net.simulate(np.ones((3, 1, 6)))
+
+
+@pytest.mark.parametrize("kind", ["mlp_bn", "mlp_lif", "conv"])
+def test_feedback_from_model_rebuilds_what_the_model_runs(kind):
+    """``training.feedback_from_model`` gives back a network whose eval forward equals the
+    exported network's bit for bit (the F-MLP's BatchNorm folded), and refuses other models."""
+    rng = np.random.default_rng(4)
+    if kind == "conv":
+        net = training.FeedbackConv(1, (3, 2), (5, 5), 3, neuron="LIF", lam=0.75, rng=2,
+                                    feedback_kernel_size=3)
+        x = training.encoding.direct(rng.uniform(0, 1, (6, 1, 5, 5)).astype(np.float32), 6)
+        shape = (1, 5, 5)
+        for c in net.convs:
+            c.weight.data *= 8.0
+            c.bias.data += 0.5
+    else:
+        net = FeedbackMLP(7, 9, 3, neuron="IF" if kind == "mlp_bn" else "LIF", lam=0.8, rng=2,
+                          batch_norm=kind == "mlp_bn", dropout=0.1)
+        x = training.encoding.direct(rng.uniform(0, 1, (6, 7)).astype(np.float32), 6)
+        shape = (7,)
+        if kind == "mlp_bn":
+            net.simulate(x)                 # move the running statistics off (0, 1)
+        net.input.weight.data *= 4.0
+    net.feedback.weight.data *= 3.0
+    net.feedback.power_iteration(50)
+    net.eval()
+    y = net.forward(x)
+    model = training.to_model(net, input_shape=shape, T=6)
+    back = training.feedback_from_model(model)
+    assert type(back) is type(net) and not back.training
+    assert back.neuron == net.neuron and back.lam == (net.lam if net.neuron == "LIF" else 0.95)
+    np.testing.assert_array_equal(back.forward(x), y)
+    assert 0.02 < back.simulate(x).mean() < 0.9
+    with pytest.raises(ValueError, match="not a feedback network"):
+        training.feedback_from_model(training.to_model(
+            training.Sequential(training.Linear(7, 3)), input_shape=(7,), T=2))
