@@ -114,6 +114,7 @@ from .recording import Recording, SpikeTrain
 CONSTANT_DRIVE_MODES = {"step": K.MODE_STEP, "predict": K.MODE_PREDICT}
 LEAK_MODES = {"repeat": K.LEAK_REPEAT, "power": K.LEAK_POWER}
 SCHEDULES = ("auto", "time", "layer")
+CUBA_MODES = {"lazy": K.CUBA_LAZY, "step": K.CUBA_STEP}
 
 
 class Simulator:
@@ -137,6 +138,8 @@ class Simulator:
         n_threads: threads across samples (default: ``os.cpu_count()``).
         chunk_size: samples per kernel call (bounds the memory of analog input currents).
         schedule: "auto" (default), "time" or "layer" (see the module docstring).
+        cuba: "lazy" (default) or "step": how current-based populations without constant
+            input are updated (see the module docstring).
         profile: count CPU cycles, events and neuron updates per phase of the event loop in
             every run (no cost when False); :attr:`last_profile` then holds the last run's
             counters (:func:`profile_rows`).
@@ -145,7 +148,7 @@ class Simulator:
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
                  leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
                  schedule: str = "auto", record_membrane_keys: str = "model",
-                 profile: bool = False):
+                 profile: bool = False, cuba: str = "lazy"):
         self.network: CompiledNetwork = load(model)
         if not isinstance(profile, (bool, np.bool_)):
             raise ValueError(f"Simulator.profile: must be True or False, got {profile!r}")
@@ -156,6 +159,9 @@ class Simulator:
                              f"{sorted(CONSTANT_DRIVE_MODES)}, got {constant_drive!r}")
         if leak not in LEAK_MODES:
             raise ValueError(f"Simulator.leak: must be one of {sorted(LEAK_MODES)}, got {leak!r}")
+        if cuba not in CUBA_MODES:
+            raise ValueError(f"Simulator.cuba: must be one of {sorted(CUBA_MODES)}, got {cuba!r}")
+        self.cuba = cuba
         if schedule not in SCHEDULES:
             raise ValueError(f"Simulator.schedule: must be one of {list(SCHEDULES)}, got "
                              f"{schedule!r}")
@@ -359,7 +365,7 @@ class Simulator:
                            net.nbeta, net.ntheta, powtab, self._rec_idx, net.pop_perm[-1],
                            net.nalpha)
         opts = TB.Options(mode, leak, K.SCHEDULE_LAYER if self.schedule == "layer" else
-                          K.SCHEDULE_TIME, self.profile)
+                          K.SCHEDULE_TIME, self.profile, CUBA_MODES[self.cuba])
         start = time.perf_counter()
         if len(chunks) <= 1 or self.n_threads == 1:
             results = [work(c) for c in chunks]

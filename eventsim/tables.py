@@ -113,10 +113,11 @@ Inputs.__doc__ = """Input events ``(ev_t, ev_i (internal index), ev_v)`` of samp
 ``ev_ptr[b]:ev_ptr[b+1]``, sorted by step, delivered through edge 0; or (``drive_mode``
 DRIVE_STATIC / DRIVE_STEPS) the first population's input current ``drive[t or 0, b - b0, :]``."""
 
-Options = namedtuple("Options", ["mode", "leak", "schedule", "profile"])
+Options = namedtuple("Options", ["mode", "leak", "schedule", "profile", "cuba"])
 Options.__doc__ = """``mode`` MODE_STEP / MODE_PREDICT (constant drive), ``leak`` LEAK_REPEAT /
 LEAK_POWER, ``schedule`` SCHEDULE_TIME / SCHEDULE_LAYER, ``profile`` (bool: count cycles,
-events and neuron updates per phase)."""
+events and neuron updates per phase), ``cuba`` CUBA_LAZY / CUBA_STEP (current-based
+populations without constant input: lazy, or every neuron at every step)."""
 
 Accum = namedtuple("Accum", ["acc", "mark", "tlist", "tcount", "allt"])
 Accum.__doc__ = """Input currents of every space with their touched blocks: ``acc`` (space s
