@@ -112,9 +112,10 @@ def new_state(tab, T, leak, n_win):
     vmin_hi = np.zeros(Q, np.bool_)    # v_min >= theta: neurons can fire with no input
     for q in range(Q):
         pop = pops[q]
-        stepped = (pop.pn != 0 or pop.cuba != 0
-                   or (leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1))
+        stepped = pop.pn != 0 or (leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1)
         full_div[q] = sz.full_div if stepped else sz.full_div_cheap
+        if pop.cuba != 0:
+            full_div[q] = sz.full_div_cuba
         for i in range(pop.noff, pop.noff + pop.n):   # any neuron with theta <= v_min
             if pop.has_vmin != 0 and pop.v_min >= tab.ntheta[i]:
                 vmin_hi[q] = True

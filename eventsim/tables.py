@@ -48,7 +48,8 @@ Fixed tables (NumPy structured arrays, one record per row; offsets index the fla
 ``SIZES``  one record: lengths of the state arrays and the tuning constants
     acc blocks neurons ring ringc mp scratch pbuf bring blist bringc  array lengths
     spikecap  initial spike output capacity limit;  window: layer-major window (values)
-    full_div, full_div_cheap, ring_div  full-pass thresholds (``eventsim.network``)
+    full_div, full_div_cheap, full_div_cuba, ring_div  full-pass thresholds
+            (``eventsim.network``; full_div_cuba: lazy current-based populations)
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ BUNDLE_DTYPE = np.dtype(_ints("src", "tgt", "space", "n_t", "nseg", "ptr", "idx"
                               "roff", "loff", "rcoff"), align=True)
 SIZES_DTYPE = np.dtype(_ints("acc", "blocks", "neurons", "ring", "ringc", "mp", "scratch",
                              "spikecap", "pbuf", "full_div", "full_div_cheap", "bring", "blist",
-                             "bringc", "ring_div", "window"), align=True)
+                             "bringc", "ring_div", "window", "full_div_cuba"), align=True)
 
 
 def space_dtype(dt) -> np.dtype:
