@@ -637,11 +637,10 @@ def cuba_next_crossing(v, i, H, npar, z, bound):
     crosses threshold without input, found by stepping its exact recurrence
     (:func:`cuba_free_steps`' operations), or -1: no crossing within ``H`` steps, a fixed
     point, or a state :func:`cuba_quiet` proves silent.  ``npar = (alpha, beta, theta,
-    has_vmin, v_min)``; ``bound = (vfloor, grow)`` as :func:`cuba_quiet` takes them (``grow``
-    for a horizon of at least ``H``)."""
+    has_vmin, v_min)``; ``bound = (vfloor, g, grow)`` as :func:`cuba_quiet` takes them (for
+    a horizon of at least ``H``)."""
     alpha, beta, theta, has_vmin, v_min = npar
-    vfloor, grow = bound
-    g = cuba_geometric(alpha, H)
+    vfloor, g, grow = bound
     for d in range(1, H + 1):
         if cuba_quiet(v, i, theta, vfloor, g, grow):
             return -1

@@ -154,12 +154,15 @@ Scratch.__doc__ = """Work arrays: an event list ``idx/val`` (intermediate stages
 over a window of steps, ``[steps, n_target]``), and the counters: ``syn`` synaptic events per stage,
 ``prof [Q + 1, N_PHASES, 3]`` (see ``eventsim.loop``)."""
 
-Modes = namedtuple("Modes", ["lazy", "driven", "full_div", "vmin_hi", "ring_div", "whole_ok"])
+Modes = namedtuple("Modes", ["lazy", "driven", "full_div", "vmin_hi", "ring_div", "whole_ok",
+                             "unpredicted"])
 Modes.__doc__ = """How each population is updated in the current sample: ``lazy`` (only
 touched or due neurons), ``driven`` (has constant input), ``full_div`` (a full pass when
 1/full_div of it is touched), ``vmin_hi`` (v_min >= theta: may fire without input),
 ``ring_div`` (a bundle slot listing n/ring_div targets is added whole); per space:
-``whole_ok`` (a large delivery may mark it wholly touched)."""
+``whole_ok`` (a large delivery may mark it wholly touched); per population again:
+``unpredicted`` (a lazy current-based population whose last full passes queued no
+crossing predictions: updated by full passes until one does)."""
 
 State = namedtuple("State", ["acc", "nrn", "wake", "ring", "dring", "scr", "modes"])
 State.__doc__ = """All mutable state of a kernel call: Accum, Neurons, WakeQueue, SpikeRing,
