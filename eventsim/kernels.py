@@ -552,8 +552,8 @@ def update_all_cuba(pop, src, a_off, V, U, Isyn, cst, flags, npar):
     :func:`neuron_step` charges the membrane with ``i``.  ``npar = (nalpha, nbeta, ntheta)``:
     every neuron's parameters at ``pop.noff + i`` (uniform populations repeat theirs), as the
     state ``V``/``U``/``Isyn`` (synaptic current, ``i_{-1} = 0``) and ``cst``.  Spikes to
-    ``flags[i]`` (int8); ``u`` to ``U`` only when neurons are recorded.  The population is
-    updated at every step (never lazily), so no catch-up is needed."""
+    ``flags[i]`` (int8); ``u`` to ``U`` only when neurons are recorded.  Neurons behind (a
+    lazy population, ``Simulator(cuba="lazy")``) first catch up: :func:`catch_up_cuba`."""
     nalpha, nbeta, ntheta = npar
     n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
     reset, v_reset, v_min = pop.reset, pop.v_reset, pop.v_min

@@ -46,6 +46,20 @@ dense engine does.  With ``"repeat"`` this changes no bit; with ``"power"`` neur
 by full passes follow the exact recurrence.  A population's spikes of one step are always
 listed (and added up by later projections) in ascending neuron order.
 
+``cuba``  how current-based populations (model format 4, ``alpha``) without constant input
+    are updated: ``"step"`` (default) updates every neuron at every step (one vectorised
+    loop, about 1 ns a neuron); ``"lazy"`` updates only touched neurons and those due to
+    cross threshold: a neuron catches up on the steps it missed by repeating its own
+    recurrence (``i = alpha i + 0``, ``u = beta v + i``: the dense engine's operations), and
+    after each update steps that recurrence ahead to its next crossing without input, which
+    is queued, unless a bound (rounding included) proves that none can come.  Same bits
+    either way.  Populations with constant input (biases, analog drive), ternary spikes or
+    ``v_min >= theta`` always use "step".  Lazy pays off only for input sparse in time and
+    in neurons: ``benchmarks/bench_cuba_lazy.py`` (4000 CUBA neurons behind a 0.5 % sparse
+    projection, T = 100) measured 0.14x the every-step time at 0.01 % input firing, 0.71x
+    at 0.05 %, 1.0x at 0.2 % and 2x at 2 %; on a dense 784-1000-1000 MLP 1.3x to 2.8x
+    (every input event touches a whole layer, and the predictions cost more than the
+    steps they save).
 ``schedule``  the order in which a sample's (population, step) updates are run:
     ``"time"`` steps the whole network one step at a time (the event loop every network
     needs: delayed and recurrent connections deliver into later steps); ``"layer"`` runs one
@@ -138,7 +152,7 @@ class Simulator:
         n_threads: threads across samples (default: ``os.cpu_count()``).
         chunk_size: samples per kernel call (bounds the memory of analog input currents).
         schedule: "auto" (default), "time" or "layer" (see the module docstring).
-        cuba: "lazy" (default) or "step": how current-based populations without constant
+        cuba: "step" (default) or "lazy": how current-based populations without constant
             input are updated (see the module docstring).
         profile: count CPU cycles, events and neuron updates per phase of the event loop in
             every run (no cost when False); :attr:`last_profile` then holds the last run's
@@ -148,7 +162,7 @@ class Simulator:
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
                  leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
                  schedule: str = "auto", record_membrane_keys: str = "model",
-                 profile: bool = False, cuba: str = "lazy"):
+                 profile: bool = False, cuba: str = "step"):
         self.network: CompiledNetwork = load(model)
         if not isinstance(profile, (bool, np.bool_)):
             raise ValueError(f"Simulator.profile: must be True or False, got {profile!r}")
@@ -541,7 +555,8 @@ def warmup(dtypes=WARMUP_DTYPES) -> dict:
                     for leak in LEAK_MODES:
                         sim = Simulator(net, record_membrane={net.spiking_layers[0]: "all"},
                                         constant_drive=drive, leak=leak, n_threads=1,
-                                        schedule=schedule)
+                                        schedule=schedule,
+                                        cuba="lazy" if leak == "repeat" else "step")
                         for x in (spikes, static, steps):
                             sim.run(x)
         seconds[dt.name] = time.perf_counter() - t0

@@ -43,7 +43,8 @@ Fixed tables (NumPy structured arrays, one record per row; offsets index the fla
             hold beta and theta of every neuron, per-population values repeated)
     cuba    1: current-based neurons (model format 4: a synaptic current ``i = alpha i + I``
             charges the membrane; ``Neurons.I`` holds it, ``Tables.nalpha`` every neuron's
-            alpha), updated at every step; 0: the plain canonical neuron
+            alpha), updated at every step unless lazy (``Options.cuba``); 0: the plain
+            canonical neuron
     alpha   the synaptic current decay (NaN when it differs between neurons; 0 if not cuba)
 ``SIZES``  one record: lengths of the state arrays and the tuning constants
     acc blocks neurons ring ringc mp scratch pbuf bring blist bringc  array lengths
