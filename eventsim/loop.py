@@ -121,7 +121,7 @@ def new_state(tab, T, leak, n_win):
             if pop.has_vmin != 0 and pop.v_min >= tab.ntheta[i]:
                 vmin_hi[q] = True
     modes = Modes(np.zeros(Q, np.bool_), np.zeros(Q, np.bool_), full_div, vmin_hi,
-                  np.zeros(Q, np.int64), np.ones(S, np.bool_), np.zeros(Q, np.bool_))
+                  np.zeros(Q, np.int64), np.ones(S, np.bool_), np.zeros(Q, np.int64))
     return State(A, nrn, wake, ring, dring, scr, modes)
 
 
@@ -209,7 +209,7 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
     V, U, L, cst, lfull, Isyn = S.nrn
     head, _, _, wake_t, period = S.wake
     lazy, driven_q, _, vmin_hi, ring_div, whole_ok, unpredicted = S.modes
-    unpredicted[:] = False
+    unpredicted[:] = 0
     V[:] = 0
     U[:] = 0
     Isyn[:] = 0
@@ -587,6 +587,10 @@ def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
 
 # how cuba_pass updates a population
 CUBA_BY_NEURON, CUBA_FULL, CUBA_FULL_PREDICT_ALL, CUBA_FULL_UNPREDICTED = 0, 1, 2, 3
+# after a full pass with large input, this many more full passes (about 1 ns a neuron each)
+# without predictions before one predicts for every neuron (tens of ns a neuron): a
+# population with input at most steps is then updated as every step
+CUBA_PATIENCE = 8
 
 
 @njit(cache=True, no_cpython_wrapper=True)
@@ -607,7 +611,7 @@ def cuba_pass(q, t, T, tab, S, how, ring_i, ring_v):
     (:func:`eventsim.kernels.cuba_quiet`, else
     :func:`eventsim.kernels.cuba_next_crossing`; a queued wake-up is replaced).  An
     untouched neuron's trajectory is the one its last prediction stepped, so that prediction
-    stands; after unpredicted passes (large input: the next step is likely to update every
+    stands; after a pass with large input (the next steps are likely to update every
     neuron again) the caller runs full passes until one predicts for all.  Spikes into
     ``ring_i/ring_v`` (views of n entries), ascending; returns their count.  Same floats as
     an update at every step: a missed step is ``alpha * i + (0 + 0)``, ``beta * v + i``,
@@ -761,13 +765,17 @@ def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     updated = n if allt[s] else tcount[s] * sp.bs
     if pop.cuba:
         how = CUBA_BY_NEURON
-        if big_input:
+        if big_input:   # predict only after CUBA_PATIENCE full passes without large input
             how = CUBA_FULL_UNPREDICTED
-        elif unpredicted[q]:
+            unpredicted[q] = CUBA_PATIENCE + 1
+        elif unpredicted[q] > 1:
+            how = CUBA_FULL_UNPREDICTED
+            unpredicted[q] -= 1
+        elif unpredicted[q] == 1:
             how = CUBA_FULL_PREDICT_ALL
+            unpredicted[q] = 0
         elif allt[s] or tcount[s] * sp.bs * full_div[q] >= n:
             how = CUBA_FULL
-        unpredicted[q] = big_input
         cnt = cuba_pass(q, t, T, tab, S, how, out_i[rbase:rbase + n], out_v[rbase:rbase + n])
         updated = updated if how == CUBA_BY_NEURON else n
     elif not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
@@ -875,7 +883,7 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
                              (tab.nalpha, nrn.I))
             lfull[q] = t
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-        elif idle(pop, lazy[q] and not unpredicted[q], head[q * T + t], allt[s], tcount[s]):
+        elif idle(pop, lazy[q] and unpredicted[q] == 0, head[q * T + t], allt[s], tcount[s]):
             nu = 0
         else:
             c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
@@ -1048,7 +1056,7 @@ def _update_rest(q, t, T, tab, S, opts, dst, bw, readout):
         if tcount[s] > 0 or allt[s]:
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         return 0, pop.n
-    if idle(pop, S.modes.lazy[q] and not S.modes.unpredicted[q], S.wake.head[q * T + t],
+    if idle(pop, S.modes.lazy[q] and S.modes.unpredicted[q] == 0, S.wake.head[q * T + t],
             allt[s], tcount[s]):
         return 0, 0
     out_i, out_v, base = dst

@@ -162,8 +162,9 @@ touched or due neurons), ``driven`` (has constant input), ``full_div`` (a full p
 1/full_div of it is touched), ``vmin_hi`` (v_min >= theta: may fire without input),
 ``ring_div`` (a bundle slot listing n/ring_div targets is added whole); per space:
 ``whole_ok`` (a large delivery may mark it wholly touched); per population again:
-``unpredicted`` (a lazy current-based population whose last full passes queued no
-crossing predictions: updated by full passes until one does)."""
+``unpredicted`` (> 0: a lazy current-based population whose last full passes queued no
+crossing predictions, updated by full passes until one does: the count of passes left,
+``loop.CUBA_PATIENCE`` after large input, the last one predicting)."""
 
 State = namedtuple("State", ["acc", "nrn", "wake", "ring", "dring", "scr", "modes"])
 State.__doc__ = """All mutable state of a kernel call: Accum, Neurons, WakeQueue, SpikeRing,
