@@ -54,7 +54,8 @@ def sparse(rng):
 
 
 CONFIGS = [("mlp", mlp, 64, 0.02), ("mlp", mlp, 64, 0.002), ("mlp", mlp, 64, 0.0002),
-           ("sparse", sparse, 32, 0.02), ("sparse", sparse, 32, 0.002)]
+           ("sparse", sparse, 32, 0.02), ("sparse", sparse, 32, 0.002),
+           ("sparse", sparse, 32, 0.0005), ("sparse", sparse, 32, 0.0001)]
 
 
 def main(argv=None):

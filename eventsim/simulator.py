@@ -56,8 +56,8 @@ listed (and added up by later projections) in ascending neuron order.
     either way.  Populations with constant input (biases, analog drive), ternary spikes or
     ``v_min >= theta`` always use "step".  Lazy pays off only for input sparse in time and
     in neurons: ``benchmarks/bench_cuba_lazy.py`` (4000 CUBA neurons behind a 0.5 % sparse
-    projection, T = 100) measured 0.14x the every-step time at 0.01 % input firing, 0.71x
-    at 0.05 %, 1.0x at 0.2 % and 2x at 2 %; on a dense 784-1000-1000 MLP 1.3x to 2.8x
+    projection, T = 100) measured 0.29x the every-step time at 0.01 % input firing, 0.71x
+    at 0.05 %, 1.5x at 0.2 % and 1.05x at 2 %; on a dense 784-1000-1000 MLP 1.0x to 1.8x
     (every input event touches a whole layer, and the predictions cost more than the
     steps they save).
 ``schedule``  the order in which a sample's (population, step) updates are run:
