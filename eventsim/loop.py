@@ -229,7 +229,8 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
         lazy[q] = False
         pop = pops[q]
         if pop.kind == POP_SPIKING:
-            driven = False
+            # a drive that changes by step counts even when it is zero at step 0
+            driven = q == q0 and inp.drive_mode == DRIVE_STEPS
             for i in range(pop.n):
                 if cst[pop.noff + i] != 0:
                     driven = True

@@ -234,3 +234,22 @@ def test_cuba_option_checked():
         eventsim.Simulator(training.to_model(unbiased(cuba_net(np.random.default_rng(1),
                                                                 np.float32, "hard", False)),
                                              input_shape=(12,), T=4), cuba="sometimes")
+
+
+@pytest.mark.parametrize("alpha", [None, 0.5])
+def test_drive_zero_at_step_0(alpha):
+    """A time-varying analog input that is zero at step 0 still drives the first population
+    at the later steps (it used to leave a plain LIF population lazy, missing the drive, and
+    would have left a CUBA population lazy too): the dense engine's spikes."""
+    dt = np.float32
+    model = mf.Model(input_shape=(4,), T=6, encoding="direct", layers=[
+        mf.Dense(np.eye(4, dtype=dt)), mf.Spiking(beta=0.5, theta=1.0, alpha=alpha),
+        mf.Dense(np.ones((2, 4), dt)), mf.Readout()])
+    x = np.zeros((6, 3, 4), dt)
+    x[2:] = 0.75
+    want = training.to_network(model).forward(x)
+    assert want.any()
+    for kw in ({"cuba": "lazy"}, {"cuba": "step"}, {"constant_drive": "predict"}):
+        for schedule in ("time", "layer"):
+            rec = eventsim.Simulator(model, n_threads=1, schedule=schedule, **kw).run(x)
+            np.testing.assert_array_equal(rec.readout, want)
