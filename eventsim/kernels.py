@@ -46,6 +46,7 @@ from .tables import (HARD_RESET, K_BUNDLED, K_CONV, K_DENSE, K_IDENTITY, K_MAXPO
 
 DRIVE_NONE, DRIVE_STATIC, DRIVE_STEPS = 0, 1, 2
 MODE_STEP, MODE_PREDICT = 0, 1
+CUBA_LAZY, CUBA_STEP = 0, 1
 SCHEDULE_TIME, SCHEDULE_LAYER = 0, 1
 # a sparse or conv delivery of >= n_target / 16 synapses counts as touching every target
 SPARSE_WHOLE_DIV = 16
@@ -551,8 +552,8 @@ def update_all_cuba(pop, src, a_off, V, U, Isyn, cst, flags, npar):
     :func:`neuron_step` charges the membrane with ``i``.  ``npar = (nalpha, nbeta, ntheta)``:
     every neuron's parameters at ``pop.noff + i`` (uniform populations repeat theirs), as the
     state ``V``/``U``/``Isyn`` (synaptic current, ``i_{-1} = 0``) and ``cst``.  Spikes to
-    ``flags[i]`` (int8); ``u`` to ``U`` only when neurons are recorded.  The population is
-    updated at every step (never lazily), so no catch-up is needed."""
+    ``flags[i]`` (int8); ``u`` to ``U`` only when neurons are recorded.  Neurons behind (a
+    lazy population, ``Simulator(cuba="lazy")``) first catch up: :func:`catch_up_cuba`."""
     nalpha, nbeta, ntheta = npar
     n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
     reset, v_reset, v_min = pop.reset, pop.v_reset, pop.v_min
@@ -568,6 +569,109 @@ def update_all_cuba(pop, src, a_off, V, U, Isyn, cst, flags, npar):
         V[no + i] = vn
         flags[i] = f
 
+
+
+# ---------------------------------------------------------------------------------------
+# lazy current-based neurons: exact catch-up, crossing prediction, a safe no-crossing bound
+# ---------------------------------------------------------------------------------------
+# the bound below over-estimates every rounding by float32's unit roundoff (2**-24: also
+# valid, more loosely, for float64) and the float64 arithmetic it is computed in by 2**-20
+CUBA_ROUND = 2.0 ** -24
+CUBA_SLACK = 1.0 + 2.0 ** -20
+
+
+@njit(cache=True, inline="always")
+def cuba_free_steps(v, i, n, alpha, beta, has_vmin, v_min, z):
+    """``n`` steps without input of a current-based neuron (membrane ``v``, current ``i``):
+    ``i = alpha * i + z``, ``v = max(beta * v + i, v_min)``, the float operations of
+    :func:`update_all_cuba` with an untouched accumulator (``z``: its ``0 + constant
+    input``, +0.0 for a population without constant input).  The caller knows that no step
+    crosses threshold (else the neuron would have been woken).  Stops early at a fixed
+    point (neither state changes).  Returns ``(v, i)``."""
+    for _ in range(n):
+        ni = alpha * i + z
+        u = beta * v + ni
+        if has_vmin and u < v_min:
+            u = v_min
+        if u == v and ni == i:
+            break
+        v = u
+        i = ni
+    return v, i
+
+
+@njit(cache=True, inline="always")
+def cuba_geometric(alpha, H):
+    """An upper bound, in float64, on ``sum_{k=1..H} i_k / i_0`` for the rounded current
+    ``i_k = fl(alpha * i_{k-1})`` (``0 <= alpha <= 1``, ``i_0 > 0``): ``min(H, a / (1 - a))``
+    with ``a = alpha (1 + 2**-23)`` (each rounded product is at most ``alpha * i (1 +
+    2**-24)``, and never above ``i``)."""
+    a = np.float64(alpha) * (1.0 + 2.0 * CUBA_ROUND)
+    if a >= 1.0:
+        return np.float64(H)
+    return min(np.float64(H), a / (1.0 - a))
+
+
+@njit(cache=True, inline="always")
+def cuba_quiet(v, i, theta, vfloor, g, grow):
+    """Whether a current-based neuron at ``(v, i)`` (after its update; binary spikes;
+    ``0 <= alpha, beta <= 1``; no constant input; ``v_min < theta``) provably does not
+    cross ``theta`` in the next ``H`` steps without input.  ``vfloor = max(0, v_min)``
+    (0 without clamp), ``g = cuba_geometric(alpha, H)``, ``grow = exp(H * 2**-24) *
+    CUBA_SLACK`` (all float64).
+
+    Why: ``i <= 0`` stays ``<= 0`` (``fl(alpha * i) <= 0``) and ``fl(beta * v) <= max(v,
+    0)``, so with ``v < theta`` every later ``u = fl(fl(beta v) + i)`` stays below theta
+    (rounding is monotone; the clamp keeps ``v < theta``).  With ``i > 0``, ``w_k = max(v_k,
+    0)`` and ``u_k`` are at most ``(w_{k-1} + i_k)(1 + 2**-24)``, hence at most ``(1 +
+    2**-24)**k (max(w_0, v_min) + sum_j i_j) <= grow * (max(v, vfloor) + i * g)``."""
+    if i <= 0:
+        return v < theta
+    w = max(np.float64(v), vfloor)
+    return (w + np.float64(i) * g) * grow < np.float64(theta)
+
+
+@njit(cache=True)
+def cuba_next_crossing(v, i, H, npar, z, bound):
+    """Steps ``d in 1..H`` until a current-based neuron at ``(v, i)`` (just updated) first
+    crosses threshold without input, found by stepping its exact recurrence
+    (:func:`cuba_free_steps`' operations), or -1: no crossing within ``H`` steps, a fixed
+    point, or a state :func:`cuba_quiet` proves silent.  ``npar = (alpha, beta, theta,
+    has_vmin, v_min)``; ``bound = (vfloor, g, grow)`` as :func:`cuba_quiet` takes them (for
+    a horizon of at least ``H``)."""
+    alpha, beta, theta, has_vmin, v_min = npar
+    vfloor, g, grow = bound
+    for d in range(1, H + 1):
+        if cuba_quiet(v, i, theta, vfloor, g, grow):
+            return -1
+        ni = alpha * i + z
+        u = beta * v + ni
+        if u >= theta:
+            return d
+        if has_vmin and u < v_min:
+            u = v_min
+        if u == v and ni == i:
+            return -1
+        v = u
+        i = ni
+    return -1
+
+
+@njit(cache=True)
+def catch_up_cuba(pop, t, lf, V, Isyn, L, cst, npar, zero):
+    """:func:`catch_up` of a current-based population (lazy, no constant input): every
+    neuron behind (last updated at ``max(L[noff + i], lf) < t - 1``) steps both states
+    over the missed steps (:func:`cuba_free_steps`, the neuron's ``alpha`` and ``beta`` from
+    ``npar = (nalpha, nbeta)``; ``zero``: +0.0 in the model dtype)."""
+    nalpha, nbeta = npar
+    no = np.uint64(pop.noff)
+    has_vmin, v_min = pop.has_vmin != 0, pop.v_min
+    for k in range(np.uint64(pop.n)):
+        gap = t - 1 - max(L[no + k], lf)
+        if gap > 0:
+            V[no + k], Isyn[no + k] = cuba_free_steps(V[no + k], Isyn[no + k], gap,
+                                                      nalpha[no + k], nbeta[no + k], has_vmin,
+                                                      v_min, zero + cst[no + k])
 
 # bit positions of the lowest set bit, by de Bruijn multiplication (collect_spikes)
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)

@@ -39,10 +39,13 @@ from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .kernels import (DRIVE_NONE, DRIVE_STEPS, HARD_RESET, K_CONV, K_DENSE, K_MAXPOOL,
-                      K_SPARSE, K_SUMPOOL, LEAK_POWER, LEAK_REPEAT, MODE_PREDICT, POP_SPIKING,
-                      SCHEDULE_LAYER, SPARSE_WHOLE_DIV, catch_up, collect_spikes, delay_advance,
-                      delay_push, dense_window, drain, free_steps, neuron_step, predict_steps,
+from .kernels import (CUBA_LAZY, CUBA_ROUND, CUBA_SLACK, DRIVE_NONE, DRIVE_STEPS, HARD_RESET,
+                      K_CONV, K_DENSE, K_MAXPOOL, K_SPARSE, K_SUMPOOL, LEAK_POWER, LEAK_REPEAT,
+                      MODE_PREDICT, POP_SPIKING, SCHEDULE_LAYER, SPARSE_WHOLE_DIV, catch_up,
+                      catch_up_cuba, collect_spikes, cuba_free_steps, cuba_geometric,
+                      cuba_next_crossing, cuba_quiet,
+                      delay_advance, delay_push, dense_window, drain, free_steps, neuron_step,
+                      predict_steps,
                       scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
                       scatter_sparse, scatter_sumpool, step_end, touch, update_all,
                       update_all_cuba, update_all_per_neuron, wake_push, wake_remove)
@@ -112,11 +115,13 @@ def new_state(tab, T, leak, n_win):
         pop = pops[q]
         stepped = pop.pn != 0 or (leak == LEAK_REPEAT and pop.beta != 0 and pop.beta != 1)
         full_div[q] = sz.full_div if stepped else sz.full_div_cheap
+        if pop.cuba != 0:
+            full_div[q] = sz.full_div_cuba
         for i in range(pop.noff, pop.noff + pop.n):   # any neuron with theta <= v_min
             if pop.has_vmin != 0 and pop.v_min >= tab.ntheta[i]:
                 vmin_hi[q] = True
     modes = Modes(np.zeros(Q, np.bool_), np.zeros(Q, np.bool_), full_div, vmin_hi,
-                  np.zeros(Q, np.int64), np.ones(S, np.bool_))
+                  np.zeros(Q, np.int64), np.ones(S, np.bool_), np.zeros(Q, np.int64))
     return State(A, nrn, wake, ring, dring, scr, modes)
 
 
@@ -203,7 +208,8 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
     pops = tab.pops
     V, U, L, cst, lfull, Isyn = S.nrn
     head, _, _, wake_t, period = S.wake
-    lazy, driven_q, _, _, ring_div, whole_ok = S.modes
+    lazy, driven_q, _, vmin_hi, ring_div, whole_ok, unpredicted = S.modes
+    unpredicted[:] = 0
     V[:] = 0
     U[:] = 0
     Isyn[:] = 0
@@ -223,15 +229,17 @@ def sample_setup(b, b0, T, opts, tab, inp, S):
         lazy[q] = False
         pop = pops[q]
         if pop.kind == POP_SPIKING:
-            driven = False
+            # a drive that changes by step counts even when it is zero at step 0
+            driven = q == q0 and inp.drive_mode == DRIVE_STEPS
             for i in range(pop.n):
                 if cst[pop.noff + i] != 0:
                     driven = True
                     break
             driven_q[q] = driven
             lazy[q] = not driven or (predict and not (q == q0 and inp.drive_mode == DRIVE_STEPS))
-            if pop.cuba != 0:   # current-based: every step (its current decays on its own)
-                lazy[q] = False
+            if pop.cuba != 0:   # current-based: lazy only without constant input (below)
+                lazy[q] = (not driven and opts.cuba == CUBA_LAZY and pop.ternary == 0
+                           and not vmin_hi[q])
             if driven and lazy[q]:
                 _queue_first_crossings(q, T, tab, cst, V, S.wake)
     for q in range(pops.shape[0]):
@@ -386,7 +394,7 @@ def full_pass_ready(pop, lazy, driven, vmin_hi, full_div, due, whole, touched):
     ``vmin_hi``, ``full_div``; first neuron due now ``due``; space wholly touched ``whole``
     or ``touched`` neurons) is updated at this step by a full pass needing no wake-up or
     recording (the full pass brings neurons behind up to date itself)."""
-    return (pop.kind == POP_SPIKING and lazy and not driven and due < 0
+    return (pop.kind == POP_SPIKING and lazy and not driven and due < 0 and pop.cuba == 0
             and pop.recn == 0 and not vmin_hi and (whole or touched * full_div >= pop.n))
 
 
@@ -578,6 +586,111 @@ def lazy_pass(q, t, T, tab, S, opts, ring_i, ring_v):
     return cnt
 
 
+# how cuba_pass updates a population
+CUBA_BY_NEURON, CUBA_FULL, CUBA_FULL_PREDICT_ALL, CUBA_FULL_UNPREDICTED = 0, 1, 2, 3
+# after a full pass with large input, this many more full passes (about 1 ns a neuron each)
+# without predictions before one predicts for every neuron (tens of ns a neuron): a
+# population with input at most steps is then updated as every step
+CUBA_PATIENCE = 8
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def cuba_pass(q, t, T, tab, S, how, ring_i, ring_v):
+    """Update of a lazy current-based population ``q`` (no constant input, binary spikes,
+    ``v_min < theta``) at step ``t`` of ``T``; its touched blocks include the due and
+    recorded neurons.  ``how``:
+
+    - ``CUBA_BY_NEURON``: neuron by neuron over the touched blocks, each catching up on the
+      steps it missed (:func:`eventsim.kernels.cuba_free_steps`), then updated as
+      :func:`eventsim.kernels.update_all_cuba` would;
+    - ``CUBA_FULL``, ``CUBA_FULL_PREDICT_ALL``, ``CUBA_FULL_UNPREDICTED``: a full pass:
+      every neuron behind catches up (:func:`eventsim.kernels.catch_up_cuba`), then one
+      vectorised :func:`eventsim.kernels.update_all_cuba`.
+
+    Then each touched neuron (every neuron with ``CUBA_FULL_PREDICT_ALL``, none with
+    ``CUBA_FULL_UNPREDICTED``) is queued for its next crossing without input
+    (:func:`eventsim.kernels.cuba_quiet`, else
+    :func:`eventsim.kernels.cuba_next_crossing`; a queued wake-up is replaced).  An
+    untouched neuron's trajectory is the one its last prediction stepped, so that prediction
+    stands; after a pass with large input (the next steps are likely to update every
+    neuron again) the caller runs full passes until one predicts for all.  Spikes into
+    ``ring_i/ring_v`` (views of n entries), ascending; returns their count.  Same floats as
+    an update at every step: a missed step is ``alpha * i + (0 + 0)``, ``beta * v + i``,
+    which the catch-up repeats, and no missed step crosses (it would have been a wake-up)."""
+    pop = tab.pops[q]
+    sp = tab.spaces[pop.space]
+    n, noff, a_off, bs, m_off = pop.n, pop.noff, sp.off, sp.bs, sp.boff
+    v_reset, v_min = pop.v_reset, pop.v_min
+    reset, has_vmin = pop.reset, pop.has_vmin != 0
+    head, wnext, wprev, wake_t, _ = S.wake
+    tlist, flags = S.acc.tlist, S.scr.flags
+    nrn = S.nrn
+    lf = nrn.lfull[q]
+    hq = head[q * T:(q + 1) * T]
+    accv = S.acc.acc[a_off:a_off + n]
+    Vv, Uv, Iv = nrn.V[noff:noff + n], nrn.U[noff:noff + n], nrn.I[noff:noff + n]
+    cv, Lv = nrn.cst[noff:noff + n], nrn.L[noff:noff + n]
+    av, bv, tv = tab.nalpha[noff:noff + n], tab.nbeta[noff:noff + n], tab.ntheta[noff:noff + n]
+    wt_v, wn_v, wp_v = wake_t[noff:noff + n], wnext[noff:noff + n], wprev[noff:noff + n]
+    zero = tv[0] - tv[0]                # +0.0 in the model dtype (theta is finite)
+    cnt = ZERO
+    full = how != CUBA_BY_NEURON
+    if full:
+        if lf < t - 1:
+            catch_up_cuba(pop, t, lf, nrn.V, nrn.I, nrn.L, nrn.cst, (tab.nalpha, tab.nbeta),
+                          zero)
+        update_all_cuba(pop, S.acc.acc, a_off, nrn.V, nrn.U, nrn.I, nrn.cst, flags,
+                        (tab.nalpha, tab.nbeta, tab.ntheta))
+        cnt = collect_spikes(flags, n, ring_i, ring_v, ZERO)
+        nrn.lfull[q] = t
+    H = T - 1 - t                       # steps left after this one
+    if how == CUBA_FULL_UNPREDICTED or (full and H == 0):
+        return cnt
+    vfloor = max(0.0, np.float64(v_min)) if has_vmin else 0.0
+    grow = np.exp(H * CUBA_ROUND) * CUBA_SLACK
+    g_pop = cuba_geometric(pop.alpha, H) if pop.alpha == pop.alpha else -1.0
+    whole = S.acc.allt[pop.space] or how == CUBA_FULL_PREDICT_ALL
+    nb = 1 if whole else S.acc.tcount[pop.space]
+    blen = n if whole else bs
+    for k in range(nb):
+        i0 = 0 if whole else tlist[m_off + k] * bs
+        for j in range(blen):
+            i = i0 + j
+            alpha, beta, theta = av[i], bv[i], tv[i]
+            if not full:
+                v, ci = Vv[i], Iv[i]
+                gap = t - 1 - max(Lv[i], lf)
+                if gap > 0:
+                    v, ci = cuba_free_steps(v, ci, gap, alpha, beta, has_vmin, v_min,
+                                            zero + cv[i])
+                ci = alpha * ci + (accv[i] + cv[i])
+                u, sp_, vn = neuron_step(v, ci, beta, theta, reset, v_reset, has_vmin, v_min,
+                                         False)
+                accv[i] = 0
+                Vv[i] = vn
+                Iv[i] = ci
+                Uv[i] = u
+                Lv[i] = t
+                if sp_ != 0:
+                    ring_i[cnt] = i
+                    flags[i] = sp_
+                    cnt += 1
+            tw = wt_v[i]
+            if tw >= 0:
+                wake_remove(hq, wn_v, wp_v, wt_v, tw, i)
+            if H > 0:
+                g = g_pop if g_pop >= 0 else cuba_geometric(alpha, H)
+                if not cuba_quiet(Vv[i], Iv[i], theta, vfloor, g, grow):
+                    d = cuba_next_crossing(Vv[i], Iv[i], H, (alpha, beta, theta, has_vmin,
+                                                             v_min), zero + cv[i],
+                                           (vfloor, g, grow))
+                    if d > 0:
+                        wake_push(hq, wn_v, wp_v, wt_v, t + d, t + d, i)
+    if not full:
+        _sort_spikes(ring_i, ring_v, flags, cnt)
+    return cnt
+
+
 @njit(cache=True, inline="always")
 def _catch_up_one(v, c, gap, leak, powtab, q, beta, has_vmin, v_min):
     """A lazy neuron at ``v`` (constant input ``c``) brought over the ``gap`` steps it
@@ -647,10 +760,26 @@ def update_population(q, t, T, tab, S, opts, out_i, out_v, rbase):
     s, n = pop.space, pop.n
     sp = tab.spaces[s]
     acc, mark, tlist, tcount, allt = S.acc
-    _, driven, full_div, vmin_hi, _, _ = S.modes
+    _, driven, full_div, vmin_hi, _, _, unpredicted = S.modes
+    big_input = allt[s] or tcount[s] * sp.bs * full_div[q] >= n
     _touch_due(q, t, T, tab, S)
     updated = n if allt[s] else tcount[s] * sp.bs
-    if not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
+    if pop.cuba:
+        how = CUBA_BY_NEURON
+        if big_input:   # predict only after CUBA_PATIENCE full passes without large input
+            how = CUBA_FULL_UNPREDICTED
+            unpredicted[q] = CUBA_PATIENCE + 1
+        elif unpredicted[q] > 1:
+            how = CUBA_FULL_UNPREDICTED
+            unpredicted[q] -= 1
+        elif unpredicted[q] == 1:
+            how = CUBA_FULL_PREDICT_ALL
+            unpredicted[q] = 0
+        elif allt[s] or tcount[s] * sp.bs * full_div[q] >= n:
+            how = CUBA_FULL
+        cnt = cuba_pass(q, t, T, tab, S, how, out_i[rbase:rbase + n], out_v[rbase:rbase + n])
+        updated = updated if how == CUBA_BY_NEURON else n
+    elif not driven[q] and not vmin_hi[q] and (allt[s] or tcount[s] * sp.bs * full_div[q] >= n):
         updated = n
         cnt = full_pass(q, t, T, pop, S.nrn, S.wake, acc, sp.off, (out_i, out_v, rbase),
                         (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta))
@@ -717,7 +846,7 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
     nrn, wake = S.nrn, S.wake
     V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
     acc, mark, tlist, tcount, allt = S.acc
-    lazy, driven, full_div, vmin_hi, _, _ = S.modes
+    lazy, driven, full_div, vmin_hi, _, _, unpredicted = S.modes
     ring_idx, ring_val, ringc = S.ring
     syn, prof, D = S.scr.syn, S.scr.prof, delivery(tab, S)
     aux = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
@@ -755,7 +884,7 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
                              (tab.nalpha, nrn.I))
             lfull[q] = t
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-        elif idle(pop, lazy[q], head[q * T + t], allt[s], tcount[s]):
+        elif idle(pop, lazy[q] and unpredicted[q] == 0, head[q * T + t], allt[s], tcount[s]):
             nu = 0
         else:
             c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
@@ -860,7 +989,7 @@ def layer_steps(lp, cur, tab, inp, S, opts, out, lm, src):
     nrn, wake = S.nrn, S.wake
     V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
     acc, mark, tlist, tcount, allt = S.acc
-    lazy, driven, full_div, vmin_hi, _, _ = S.modes
+    lazy, driven, full_div, vmin_hi, _, _, unpredicted = S.modes
     win, syn, prof = S.scr.win, S.scr.syn, S.scr.prof
     aux, D = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta), delivery(tab, S)
     on, counts = opts.profile, out.counts[bb]
@@ -928,7 +1057,8 @@ def _update_rest(q, t, T, tab, S, opts, dst, bw, readout):
         if tcount[s] > 0 or allt[s]:
             _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
         return 0, pop.n
-    if idle(pop, S.modes.lazy[q], S.wake.head[q * T + t], allt[s], tcount[s]):
+    if idle(pop, S.modes.lazy[q] and S.modes.unpredicted[q] == 0, S.wake.head[q * T + t],
+            allt[s], tcount[s]):
         return 0, 0
     out_i, out_v, base = dst
     return update_population(q, t, T, tab, S, opts, out_i, out_v, base)

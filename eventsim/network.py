@@ -55,6 +55,10 @@ from . import tables as TB
 # and lose when only a few neurons are ever active; 1/64 is a compromise.
 FULL_PASS_DIV = 64          # leak stepped: leak="repeat" and 0 < beta < 1
 FULL_PASS_DIV_CHEAP = 20    # catch-up in one operation
+# current-based populations: a full pass steps both states of every neuron behind (no
+# early end before the current has decayed to an exact fixed point), a lazy pass only the
+# touched ones'; full passes from 1/4 touched (benchmarks/bench_cuba_lazy.py)
+FULL_PASS_DIV_CUBA = 4
 # layer-major schedule: a dense edge is delivered source-major over windows of steps whose
 # input currents (steps x targets) fit this many values (512 KB of float32: in L2)
 LAYER_WINDOW = 1 << 17
@@ -563,6 +567,7 @@ class CompiledNetwork:
         sizes["pbuf"] = pbuf
         sizes["full_div"] = FULL_PASS_DIV
         sizes["full_div_cheap"] = FULL_PASS_DIV_CHEAP
+        sizes["full_div_cuba"] = FULL_PASS_DIV_CUBA
         sizes["ring_div"] = RING_DENSE_DIV
         sizes["window"] = LAYER_WINDOW
         self.sizes = sizes

@@ -43,12 +43,14 @@ Fixed tables (NumPy structured arrays, one record per row; offsets index the fla
             hold beta and theta of every neuron, per-population values repeated)
     cuba    1: current-based neurons (model format 4: a synaptic current ``i = alpha i + I``
             charges the membrane; ``Neurons.I`` holds it, ``Tables.nalpha`` every neuron's
-            alpha), updated at every step; 0: the plain canonical neuron
+            alpha), updated at every step unless lazy (``Options.cuba``); 0: the plain
+            canonical neuron
     alpha   the synaptic current decay (NaN when it differs between neurons; 0 if not cuba)
 ``SIZES``  one record: lengths of the state arrays and the tuning constants
     acc blocks neurons ring ringc mp scratch pbuf bring blist bringc  array lengths
     spikecap  initial spike output capacity limit;  window: layer-major window (values)
-    full_div, full_div_cheap, ring_div  full-pass thresholds (``eventsim.network``)
+    full_div, full_div_cheap, full_div_cuba, ring_div  full-pass thresholds
+            (``eventsim.network``; full_div_cuba: lazy current-based populations)
 """
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ BUNDLE_DTYPE = np.dtype(_ints("src", "tgt", "space", "n_t", "nseg", "ptr", "idx"
                               "roff", "loff", "rcoff"), align=True)
 SIZES_DTYPE = np.dtype(_ints("acc", "blocks", "neurons", "ring", "ringc", "mp", "scratch",
                              "spikecap", "pbuf", "full_div", "full_div_cheap", "bring", "blist",
-                             "bringc", "ring_div", "window"), align=True)
+                             "bringc", "ring_div", "window", "full_div_cuba"), align=True)
 
 
 def space_dtype(dt) -> np.dtype:
@@ -113,10 +115,11 @@ Inputs.__doc__ = """Input events ``(ev_t, ev_i (internal index), ev_v)`` of samp
 ``ev_ptr[b]:ev_ptr[b+1]``, sorted by step, delivered through edge 0; or (``drive_mode``
 DRIVE_STATIC / DRIVE_STEPS) the first population's input current ``drive[t or 0, b - b0, :]``."""
 
-Options = namedtuple("Options", ["mode", "leak", "schedule", "profile"])
+Options = namedtuple("Options", ["mode", "leak", "schedule", "profile", "cuba"])
 Options.__doc__ = """``mode`` MODE_STEP / MODE_PREDICT (constant drive), ``leak`` LEAK_REPEAT /
 LEAK_POWER, ``schedule`` SCHEDULE_TIME / SCHEDULE_LAYER, ``profile`` (bool: count cycles,
-events and neuron updates per phase)."""
+events and neuron updates per phase), ``cuba`` CUBA_LAZY / CUBA_STEP (current-based
+populations without constant input: lazy, or every neuron at every step)."""
 
 Accum = namedtuple("Accum", ["acc", "mark", "tlist", "tcount", "allt"])
 Accum.__doc__ = """Input currents of every space with their touched blocks: ``acc`` (space s
@@ -152,12 +155,16 @@ Scratch.__doc__ = """Work arrays: an event list ``idx/val`` (intermediate stages
 over a window of steps, ``[steps, n_target]``), and the counters: ``syn`` synaptic events per stage,
 ``prof [Q + 1, N_PHASES, 3]`` (see ``eventsim.loop``)."""
 
-Modes = namedtuple("Modes", ["lazy", "driven", "full_div", "vmin_hi", "ring_div", "whole_ok"])
+Modes = namedtuple("Modes", ["lazy", "driven", "full_div", "vmin_hi", "ring_div", "whole_ok",
+                             "unpredicted"])
 Modes.__doc__ = """How each population is updated in the current sample: ``lazy`` (only
 touched or due neurons), ``driven`` (has constant input), ``full_div`` (a full pass when
 1/full_div of it is touched), ``vmin_hi`` (v_min >= theta: may fire without input),
 ``ring_div`` (a bundle slot listing n/ring_div targets is added whole); per space:
-``whole_ok`` (a large delivery may mark it wholly touched)."""
+``whole_ok`` (a large delivery may mark it wholly touched); per population again:
+``unpredicted`` (> 0: a lazy current-based population whose last full passes queued no
+crossing predictions, updated by full passes until one does: the count of passes left,
+``loop.CUBA_PATIENCE`` after large input, the last one predicting)."""
 
 State = namedtuple("State", ["acc", "nrn", "wake", "ring", "dring", "scr", "modes"])
 State.__doc__ = """All mutable state of a kernel call: Accum, Neurons, WakeQueue, SpikeRing,

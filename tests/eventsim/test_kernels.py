@@ -1002,3 +1002,59 @@ def test_signed_zero_clamp():
     got = K.neuron_step(v[0], I[0], *_kernel_args(p, np.float32))
     assert got[1] == 1
     _assert_bits(np.array([got[2]], np.float32), canonical_step(v, I, p)[2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuba_lazy_kernels(dtype):
+    """Lazy current-based neurons: ``cuba_free_steps`` is ``n`` steps of ``i = alpha i + 0``,
+    ``u = beta v + i`` (clamped, no crossing); ``cuba_next_crossing`` the first of ``1..H``
+    such steps with ``u >= theta`` (-1: none); ``cuba_quiet`` (with ``cuba_geometric``) is
+    never true for a neuron that crosses within ``H``; ``catch_up_cuba`` brings every
+    neuron behind over its missed steps."""
+    rng = np.random.default_rng(5)
+    H = 60
+    grow = np.exp(H * K.CUBA_ROUND) * K.CUBA_SLACK
+    zero = dtype(0)
+    quiet_seen = 0
+    for _ in range(300):
+        alpha = dtype(rng.choice([0.0, 0.5, 0.9, 0.999, 1.0]))
+        beta = dtype(rng.choice([0.0, 0.5, 0.95, 1.0]))
+        theta = dtype(1.0)
+        has_vmin = bool(rng.random() < 0.4)
+        v_min = dtype(-0.5 if has_vmin else 0.0)
+        v0 = dtype(rng.uniform(-1, 1.2))
+        if has_vmin:
+            v0 = max(v0, v_min)
+        i0 = dtype(rng.standard_normal() * 0.1)
+        vs, first = [], -1
+        v, i = v0, i0
+        for k in range(1, H + 1):      # reference: the every-step update without input
+            i = dtype(alpha * i + (zero + zero))
+            u = dtype(beta * v + i)
+            if first < 0 and u >= theta:
+                first = k
+            v = max(u, v_min) if has_vmin else u
+            vs.append((v, i))
+        g = K.cuba_geometric(alpha, H)
+        bound = (max(0.0, float(v_min)) if has_vmin else 0.0, g, grow)
+        assert K.cuba_next_crossing(v0, i0, H, (alpha, beta, theta, has_vmin, v_min), zero,
+                                    bound) == first
+        if K.cuba_quiet(v0, i0, theta, bound[0], g, grow):
+            quiet_seen += 1
+            assert first < 0
+        n = int(rng.integers(1, H)) if first < 0 else first - 1
+        if n > 0:
+            got = K.cuba_free_steps(v0, i0, n, alpha, beta, has_vmin, v_min, zero)
+            # (values: the early end at a fixed point may keep the sign of a zero)
+            assert got[0] == vs[n - 1][0] and got[1] == vs[n - 1][1], (alpha, beta, v0, i0, n)
+            pop = np.zeros(1, TB.pop_dtype(np.dtype(dtype)))[0]
+            pop["n"], pop["has_vmin"], pop["v_min"] = 2, int(has_vmin), v_min
+            V, I = np.array([v0, v0], dtype), np.array([i0, i0], dtype)
+            L = np.array([-1, 3], np.int64)
+            t = 4 + n
+            K.catch_up_cuba(pop, t, 3, V, I, L, np.zeros(2, dtype),
+                            (np.full(2, alpha), np.full(2, beta)), zero)
+            # both were last updated at step 3 (L or lf): n missed steps
+            np.testing.assert_array_equal(V, np.full(2, vs[n - 1][0], dtype))
+            np.testing.assert_array_equal(I, np.full(2, vs[n - 1][1], dtype))
+    assert quiet_seen > 50
