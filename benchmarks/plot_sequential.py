@@ -1,12 +1,14 @@
 """Learning curves of benchmarks/sequential_fmnist.py: test (and train) accuracy vs epoch.
 
-    python benchmarks/plot_sequential.py                     # the default logs below
+    python benchmarks/plot_sequential.py      # every benchmarks/logs/seqfmnist_*.jsonl
     python benchmarks/plot_sequential.py --logs benchmarks/logs/seqfmnist_ff_h256_s0.jsonl \\
         benchmarks/logs/seqfmnist_rec_h256_s0.jsonl --out benchmarks/sequential_fmnist.png
 
 Reads the JSON lines the training script appends to ``--log`` (one per epoch, plus a start
-and a summary line) and draws one line per log: solid = test accuracy, dotted = training
-accuracy (of the epoch's batches, in training mode); colour by model (ff / rec).
+and a summary line) and draws one line per log: solid/dashed = test accuracy (line style by
+seed), dotted = training accuracy (of the epoch's batches, in training mode).  Colour by
+model: red RecurrentLIF, blue the feed-forward net of the same hidden size (256), green a
+wider feed-forward net (H = 1943, the recurrent net's parameter count).
 """
 from __future__ import annotations
 
@@ -21,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LOGS = str(ROOT / "benchmarks" / "logs" / "seqfmnist_*_h256_s*.jsonl")
-COLOURS = {"ff": "tab:blue", "rec": "tab:red"}
+DEFAULT_LOGS = str(ROOT / "benchmarks" / "logs" / "seqfmnist_*.jsonl")
+COLOURS = {"ff": "tab:blue", "rec": "tab:red", "ff-wide": "tab:green"}
 NAMES = {"ff": "feed-forward LIF", "rec": "RecurrentLIF"}
 
 
@@ -64,11 +66,12 @@ def main(argv=None):
         ls = styles[seen_seeds.setdefault(seed, len(seen_seeds)) % len(styles)]
         ep = [e["epoch"] for e in run["epochs"]]
         label = f"{NAMES[model]}, H={hidden}, seed {seed} ({run['start']['params']:,} params)"
-        ax.plot(ep, [100 * e["test_acc"] for e in run["epochs"]], ls=ls, color=COLOURS[model],
+        colour = COLOURS["ff-wide" if model == "ff" and hidden != 256 else model]
+        ax.plot(ep, [100 * e["test_acc"] for e in run["epochs"]], ls=ls, color=colour,
                 label=label + ": test")
         if not args.no_train:
             ax.plot(ep, [100 * e["train_acc"] for e in run["epochs"]], ls=":", lw=1,
-                    color=COLOURS[model], alpha=0.6)
+                    color=colour, alpha=0.6)
     ax.plot([], [], ls=":", color="grey", label="training accuracy (dotted)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
