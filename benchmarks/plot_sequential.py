@@ -8,7 +8,8 @@ Reads the JSON lines the training script appends to ``--log`` (one per epoch, pl
 and a summary line) and draws one line per log: solid/dashed = test accuracy (line style by
 seed), dotted = training accuracy (of the epoch's batches, in training mode).  Colour by
 model: red RecurrentLIF, blue the feed-forward net of the same hidden size (256), green a
-wider feed-forward net (H = 1943, the recurrent net's parameter count).
+wider feed-forward net (H = 1943, the recurrent net's parameter count).  Also prints the
+results table (markdown) of the same logs on stdout.
 """
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ def main(argv=None):
     paths = args.logs or sorted(glob.glob(DEFAULT_LOGS))
     if not paths:
         ap.error(f"no logs match {DEFAULT_LOGS}")
+    print("| model | hidden | seed | params | epochs | best test acc (epoch) | final test acc "
+          "| s/epoch (mean) | event simulator: images, acc, decisions = dense |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        run = read_log(path)
+        a, eps, sm = run["start"]["args"], run["epochs"], run["summary"] or {}
+        best = max(eps, key=lambda e: e["test_acc"])
+        sim = sm.get("sim")
+        sim_txt = (f"{sim['images']:,}, {100 * sim['sim_acc']:.2f} %, {100 * sim['agreement']:.2f} %"
+                   if sim else "not run")
+        print(f"| {NAMES[a['model']]} | {a['hidden']} | {a['seed']} | {run['start']['params']:,} "
+              f"| {len(eps)} | {100 * best['test_acc']:.2f} % ({best['epoch']}) "
+              f"| {100 * eps[-1]['test_acc']:.2f} % "
+              f"| {sum(e['epoch_s'] for e in eps) / len(eps):.1f} | {sim_txt} |")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["-", "--", "-.", (0, (5, 1))]
     seen_seeds: dict = {}
