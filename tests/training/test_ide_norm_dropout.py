@@ -7,7 +7,8 @@ import pytest
 
 import training
 from training import FeedbackMLP, ide
-from training.losses import _softmax_ce
+
+from .test_ide import equilibrium_loss, numeric_gradient
 
 NEURONS = ["IF", "LIF"]
 
@@ -24,25 +25,6 @@ def make_net(neuron, batch_norm=True, dropout=0.3, seed=1):
     net.feedback.weight.data *= 3.0
     net.feedback.power_iteration(100)
     return net
-
-
-def equilibrium_loss(net, x, labels):
-    a = net.equilibrium(x, tol=1e-13)[0]
-    o = a @ net.readout.weight.data.T + net.readout.bias.data
-    return _softmax_ce(o, labels, 0.0)[0]
-
-
-def numeric_gradient(net, x, labels, p, eps=1e-6):
-    num = np.zeros_like(p.data)
-    for i in np.ndindex(p.data.shape):
-        old = p.data[i]
-        p.data[i] = old + eps
-        lp = equilibrium_loss(net, x, labels)
-        p.data[i] = old - eps
-        lm = equilibrium_loss(net, x, labels)
-        p.data[i] = old
-        num[i] = (lp - lm) / (2 * eps)
-    return num
 
 
 @pytest.mark.parametrize("batch_norm, dropout", [(True, 0.3), (True, 0.0), (False, 0.3)])
