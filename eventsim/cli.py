@@ -170,18 +170,31 @@ class _Dense:
     """The training engine's inference of a model: predictions and per-layer spikes."""
 
     def __init__(self, record: mf.Model):
-        from training.export import to_network
+        from training.export import feedback_from_model, to_network
 
         self.record = record
-        self.net = to_network(record)
-        self.aligned = len(self.net.layers) == len(record.layers) - 1
+        self.feedback = False
+        try:
+            self.net = to_network(record)
+        except ValueError as err:       # a feedback conv net: its own network class
+            try:
+                self.net = feedback_from_model(record)
+            except ValueError:
+                raise err from None
+            self.feedback = True
+        self.aligned = self.feedback or len(self.net.layers) == len(record.layers) - 1
         tw = record.layers[-1].time_weights
         self.a = np.ones(int(record.T)) if tw is None else np.asarray(tw, dtype=np.float64)
 
     def run(self, x: np.ndarray):
         """``(predictions [B], {spiking layer: spikes [T, B, ...]}, readout [T, B, n_out])``."""
         h, spikes = x, {}
-        for idx, layer in enumerate(self.net.layers):
+        if self.feedback:
+            h = self.net.forward(x)
+            layers = (self.net.simulate(x, all_layers=True) if hasattr(self.net, "convs")
+                      else [self.net.simulate(x)])
+            spikes = dict(zip(self.record.spiking_layers, layers))
+        for idx, layer in enumerate([] if self.feedback else self.net.layers):
             h = layer.forward(h)
             if self.aligned and isinstance(self.record.layers[idx], mf.Spiking):
                 spikes[idx] = h

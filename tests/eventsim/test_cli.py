@@ -589,3 +589,26 @@ def test_simulate_event_file_real_simulator(tmp_path, capsys):
     np.testing.assert_array_equal(Recording.load(rec_path).readout, ref.readout)
     if _dense_engine_available():
         assert d["dense_agreement"] == 1.0 and d["spike_agreement"] == {"2": 1.0}
+
+
+def test_simulate_compare_dense_runs_a_feedback_conv_model(tmp_path, capsys):
+    """``to_network`` cannot express a FeedbackConv's feedback between layers;
+    ``--compare-dense`` then runs the network ``training.feedback_from_model`` rebuilds."""
+    import training
+    net = training.FeedbackConv(1, (2, 2), (28, 28), 10, neuron="IF", rng=3)
+    for c in net.convs:
+        c.weight.data *= 6.0
+        c.bias.data += 0.5
+    net.feedback.weight.data *= 4.0
+    net.feedback.power_iteration(30)
+    path = tmp_path / "fconv.h5"
+    training.export(net, path, input_shape=(1, 28, 28), T=4)
+    rc, out, err = _run(capsys, ["simulate", str(path), "--dataset", "fashion-mnist-small",
+                                 "--limit", "12", "--batch-size", "6", "--compare-dense",
+                                 "--no-progress"])
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["dense_agreement"] == 1.0
+    assert set(d["spike_agreement"]) == {"1", "3"}
+    assert all(v == 1.0 for v in d["spike_agreement"].values())
+    assert d["spikes_per_layer"]["3"] > 0
