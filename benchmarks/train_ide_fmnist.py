@@ -35,7 +35,7 @@ def build(args):
                                     dropout=args.dropout), (784,)
     return training.FeedbackConv(1, tuple(args.channels), (args.size, args.size), 10,
                                  neuron=args.neuron, theta=args.theta, lam=args.lam,
-                                 rng=args.seed), (1, args.size, args.size)
+                                 rng=args.seed, batch_norm=not args.no_bn), (1, args.size, args.size)
 
 
 def images_for(args, ds):
@@ -64,7 +64,8 @@ def main(argv=None):
     ap.add_argument("--theta", type=float, default=2.0)
     ap.add_argument("--lam", type=float, default=0.95)
     ap.add_argument("--dropout", type=float, default=0.2)
-    ap.add_argument("--no-bn", action="store_true", help="F-MLP without the input BatchNorm")
+    ap.add_argument("--no-bn", action="store_true",
+                    help="without the BatchNorm on the first layer's input drive")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--train-limit", type=int, default=None,

@@ -204,10 +204,10 @@ def _feedback_model(net, input_shape, T, encoding, time_weights, dtype, metadata
                        bias=_as_float(net.readout.bias.data, dtype))
     if isinstance(net, FeedbackConv):
         records = []
-        for conv in net.convs:
-            records += [mf.Conv2d(weight=_as_float(conv.weight.data, dtype),
-                                  bias=_as_float(conv.bias.data, dtype), stride=(1, 1),
-                                  padding=tuple(conv.padding)), spiking()]
+        for l, conv in enumerate(net.convs):
+            W, b = net.folded_input() if l == 0 else (conv.weight.data, conv.bias.data)
+            records += [mf.Conv2d(weight=_as_float(W, dtype), bias=_as_float(b, dtype),
+                                  stride=(1, 1), padding=tuple(conv.padding)), spiking()]
         records += [mf.Flatten(), readout, mf.Readout(beta=0.0, time_weights=tw)]
         data, indices, indptr = net.feedback.csr(dtype)
         n = net.channels[0] * net.input_size[0] * net.input_size[1]

@@ -29,7 +29,7 @@ from .config import get_default_dtype
 from .conv import Conv2d
 from .layers import Linear, _init_rng, kaiming_uniform
 from .module import Module, Parameter, is_static
-from .norm import BatchNorm1d, fold_batchnorm
+from .norm import BatchNorm1d, BatchNorm2d, fold_batchnorm
 
 NEURONS = ("IF", "LIF")
 
@@ -164,6 +164,86 @@ class _FeedbackNet(Module):
             xbar += w[t] * x[t]
         return xbar
 
+    # -- BatchNorm of the first layer's input drive (FeedbackMLP and FeedbackConv) ----------
+    @property
+    def batch_norm(self) -> bool:
+        return hasattr(self, "input_norm")
+
+    def _stat_axes(self, dbar: np.ndarray) -> tuple:
+        """Axes of the drive ``[B, C, ...]`` that BatchNorm's statistics run over."""
+        return (0,) + tuple(range(2, dbar.ndim))
+
+    def drive_affine(self, dbar: np.ndarray | None = None, update: bool = False):
+        """``(scale, shift)`` float64, shaped to broadcast over the drive ``[B, C, ...]``, of
+        the normalised drive ``c = scale * d + shift`` (``(1, 0)`` without BatchNorm): from
+        the batch statistics of the mean drive ``dbar`` (per channel, over the batch and any
+        spatial axes) in training mode (``update``: also move the running statistics, as one
+        forward pass does), from the running ones in eval mode."""
+        if not self.batch_norm:
+            return 1.0, 0.0
+        bn = self.input_norm
+        gamma, beta_bn = bn.weight.data.astype(np.float64), bn.bias.data.astype(np.float64)
+        if self.training:
+            axes = self._stat_axes(dbar)
+            n = int(np.prod([dbar.shape[k] for k in axes]))
+            if n < 2:
+                raise ValueError(f"{self!r}: BatchNorm training needs a batch of at least 2 "
+                                 f"samples, got {dbar.shape[0]}")
+            mean, var = dbar.mean(axis=axes), dbar.var(axis=axes)
+            if update:
+                m, dt = bn.momentum, bn.running_mean.dtype.type
+                bn.running_mean *= dt(1.0 - m)
+                bn.running_mean += (m * mean).astype(bn.running_mean.dtype)
+                bn.running_var *= dt(1.0 - m)
+                bn.running_var += (m * var * n / (n - 1)).astype(bn.running_var.dtype)
+                bn.num_batches_tracked += 1
+        else:
+            mean = bn.running_mean.astype(np.float64)
+            var = bn.running_var.astype(np.float64)
+        scale = gamma / np.sqrt(var + bn.eps)
+        view = (1, -1) + (1,) * (0 if dbar is None else dbar.ndim - 2)
+        return scale.reshape(view), (beta_bn - mean * scale).reshape(view)
+
+    def folded_input(self):
+        """``(W', b')`` of the first layer (``input`` or ``conv1``) with eval-mode BatchNorm
+        folded in (the weights the exported model and the eval-mode forward use), in the
+        parameters' dtype."""
+        layer = self._input_layer
+        if not self.batch_norm:
+            return layer.weight.data, layer.bias.data
+        dt = layer.weight.data.dtype
+        W, b = fold_batchnorm(layer.weight.data, layer.bias.data, self.input_norm)
+        return W.astype(dt), b.astype(dt)
+
+    def _drive_backward(self, gc: np.ndarray, dbar: np.ndarray) -> np.ndarray:
+        """``dL/d dbar`` from ``gc = dL/dc`` through the BatchNorm of the drive (adds the
+        gradients of ``input_norm.weight`` and ``.bias``); identity without BatchNorm.
+        Training mode (batch statistics over the axes ``A`` of :meth:`_stat_axes`,
+        ``xhat = (dbar - mean) / std``)::
+
+            dgamma = sum_A gc xhat ;  dbeta = sum_A gc
+            d dbar = gamma / std * (gc - mean_A(gc) - xhat mean_A(gc xhat))
+        """
+        if not self.batch_norm:
+            return gc
+        bn = self.input_norm
+        axes = self._stat_axes(dbar)
+        view = (1, -1) + (1,) * (dbar.ndim - 2)
+        gamma = bn.weight.data.astype(np.float64).reshape(view)
+        if self.training:
+            mean = dbar.mean(axis=axes, keepdims=True)
+            std = np.sqrt(dbar.var(axis=axes, keepdims=True) + bn.eps)
+        else:
+            mean = bn.running_mean.astype(np.float64).reshape(view)
+            std = np.sqrt(bn.running_var.astype(np.float64).reshape(view) + bn.eps)
+        xhat = (dbar - mean) / std
+        bn.weight.grad += (gc * xhat).sum(axis=axes).astype(bn.weight.grad.dtype)
+        bn.bias.grad += gc.sum(axis=axes).astype(bn.bias.grad.dtype)
+        if not self.training:
+            return gc * gamma / std
+        return gamma / std * (gc - gc.mean(axis=axes, keepdims=True)
+                              - xhat * (gc * xhat).mean(axis=axes, keepdims=True))
+
     def equilibrium(self, x, tol: float = 1e-10, max_iter: int = 500):
         """The fixed point ``a* = f(a*)`` for the (weighted) mean input of ``x [T, B, ...]``,
         by fixed-point iteration from 0 (a contraction); returns
@@ -246,8 +326,8 @@ class FeedbackMLP(_FeedbackNet):
         self.fixed_mask = False
 
     @property
-    def batch_norm(self) -> bool:
-        return hasattr(self, "input_norm")
+    def _input_layer(self):
+        return self.input
 
     def __repr__(self) -> str:
         extra = (", batch_norm=True" if self.batch_norm else "") + \
@@ -276,43 +356,6 @@ class FeedbackMLP(_FeedbackNet):
         if self.masks is None or self.masks[0].shape[0] != batch:
             self.draw_masks(batch)
         return self.masks
-
-    def drive_affine(self, dbar: np.ndarray | None = None, update: bool = False):
-        """``(scale, shift)`` ``[hidden]`` float64 of the normalised drive
-        ``c = scale * d + shift`` (``(1, 0)`` without BatchNorm): from the batch statistics
-        of the mean drive ``dbar [B, hidden]`` in training mode (``update``: also move the
-        running statistics, as one forward pass does), from the running ones in eval mode."""
-        if not self.batch_norm:
-            return 1.0, 0.0
-        bn = self.input_norm
-        gamma, beta_bn = bn.weight.data.astype(np.float64), bn.bias.data.astype(np.float64)
-        if self.training:
-            B = dbar.shape[0]
-            if B < 2:
-                raise ValueError(f"{self!r}: BatchNorm training needs a batch of at least 2 "
-                                 f"samples, got {B}")
-            mean, var = dbar.mean(axis=0), dbar.var(axis=0)
-            if update:
-                m, dt = bn.momentum, bn.running_mean.dtype.type
-                bn.running_mean *= dt(1.0 - m)
-                bn.running_mean += (m * mean).astype(bn.running_mean.dtype)
-                bn.running_var *= dt(1.0 - m)
-                bn.running_var += (m * var * B / (B - 1)).astype(bn.running_var.dtype)
-                bn.num_batches_tracked += 1
-        else:
-            mean = bn.running_mean.astype(np.float64)
-            var = bn.running_var.astype(np.float64)
-        scale = gamma / np.sqrt(var + bn.eps)
-        return scale, beta_bn - mean * scale
-
-    def folded_input(self):
-        """``(F', b')`` of the input layer with eval-mode BatchNorm folded in (the weights the
-        exported model and the eval-mode forward use), in the parameters' dtype."""
-        if not self.batch_norm:
-            return self.input.weight.data, self.input.bias.data
-        dt = self.input.weight.data.dtype
-        W, b = fold_batchnorm(self.input.weight.data, self.input.bias.data, self.input_norm)
-        return W.astype(dt), b.astype(dt)
 
     # -- forward: the spiking simulation ------------------------------------------------------
     def check_x(self, x) -> np.ndarray:
@@ -435,31 +478,6 @@ class FeedbackMLP(_FeedbackNet):
 
         return JT, backward
 
-    def _drive_backward(self, gc: np.ndarray, dbar: np.ndarray) -> np.ndarray:
-        """``dL/d dbar`` from ``gc = dL/dc`` through the BatchNorm of the drive (adds the
-        gradients of ``input_norm.weight`` and ``.bias``); identity without BatchNorm.
-        Training mode (batch statistics, ``xhat = (dbar - mean) / std``)::
-
-            dgamma = sum_b gc xhat ;  dbeta = sum_b gc
-            d dbar = gamma / std * (gc - mean_b(gc) - xhat mean_b(gc xhat))
-        """
-        if not self.batch_norm:
-            return gc
-        bn = self.input_norm
-        gamma = bn.weight.data.astype(np.float64)
-        if self.training:
-            mean, std = dbar.mean(axis=0), np.sqrt(dbar.var(axis=0) + bn.eps)
-        else:
-            mean = bn.running_mean.astype(np.float64)
-            std = np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-        xhat = (dbar - mean) / std
-        bn.weight.grad += (gc * xhat).sum(axis=0).astype(bn.weight.grad.dtype)
-        bn.bias.grad += gc.sum(axis=0).astype(bn.bias.grad.dtype)
-        if not self.training:
-            return gc * gamma / std
-        return gamma / std * (gc - gc.mean(axis=0) - xhat * (gc * xhat).mean(axis=0))
-
-
 # -- convolutional feedback network (the paper's F-conv) ----------------------------------------
 
 def conv_same(x: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -565,6 +583,10 @@ class FeedbackConv(_FeedbackNet):
         out_features: readout size.  kernel_size: odd kernel of the conv layers;
         feedback_kernel_size: odd kernel of the feedback (default ``kernel_size``).
         neuron, theta, lam, rng: as :class:`FeedbackMLP`.
+        batch_norm: BatchNorm2d on the first layer's input drive ``K_1 * x + b_1`` (the
+            authors' F-conv has it), as :class:`FeedbackMLP`'s: batch statistics of the mean
+            drive per channel (over batch and pixels) in training, folded into ``conv1`` in
+            eval mode and at export; parameters ``input_norm.weight``, ``input_norm.bias``.
     Parameters: ``conv1.weight``, ``conv1.bias``, ..., ``feedback.weight`` (raw kernel
     ``[C_1, C_N, k, k]``, normalised by the operator's spectral norm), ``readout.weight``,
     ``readout.bias``.  A plain-NumPy reference (einsum convolutions): meant for small images.
@@ -572,9 +594,12 @@ class FeedbackConv(_FeedbackNet):
 
     def __init__(self, in_channels: int, channels, input_size, out_features: int,
                  kernel_size: int = 3, feedback_kernel_size: int | None = None,
-                 neuron: str = "IF", theta: float = 2.0, lam: float = 0.95, rng=None):
+                 neuron: str = "IF", theta: float = 2.0, lam: float = 0.95, rng=None,
+                 batch_norm: bool = False):
         super().__init__()
         who = "FeedbackConv"
+        if not isinstance(batch_norm, (bool, np.bool_)):
+            raise ValueError(f"{who}: batch_norm must be True or False, got {batch_norm!r}")
         in_channels = _check_positive_int(who, "in_channels", in_channels)
         out_features = _check_positive_int(who, "out_features", out_features)
         try:
@@ -608,11 +633,17 @@ class FeedbackConv(_FeedbackNet):
         self.feedback = SpectralConvFeedback(channels[-1], channels[0],
                                              int(feedback_kernel_size), size, rng)
         self.readout = Linear(self.n_state, out_features, rng=rng)
+        if batch_norm:
+            self.input_norm = BatchNorm2d(channels[0])
+
+    @property
+    def _input_layer(self):
+        return self.conv1
 
     def __repr__(self) -> str:
         return (f"FeedbackConv({self.in_channels}, {list(self.channels)}, {self.input_size}, "
                 f"{self.out_features}, neuron={self.neuron!r}, theta={self.theta}, "
-                f"lam={self.lam})")
+                f"lam={self.lam}{', batch_norm=True' if self.batch_norm else ''})")
 
     @property
     def convs(self) -> list:
@@ -649,12 +680,29 @@ class FeedbackConv(_FeedbackNet):
         Kfb = self.feedback.kernel().astype(dt)
         K = [c.weight.data for c in convs]
         b = [c.bias.data[None, :, None, None] for c in convs]
+        if self.batch_norm and not self.training:
+            K0, b0 = self.folded_input()           # the exported model's drive, same bits
+            K[0], b[0] = K0, b0[None, :, None, None]
         p = NeuronParams(beta=self.beta, theta=self.theta, reset="subtract")
         shapes = [(B, c) + self.input_size for c in self.channels]
         v = [np.zeros(sh, dtype=dt) for sh in shapes]
         s = [np.zeros(sh, dtype=dt) for sh in shapes]
         static = is_static(x)
-        drive0 = conv_same(x[0], K[0]) + b[0] if static else None
+        scale = shift = None
+        if self.batch_norm and self.training:      # statistics of the mean drive K_1 * xbar + b_1
+            w_all = self.rate_weights(T)
+            if static:
+                dbar = (conv_same(x[0], K[0]) + b[0]).astype(np.float64) * w_all.sum()
+            else:
+                dbar = (conv_same(self._mean_input(x, w_all), K[0].astype(np.float64))
+                        + b[0].astype(np.float64))
+            scale, shift = (v_.astype(dt) for v_ in self.drive_affine(dbar, update=True))
+
+        def drive0_at(t):
+            c = conv_same(x[t], K[0]) + b[0]
+            return c if scale is None else c * scale + shift
+
+        drive0 = drive0_at(0) if static else None
         if w is None:
             out = [np.empty((T,) + sh, dtype=dt) for sh in shapes]
         else:
@@ -665,7 +713,7 @@ class FeedbackConv(_FeedbackNet):
             fb = conv_same(s[-1], Kfb)                  # s^N_{t-1}
             for l in range(len(convs)):
                 if l == 0:
-                    current = (drive0 if static else conv_same(x[t], K[0]) + b[0]) + fb
+                    current = (drive0 if static else drive0_at(t)) + fb
                 else:
                     current = conv_same(s[l - 1], K[l]) + b[l]
                 _, s[l], v[l] = canonical_step(v[l], current, p)
@@ -683,11 +731,15 @@ class FeedbackConv(_FeedbackNet):
         B = a.shape[0]
         prev = a.reshape((B, self.channels[-1]) + self.input_size)
         zs, rates = [], []
+        self._dbar = None
         for l, conv in enumerate(self.convs):
             K = conv.weight.data.astype(np.float64)
             b = conv.bias.data.astype(np.float64)[None, :, None, None]
             if l == 0:
-                z = conv_same(prev, self.feedback.kernel()) + conv_same(xbar, K) + b
+                dbar = conv_same(xbar, K) + b                  # the mean drive
+                scale, shift = self.drive_affine(dbar)
+                self._dbar = dbar
+                z = conv_same(prev, self.feedback.kernel()) + (dbar * scale + shift)
             else:
                 z = conv_same(rates[-1], K) + b
             zs.append(z / self.theta)
@@ -708,6 +760,7 @@ class FeedbackConv(_FeedbackNet):
 
         ``K^T`` is the adjoint convolution, ``(x)`` the kernel-gradient correlation."""
         zs, rates = self._chain(a, xbar)
+        dbar = self._dbar
         ms = [((z >= 0.0) & (z <= 1.0)).astype(np.float64) for z in zs]
         Ks = [c.weight.data.astype(np.float64) for c in self.convs]
         Kfb, theta = self.feedback.kernel(), self.theta
@@ -728,9 +781,10 @@ class FeedbackConv(_FeedbackNet):
                 delta = ms[l] * v / theta
                 inp = xbar if l == 0 else rates[l - 1]
                 conv = convs[l]
-                conv.weight.grad += conv_same_weight_grad(inp, delta, Ks[l].shape[2]).astype(
+                gd = self._drive_backward(delta, dbar) if l == 0 else delta   # BatchNorm
+                conv.weight.grad += conv_same_weight_grad(inp, gd, Ks[l].shape[2]).astype(
                     conv.weight.grad.dtype)
-                conv.bias.grad += delta.sum(axis=(0, 2, 3)).astype(conv.bias.grad.dtype)
+                conv.bias.grad += gd.sum(axis=(0, 2, 3)).astype(conv.bias.grad.dtype)
                 if l > 0:
                     v = conv_same_input_grad(delta, Ks[l])
             self.feedback.backward_matrix(

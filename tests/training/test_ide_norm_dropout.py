@@ -208,3 +208,74 @@ def test_feedback_from_model_rebuilds_what_the_model_runs(kind):
     with pytest.raises(ValueError, match="not a feedback network"):
         training.feedback_from_model(training.to_model(
             training.Sequential(training.Linear(7, 3)), input_shape=(7,), T=2))
+
+
+@pytest.mark.parametrize("neuron", NEURONS)
+def test_conv_batchnorm_implicit_gradient_equals_finite_differences(neuron):
+    """FeedbackConv(batch_norm=True) in training mode: every parameter's IDE gradient,
+    ``input_norm.*`` included, equals central differences of the equilibrium loss (batch
+    statistics per channel over batch and pixels; conv1's bias cancels in them)."""
+    from .test_ide import make_conv_net
+    net = make_conv_net(neuron, batch_norm=True)
+    net.input_norm.weight.data[...] = [1.5, 2.5]
+    net.input_norm.bias.data[...] = [0.8, 1.2]
+    x = np.random.default_rng(0).uniform(0, 1, (4, 3, 2, 4, 4))
+    labels = np.array([0, 1, 2])
+    _, _, residual = ide.gradients(net, x, labels, tol=1e-12, max_iter=100, at="equilibrium")
+    assert residual < 1e-12
+    names = [n for n, _ in net.named_parameters()]
+    assert "input_norm.weight" in names and "input_norm.bias" in names
+    xbar = np.tensordot(net.rate_weights(4), x, axes=(0, 0))
+    zs, _ = net._chain(net.equilibrium(x)[0], xbar)
+    for z in zs:
+        assert (z < 0).any() and ((z > 0) & (z < 1)).any()
+        assert np.min(np.abs(z)) > 1e-5 and np.min(np.abs(z - 1)) > 1e-5
+    for name, p in net.named_parameters():
+        num = numeric_gradient(net, x, labels, p)
+        np.testing.assert_allclose(p.grad, num, rtol=1e-6, atol=1e-9, err_msg=name)
+        if name == "conv1.bias":
+            assert np.abs(num).max() < 1e-8
+        else:
+            assert np.abs(num).max() > 1e-5, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_batchnorm_export_folds_and_the_simulator_gives_dense_spikes_exactly(dtype):
+    """Dyadic conv weights and a BatchNorm whose fold stays dyadic: the simulator's spikes of
+    both layers equal the eval-mode dense spikes bit for bit; ``feedback_from_model`` gives
+    back the folded network."""
+    import eventsim
+    rng = np.random.default_rng(6)
+    with training.default_dtype(dtype):
+        net = training.FeedbackConv(1, (3, 2), (5, 5), 3, neuron="LIF", lam=0.75, rng=rng,
+                                    batch_norm=True).eval()
+    for c in net.convs:
+        c.weight.data[...] = rng.integers(-6, 9, c.weight.shape) / 8
+        c.bias.data[...] = rng.integers(-2, 5, c.bias.shape) / 8
+    net.feedback.weight.data[...] = rng.integers(-2, 3, net.feedback.weight.shape) / 16
+    net.feedback.power_iteration(50)
+    assert net.feedback.sigma() <= 1.0
+    net.readout.weight.data[...] = rng.integers(-8, 9, net.readout.weight.shape) / 16
+    net.readout.bias.data[...] = rng.integers(-4, 5, 3) / 16
+    bn = net.input_norm
+    bn.eps = 0.0
+    bn.running_var[...] = 4.0 ** rng.integers(-1, 2, 3)
+    bn.running_mean[...] = rng.integers(-4, 5, 3) / 8
+    bn.weight.data[...] = rng.integers(1, 5, 3) / 2
+    bn.bias.data[...] = rng.integers(-2, 5, 3) / 8
+    T, B = 6, 8
+    x = training.encoding.direct((rng.integers(0, 9, (B, 1, 5, 5)) / 8).astype(dtype), T,
+                                 dtype=dtype)
+    layers, y = net.simulate(x, all_layers=True), net.forward(x)
+    model = training.to_model(net, input_shape=(1, 5, 5), T=T, dtype=dtype)
+    K, b = net.folded_input()
+    np.testing.assert_array_equal(model.layers[0].weight, K)
+    assert not np.array_equal(K, net.conv1.weight.data)
+    assert all(0.02 < s.mean() < 0.9 for s in layers)
+    rec = eventsim.Simulator(model, n_threads=1).run(x)
+    for layer, s in zip(model.spiking_layers, layers):
+        np.testing.assert_array_equal(rec.spikes[layer].to_dense(T, B).reshape(s.shape), s)
+    np.testing.assert_array_equal(rec.readout, y)
+    back = training.feedback_from_model(model)
+    assert not back.batch_norm
+    np.testing.assert_array_equal(back.forward(x), y)
