@@ -12,6 +12,10 @@ same samples (seeded) for every engine.
 
 Engines, each built once and then called once per sample (B = 1):
 
+``run_dense``  ``Simulator(model, n_threads=1).run(x)`` on the dense 0/1 ``[T, 1, ...]``
+            float32 sample, as a new user calls it: both models declare ``encoding="direct"``,
+            so ``run`` takes it as an analog current (first projection applied densely, no
+            input events; issue 19 part 3).
 ``run``     ``Simulator(model, n_threads=1).run(events)`` on the sample's EventBatch
             (``from_dense``, made before timing).
 ``stream``  ``sim.stream(T).run((times, indices))``: the warm path, events checked.
@@ -46,7 +50,7 @@ THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 MODELS = {"mlp": "tests/data/fmnist_mlp.h5", "conv": "tests/data/fmnist_conv.h5"}
 RATES = [0.0, 0.01, 0.05, 0.10, 0.20, 0.40]
 CONV_RATES = [0.0, 0.005, 0.01, 0.02, 0.05, 0.10]   # the conv net crosses over early
-ENGINES = ["run", "stream", "trusted", "dense"]
+ENGINES = ["run_dense", "run", "stream", "trusted", "dense"]
 
 
 def worker(spec: dict) -> dict:
@@ -70,6 +74,8 @@ def worker(spec: dict) -> dict:
         sim = eventsim.Simulator(model, n_threads=1)
         if engine == "run":
             call = lambda b: sim.run(events[b])                      # noqa: E731
+        elif engine == "run_dense":
+            call = lambda b: sim.run(xs[b])                          # noqa: E731
         else:
             stream = sim.stream(T=T, check=engine == "stream")
             call = lambda b: stream.run(tuples[b])                   # noqa: E731
@@ -177,7 +183,8 @@ def main(argv=None):
         print("|" + "---:|" * (head.count("|")) )
         ratios = {e: [] for e in sim_e}
         for p in rates[m]:
-            row = per[(m, p, sim_e[0])] if sim_e else per[(m, p, "dense")]
+            ev_e = [e for e in sim_e if e != "run_dense"]
+            row = per[(m, p, (ev_e or sim_e or ["dense"])[0])]
             cells = [f"{100 * p:g} %", f"{row[0]['input_spikes']:.0f}",
                      f"{row[0].get('events', 0):.3g}"]
             for e in sim_e:
