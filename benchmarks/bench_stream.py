@@ -96,7 +96,23 @@ def worker(spec: dict) -> dict:
                 else:
                     preds.append(int(y.predictions[0]))
                     events_n.append(int(y.synaptic_events["total"]))
-    out = dict(spec, seconds=statistics.median(times), predictions=preds,
+    empty_call = None
+    if engine in ("stream", "trusted"):
+        # the kernel call's own fixed cost: the compiled entry with no sample (b1 = b0):
+        # argument unboxing, state allocation, results boxed
+        from eventsim import kernels as K
+        from eventsim import tables as TB
+        e = tuples[0]
+        inp = TB.Inputs(e[0], e[1], np.ones(len(e[0]), stream._dt), np.array([0, len(e[0])]),
+                        stream._nodrive, K.DRIVE_NONE)
+        ro, mem = np.zeros(stream._rout, stream._dt), np.zeros(stream._mshape, stream._dt)
+        ec = []
+        for _ in range(500):
+            t0 = time.perf_counter()
+            stream._entry(stream._tables, inp, T, np.int64(0), np.int64(0), stream._opts, ro, mem)
+            ec.append(time.perf_counter() - t0)
+        empty_call = statistics.median(ec)
+    out = dict(spec, seconds=statistics.median(times), predictions=preds, empty_call_s=empty_call,
                input_spikes=float(np.mean([len(e.times) for e in events])))
     if outside:
         out["outside_s"] = statistics.median(outside)
@@ -203,6 +219,19 @@ def main(argv=None):
                                                   per[(m, p, sim_e[-1])][0]["predictions"]))
                 cells.append(f"{same}/{len(d[0]['predictions'])}")
             print("| " + " | ".join(cells) + " |")
+        print()
+        for e in ("stream", "trusted"):
+            if e in sim_e:
+                allr = [x for p in rates[m] for x in per[(m, p, e)]]
+                o = statistics.median(x["outside_s"] for x in allr)
+                k = statistics.median(x["empty_call_s"] for x in allr)
+                print(f"fixed cost per call ({e}): {1e6 * o:.1f} us outside the kernel call "
+                      f"(median over all rates) + {1e6 * k:.1f} us kernel call with no sample "
+                      f"= {1e6 * (o + k):.1f} us")
+        if "run" in sim_e:
+            allr = [x for p in rates[m] for x in per[(m, p, "run")]]
+            print(f"Simulator.run: {1e6 * statistics.median(x['outside_s'] for x in allr):.1f} us "
+                  "outside the kernel call (median over all rates)")
         if "dense" in args.engines:
             print()
             for e in sim_e:
