@@ -76,7 +76,7 @@ class StreamRecording(Recording):
         # no dataclass __init__: the lazy fields are properties below
         self.readout = readout
         self.predictions = predictions
-        self.membrane_neurons = stream.sim.membrane_neurons
+        self.membrane_neurons = dict(stream.sim.membrane_neurons)
         self.time_weights = stream.sim.network.time_weights
         self.elapsed_s = elapsed
         self._stream, self._raw, self._mem = stream, raw, mem
