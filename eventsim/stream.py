@@ -122,8 +122,9 @@ class StreamRecording(Recording):
 class Stream:
     """One sample per :meth:`run`, for a :class:`~eventsim.Simulator` (see the module
     docstring).  Made by :meth:`Simulator.stream`; the simulator's options (schedule,
-    constant drive, leak, cuba, recorded membranes) apply.  Not thread-safe: one Stream per
-    thread (a Stream holds no state between calls, but shares its tables).
+    constant drive, leak, cuba, recorded membranes) apply.  Threads may share a Stream: it
+    keeps no state between calls (the kernel allocates its own per call and releases the
+    GIL; with ``profile=True`` the simulator's ``last_profile`` is the last call's).
 
     Args:
         sim: the Simulator.

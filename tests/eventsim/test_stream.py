@@ -197,3 +197,16 @@ def test_input_addresses_permuted_like_run():
         ev = from_dense(x)
         _same(sim.run(ev), st.run((ev.times, ev.indices), check=False))
         _same(sim.run(x), st.run(x))
+
+
+def test_one_stream_shared_by_threads():
+    """A Stream keeps no state between calls (the kernel allocates its own, per call, and
+    releases the GIL): threads may share one."""
+    from concurrent.futures import ThreadPoolExecutor
+    sim = eventsim.Simulator(DATA / "fmnist_mlp.h5", n_threads=1)
+    st = sim.stream(T=8)
+    evs = [from_dense(x) for x in _samples(sim.network.input_shape, 8, 24, 0.1, seed=5)]
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        got = list(ex.map(lambda e: st.run((e.times, e.indices)), evs))
+    for e, g in zip(evs, got):
+        _same(sim.run(e), g)
