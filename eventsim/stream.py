@@ -44,26 +44,27 @@ _I64 = np.dtype(np.int64)
 @njit(cache=True)
 def dense_spikes(flat):
     """Events of one sample's dense input ``flat [T, n]``: ``(code, t, i)`` in (t, i) order,
-    code 0 when every entry is 0 or 1, 1 when some entry is another value (no events then)."""
+    code 0 when every entry is 0 or 1, 1 when some entry is another value (no events then).
+    Both passes are branch-free (a mispredicted branch per spike would cost more)."""
     T, n = flat.shape
     cnt = 0
+    ok = True
     for t in range(T):
         for j in range(n):
             v = flat[t, j]
-            if v != 0:
-                if v != 1:
-                    return 1, np.empty(0, np.int64), np.empty(0, np.int64)
-                cnt += 1
-    ts = np.empty(cnt, np.int64)
-    js = np.empty(cnt, np.int64)
+            ok &= (v == 0) | (v == 1)
+            cnt += v != 0
+    if not ok:
+        return 1, np.empty(0, np.int64), np.empty(0, np.int64)
+    ts = np.empty(cnt + 1, np.int64)      # + 1: every entry is written, kept if non-zero
+    js = np.empty(cnt + 1, np.int64)
     k = 0
     for t in range(T):
         for j in range(n):
-            if flat[t, j] != 0:
-                ts[k] = t
-                js[k] = j
-                k += 1
-    return 0, ts, js
+            ts[k] = t
+            js[k] = j
+            k += flat[t, j] != 0
+    return 0, ts[:cnt], js[:cnt]
 
 
 class StreamRecording(Recording):
