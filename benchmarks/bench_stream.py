@@ -228,6 +228,12 @@ def main(argv=None):
                 print(f"fixed cost per call ({e}): {1e6 * o:.1f} us outside the kernel call "
                       f"(median over all rates) + {1e6 * k:.1f} us kernel call with no sample "
                       f"= {1e6 * (o + k):.1f} us")
+                if 0.0 in rates[m]:
+                    z = per[(m, 0.0, e)]
+                    o0 = statistics.median(x["outside_s"] for x in z)
+                    k0 = statistics.median(x["empty_call_s"] for x in z)
+                    print(f"  on the empty sample (0 %): {1e6 * o0:.1f} + {1e6 * k0:.1f} = "
+                          f"{1e6 * (o0 + k0):.1f} us")
         if "run" in sim_e:
             allr = [x for p in rates[m] for x in per[(m, p, "run")]]
             print(f"Simulator.run: {1e6 * statistics.median(x['outside_s'] for x in allr):.1f} us "
