@@ -210,3 +210,13 @@ def test_one_stream_shared_by_threads():
         got = list(ex.map(lambda e: st.run((e.times, e.indices)), evs))
     for e, g in zip(evs, got):
         _same(sim.run(e), g)
+
+
+def test_stream_recording_saves_like_a_recording(tmp_path):
+    sim = eventsim.Simulator(warmup_models(np.float32)[0], n_threads=1,
+                             record_membrane={1: "all"})
+    x = _samples((6,), 4, 1, 0.5, seed=9)[0]
+    rec = sim.stream(T=4).run(from_dense(x))
+    back = Recording.load(rec.save(tmp_path / "rec.h5"))
+    ref = sim.run(from_dense(x))
+    _same(back, Recording.load(ref.save(tmp_path / "ref.h5")))
