@@ -342,6 +342,15 @@ class Simulator:
         return np.ascontiguousarray(y[:, :, net.pop_perm[q0]], dtype=net.dtype)
 
     # -- run -------------------------------------------------------------------------------
+    def stream(self, T: int | None = None, check: bool = True):
+        """A :class:`~eventsim.stream.Stream`: the warm path for one sample per call
+        (``stream.run(x)``), with the tables, options and kernel entry set up once; results
+        bit-identical to :meth:`run`'s.  ``T``: steps of every sample (default: the model's);
+        ``check``: False skips the per-event checks for inputs the caller vouches for (see
+        ``eventsim.stream``)."""
+        from .stream import Stream
+        return Stream(self, T=T, check=check)
+
     def run(self, x, T: int | None = None) -> Recording:
         """Simulate ``x`` (EventBatch or dense ``[T, B, *input_shape]``) for T steps."""
         net = self.network
