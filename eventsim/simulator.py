@@ -416,25 +416,10 @@ class Simulator:
             counts = np.zeros((0, T, Q), np.int32)
             neuron, value = np.zeros(0, np.int32), np.zeros(0, np.int8)
             syn = np.zeros(net.n_stages, np.int64)
-        # the kernel lists spikes in (sample, t, population) groups, or (sample, population,
-        # t) when it ran layer by layer
-        s_b, s_t, s_n, s_v, ptr = K.split_spikes(counts, neuron, value, net.perm_cat,
-                                                  net.perm_off, self.schedule == "layer")
-        spikes = {}
-        for q, layer in enumerate(net.pop_layers[:-1]):
-            sl = slice(ptr[q], ptr[q + 1])
-            ternary = net.model.layers[layer].spikes == "ternary"
-            spikes[layer] = SpikeTrain(sample=s_b[sl], t=s_t[sl], neuron=s_n[sl],
-                                       value=s_v[sl] if ternary else None,
-                                       n_neurons=net.pop_size[q], T=T, batch_size=B,
-                                       shape=net.shapes[layer])
+        spikes = spike_trains(net, counts, neuron, value, T, B, self.schedule == "layer")
         membrane = {layer: np.ascontiguousarray(mem[:, :, c0:c1])
                     for layer, (c0, c1) in self._mem_cols.items()}
-        counts: dict = {}
-        for label, n in zip(net.stage_labels, syn):
-            if label is not None:
-                counts[label] = counts.get(label, 0) + int(n)
-        counts["total"] = int(sum(counts.values()))
+        counts = event_counts(net, syn)
         a = net.time_weights if net.time_weights is not None else np.ones(T, dtype=dt)
         # training.losses.decode's tensordot, written out (the same dot of the same arrays)
         decoded = (np.dot(a.reshape(1, T), readout.reshape(T, B * net.n_outputs))
@@ -443,6 +428,34 @@ class Simulator:
         return Recording(readout=readout, predictions=predictions.astype(np.int64), spikes=spikes,
                          membrane=membrane, membrane_neurons=dict(self.membrane_neurons),
                          synaptic_events=counts, time_weights=net.time_weights, elapsed_s=elapsed)
+
+
+def spike_trains(net, counts, neuron, value, T: int, B: int, layer_major: bool) -> dict:
+    """``{spiking layer: SpikeTrain}`` from the kernel's spike lists of a run of ``B``
+    samples, which come in (sample, t, population) groups, or (sample, population, t) when it
+    ran layer by layer (``layer_major``)."""
+    s_b, s_t, s_n, s_v, ptr = K.split_spikes(counts, neuron, value, net.perm_cat,
+                                              net.perm_off, layer_major)
+    spikes = {}
+    for q, layer in enumerate(net.pop_layers[:-1]):
+        sl = slice(ptr[q], ptr[q + 1])
+        ternary = net.model.layers[layer].spikes == "ternary"
+        spikes[layer] = SpikeTrain(sample=s_b[sl], t=s_t[sl], neuron=s_n[sl],
+                                   value=s_v[sl] if ternary else None,
+                                   n_neurons=net.pop_size[q], T=T, batch_size=B,
+                                   shape=net.shapes[layer])
+    return spikes
+
+
+def event_counts(net, syn) -> dict:
+    """``Recording.synaptic_events``: the kernel's per-stage counts ``syn`` summed by stage
+    label, plus ``"total"``."""
+    counts: dict = {}
+    for label, n in zip(net.stage_labels, syn):
+        if label is not None:
+            counts[label] = counts.get(label, 0) + int(n)
+    counts["total"] = int(sum(counts.values()))
+    return counts
 
 
 def profile_rows(prof, net) -> list[dict]:

@@ -36,7 +36,7 @@ from . import kernels as K
 from . import loop
 from . import tables as TB
 from .inputs import EventBatch
-from .recording import Recording, SpikeTrain
+from .recording import Recording
 
 _I64 = np.dtype(np.int64)
 
@@ -107,12 +107,8 @@ class StreamRecording(Recording):
     @property
     def synaptic_events(self) -> dict:
         if self._syn is None:
-            counts: dict = {}
-            for label, n in zip(self._stream.sim.network.stage_labels, self._raw[3]):
-                if label is not None:
-                    counts[label] = counts.get(label, 0) + int(n)
-            counts["total"] = int(sum(counts.values()))
-            self._syn = counts
+            from .simulator import event_counts
+            self._syn = event_counts(self._stream.sim.network, self._raw[3])
         return self._syn
 
     @synaptic_events.setter
@@ -339,19 +335,9 @@ class Stream:
 
     def _spikes(self, raw) -> dict:
         """``Simulator._recording``'s spike trains of one sample."""
-        sim, net = self.sim, self.sim.network
-        counts, neuron, value = raw[:3]
-        s_b, s_t, s_n, s_v, ptr = K.split_spikes(counts, neuron, value, net.perm_cat,
-                                                  net.perm_off, sim.schedule == "layer")
-        spikes = {}
-        for q, layer in enumerate(net.pop_layers[:-1]):
-            sl = slice(ptr[q], ptr[q + 1])
-            ternary = net.model.layers[layer].spikes == "ternary"
-            spikes[layer] = SpikeTrain(sample=s_b[sl], t=s_t[sl], neuron=s_n[sl],
-                                       value=s_v[sl] if ternary else None,
-                                       n_neurons=net.pop_size[q], T=self.T, batch_size=1,
-                                       shape=net.shapes[layer])
-        return spikes
+        from .simulator import spike_trains
+        return spike_trains(self.sim.network, *raw[:3], self.T, 1,
+                            self.sim.schedule == "layer")
 
 
 def _describe(a) -> str:
