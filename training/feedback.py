@@ -59,18 +59,28 @@ class SpectralFeedback(Module):
     def __repr__(self) -> str:
         return f"SpectralFeedback({self.weight.shape[0]})"
 
+    @staticmethod
+    def _apply(W: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The operator on a source vector: ``W v``."""
+        return W @ v
+
+    @staticmethod
+    def _adjoint(W: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Its adjoint on a target vector: ``W^T u``."""
+        return W.T @ u
+
     def power_iteration(self, n: int = 1) -> None:
         """``n`` power-iteration steps on ``W_raw`` updating ``u`` and ``v`` in place."""
         W = self.weight.data.astype(np.float64)
         for _ in range(n):
-            v = W.T @ self.u
+            v = self._adjoint(W, self.u)
             self.v[...] = v / max(np.linalg.norm(v), 1e-300)
-            u = W @ self.v
+            u = self._apply(W, self.v)
             self.u[...] = u / max(np.linalg.norm(u), 1e-300)
 
     def sigma(self) -> float:
         """The spectral-norm estimate ``u^T W_raw v`` (exact once u, v have converged)."""
-        return float(self.u @ self.weight.data.astype(np.float64) @ self.v)
+        return float(np.sum(self.u * self._apply(self.weight.data.astype(np.float64), self.v)))
 
     def sigma_gradient(self) -> np.ndarray:
         """``d sigma / d W_raw = u v^T`` (u, v held fixed)."""
@@ -522,17 +532,15 @@ class SpectralConvFeedback(SpectralFeedback):
     def __repr__(self) -> str:
         return f"SpectralConvFeedback({tuple(self.weight.shape)})"
 
-    def power_iteration(self, n: int = 1) -> None:
-        K = self.weight.data.astype(np.float64)
-        for _ in range(n):
-            v = conv_same_input_grad(self.u[None], K)[0]
-            self.v[...] = v / max(np.linalg.norm(v), 1e-300)
-            u = conv_same(self.v[None], K)[0]
-            self.u[...] = u / max(np.linalg.norm(u), 1e-300)
+    @staticmethod
+    def _apply(K: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """The convolution on a source map ``v [c_source, H, W]``."""
+        return conv_same(v[None], K)[0]
 
-    def sigma(self) -> float:
-        Kv = conv_same(self.v[None], self.weight.data.astype(np.float64))[0]
-        return float(np.sum(self.u * Kv))
+    @staticmethod
+    def _adjoint(K: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Its adjoint on a target map ``u [c_target, H, W]``."""
+        return conv_same_input_grad(u[None], K)[0]
 
     def sigma_gradient(self) -> np.ndarray:
         return conv_same_weight_grad(self.v[None], self.u[None], self.weight.shape[2])
