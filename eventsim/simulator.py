@@ -118,17 +118,54 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from snncore import modelfile as mf
+
 from . import kernels as K
 from . import loop
 from . import tables as TB
 from .inputs import EventBatch, from_dense
 from .network import CompiledNetwork, dense_chain, load
 from .recording import Recording, SpikeTrain
+from .synops import input_chain_counts
 
 CONSTANT_DRIVE_MODES = {"step": K.MODE_STEP, "predict": K.MODE_PREDICT}
 LEAK_MODES = {"repeat": K.LEAK_REPEAT, "power": K.LEAK_POWER}
 SCHEDULES = ("auto", "time", "layer")
 CUBA_MODES = {"lazy": K.CUBA_LAZY, "step": K.CUBA_STEP}
+DENSE_INPUT_MODES = ("auto", "events", "current")
+# "auto", a model whose first projection is a Dense: spikes go in as events when at most this
+# fraction of the input's entries is non-zero (benchmarks/bench_dense_input.py: crossover
+# 10-20 % for FC 784-800-10 at T = 32; conv and sparse first projections: events were faster
+# at every density measured, up to 50 %)
+EVENT_INPUT_MAX_DENSITY_DENSE = 0.125
+
+
+def dense_input_as_events(net, arr: np.ndarray, static: bool, mode: str) -> bool:
+    """Whether a dense input ``arr [T, B, *input_shape]`` goes in as events (True) or as an
+    analog current (False), for ``Simulator(dense_input=mode)`` (see the module docstring).
+
+    ``"events"``: always (every non-zero entry an event carrying its value).
+    ``"current"``: never.  ``"auto"``: binary input (every entry 0 or 1) as events when the
+    model's encoding is not ``"direct"`` (spikes are what it expects); for a ``"direct"``
+    model when that is faster: the input changes over time (``static`` False: a static
+    input's current is computed once), input events are possible (no max pooling of
+    non-binary input), and either the first projection is not a Dense or at most
+    ``EVENT_INPUT_MAX_DENSITY_DENSE`` of the entries are non-zero.  Anything else (graded
+    values) is an analog current."""
+    if mode == "current":
+        return False
+    if mode == "events":
+        return True
+    if not (arr.dtype.kind == "b" or bool(np.all((arr == 0) | (arr == 1)))):
+        return False
+    if net.encoding != "direct":
+        return True
+    if static or net.input_event_problem:
+        return False
+    first = next((r for r in net.input_chain if not isinstance(r, mf.Flatten)), None)
+    if not isinstance(first, mf.Dense):
+        return True
+    return np.count_nonzero(arr) <= EVENT_INPUT_MAX_DENSITY_DENSE * arr.size
 
 
 class Simulator:
@@ -162,8 +199,12 @@ class Simulator:
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
                  leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
                  schedule: str = "auto", record_membrane_keys: str = "model",
-                 profile: bool = False, cuba: str = "step"):
+                 profile: bool = False, cuba: str = "step", dense_input: str = "auto"):
         self.network: CompiledNetwork = load(model)
+        if dense_input not in DENSE_INPUT_MODES:
+            raise ValueError(f"Simulator.dense_input: must be one of {list(DENSE_INPUT_MODES)}, "
+                             f"got {dense_input!r}")
+        self.dense_input = dense_input
         if not isinstance(profile, (bool, np.bool_)):
             raise ValueError(f"Simulator.profile: must be True or False, got {profile!r}")
         self.profile = bool(profile)
@@ -321,12 +362,10 @@ class Simulator:
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
             raise ValueError(f"input x: non-finite value {arr[bad]} at index {bad}")
-        binary = arr.dtype.kind == "b" or bool(np.all((arr == 0) | (arr == 1)))
-        analog = net.encoding == "direct" or (arr.dtype.kind == "f" and not binary)
-        B = int(arr.shape[1])
-        if not analog:
-            return self._events(from_dense(arr), T)
         static = T == 1 or arr.strides[0] == 0 or bool(np.all(arr == arr[:1]))
+        B = int(arr.shape[1])
+        if dense_input_as_events(net, arr, static, self.dense_input):
+            return self._events(from_dense(arr), T)
         empty = np.zeros(0, np.int64)
         return T, dict(ev_t=empty, ev_i=empty, ev_v=np.zeros(0, net.dtype),
                        ev_ptr=np.zeros(B + 1, np.int64), analog=(arr, static), B=B)
@@ -340,6 +379,15 @@ class Simulator:
         x = np.ascontiguousarray(x, dtype=net.dtype).reshape((Td * Bc,) + net.input_shape)
         y = dense_chain(net.input_chain, x).reshape(Td, Bc, -1)
         return np.ascontiguousarray(y[:, :, net.pop_perm[q0]], dtype=net.dtype)
+
+    def _input_counts(self, x, T, static) -> np.ndarray:
+        """Per-stage synaptic events ``[n_stages]`` (int64) of analog input ``x`` (see
+        ``eventsim.synops``)."""
+        labels = self.network.stage_labels
+        counts = np.zeros(len(labels), np.int64)
+        for label, n in input_chain_counts(self.network, x, T, static).items():
+            counts[labels.index(label)] += n
+        return counts
 
     # -- run -------------------------------------------------------------------------------
     def stream(self, T: int | None = None, check: bool = True):
@@ -381,7 +429,11 @@ class Simulator:
             else:
                 drive, dmode = np.zeros((1, 1, 1), dtype=dt), K.DRIVE_NONE
             inputs = TB.Inputs(inp["ev_t"], inp["ev_i"], inp["ev_v"], inp["ev_ptr"], drive, dmode)
-            return loop.run_batch(tables, inputs, T, b0, b1, opts, readout, mem)
+            out = loop.run_batch(tables, inputs, T, b0, b1, opts, readout, mem)
+            if inp["analog"] is not None:
+                x = arr[:1, b0:b1] if static else arr[:, b0:b1]
+                out[3][:] += self._input_counts(x, T, static)
+            return out
 
         tables = TB.Tables(self._pops, net.spaces, net.stages, net.edges, net.edge_stage,
                            net.bundles, net.sizes, net.wf, net.wi, net.const_all, net.const_conn,

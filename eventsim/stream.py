@@ -37,6 +37,7 @@ from . import loop
 from . import tables as TB
 from .inputs import EventBatch
 from .recording import Recording
+from .simulator import dense_input_as_events
 
 _I64 = np.dtype(np.int64)
 
@@ -232,7 +233,8 @@ class Stream:
 
     def _dense(self, x, check):
         """A dense sample ``[T, 1, *input_shape]`` or ``[T, *input_shape]``: its events when
-        ``Simulator.run`` would take it as spikes, else None (an analog current)."""
+        ``Simulator.run`` would deliver it as events (``simulator.dense_input_as_events``),
+        else None (an analog current)."""
         net = self.sim.network
         if x.dtype.kind not in "biuf":
             raise ValueError(f"input x: dtype {x.dtype} is not a real numeric type")
@@ -245,8 +247,15 @@ class Stream:
             raise ValueError(f"Stream.run: expected a dense sample of shape [T, 1, "
                              f"{', '.join(map(str, shape))}] or [T, {', '.join(map(str, shape))}]"
                              f" with T={self.T}, got {x.shape}")
-        if net.encoding == "direct":
+        mode = self.sim.dense_input
+        if mode == "current":
             return None
+        if net.encoding == "direct" or mode == "events":
+            if check and x.dtype.kind == "f" and not np.all(np.isfinite(flat)):
+                return None               # Simulator.run raises the error
+            static = self.T == 1 or bool(np.all(flat == flat[:1]))
+            if not dense_input_as_events(net, flat, static, mode):
+                return None
         if x.dtype.kind == "b":
             flat = flat.view(np.uint8)
         if check and x.dtype.kind == "f" and not np.all(np.isfinite(flat)):
@@ -264,9 +273,9 @@ class Stream:
         stream's), a tuple ``(times, indices)`` or ``(times, indices, values)`` of 1-D arrays
         (one sample's events, sorted by time; ``indices`` flat C-order addresses into the
         input shape; values default to 1), or a dense sample ``[T, 1, *input_shape]`` /
-        ``[T, *input_shape]`` (spikes when ``Simulator.run`` would take them as spikes:
-        binary input to a model whose encoding is not ``"direct"``; otherwise, an analog
-        current, ``Simulator.run`` runs it, without the warm path).
+        ``[T, *input_shape]`` (events when ``Simulator.run`` would deliver it as events, see
+        ``Simulator(dense_input=...)``; otherwise an analog current: ``Simulator.run`` runs
+        it, without the warm path).
         ``check``: None (the stream's default), True (every event checked) or False (the
         caller vouches for the events; see the module docstring).
         """
