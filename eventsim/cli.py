@@ -589,7 +589,7 @@ def cmd_simulate(args) -> int:
         raise CLIError(f"no samples to simulate (--limit {args.limit}, {name} has {data.n})")
     rng = np.random.default_rng(args.seed)
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
-                   n_threads=args.threads)
+                   n_threads=args.threads, dense_input=args.dense_input)
     sim = Simulator(model, **options, **({"profile": True} if args.profile else {}))
     profile = None   # per-phase counters summed over the batches (--profile)
     net = getattr(sim, "network", None)
@@ -912,6 +912,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "threshold crossings predicted (default step)")
     p.add_argument("--leak", choices=("repeat", "power"), default="repeat",
                    help="a lazy neuron's leak: stepped (exact, default) or one power")
+    p.add_argument("--dense-input", choices=("auto", "events", "current"), default="auto",
+                   help="how a dense input array goes in: as events, as an analog current, or "
+                        "(default auto) events for sparse spikes (Simulator(dense_input=...))")
     p.add_argument("--threads", type=_positive, default=None,
                    help="threads across samples (default: all cores)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=None,
