@@ -18,6 +18,7 @@ from snncore.modelfile import Model, ModelFormatError, read_model, write_model
 from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator
+from .efficiency import CostTable, EfficiencyReport, efficiency_report
 from ._version import __version__
 
 #: submodules imported on first attribute access (``eventsim.plot``, ``eventsim.cli``, ...)
@@ -25,7 +26,8 @@ _LAZY_SUBMODULES = ("cli", "fileio", "kernels", "plot")
 
 __all__ = ["inputs", "modelfile", "recording", "plot", "Model", "ModelFormatError", "read_model",
            "write_model", "load", "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",
-           "RecordingFormatError", "SpikeTrain", "EventBatch"]
+           "RecordingFormatError", "SpikeTrain", "EventBatch", "efficiency_report", "CostTable",
+           "EfficiencyReport"]
 
 
 def __getattr__(name: str):

@@ -696,6 +696,34 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """``eventsim report MODEL``: synaptic operations, dense operations, firing rates, neuron
+    updates and energy per layer, means per sample over the first ``--limit`` samples."""
+    from .efficiency import CostTable, EfficiencyReport, efficiency_report
+
+    costs = CostTable(ac_pj=args.ac_pj, mac_pj=args.mac_pj, neuron_update_pj=args.neuron_pj,
+                      name=args.cost_name or ("45 nm CMOS, float32 (add 0.9 pJ, multiply "
+                                              "3.7 pJ)" if (args.ac_pj, args.mac_pj) == (0.9, 4.6)
+                                              else "user cost table"))
+    record = _read_record(args.model)
+    name, data = _input_for(args, record)
+    n = min(args.limit, data.n)
+    rng = np.random.default_rng(args.seed)
+    reports = []
+    for start in range(0, n, args.batch_size):
+        xs, _ = data.batch(start, min(n, start + args.batch_size), rng)
+        reports.append(efficiency_report(record, xs, costs=costs, n_threads=args.threads,
+                                         dense_input=args.dense_input))
+    report = EfficiencyReport.concatenate(reports)
+    if args.json:
+        out = dict(report.to_dict(), model=str(args.model), data=name, n=n, seed=args.seed)
+        _print_json(out)
+    else:
+        print(f"{args.model} on {name}, {n} samples")
+        print(report.format())
+    return 0
+
+
 def _neurons_to_watch(Simulator, model, record, xs, rec, shapes, k: int) -> dict:
     """{spiking layer: k neurons whose membranes cross threshold some of the time}
     (:func:`eventsim.plot.pick_neurons`); a layer with too few such neurons gets a second
@@ -857,6 +885,17 @@ def _positive_float(s: str) -> float:
     return v
 
 
+def _nonnegative_float(s: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
+    if not np.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s}")
+    return v
+
+
 _positive = _int_at_least(1, "a positive integer")
 _non_negative = _int_at_least(0, "an integer >= 0")
 
@@ -924,6 +963,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="count CPU cycles, events and neuron updates per phase of the event "
                         "loop; print a table on stderr and add it to the JSON as \"profile\"")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("report", help="efficiency per layer and sample: synaptic operations "
+                                      "(AC/MAC), dense operations, firing rates, energy")
+    p.add_argument("model", metavar="MODEL")
+    _add_data_args(p)
+    p.add_argument("--events", default=None, metavar="FILE",
+                   help="count on the samples of this event file instead of an image dataset")
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="US",
+                   help="with --events: bin width in microseconds (default: the file's 'dt')")
+    p.add_argument("--limit", type=_positive, default=100,
+                   help="first N samples (default 100)")
+    p.add_argument("--batch-size", type=_positive, default=50, help="samples per simulator run")
+    p.add_argument("--ac-pj", type=_nonnegative_float, default=0.9,
+                   help="energy of one accumulate in pJ (default 0.9: 45 nm, float32)")
+    p.add_argument("--mac-pj", type=_nonnegative_float, default=4.6,
+                   help="energy of one multiply-accumulate in pJ (default 4.6: 45 nm, float32)")
+    p.add_argument("--neuron-pj", type=_nonnegative_float, default=0.0,
+                   help="energy of one neuron update in pJ (default 0: not counted)")
+    p.add_argument("--cost-name", default=None, help="name of the cost table in the output")
+    p.add_argument("--dense-input", choices=("auto", "events", "current"), default="auto",
+                   help="how a dense input array goes in (Simulator(dense_input=...))")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="threads across samples (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("warmup", help="compile every Numba kernel ahead into the on-disk cache")
     p.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
