@@ -160,6 +160,8 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=0.4, help="timing budget per rate")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path, help="throughput vs rate figure (PNG)")
+    ap.add_argument("--plot-threads", type=int, default=None,
+                    help="thread count whose figures the plot shows (default: the fewest)")
     ap.add_argument("--from-json", type=Path, help="only print tables / plot from a JSON")
     args = ap.parse_args(argv)
     if args.worker:
@@ -192,7 +194,7 @@ def main(argv=None):
             for th in threads:
                 print("\n".join([""] + table(results, model, B, th)))
     if args.plot:
-        plot(results, args.plot, threads[0])
+        plot(results, args.plot, args.plot_threads or threads[-1])
     return 0
 
 
