@@ -231,15 +231,15 @@ def parse_aedat(data: bytes, sensor_size=None, where: str = "<bytes>") -> np.nda
                                 "== eventCapacity")
         if ovf < 0:
             raise _packet_error(where, k, off, f"eventTSOverflow = {ovf}: negative")
+        if etype == POLARITY_EVENT and (esize != 8 or tsoff != 4):
+            raise _packet_error(where, k, off, f"polarity packet with eventSize = {esize}, "
+                                f"eventTSOffset = {tsoff} (expected 8 and 4)")
         body = off + AEDAT_PACKET.size
         end = body + cap * esize
         if end > len(data):
             raise _packet_error(where, k, off, f"truncated: {cap} events of {esize} bytes need "
                                 f"{cap * esize} bytes, {len(data) - body} left")
         if etype == POLARITY_EVENT:
-            if esize != 8 or tsoff != 4:
-                raise _packet_error(where, k, off, f"polarity packet with eventSize = {esize}, "
-                                    f"eventTSOffset = {tsoff} (expected 8 and 4)")
             chunks.append(_polarity_events(data[body:end], ovf, where, k, off))
         off, k = end, k + 1
     cols = [np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, np.int64)
