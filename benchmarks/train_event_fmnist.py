@@ -7,8 +7,10 @@ simulate it on the raw events (binned into steps: the EventBatch path).
         --epochs 4 --out runs/evfmnist/conv.h5
 
 Both paths see the same events: every recording is cropped to the central 32x32 pixels
-(eventsim.evtransforms.crop) and binned into T steps of dt microseconds -- into dense frames
-``[T, B, 2, 32, 32]`` of event counts for training (evtransforms.batch_frames), into an
+(eventsim.evtransforms.crop), downsampled by --downsample (default 2: 16x16,
+evtransforms.downsample; a pixel then counts the events of a 2x2 block) and binned
+into T steps of dt microseconds -- into dense frames
+``[T, B, 2, 16, 16]`` of event counts for training (evtransforms.batch_frames), into an
 EventBatch of the same counts for the simulator (evdata.to_batch).  Prints JSON lines:
 per-epoch figures, then the dense and simulated test accuracy and their agreement.
 """
@@ -31,15 +33,20 @@ from training import optim
 CROP = (1, 1, 32, 32)   # x0, y0, width, height: 34x34 -> 32x32
 
 
-def load(path: str, limit: int | None):
+def load(path: str, limit: int | None, factor: int):
+    """Recordings cropped to 32x32 and downsampled by ``factor``; labels; sensor size."""
     ef = load_events(path)
     stop = len(ef) if limit is None else min(limit, len(ef))
-    samples = [evtransforms.crop(ev, ef.sensor_size, *CROP)[0] for ev in ef.events[:stop]]
     size = (CROP[2], CROP[3], ef.sensor_size[2])
-    return samples, ef.labels[:stop], size
+    samples, small = [], (size[0] // factor, size[1] // factor, size[2])
+    for ev in ef.events[:stop]:
+        ev, _ = evtransforms.crop(ev, ef.sensor_size, *CROP)
+        ev, small = evtransforms.downsample(ev, size, factor)
+        samples.append(ev)
+    return samples, ef.labels[:stop], small
 
 
-def build(seed: int, tau: float):
+def build(seed: int, tau: float, side: int):
     rng = np.random.default_rng(seed)
     lif = dict(tau=tau, surrogate="atan", detach_reset=True)
     return training.Sequential(
@@ -47,7 +54,7 @@ def build(seed: int, tau: float):
         training.AvgPool2d(2),
         training.Conv2d(16, 32, 3, padding=1, rng=rng), training.BatchNorm2d(32), training.LIF(**lif),
         training.AvgPool2d(2),
-        training.Flatten(), training.Linear(32 * 8 * 8, 10, rng=rng))
+        training.Flatten(), training.Linear(32 * (side // 4) ** 2, 10, rng=rng))
 
 
 def time_major(x, T, rng):
@@ -70,6 +77,8 @@ def main(argv=None):
     ap.add_argument("--test", required=True, help="event file of the test samples")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--downsample", type=int, default=2, choices=(1, 2, 4),
+                    help="spatial factor after the 32x32 crop (evtransforms.downsample)")
     ap.add_argument("--dt", type=int, default=50_000, help="bin width in microseconds")
     ap.add_argument("--T", type=int, default=6, help="steps (T * dt should cover the recording)")
     ap.add_argument("--epochs", type=int, default=4)
@@ -84,8 +93,8 @@ def main(argv=None):
     check_output(args.out, "model", args.overwrite)
 
     t0 = time.perf_counter()
-    tr, ytr, size = load(args.train, args.train_limit)
-    te, yte, _ = load(args.test, args.test_limit)
+    tr, ytr, size = load(args.train, args.train_limit, args.downsample)
+    te, yte, _ = load(args.test, args.test_limit, args.downsample)
     xtr = np.ascontiguousarray(evtransforms.batch_frames(tr, size, args.dt, args.T).transpose(1, 0, 2, 3, 4))
     xte = np.ascontiguousarray(evtransforms.batch_frames(te, size, args.dt, args.T).transpose(1, 0, 2, 3, 4))
     n_ev = np.array([len(ev) for ev in te])
@@ -93,7 +102,7 @@ def main(argv=None):
                       "test_events_per_sample_after_crop": round(float(n_ev.mean()), 1),
                       "frame_shape": list(xtr.shape[1:])}), flush=True)
 
-    net = build(args.seed, args.tau)
+    net = build(args.seed, args.tau, size[0])
     opt = optim.AdamW(list(net.named_parameters()), lr=args.lr)
     sched = optim.CosineSchedule(opt, total_steps=args.epochs * math.ceil(len(xtr) / args.batch_size))
 

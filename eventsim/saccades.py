@@ -104,7 +104,7 @@ def _images(images) -> np.ndarray:
     bad = ~np.isfinite(x) | (x < 0) | (x > 1)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"images{list(where)} = {x[where]!r}: intensities must be in [0, 1] "
+        raise ValueError(f"images{list(where)} = {x[where].item()!r}: intensities must be in [0, 1] "
                          "(or uint8 pixels)")
     return x
 
