@@ -323,3 +323,14 @@ def test_fuzz_shd_mutations(tmp_path_factory, shd_bytes, data):
     except EventFormatError:
         return
     assert len(samples) == len(labels)
+
+
+def test_aedat_writer_refuses_timestamps_past_62_bits(tmp_path):
+    ev = evdata.make_events([0, 1], [0, 0], [5, 1 << 62], [0, 1])
+    with pytest.raises(EventFormatError, match=r"events.t\[1\] = 4611686018427387904: timestamp "
+                                               r"overflows the 62-bit range"):
+        F.write_aedat(tmp_path / "x.aedat", ev)
+    assert not (tmp_path / "x.aedat").exists()
+    ok = evdata.make_events([0, 1], [0, 0], [5, (1 << 62) - 1], [0, 1])
+    F.write_aedat(tmp_path / "x.aedat", ok)
+    np.testing.assert_array_equal(F.read_aedat(tmp_path / "x.aedat"), ok)
