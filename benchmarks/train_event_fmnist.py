@@ -26,7 +26,7 @@ import numpy as np
 import eventsim
 import training
 from eventsim import evdata, evtransforms
-from eventsim.eventfile import load_events
+from eventsim.eventfile import load_events, save_events
 from snncore.fileio import check_output
 from training import optim
 
@@ -88,13 +88,21 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="simulator threads")
     ap.add_argument("--out", required=True, help="model file to export (.h5)")
+    ap.add_argument("--save-test-events", default=None, metavar="FILE",
+                    help="also write the cropped, downsampled test recordings to this event file "
+                         "(for: eventsim simulate MODEL --events FILE)")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
     check_output(args.out, "model", args.overwrite)
+    if args.save_test_events:
+        check_output(args.save_test_events, "events", args.overwrite)
 
     t0 = time.perf_counter()
     tr, ytr, size = load(args.train, args.train_limit, args.downsample)
     te, yte, _ = load(args.test, args.test_limit, args.downsample)
+    if args.save_test_events:
+        save_events(args.save_test_events, te, labels=yte, sensor_size=size, dt=args.dt,
+                    overwrite=args.overwrite)
     xtr = np.ascontiguousarray(evtransforms.batch_frames(tr, size, args.dt, args.T).transpose(1, 0, 2, 3, 4))
     xte = np.ascontiguousarray(evtransforms.batch_frames(te, size, args.dt, args.T).transpose(1, 0, 2, 3, 4))
     n_ev = np.array([len(ev) for ev in te])

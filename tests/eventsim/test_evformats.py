@@ -334,3 +334,31 @@ def test_aedat_writer_refuses_timestamps_past_62_bits(tmp_path):
     ok = evdata.make_events([0, 1], [0, 0], [5, (1 << 62) - 1], [0, 1])
     F.write_aedat(tmp_path / "x.aedat", ok)
     np.testing.assert_array_equal(F.read_aedat(tmp_path / "x.aedat"), ok)
+
+
+@pytest.fixture(scope="module")
+def event_file_bytes(tmp_path_factory):
+    from eventsim.eventfile import save_events
+
+    p = tmp_path_factory.mktemp("ef") / "e.h5"
+    save_events(p, [_events(k, n=30) for k in range(3)], labels=[1, 2, 3], sensor_size=(34, 34, 2))
+    return p.read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_event_file_mutations(tmp_path_factory, event_file_bytes, data):
+    """This project's own event file (eventsim.eventfile), damaged byte by byte or cut short:
+    EventFileError, never another exception or a crash."""
+    from eventsim.eventfile import EventFileError, load_events
+
+    pos = data.draw(st.integers(0, len(event_file_bytes) - 1))
+    value = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(event_file_bytes)))
+    p = tmp_path_factory.mktemp("fz") / "m.h5"
+    p.write_bytes(_patch(event_file_bytes, pos, bytes([value]))[:cut])
+    try:
+        ef = load_events(p)
+    except EventFileError:
+        return
+    assert len(ef.events) == len(ef.labels) == 3
