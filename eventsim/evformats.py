@@ -44,7 +44,7 @@ import numpy as np
 
 from snncore.fileio import HDF5_LIBVER, atomic_output, check_output, file_kind
 
-from .evdata import EVENT_DTYPE, check_events, make_events, sensor
+from .evdata import check_events, make_events, sensor
 
 __all__ = ["EventFormatError", "NMNIST_SENSOR", "SHD_UNITS", "parse_nmnist", "read_nmnist",
            "write_nmnist", "read_shd", "write_shd", "parse_aedat", "read_aedat", "write_aedat"]
