@@ -10,6 +10,7 @@
     eventsim simulate MODEL --events FILE [--dt US] ...
     eventsim warmup [--dtype float32|float64|all]
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
+    eventsim convert DATASET|IMAGES.npy EVENTS.h5 [--split S] [--limit N] [--threshold C] ...
 
 ``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
 stdout; progress bars go to stderr.  Every ``--help`` shows the defaults.
@@ -826,6 +827,91 @@ def cmd_plot(args) -> int:
 # ---------------------------------------------------------------------------------------
 # argument parsing
 # ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------
+# convert: images to events (eventsim.saccades, docs/event-files.md)
+# ---------------------------------------------------------------------------------------
+def _add_convert_events_args(p) -> None:
+    """The options of ``convert`` for images -> events (IN a dataset name or a .npy file)."""
+    from .saccades import DVSConfig
+
+    d = DVSConfig()
+    g = p.add_argument_group("images to events (IN: " + ", ".join(DATASETS) + " or a .npy "
+                             "file of [N, H, W] images; OUT: an event file)")
+    g.add_argument("--split", choices=("test", "train"), default="test", help="dataset split")
+    g.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    g.add_argument("--no-download", action="store_true", help="never download missing files")
+    g.add_argument("--labels", default=None, metavar="FILE.npy",
+                   help="labels [N] of a .npy input (datasets bring their own)")
+    g.add_argument("--start", type=_non_negative, default=0, help="first image")
+    g.add_argument("--limit", type=_positive, default=None, help="number of images (default all)")
+    g.add_argument("--duration-us", type=_positive, default=d.duration_us,
+                   help="length of the three saccades together (us)")
+    g.add_argument("--saccades", type=_positive, default=d.n_saccades, help="number of saccades")
+    g.add_argument("--amplitude", type=float, default=d.amplitude, help="saccade size (pixels)")
+    g.add_argument("--pad", type=_non_negative, default=d.pad, help="sensor border around the image")
+    g.add_argument("--frame-us", type=_positive, default=d.frame_us,
+                   help="time between rendered positions (us)")
+    g.add_argument("--threshold", type=_positive_float, default=d.threshold,
+                   help="mean contrast threshold (log intensity)")
+    g.add_argument("--threshold-sigma", type=float, default=d.threshold_sigma,
+                   help="per-pixel threshold spread (mismatch)")
+    g.add_argument("--refractory-us", type=_non_negative, default=d.refractory_us,
+                   help="per-pixel refractory period (us)")
+    g.add_argument("--sensor-seed", type=_non_negative, default=d.seed,
+                   help="seed of the per-pixel thresholds")
+    g.add_argument("--bin-us", type=_positive_float, default=None,
+                   help="bin width (us) stored in the file for 'simulate --events' "
+                        "(default: duration / 6)")
+
+
+def _event_images(args):
+    """``(images, labels)`` of the convert input: a dataset split or a .npy file."""
+    src = args.input
+    if src in DATASETS and not Path(src).exists():
+        data = _load_dataset(src, args.split, args.data_dir, not args.no_download)
+        images, labels = data.images, data.labels
+    elif Path(src).suffix == ".npy" and Path(src).is_file():
+        images = np.load(src, allow_pickle=False)
+        labels = None if args.labels is None else np.load(args.labels, allow_pickle=False)
+    else:
+        raise CLIError(f"convert: input {src!r} is neither a dataset ({', '.join(DATASETS)}) "
+                       "nor an existing .npy file of images")
+    stop = None if args.limit is None else args.start + args.limit
+    if args.start >= len(images):
+        raise CLIError(f"convert: --start {args.start} is past the {len(images)} images of {src}")
+    return images[args.start:stop], None if labels is None else labels[args.start:stop]
+
+
+def _convert_events(args) -> int:
+    """``convert IMAGES OUT.h5``: images watched by a simulated event camera in saccades
+    (:mod:`eventsim.saccades`), written to an event file; prints a JSON summary."""
+    from .saccades import DVSConfig, images_to_event_file
+
+    cfg = DVSConfig(duration_us=args.duration_us, n_saccades=args.saccades,
+                    amplitude=args.amplitude, pad=args.pad, frame_us=args.frame_us,
+                    threshold=args.threshold, threshold_sigma=args.threshold_sigma,
+                    refractory_us=args.refractory_us, seed=args.sensor_seed).check()
+    check_output(args.output, "events", args.overwrite,
+                 inputs=(args.input, getattr(args, "labels", None)))
+    images, labels = _event_images(args)
+    if labels is not None and len(labels) != len(images):
+        raise CLIError(f"convert: {len(labels)} labels for {len(images)} images")
+    bin_us = args.bin_us if args.bin_us is not None else args.duration_us / 6
+    t0 = time.perf_counter()
+    path, n = images_to_event_file(args.output, images, labels, cfg, dt=bin_us,
+                                   overwrite=args.overwrite)
+    _print_json({"input": args.input, "output": str(path), "to": "events", "samples": len(n),
+                 "events_per_sample": round(float(n.mean()), 1) if len(n) else 0.0,
+                 "sensor_size": [images.shape[-1] + 2 * cfg.pad, images.shape[-2] + 2 * cfg.pad, 2],
+                 "bin_us": bin_us, "seconds": round(time.perf_counter() - t0, 2)})
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Dispatch ``convert`` on what is converted (images -> events here)."""
+    return _convert_events(args)
+
+
 def package_version() -> str:
     """The installed distribution's version (``importlib.metadata``), else the source tree's
     ``eventsim._version.__version__`` (a checkout run without ``pip install``)."""
@@ -1005,6 +1091,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step length: time axes in ms (default: in time steps)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="figure to write (replaces an existing figure, never another file)")
     p.set_defaults(func=cmd_plot)
+    p = sub.add_parser("convert", help="convert images to an event file (a simulated event "
+                                       "camera watching them move in saccades)")
+    p.add_argument("input", metavar="IN", help="dataset name or .npy file of images")
+    p.add_argument("output", metavar="OUT", help="file to write (.h5)")
+    _add_convert_events_args(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output of the same kind (never another file)")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -167,7 +167,8 @@ def check_output(path, kind: str, overwrite: bool = False, inputs=()) -> Path:
         raise FileExistsError(f"{path} is {article} {_DESCRIPTIONS[existing]}; refusing to "
                               f"replace it with a {what} (choose another path)")
     if not overwrite and kind != "image":
-        raise FileExistsError(f"{path} already exists (a {what}); pass overwrite=True "
+        article = "an" if what[0] in "aeiou" else "a"
+        raise FileExistsError(f"{path} already exists ({article} {what}); pass overwrite=True "
                               f"(--overwrite on the command line) to replace it")
     return path
 
