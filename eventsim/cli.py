@@ -10,6 +10,8 @@
     eventsim simulate MODEL --events FILE [--dt US] ...
     eventsim warmup [--dtype float32|float64|all]
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
+    eventsim convert MODEL.h5 NET.nir --dt SECONDS [--discretisation euler|exact|rockpool]
+    eventsim convert NET.nir MODEL.h5 [--dt SECONDS] [--reset auto|zero|subtract] [--overwrite]
 
 ``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
 stdout; progress bars go to stderr.  Every ``--help`` shows the defaults.
@@ -798,6 +800,60 @@ def cmd_plot(args) -> int:
 # ---------------------------------------------------------------------------------------
 # argument parsing
 # ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------
+# convert: NIR in and out (docs/nir.md)
+# ---------------------------------------------------------------------------------------
+def _add_convert_nir_args(p) -> None:
+    """The options of ``convert`` for NIR graphs."""
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="SECONDS",
+                   help="NIR: seconds per step the time constants refer to (required when "
+                        "writing NIR; when reading, default: the file's own if it reveals it)")
+    p.add_argument("--reset", choices=("auto", "zero", "hard", "subtract"), default="auto",
+                   help="NIR -> model: reset of the neurons (default auto: recorded in the "
+                        "file, else the writing tool's convention, else NIR's reset to v_reset)")
+    p.add_argument("--discretisation", choices=("auto", "euler", "exact", "rockpool"),
+                   default="auto", help="how tau and r become a decay and a gain per step "
+                   "(default auto: the writing tool's when reading, euler when writing)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output of the same kind (never another file)")
+
+
+def _convert_nir(args) -> int:
+    """``convert`` between a model file and a NIR graph (direction from the input's kind)."""
+    from snncore import nir as snn_nir
+    from snncore.fileio import file_kind
+
+    kind = file_kind(args.input)
+    if kind is None:
+        raise CLIError(f"convert: input {args.input} does not exist")
+    if kind == "model":
+        if args.dt is None:
+            raise CLIError("convert: writing NIR needs --dt (seconds per step of the model)")
+        how = "euler" if args.discretisation == "auto" else args.discretisation
+        snn_nir.export(args.input, args.output, dt=args.dt, discretisation=how,
+                       overwrite=args.overwrite)
+        _print_json({"input": args.input, "output": args.output, "to": "nir", "dt": args.dt,
+                     "discretisation": how})
+        return 0
+    if kind != "nir":
+        raise CLIError(f"convert: {args.input} is neither a model file nor a NIR graph ({kind})")
+    model = snn_nir.load(args.input, dt=args.dt, reset=args.reset,
+                         discretisation=args.discretisation)
+    mf.write_model(model, check_output(args.output, "model", args.overwrite, inputs=(args.input,)),
+                   overwrite=args.overwrite)
+    _print_json({"input": args.input, "output": args.output, "to": "model",
+                 "tool": model.metadata["nir_tool"], "dt": model.metadata["nir_dt"],
+                 "discretisation": model.metadata["nir_discretisation"],
+                 "reset": model.metadata["nir_reset"],
+                 "layers": [l.kind for l in model.layers], "connections": len(model.connections)})
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Dispatch ``convert`` on what is converted (NIR graphs <-> model files here)."""
+    return _convert_nir(args)
+
+
 def package_version() -> str:
     """The installed distribution's version (``importlib.metadata``), else the source tree's
     ``eventsim._version.__version__`` (a checkout run without ``pip install``)."""
@@ -941,6 +997,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step length: time axes in ms (default: in time steps)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="figure to write (replaces an existing figure, never another file)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("convert", help="convert a model file to a NIR graph or back "
+                                       "(direction from the input file)")
+    p.add_argument("input", metavar="IN", help="model file (.h5) or NIR graph (.nir)")
+    p.add_argument("output", metavar="OUT", help="file to write (.nir or .h5)")
+    _add_convert_nir_args(p)
+    p.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""NIR (Neuromorphic Intermediate Representation) export and import.
+"""NIR (Neuromorphic Intermediate Representation) export and import (also reachable as
+``eventsim.nir``; ``training.from_nir`` builds a trainable network from the same reader).
 
 ::
 
