@@ -41,6 +41,7 @@ class _State:
     seg_start: int = 0                            # first record after the last population
     layer_of: dict = field(default_factory=dict)  # population node -> layer index
     gain_of: dict = field(default_factory=dict)   # population node -> flat gain [n]
+    pending: float = 1.0                          # scalar factor for the next weights (SumPool)
 
 
 def _kind(node) -> str:
@@ -252,8 +253,22 @@ def _dense(node, st, opt, in_shape, where):
     if shape != (w.shape[1],):
         raise NIRConversionError(f"{where}: weight {w.shape} expects input ({w.shape[1]},), the "
                                  f"previous node gives {shape}")
-    rec = mf.Dense(weight=w.astype(opt.dtype), bias=None if bias is None else bias.astype(opt.dtype))
+    rec = mf.Dense(weight=_take_pending(st, w).astype(opt.dtype),
+                   bias=None if bias is None else bias.astype(opt.dtype))
     _append(st, _maybe_sparse(rec, node), in_shape, where)
+
+
+def _take_pending(st: _State, w: np.ndarray) -> np.ndarray:
+    """Weights ``w`` times the scalar factor waiting since a SumPool (then cleared)."""
+    factor, st.pending = st.pending, 1.0
+    return w if factor == 1.0 else w * factor
+
+
+def _flush_pending(st: _State, in_shape, opt, where) -> None:
+    """A neuron or the readout comes before any weights: fold the factor into the segment."""
+    if st.pending != 1.0:
+        factor, st.pending = st.pending, 1.0
+        fold_back(st, factor, 0.0, in_shape, opt.dtype, where)
 
 
 def _maybe_sparse(rec: mf.Dense, node):
@@ -299,7 +314,7 @@ def _conv(node, st, opt, in_shape, where):
         raise NIRConversionError(f"{where}.bias: expected shape ({w.shape[0]},), got {bias.shape}")
     if bias is not None and not np.any(bias != 0):
         bias = None
-    rec = mf.Conv2d(weight=w.astype(opt.dtype), stride=stride, padding=pad,
+    rec = mf.Conv2d(weight=_take_pending(st, w).astype(opt.dtype), stride=stride, padding=pad,
                     bias=None if bias is None else np.broadcast_to(bias, (w.shape[0],)).astype(opt.dtype))
     _append(st, rec, in_shape, where)
 
@@ -310,8 +325,8 @@ def _pool(node, st, opt, in_shape, where):
     if _int_pair(node.padding, where + ".padding", 0) != (0, 0):
         raise NIRConversionError(f"{where}.padding: pooling with padding is not supported, got {node.padding!r}")
     _append(st, mf.AvgPool2d(kernel=kernel, stride=stride), in_shape, where)
-    if _kind(node) == "SumPool2d":            # a sum is the mean times the window size
-        fold_back(st, float(kernel[0] * kernel[1]), 0.0, in_shape, opt.dtype, where)
+    if _kind(node) == "SumPool2d":            # a sum is the mean times the window size,
+        st.pending *= float(kernel[0] * kernel[1])   # folded into the next weights
 
 
 def _flatten(node, st, opt, in_shape, where):
@@ -333,6 +348,7 @@ def _scale(node, st, opt, in_shape, where):
         np.broadcast_to(s, shape)
     except ValueError:
         raise NIRConversionError(f"{where}.scale: shape {s.shape} does not fit the input {shape}") from None
+    _flush_pending(st, in_shape, opt, where)
     fold_back(st, s, 0.0, in_shape, opt.dtype, where)
 
 
@@ -352,9 +368,11 @@ def _param_shape(a: np.ndarray, shape, name, where) -> np.ndarray:
     return a
 
 
-def _scalar_or_array(a: np.ndarray, dtype):
+def _scalar_or_array(a: np.ndarray, dtype, keep_array: bool = False):
+    """One float when every neuron has the same value (unless ``keep_array``: our export
+    marks parameters that were per-neuron arrays), else a flat ``dtype`` array."""
     flat = np.asarray(a, dtype=np.float64).reshape(-1)
-    if np.all(flat == flat[0]):
+    if np.all(flat == flat[0]) and not keep_array:
         return float(flat[0])
     return flat.astype(dtype)
 
@@ -413,15 +431,18 @@ def _population(name, node, st, opt, in_shape, where):
     if not np.all(v_reset == v_reset[0]):
         raise NIRConversionError(f"{where}.v_reset: differs between neurons; the model file holds "
                                  "one reset potential per layer")
+    _flush_pending(st, in_shape, opt, where)
     fold_back(st, p["gain"], p["const"], in_shape, opt.dtype, where)
     _ensure_projection(st, in_shape, opt.dtype, where)
     meta = _node_meta(node)
+    arrays = set(str(meta.get("per_neuron", "")).split(","))
     v_min = meta.get("v_min")
-    rec = mf.Spiking(beta=_scalar_or_array(p["beta"], opt.dtype), theta=_scalar_or_array(theta, opt.dtype),
+    rec = mf.Spiking(beta=_scalar_or_array(p["beta"], opt.dtype, "beta" in arrays),
+                     theta=_scalar_or_array(theta, opt.dtype, "theta" in arrays),
                      reset=_reset(node, opt, where), v_reset=float(opt.dtype.type(v_reset[0])),
                      v_min=None if v_min is None else float(v_min),
                      spikes=str(meta.get("spikes", "binary")),
-                     alpha=None if p["alpha"] is None else _scalar_or_array(p["alpha"], opt.dtype))
+                     alpha=None if p["alpha"] is None else _scalar_or_array(p["alpha"], opt.dtype, "alpha" in arrays))
     st.records.append(rec)
     st.shapes.append(shape)
     st.layer_of[name] = len(st.records) - 1
@@ -444,6 +465,7 @@ def _readout(node, st, opt, in_shape, where) -> mf.Readout:
     if not np.all(beta == beta[0]):
         raise NIRConversionError(f"{where}: the readout's time constant differs between neurons; "
                                  "the model file holds one readout decay")
+    _flush_pending(st, in_shape, opt, where)
     fold_back(st, p["gain"], p["const"], in_shape, opt.dtype, where)
     _flat_for_readout(st, in_shape, where)
     _ensure_projection(st, in_shape, opt.dtype, where)
@@ -566,6 +588,7 @@ def build(nodes: dict, edges: list, opt: Options) -> tuple:
             raise NIRConversionError(f"{w}: node type {kind} is not supported here")
     if not st.records:
         raise NIRConversionError(f"{where}: the graph has no layer between input and output")
+    _flush_pending(st, in_shape, opt, where)
     if readout is None:
         if isinstance(st.records[-1], mf.Spiking):
             readout, output_kind = _spike_readout(st, in_shape, opt, where), "spikes"

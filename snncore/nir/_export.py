@@ -38,6 +38,9 @@ def _neuron_meta(layer: mf.Spiking) -> dict:
         meta["v_min"] = float(layer.v_min)
     if layer.spikes != "binary":
         meta["spikes"] = layer.spikes
+    arrays = [n for n in ("alpha", "beta", "theta") if isinstance(getattr(layer, n), np.ndarray)]
+    if arrays:
+        meta["per_neuron"] = ",".join(arrays)
     return meta
 
 

@@ -87,6 +87,28 @@ def _chain(*named):
 # ---------------------------------------------------------------------------------------
 # conformance on the real files
 # ---------------------------------------------------------------------------------------
+def _spread_misses(model):
+    """Steps where ``model``'s membrane after reset leaves the tools' spread (widened by
+    1e-6), and whether its output spikes fall between the tools' earliest and latest."""
+    refs = {t: _csv(t) for t in TOOLS}
+    x = refs["exact"][:, :1].astype(np.float32)[:, None, :]
+    for t in TOOLS:
+        assert np.array_equal(refs[t][:, 0], x[:, 0, 0])
+    _, spikes, mem = _run(model, x, record={1: "all"})
+    u = mem[1][:, 0, 0].astype(np.float64)
+    s = spikes[1][:, 0, 0]
+    layer = model.layers[1]
+    v = np.where(s > 0, u - layer.theta if layer.reset == "subtract" else layer.v_reset, u)
+    traces = np.stack([refs[t][:, 1] for t in TOOLS])
+    lo, hi = traces.min(0) - 1e-6, traces.max(0) + 1e-6
+    outside = np.nonzero((v < lo) | (v > hi))[0]
+    ours = np.nonzero(s)[0]
+    theirs = np.array([np.nonzero(refs[t][:, 2])[0] for t in TOOLS])
+    in_time = len(ours) == theirs.shape[1] and bool(
+        np.all((theirs.min(0) <= ours) & (ours <= theirs.max(0))))
+    return outside, in_time
+
+
 @pytest.mark.parametrize("name", ["lif_norse", "lif_rockpool"])
 def test_lif_file_lands_inside_the_spread_of_the_other_tools(name):
     """Import with the experiment's dt = 1e-4 s, drive with the CSV's input spikes, and compare
@@ -100,34 +122,17 @@ def test_lif_file_lands_inside_the_spread_of_the_other_tools(name):
     with forward Euler and reset to zero (Norse's), the rockpool file with exponential decay,
     unit gain and reset by subtraction (Rockpool's), both chosen by ``discretisation="auto"``.
     """
-    model = enir.load(FIX / f"{name}.nir", dt=DT)
-    refs = {t: _csv(t) for t in TOOLS}
-    x = refs["exact"][:, :1].astype(np.float32)[:, None, :]
-    for t in TOOLS:
-        assert np.array_equal(refs[t][:, 0], x[:, 0, 0])
-    _, spikes, mem = _run(model, x, record={1: "all"})
-    u = mem[1][:, 0, 0].astype(np.float64)
-    s = spikes[1][:, 0, 0]
-    layer = model.layers[1]
-    v = np.where(s > 0, u - layer.theta if layer.reset == "subtract" else layer.v_reset, u)
-    traces = np.stack([refs[t][:, 1] for t in TOOLS])
-    lo, hi = traces.min(0) - 1e-6, traces.max(0) + 1e-6
-    outside = np.nonzero((v < lo) | (v > hi))[0]
+    outside, in_time = _spread_misses(enir.load(FIX / f"{name}.nir", dt=DT))
     assert outside.size == 0, f"membrane outside the spread at steps {outside[:10]}"
-    ours = np.nonzero(s)[0]
-    theirs = [np.nonzero(refs[t][:, 2])[0] for t in TOOLS]
-    assert all(len(t) == len(ours) for t in theirs), (ours, theirs)
-    first, last = np.min(theirs, axis=0), np.max(theirs, axis=0)
-    assert np.all((first <= ours) & (ours <= last)), (ours, first, last)
+    assert in_time
 
 
-def test_lif_file_read_otherwise_leaves_the_spread():
-    """The check above can fail: the rockpool file read with forward Euler fires late."""
-    model = enir.load(FIX / "lif_rockpool.nir", dt=DT, discretisation="euler")
-    x = _csv("exact")[:, :1].astype(np.float32)[:, None, :]
-    _, spikes, _ = _run(model, x)
-    assert list(np.nonzero(spikes[1][:, 0, 0])[0]) != [450, 500, 710, 760]
-    assert np.nonzero(spikes[1][:, 0, 0])[0][2] > 760 - 50 and np.nonzero(spikes[1][:, 0, 0])[0][2] > 710
+@pytest.mark.parametrize("name, how", [("lif_rockpool", "euler"), ("lif_rockpool", "exact"),
+                                       ("lif_norse", "rockpool")])
+def test_lif_file_read_with_another_convention_leaves_the_spread(name, how):
+    """The check above can fail: another tool's discretisation puts spikes a step off."""
+    outside, in_time = _spread_misses(enir.load(FIX / f"{name}.nir", dt=DT, discretisation=how))
+    assert outside.size > 0 or not in_time
 
 
 def test_identify_the_writers():
@@ -207,7 +212,7 @@ def test_braille_recurrent_graph_runs_in_the_simulator():
 
 
 def test_braille_read_with_the_data_bin_is_refused():
-    with pytest.raises(enir.NIRConversionError, match=r"dt = 0.005 s is longer .*lif1.lif"):
+    with pytest.raises(enir.NIRConversionError, match=r"lif1.lif.*tau_mem: dt = 0.005 s is longer"):
         enir.load(FIX / "braille_noDelay_noBias_subtract.nir", dt=5e-3)
 
 
@@ -305,17 +310,17 @@ def _graphs() -> dict:
         {"input": _inp(4), "fc": nir.Linear(weight=W(3, 4)), "sc": nir.Scale(scale=np.array([1.0, 2.0, 0.5])),
          "th": nir.Threshold(threshold=np.full(3, 0.4)), "ro": nir.Linear(weight=W(2, 3)), "output": _out(2)},
         [("input", "fc"), ("fc", "sc"), ("sc", "th"), ("th", "ro"), ("ro", "output")])
-    cuba = nir.CubaLIF(tau_syn=np.full(5, 2e-3), tau_mem=np.full(5, 4e-3), r=np.full(5, 2.0),
+    cuba = nir.CubaLIF(tau_syn=np.full(5, 2e-4), tau_mem=np.full(5, 4e-4), r=np.full(5, 2.0),
                        v_leak=np.zeros(5), v_threshold=np.linspace(0.5, 1.0, 5), v_reset=np.zeros(5),
                        w_in=np.full(5, 1.5))
     g["CubaLIF+LI"] = _graph(
         {"input": _inp(4), "fc": nir.Linear(weight=W(5, 4)), "lif": cuba, "ro": nir.Linear(weight=W(3, 5)),
-         "li": nir.LI(tau=np.full(3, 5e-3), r=np.full(3, 1.0), v_leak=np.zeros(3)), "output": _out(3)},
+         "li": nir.LI(tau=np.full(3, 5e-4), r=np.full(3, 1.0), v_leak=np.zeros(3)), "output": _out(3)},
         [("input", "fc"), ("fc", "lif"), ("lif", "ro"), ("ro", "li"), ("li", "output")])
     g["CubaLI (no current decay)+I"] = _graph(
         {"input": _inp(4), "fc": nir.Linear(weight=W(5, 4)), "lif": _lif(5, thr=0.5),
          "ro": nir.Linear(weight=W(3, 5)),
-         "li": nir.CubaLI(tau_syn=np.full(3, 1e-3), tau_mem=np.full(3, 4e-3), r=np.ones(3),
+         "li": nir.CubaLI(tau_syn=np.full(3, DT), tau_mem=np.full(3, 4e-3), r=np.ones(3),
                           v_leak=np.zeros(3), w_in=np.ones(3)), "output": _out(3)},
         [("input", "fc"), ("fc", "lif"), ("lif", "ro"), ("ro", "li"), ("li", "output")])
     g["I"] = _graph({"input": _inp(4), "fc": nir.Linear(weight=W(3, 4)), "i": nir.I(r=np.full(3, 0.5)),
@@ -355,8 +360,9 @@ def test_node_type_round_trip(key, tmp_path):
 def test_sum_pool_is_the_average_pool_times_the_window(tmp_path):
     s = enir.load(_write(_conv_graph("sum"), tmp_path / "s.nir"), dt=DT)
     a = enir.load(_write(_conv_graph("avg"), tmp_path / "a.nir"), dt=DT)
-    assert s.layers[3].kind == "avgpool2d"
-    np.testing.assert_allclose(s.layers[5].weight, 4 * a.layers[5].weight, rtol=1e-6)
+    assert [l.kind for l in s.layers] == [l.kind for l in a.layers]
+    assert s.layers[2].kind == "avgpool2d" and s.layers[4].kind == "dense"
+    np.testing.assert_allclose(s.layers[4].weight, 4 * a.layers[4].weight, rtol=1e-6)
 
 
 def test_scale_and_gains_fold_into_the_weights(tmp_path):
