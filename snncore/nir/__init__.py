@@ -101,6 +101,12 @@ def _check_reset(reset: str) -> str:
     return "hard" if reset == "zero" else reset
 
 
+def _needs_dt(nodes: dict) -> bool:
+    """Whether any node has a time constant or a delay (IF, Threshold, I and the projections
+    are read per step whatever dt is)."""
+    return any(type(n).__name__ in ("LIF", "CubaLIF", "LI", "CubaLI", "Delay") for n in nodes.values())
+
+
 def from_graph(graph, *, dt: float | None = None, reset: str = "auto",
                discretisation: str = "auto", T: int | None = None, dtype=np.float32,
                source: str = "<graph>") -> mf.Model:
@@ -112,7 +118,7 @@ def from_graph(graph, *, dt: float | None = None, reset: str = "auto",
     nodes, edges = flatten(graph)
     conv = _identify(graph, nodes)
     if dt is None:
-        dt = conv["dt"]
+        dt = conv["dt"] if _needs_dt(nodes) else 1.0
         if dt is None:
             raise ValueError(f"{source}: pass dt (seconds per step): the file does not reveal it "
                              f"(it looks written by {conv['tool']}: {conv['reason']})")
@@ -149,7 +155,8 @@ def load(path, *, dt: float | None = None, reset: str = "auto", discretisation: 
     Args:
         path: the NIR file.
         dt: seconds per step.  None: the file's own (our exports record it; snnTorch's and
-            Rockpool's parameters reveal theirs, see :func:`identify`); else required.
+            Rockpool's parameters reveal theirs, see :func:`identify`); else required, unless
+            no node has a time constant or a delay (IF, Threshold, I are read per step).
         reset: "auto" (default: the node's recorded mode, else the writer's convention, else
             NIR's reset to ``v_reset``), "zero"/"hard" (to ``v_reset``) or "subtract"
             (``v -= threshold``).

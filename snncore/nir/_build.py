@@ -598,14 +598,23 @@ def build(nodes: dict, edges: list, opt: Options) -> tuple:
     st.records.append(readout)
     sizes = {k: int(np.prod(st.shapes[v])) for k, v in st.layer_of.items()}
     conns = [_connection(p, nodes, st, opt, sizes, where) for p in sides]
-    out_shape = np.asarray(nodes[outs[0]].output_type.get("output", []) if isinstance(
-        getattr(nodes[outs[0]], "output_type", None), dict) else []).reshape(-1)
+    declared = _declared_output(nodes[outs[0]])
     n_out = int(np.prod(st.shapes[-1]))
-    if out_shape.size and out_shape.dtype.kind in "iu" and int(np.prod(out_shape)) not in (n_out, 1) \
-            and int(np.prod(out_shape[out_shape > 1])) != n_out:
-        raise NIRConversionError(f"{where}: the Output node declares shape {tuple(out_shape)}, the "
+    if declared is not None and int(np.prod(declared)) != n_out:
+        raise NIRConversionError(f"{where}: the Output node declares shape {declared}, the "
                                  f"network gives {n_out} values")
     return in_shape, st.records, conns, output_kind
+
+
+def _declared_output(node):
+    """The Output node's declared shape as a tuple, or None when it declares none."""
+    t = getattr(node, "output_type", None)
+    shape = t.get("output") if isinstance(t, dict) else None
+    try:
+        a = np.asarray(shape if shape is not None else [], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    return tuple(int(v) for v in a) if a.size and np.all(a >= 1) and np.all(a == np.round(a)) else None
 
 
 def _input_shape(node, where) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ threshold rule in the graph's metadata.
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -148,8 +149,9 @@ def _metadata(model: mf.Model, dt: float, how: str) -> dict:
             "input_shape": np.asarray(model.input_shape, dtype=np.int64)}
     if model.layers[-1].time_weights is not None:
         meta["time_weights"] = np.asarray(model.layers[-1].time_weights)
-    for k, v in model.metadata.items():
-        if isinstance(v, (str, int, float, np.integer, np.floating, bool, np.bool_)) and k != "nir_output":
+    for k, v in model.metadata.items():   # scalars under HDF5-safe names
+        if (isinstance(v, (str, int, float, np.integer, np.floating, bool, np.bool_))
+                and k != "nir_output" and re.fullmatch(r"[\w.\-]+", str(k))):
             meta["model." + str(k)] = v.item() if isinstance(v, np.generic) else v
     return meta
 

@@ -485,6 +485,25 @@ def test_unsupported_structures_are_refused(case, message, tmp_path):
         enir.load(_write(g, tmp_path / "g.nir"), dt=DT)
 
 
+def test_output_shape_and_dt_rules(tmp_path):
+    lin = nir.Linear(weight=np.ones((3, 4)))
+    g = _graph({"input": _inp(4), "fc": lin, "output": _out(5)}, [("input", "fc"), ("fc", "output")])
+    with pytest.raises(enir.NIRConversionError, match=r"Output node declares shape \(5,\), the network gives 3"):
+        enir.load(_write(g, tmp_path / "a.nir"), dt=DT)
+    g = _graph({"input": _inp(4), "fc": nir.Linear(weight=np.ones((3, 4))),
+                "if": nir.IF(r=np.ones(3), v_threshold=np.ones(3)), "output": _out(3)},
+               [("input", "fc"), ("fc", "if"), ("if", "output")])
+    m = enir.load(_write(g, tmp_path / "b.nir"))          # IF only: no dt needed
+    assert m.layers[1].beta == 1.0 and m.layers[1].theta == np.nextafter(np.float32(1), np.float32(2))
+
+
+def test_odd_metadata_keys_are_skipped_on_export(tmp_path):
+    model = mf.read_model(DATA / "fmnist_rlif.h5")
+    model.metadata = dict(model.metadata, **{"a/b": 1, "fine_key": "x"})
+    back = enir.load(enir.export(model, tmp_path / "m.nir", dt=1e-3))
+    assert back.metadata["fine_key"] == "x" and "a/b" not in back.metadata
+
+
 def test_bad_files_raise_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="NIR file .* does not exist"):
         enir.load(tmp_path / "missing.nir", dt=DT)
