@@ -78,7 +78,7 @@ def export(model_or_path, path, *, dt: float, discretisation: str = "euler",
     return path
 
 
-def identify(path_or_graph) -> dict:
+def identify(path_or_graph, isolate: bool = True) -> dict:
     """Which tool's conventions a NIR file (or ``nir.NIRGraph``) seems to follow.
 
     Returns ``{"tool", "dt", "discretisation", "reset", "reason"}``: ``tool`` one of
@@ -86,7 +86,7 @@ def identify(path_or_graph) -> dict:
     the parameters reveal it (else None); the discretisation and reset mode that tool uses;
     ``reason``, the evidence.  ``load(..., discretisation="auto", reset="auto")`` uses it.
     """
-    graph = read_graph(path_or_graph) if isinstance(path_or_graph, (str, os.PathLike)) else path_or_graph
+    graph = read_graph(path_or_graph, isolate) if isinstance(path_or_graph, (str, os.PathLike)) else path_or_graph
     return _identify(graph, flatten(graph)[0])
 
 
@@ -148,7 +148,7 @@ def from_graph(graph, *, dt: float | None = None, reset: str = "auto",
 
 
 def load(path, *, dt: float | None = None, reset: str = "auto", discretisation: str = "auto",
-         T: int | None = None, dtype=np.float32) -> mf.Model:
+         T: int | None = None, dtype=np.float32, isolate: bool = True) -> mf.Model:
     """Read a NIR file as a :class:`~snncore.modelfile.Model` that :class:`eventsim.Simulator`
     runs (and ``training.from_nir`` turns into a trainable network where the nodes allow).
 
@@ -164,11 +164,14 @@ def load(path, *, dt: float | None = None, reset: str = "auto", discretisation: 
             unknown writers, "rockpool" for Rockpool), "euler", "exact" or "rockpool".
         T: time steps stored in the model (default: the file's, else 1).
         dtype: float32 (default) or float64 for the model's arrays.
+        isolate: first read the whole file in a child process (about 0.2 s), so that a
+            damaged file on which the HDF5 library hangs or crashes raises NIRFormatError
+            instead of stopping this interpreter; False for files you trust.
     Raises:
         FileNotFoundError; NIRFormatError (damaged, truncated, not NIR); NIRConversionError
         naming an unsupported node and its path in the graph (``lif1.lif``), a shape
         mismatch, or parameters without a discrete form; ValueError for bad arguments.
     """
-    graph = read_graph(path)
+    graph = read_graph(path, isolate=isolate)
     return from_graph(graph, dt=dt, reset=reset, discretisation=discretisation, T=T,
                       dtype=dtype, source=str(path))

@@ -76,9 +76,57 @@ def _scan_types(path: Path) -> None:
                              f"({type(e).__name__}: {' '.join(str(e).split())})") from None
 
 
-def read_graph(path):
+# Reads every group, dataset and attribute of the file named by argv[1] with h5py alone; exit
+# status 0 when all could be read, 3 with a one-line reason when h5py raised.
+_PROBE = """
+import sys
+import h5py
+try:
+    with h5py.File(sys.argv[1], "r") as f:
+        seen = []
+        def visit(name, obj):
+            seen.append(name)
+            dict(obj.attrs)
+            if isinstance(obj, h5py.Dataset):
+                obj[()]
+        dict(f.attrs)
+        f.visititems(visit)
+except Exception as e:
+    print(type(e).__name__ + ": " + " ".join(str(e).split())[:300])
+    sys.exit(3)
+"""
+
+
+PROBE_SECONDS = 30.0   # time limit of the child's read, plus 10 s per 10 MB of file
+
+
+def probe_in_child(path: Path, timeout: float | None = None) -> None:
+    """Read the whole file once in a child interpreter, so that a damaged file on which the
+    HDF5 library hangs or crashes (seen with corrupted variable-length strings of files
+    written without checksums) costs a NIRFormatError instead of this interpreter.
+    ``timeout``: seconds (default :data:`PROBE_SECONDS` plus 10 per 10 MB)."""
+    import subprocess
+    import sys
+
+    if timeout is None:
+        timeout = PROBE_SECONDS + 10.0 * path.stat().st_size / 10e6
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise NIRFormatError(f"{path}: reading the file did not finish in {timeout:.0f} s (the "
+                             "HDF5 library loops on some damaged files); not loaded") from None
+    if done.returncode == 3:
+        raise NIRFormatError(f"{path}: corrupt or truncated NIR file ({done.stdout.strip()})")
+    if done.returncode != 0:
+        raise NIRFormatError(f"{path}: the HDF5 library failed while reading this file (child "
+                             f"process exit status {done.returncode}); damaged file, not loaded")
+
+
+def read_graph(path, isolate: bool = True):
     """The ``nir.NIRGraph`` stored at ``path`` (no type check: older files fail it; shapes are
-    checked while converting).  Raises FileNotFoundError, NIRFormatError, NIRConversionError."""
+    checked while converting).  ``isolate``: read the file in a child process first
+    (:func:`probe_in_child`).  Raises FileNotFoundError, NIRFormatError, NIRConversionError."""
     import nir
 
     path = Path(path)
@@ -86,6 +134,12 @@ def read_graph(path):
         raise FileNotFoundError(f"NIR file {path} does not exist")
     if path.is_dir():
         raise NIRFormatError(f"{path} is a directory, not a NIR file")
+    import h5py
+
+    if not h5py.is_hdf5(path):       # reads the signature only
+        raise NIRFormatError(f"{path}: not a readable HDF5 file (no HDF5 signature); NIR files are HDF5")
+    if isolate:
+        probe_in_child(path)
     _scan_types(path)
     try:
         graph = nir.read(path, type_check=False)
