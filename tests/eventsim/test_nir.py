@@ -536,7 +536,7 @@ def test_a_file_that_hangs_the_hdf5_library_is_refused(monkeypatch):
     """Reading the damaged file in this process never returns (HDF5 loops on a corrupted
     string); load reads it in a child process first and reports it instead."""
     from snncore.nir import _graph
-    monkeypatch.setattr(_graph, "PROBE_SECONDS", 5.0)
+    monkeypatch.setattr(_graph, "PROBE_SECONDS", 2.0)
     with pytest.raises(enir.NIRFormatError, match="damaged_lif_norse.nir: .*not loaded"):
         enir.load(FIX / "damaged_lif_norse.nir", dt=DT)
 
