@@ -4,8 +4,9 @@
     rec = eventsim.Simulator(net).run(x)            # x: [T, B, *input_shape] or EventBatch
     rec.readout, rec.predictions, rec.spikes[layer], rec.membrane[layer], rec.synaptic_events
     eventsim.plot.raster(...), eventsim.inputs.rate_code(...)   # submodules as attributes
+    eventsim.nir.export("model.h5", "net.nir", dt=1e-3), eventsim.nir.load("net.nir", dt=...)
 
-``eventsim.plot`` and ``eventsim.cli`` are imported on first access (PEP 562 module
+``eventsim.plot``, ``eventsim.nir`` and ``eventsim.cli`` are imported on first access (PEP 562 module
 ``__getattr__``), so ``import eventsim`` stays light: no matplotlib, no argument parser.
 """
 import importlib
@@ -22,7 +23,7 @@ from .efficiency import CostTable, EfficiencyReport, efficiency_report
 from ._version import __version__
 
 #: submodules imported on first attribute access (``eventsim.plot``, ``eventsim.cli``, ...)
-_LAZY_SUBMODULES = ("cli", "fileio", "kernels", "plot")
+_LAZY_SUBMODULES = ("cli", "fileio", "kernels", "nir", "plot")
 
 __all__ = ["inputs", "modelfile", "recording", "plot", "Model", "ModelFormatError", "read_model",
            "write_model", "load", "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",

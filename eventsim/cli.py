@@ -11,6 +11,8 @@
     eventsim warmup [--dtype float32|float64|all]
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
     eventsim convert DATASET|IMAGES.npy EVENTS.h5 [--split S] [--limit N] [--threshold C] ...
+    eventsim convert MODEL.h5 NET.nir --dt SECONDS [--discretisation euler|exact|rockpool]
+    eventsim convert NET.nir MODEL.h5 [--dt SECONDS] [--reset auto|zero|subtract] [--overwrite]
 
 ``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
 stdout; progress bars go to stderr.  Every ``--help`` shows the defaults.
@@ -907,8 +909,62 @@ def _convert_events(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------
+# convert: NIR in and out (docs/nir.md)
+# ---------------------------------------------------------------------------------------
+def _add_convert_nir_args(p) -> None:
+    """The options of ``convert`` for NIR graphs."""
+    p.add_argument("--dt", type=_positive_float, default=None, metavar="SECONDS",
+                   help="NIR: seconds per step the time constants refer to (required when "
+                        "writing NIR; when reading, default: the file's own if it reveals it)")
+    p.add_argument("--reset", choices=("auto", "zero", "hard", "subtract"), default="auto",
+                   help="NIR -> model: reset of the neurons (default auto: recorded in the "
+                        "file, else the writing tool's convention, else NIR's reset to v_reset)")
+    p.add_argument("--discretisation", choices=("auto", "euler", "exact", "rockpool"),
+                   default="auto", help="how tau and r become a decay and a gain per step "
+                   "(default auto: the writing tool's when reading, euler when writing)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output of the same kind (never another file)")
+
+
+def _convert_nir(args) -> int:
+    """``convert`` between a model file and a NIR graph (direction from the input's kind)."""
+    from snncore import nir as snn_nir
+    from snncore.fileio import file_kind
+
+    kind = file_kind(args.input)
+    if kind is None:
+        raise CLIError(f"convert: input {args.input} does not exist")
+    if kind == "model":
+        if args.dt is None:
+            raise CLIError("convert: writing NIR needs --dt (seconds per step of the model)")
+        how = "euler" if args.discretisation == "auto" else args.discretisation
+        snn_nir.export(args.input, args.output, dt=args.dt, discretisation=how,
+                       overwrite=args.overwrite)
+        _print_json({"input": args.input, "output": args.output, "to": "nir", "dt": args.dt,
+                     "discretisation": how})
+        return 0
+    if kind != "nir":
+        raise CLIError(f"convert: {args.input} is neither a model file nor a NIR graph ({kind})")
+    model = snn_nir.load(args.input, dt=args.dt, reset=args.reset,
+                         discretisation=args.discretisation)
+    mf.write_model(model, check_output(args.output, "model", args.overwrite, inputs=(args.input,)),
+                   overwrite=args.overwrite)
+    _print_json({"input": args.input, "output": args.output, "to": "model",
+                 "tool": model.metadata["nir_tool"], "dt": model.metadata["nir_dt"],
+                 "discretisation": model.metadata["nir_discretisation"],
+                 "reset": model.metadata["nir_reset"],
+                 "layers": [l.kind for l in model.layers], "connections": len(model.connections)})
+    return 0
+
+
 def cmd_convert(args) -> int:
-    """Dispatch ``convert`` on what is converted (images -> events here)."""
+    """Dispatch ``convert`` on the input: a model file or NIR graph (NIR <-> model), else
+    images (a dataset name or a .npy file) to an event file."""
+    from snncore.fileio import file_kind
+
+    if Path(args.input).suffix != ".npy" and file_kind(args.input) in ("model", "nir"):
+        return _convert_nir(args)
     return _convert_events(args)
 
 
@@ -1091,13 +1147,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="step length: time axes in ms (default: in time steps)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="figure to write (replaces an existing figure, never another file)")
     p.set_defaults(func=cmd_plot)
-    p = sub.add_parser("convert", help="convert images to an event file (a simulated event "
-                                       "camera watching them move in saccades)")
-    p.add_argument("input", metavar="IN", help="dataset name or .npy file of images")
-    p.add_argument("output", metavar="OUT", help="file to write (.h5)")
+    p = sub.add_parser("convert", help="convert a model file to a NIR graph or back, or "
+                                       "images to an event file (a simulated event camera "
+                                       "watching them move in saccades)")
+    p.add_argument("input", metavar="IN", help="model file (.h5), NIR graph (.nir), dataset "
+                                               "name or .npy file of images")
+    p.add_argument("output", metavar="OUT", help="file to write (.nir, .h5 model or event file)")
+    _add_convert_nir_args(p)
     _add_convert_events_args(p)
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output of the same kind (never another file)")
     p.set_defaults(func=cmd_convert)
     return parser
 

@@ -9,7 +9,8 @@ asserts it).  It holds
 - :mod:`snncore.encoding`   the input encoders (direct, rate, Poisson) and their validators;
 - :mod:`snncore.neuron`     the canonical neuron parameters and update both engines run;
 - :mod:`snncore.checks`     the argument validators every public function uses;
-- :mod:`snncore.dtypes`     the default float dtype.
+- :mod:`snncore.dtypes`     the default float dtype;
+- :mod:`snncore.nir`        NIR graphs <-> model records (``eventsim.nir``, ``training.from_nir``).
 
 Submodules are imported on use (``import snncore.modelfile``) so that importing one does not
 pull in h5py or the dataset code.

@@ -89,7 +89,7 @@ FORMAT_KINDS = {"snn-model": "model", "snn-checkpoint": "checkpoint", "snn-recor
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"%PDF-", b"%!PS", b"GIF8",
                      b"II*\x00", b"MM\x00*", b"RIFF")
 _DESCRIPTIONS = {"model": "model file", "checkpoint": "checkpoint", "recording": "recording",
-                 "events": "event file",
+                 "events": "event file", "nir": "NIR graph",
                  "hdf5": "HDF5 file that is not a model, checkpoint or recording",
                  "image": "figure", "directory": "directory", "other": "file of another kind"}
 
@@ -108,6 +108,17 @@ def _hdf5_format(path: Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _is_nir(path: Path) -> bool:
+    """An HDF5 file laid out as NIR writes it: a ``node`` group and a ``version`` dataset."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get("node"), h5py.Group) and isinstance(f.get("version"), h5py.Dataset)
+    except Exception:  # noqa: BLE001 - a damaged file is not recognisably NIR
+        return False
+
+
 def _looks_like_image(head: bytes) -> bool:
     if head.startswith(_IMAGE_SIGNATURES):
         return True
@@ -118,7 +129,8 @@ def _looks_like_image(head: bytes) -> bool:
 def file_kind(path) -> str | None:
     """What is at ``path``: None (nothing), ``"empty"`` (a file of 0 bytes), ``"directory"``,
     ``"model"``, ``"checkpoint"``, ``"recording"``, ``"events"`` (by the root ``format``
-    attribute of this project's HDF5 formats), ``"hdf5"`` (any other HDF5 file, or a damaged one),
+    attribute of this project's HDF5 formats), ``"nir"`` (a NIR graph: ``node`` group and
+    ``version`` dataset), ``"hdf5"`` (any other HDF5 file, or a damaged one),
     ``"image"`` (PNG, JPEG, PDF, PostScript, SVG, GIF, TIFF, WebP) or ``"other"``."""
     path = Path(path)
     if not path.exists():
@@ -130,7 +142,8 @@ def file_kind(path) -> str | None:
     if not head:
         return "empty"
     if head.startswith(HDF5_SIGNATURE) or HDF5_SIGNATURE in head:  # userblocks of 512 bytes
-        return FORMAT_KINDS.get(_hdf5_format(path), "hdf5")
+        kind = FORMAT_KINDS.get(_hdf5_format(path))
+        return kind or ("nir" if _is_nir(path) else "hdf5")
     return "image" if _looks_like_image(head) else "other"
 
 

@@ -18,6 +18,7 @@ from snncore import datasets, encoding
 from . import losses, msg, optim, surrogates
 from .msg import MSGSchedule
 from .export import export, feedback_from_model, to_model, to_network
+from .nir_import import from_nir
 from .trainer import History, TrainingDiverged, TrainingInterrupted, evaluate, fit
 from . import online
 from .feedback import FeedbackConv, FeedbackMLP
@@ -27,6 +28,6 @@ from .ide import IDEConvergenceError
 __all__ = [
     "Module", "Parameter", "Sequential", "Linear", "Flatten", "Conv2d", "AvgPool2d", "MaxPool2d",
     "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "KLIF", "RecurrentLIF", "CubaLIF", "NeuronParams",
-    "canonical_step", "FeedbackMLP", "FeedbackConv", "ide", "IDEConvergenceError", "WSLinear", "WSConv2d", "Scale", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "feedback_from_model", "losses", "surrogates", "online", "set_default_dtype", "get_default_dtype",
+    "canonical_step", "FeedbackMLP", "FeedbackConv", "ide", "IDEConvergenceError", "WSLinear", "WSConv2d", "Scale", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "from_nir", "feedback_from_model", "losses", "surrogates", "online", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
 ]
