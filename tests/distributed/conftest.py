@@ -27,9 +27,15 @@ def model_file(tmp_path_factory):
 def client():
     """A LocalCluster of 2 worker processes (one thread each) and its client."""
     distributed = pytest.importorskip("distributed")
+    import dask
+
     from eventsim.distributed import local_cluster
 
-    cluster = local_cluster(2)
+    # as eventsim sweep --scheduler local:N: 2 resubmissions after a lost worker, one task
+    # per worker at a time
+    with dask.config.set({"distributed.scheduler.allowed-failures": 2,
+                          "distributed.scheduler.worker-saturation": 1.0}):
+        cluster = local_cluster(2)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
