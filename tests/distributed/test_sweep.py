@@ -206,3 +206,42 @@ def test_driver_killed_and_restarted_every_line_once(tmp_path):
     s = run_sweep(spec, out, log=lambda m: None)
     assert s["failed"] == [] and s["skipped"] >= 2 and s["repaired_bytes"] == 12
     _once_each(out, spec)
+
+
+def test_ablation_spec_covers_the_scripts_single_axis_plan():
+    spec = ROOT / "benchmarks" / "ablation_seed_methods.toml"
+    sweep = load_spec(spec)
+    from eventsim.sweep import resolve_task
+
+    module = sys.modules[resolve_task(sweep.task, spec.parent).__module__]
+    configs = {json.dumps(dict(module.BASELINE, **r.spec["settings"].get("change", {})),
+                          sort_keys=True) for r in sweep.runs}
+    plan = {json.dumps(cfg, sort_keys=True) for _, _, cfg in module.single_axis_plan()}
+    assert configs == plan
+    assert {r.spec["seed"] for r in sweep.runs} == {0, 1, 2} and len(sweep.runs) == 3 * len(plan)
+
+
+def test_simulation_runs_through_a_sweep(tmp_path):
+    from snncore import modelfile as mf
+
+    from .conftest import small_model
+
+    model = mf.write_model(small_model(), tmp_path / "m.h5")
+    spec = tmp_path / "sim.toml"
+    spec.write_text(f'''task = "eventsim.sweep:simulate_run"
+seeds = [0, 1]
+[base]
+model = "{model}"
+limit = 12
+[grid]
+batch_size = [5, 12]
+''')
+    out = tmp_path / "runs.jsonl"
+    s = run_sweep(spec, out, log=lambda m: None)
+    assert s["finished"] == 4 and s["failed"] == []
+    rows = {(r["spec"]["seed"], r["spec"]["settings"]["batch_size"]): r["result"]
+            for r in _lines(out)}
+    for seed in (0, 1):    # the batch size changes nothing: per-sample streams
+        assert rows[seed, 5]["spikes_per_layer"] == rows[seed, 12]["spikes_per_layer"]
+        assert rows[seed, 5]["synaptic_events"] == rows[seed, 12]["synaptic_events"]
+    assert rows[0, 5]["spikes_per_layer"] != rows[1, 5]["spikes_per_layer"]
