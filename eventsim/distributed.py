@@ -172,18 +172,37 @@ class SimulationSetup(WorkerPlugin):
                 self._state = (Simulator(model, **self.options), data)
         return self._state
 
-    def run(self, start: int, stop: int, seed: int):
-        """The Recording of samples ``start:stop`` (each from ``default_rng([seed, i])``)."""
+    def run(self, start: int, stop: int, seed: int, summary: bool = False):
+        """The Recording of samples ``start:stop`` (each from ``default_rng([seed, i])``), or
+        with ``summary`` only what the JSON summary needs (:func:`chunk_summary`)."""
         from .seeding import SampleSeeds
 
         sim, data = self._load()
         xs, _ = data.batch(start, stop, SampleSeeds(seed))
-        return sim.run(xs)
+        rec = sim.run(xs)
+        return chunk_summary(rec) if summary else rec
 
 
-def _chunk_task(name: str, start: int, stop: int, seed: int):
-    """Dask task: the Recording of samples ``start:stop`` with the worker's plugin ``name``."""
-    return get_worker().plugins[name].run(start, stop, seed)
+def chunk_summary(rec) -> dict:
+    """What ``simulate``'s JSON needs of a Recording: predictions ``[B]``, synaptic-event
+    counts and the number of spikes per recorded layer (a few bytes instead of every spike)."""
+    return {"predictions": np.asarray(rec.predictions).reshape(-1),
+            "synaptic_events": getattr(rec, "synaptic_events", None),
+            "spikes": {k: len(np.asarray(v.t)) for k, v in (getattr(rec, "spikes", {}) or {}).items()}}
+
+
+def _prepare_worker(name: str, seed: int, dask_worker=None) -> float:
+    """Load the model and the dataset on this worker and simulate sample 0 once (Numba's
+    compilation or cache load); returns the seconds it took (run by ``client.run``)."""
+    t0 = time.perf_counter()
+    (dask_worker or get_worker()).plugins[name].run(0, 1, seed)
+    return time.perf_counter() - t0
+
+
+def _chunk_task(name: str, start: int, stop: int, seed: int, summary: bool = False):
+    """Dask task: the Recording (or :func:`chunk_summary`) of samples ``start:stop`` with
+    the worker's plugin ``name``."""
+    return get_worker().plugins[name].run(start, stop, seed, summary)
 
 
 def _model_transfer(client, model_path) -> bytes | None:
@@ -201,11 +220,16 @@ def chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(n, s + size)) for s in range(0, n, size)]
 
 
-def simulate_chunks(client, args, n: int, *, name: str | None = None) -> list:
-    """The Recordings of samples ``0:n`` in chunks of ``args.batch_size``, in order.
+def simulate_chunks(client, args, n: int, *, name: str | None = None,
+                    timings: dict | None = None, summary: bool = False) -> list:
+    """The Recordings of samples ``0:n`` in chunks of ``args.batch_size``, in order (with
+    ``summary``: their :func:`chunk_summary` instead, gathered without the spikes).
 
     ``args``: the parsed ``eventsim simulate`` arguments (model, input, seed, simulator
-    options).  The model goes to each worker once (plugin), never with a task.
+    options).  The model goes to each worker once (plugin), never with a task.  Every worker
+    first loads the model and the dataset and simulates one sample (kernel compilation);
+    ``timings``, when given, receives ``worker_setup_s`` (that step) and ``simulate_s`` (the
+    chunks, submitted to gathered).
     """
     model_path = str(Path(args.model).resolve())
     digest = file_digest(model_path) or "missing"
@@ -219,10 +243,16 @@ def simulate_chunks(client, args, n: int, *, name: str | None = None) -> list:
                              options, input_args)
     client.register_plugin(plugin, name=name)
     try:
+        t0 = time.perf_counter()
+        client.run(_prepare_worker, name, int(args.seed))
+        t1 = time.perf_counter()
         parts = chunks(n, args.batch_size)
-        futures = [client.submit(_chunk_task, name, a, b, int(args.seed), key=f"{name}-{a}",
-                                 pure=False) for a, b in parts]
-        return client.gather(futures)
+        futures = [client.submit(_chunk_task, name, a, b, int(args.seed), summary,
+                                 key=f"{name}-{a}", pure=False) for a, b in parts]
+        recordings = client.gather(futures)
+        if timings is not None:
+            timings.update(worker_setup_s=t1 - t0, simulate_s=time.perf_counter() - t1)
+        return recordings
     finally:
         with contextlib.suppress(Exception):
             client.unregister_worker_plugin(name)
@@ -251,10 +281,11 @@ def simulate_command(args) -> int:
     parse_scheduler(args.scheduler)
     with connect(args.scheduler) as client:
         workers = len(client.scheduler_info().get("workers", {}))
-        t0 = time.perf_counter()
-        recordings = simulate_chunks(client, args, n)
-        cluster_time = time.perf_counter() - t0
-    out = summarise(recordings, record, data, n)
+        timings: dict = {}
+        recordings = simulate_chunks(client, args, n, timings=timings,
+                                     summary=not args.out_recording)
+    out = summarise([r if isinstance(r, dict) else chunk_summary(r) for r in recordings],
+                    record, data, n)
     if args.out_recording:
         cli._save_recording(cli._concatenate(recordings), args.out_recording, args.overwrite)
         out["recording"] = {"path": args.out_recording, "samples": n}
@@ -262,24 +293,26 @@ def simulate_command(args) -> int:
                 "split": None if args.events else args.split, "n": n, "T": int(record.T),
                 "encoding": record.encoding, "seed": args.seed, "batch_size": args.batch_size,
                 "scheduler": args.scheduler, "workers": workers}, **out)
-    out["cluster_time_s"] = cluster_time
+    out["worker_setup_s"] = timings["worker_setup_s"]   # model, dataset, kernels per worker
+    out["simulate_time_s"] = timings["simulate_s"]       # the chunks: submitted to gathered
     out["wall_time_s"] = time.perf_counter() - wall0
     cli._print_json(out)
     return 0
 
 
-def summarise(recordings: list, record, data, n: int) -> dict:
-    """Accuracy, synaptic events and spikes per layer of the recordings of samples ``0:n``."""
+def summarise(summaries: list, record, data, n: int) -> dict:
+    """Accuracy, synaptic events and spikes per layer of the :func:`chunk_summary` of each
+    chunk of samples ``0:n``, in order."""
     from . import cli
 
     correct, syn, spikes, start = 0, 0, {}, 0
-    for rec in recordings:
-        pred = np.asarray(rec.predictions).reshape(-1)
+    for part in summaries:
+        pred = part["predictions"]
         if data.labels is not None:
             correct += int(np.sum(pred == np.asarray(data.labels[start:start + len(pred)])))
-        syn += cli._total(getattr(rec, "synaptic_events", None))
-        for idx, key in cli._spike_keys(getattr(rec, "spikes", {}) or {}, record).items():
-            spikes[idx] = spikes.get(idx, 0) + len(np.asarray(rec.spikes[key].t))
+        syn += cli._total(part["synaptic_events"])
+        for idx, key in cli._spike_keys(part["spikes"], record).items():
+            spikes[idx] = spikes.get(idx, 0) + part["spikes"][key]
         start += len(pred)
     return {"accuracy": None if data.labels is None else correct / n,
             "synaptic_events": syn, "synaptic_events_per_sample": syn / n,

@@ -35,29 +35,29 @@ class SampleSeeds:
         return np.random.default_rng([int(self.seed), self.start + int(b)])
 
     def rate_code(self, images: np.ndarray, T: int) -> EventBatch:
-        """:func:`eventsim.inputs.rate_code` of ``images [B, ...]`` in [0, 1], each sample
-        from its own stream; one EventBatch of B samples and T steps."""
-        from .inputs import rate_code
+        """Bernoulli rate coding of ``images [B, ...]`` (spike probabilities in [0, 1]) as
+        events, sample ``b`` from its own stream: at step ``t``, address ``i`` spikes when
+        ``u[t, i] < images[b].flat[i]`` with ``u = generator(b).random((T, n))``.
 
-        return join_event_batches([rate_code(images[b:b + 1], T, self.generator(b))
-                                   for b in range(len(images))])
-
-
-def join_event_batches(batches: list) -> EventBatch:
-    """One EventBatch of several (same T and input shape), samples in order."""
-    if not batches:
-        raise ValueError("join_event_batches: no batches given")
-    first = batches[0]
-    for k, e in enumerate(batches):
-        if int(e.T) != int(first.T) or tuple(e.input_shape) != tuple(first.input_shape):
-            raise ValueError(f"join_event_batches: batch {k} has T={e.T}, input_shape "
-                             f"{tuple(e.input_shape)}; batch 0 has T={first.T}, "
-                             f"{tuple(first.input_shape)}")
-    counts = np.concatenate([np.diff(e.sample_ptr) for e in batches])
-    ptr = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return EventBatch(times=np.concatenate([e.times for e in batches]),
-                      indices=np.concatenate([e.indices for e in batches]),
-                      values=np.concatenate([e.values for e in batches]),
-                      sample_ptr=ptr, T=int(first.T),
-                      input_shape=tuple(first.input_shape)).validate()
+        The same law as :func:`eventsim.inputs.rate_code` (independent Bernoulli trials),
+        drawn densely (T n uniforms per sample) so a batch costs B generator calls and one
+        vectorised comparison.  Returns an EventBatch of B samples, T steps, value-1 events.
+        """
+        x = np.asarray(images, dtype=np.float64)
+        if x.ndim < 2 or int(T) < 1:
+            raise ValueError(f"SampleSeeds.rate_code: need images [B, ...] and T >= 1, got "
+                             f"shape {x.shape}, T={T}")
+        B, n, T = x.shape[0], int(np.prod(x.shape[1:])), int(T)
+        p = x.reshape(B, 1, n)
+        if not (np.all(p >= 0) and np.all(p <= 1)):
+            raise ValueError("SampleSeeds.rate_code: spike probabilities must lie in [0, 1], got "
+                             f"range [{np.nanmin(p)}, {np.nanmax(p)}]")
+        u = np.empty((B, T, n))
+        for b in range(B):
+            self.generator(b).random((T, n), out=u[b])
+        b_idx, t_idx, i_idx = np.nonzero(u < p)     # sample, then step, then address
+        ptr = np.zeros(B + 1, dtype=np.int64)
+        np.cumsum(np.bincount(b_idx, minlength=B), out=ptr[1:])
+        return EventBatch(times=t_idx.astype(np.int64), indices=i_idx.astype(np.int64),
+                          values=np.ones(len(t_idx), dtype=np.float32), sample_ptr=ptr, T=T,
+                          input_shape=tuple(x.shape[1:])).validate()

@@ -140,8 +140,16 @@ def train(args, comm=None) -> dict:
         reps = math.ceil(n / len(y))
         x, y = np.concatenate([x] * reps), np.concatenate([y] * reps)
     x, y = x[:n], y[:n]
+    if args.warmup:     # compile the kernels on a throwaway network, outside the timing
+        warm = build_mlp(args.hidden, args.seed + 1)
+        training.fit(warm, (x[:2 * args.batch_size], y[:2 * args.batch_size]), T=args.T,
+                     epochs=1, batch_size=args.batch_size, encoder=args.encoder,
+                     optimizer=optim.Adam(list(warm.named_parameters()), lr=args.lr),
+                     progress=False, comm=comm)
     net = build_mlp(args.hidden, args.seed)
     opt = optim.Adam(list(net.named_parameters()), lr=args.lr)
+    if comm is not None:
+        comm.Barrier()
     t0 = time.perf_counter()
     history = training.fit(net, (x, y), T=args.T, epochs=1, batch_size=args.batch_size,
                            optimizer=opt, encoder=args.encoder, seed=args.seed, progress=False,
@@ -178,6 +186,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--single", action="store_true",
                    help="train in this process without MPI (the reference)")
+    p.add_argument("--warmup", action="store_true",
+                   help="first train 2 untimed steps of a throwaway network (kernel compilation)")
     p.add_argument("--out", default=None, help="save the parameters (rank 0) to this .npz")
     args = p.parse_args(argv)
     if args.steps < 1 or args.batch_size < 1:
