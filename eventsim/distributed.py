@@ -137,12 +137,12 @@ class SimulationSetup(WorkerPlugin):
                  options: dict, input_args: dict):
         self.name, self.model_path, self.model_bytes = name, str(model_path), model_bytes
         self.dtype, self.options, self.input_args = dtype, dict(options), dict(input_args)
-        self._state = None
+        self._state = self._tmp = None
         self._lock = threading.Lock()
 
     def __getstate__(self):
         d = dict(self.__dict__)
-        d["_state"], d["_lock"] = None, None
+        d["_state"], d["_lock"], d["_tmp"] = None, None, None
         return d
 
     def __setstate__(self, d):
@@ -150,7 +150,14 @@ class SimulationSetup(WorkerPlugin):
         self._lock = threading.Lock()
 
     def setup(self, worker=None):
-        self._state = None
+        self._state, self._tmp = None, None
+
+    def teardown(self, worker=None):
+        """Remove the model file this worker wrote from the sent bytes, if any."""
+        if getattr(self, "_tmp", None):
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            self._tmp = None
 
     def _load(self):
         """``(simulator, input source)``, loaded once per worker."""
@@ -165,6 +172,7 @@ class SimulationSetup(WorkerPlugin):
                     fd, path = tempfile.mkstemp(suffix=".h5", prefix="eventsim-model-")
                     with os.fdopen(fd, "wb") as f:
                         f.write(self.model_bytes)
+                    self._tmp = path
                 record = cli._read_record(path)
                 load, Simulator = cli._simulator_api()
                 model = load(path) if self.dtype is None else load(path, dtype=np.dtype(self.dtype).type)
@@ -266,6 +274,7 @@ def simulate_command(args) -> int:
     from snncore.fileio import check_output
 
     wall0 = time.perf_counter()
+    parse_scheduler(args.scheduler)
     for flag in ("compare_dense", "profile"):
         if getattr(args, flag):
             raise cli.CLIError(f"--{flag.replace('_', '-')} runs in process only; drop "
@@ -278,7 +287,6 @@ def simulate_command(args) -> int:
     n = data.n if args.limit is None else min(args.limit, data.n)
     if n < 1:
         raise cli.CLIError(f"no samples to simulate (--limit {args.limit}, {name} has {data.n})")
-    parse_scheduler(args.scheduler)
     with connect(args.scheduler) as client:
         workers = len(client.scheduler_info().get("workers", {}))
         timings: dict = {}

@@ -52,6 +52,25 @@ def test_cluster_equals_in_process_bitwise(tmp_path, model_file, client, chunk):
     assert reference.spike_counts and sum(reference.spike_counts.values()) > 0
 
 
+def test_model_sent_as_bytes_when_workers_cannot_read_it(tmp_path, model_file, client,
+                                                         monkeypatch):
+    import eventsim.distributed as ed
+
+    sent = []
+
+    def as_bytes(client, path):
+        sent.append(path)
+        return open(path, "rb").read()
+
+    monkeypatch.setattr(ed, "_model_transfer", as_bytes)
+    args = cli.build_parser().parse_args(
+        ["simulate", model_file, "--dataset", "fashion-mnist-small", "--limit", str(N),
+         "--batch-size", "9", "--seed", "7", "--scheduler", "local:2"])
+    recs = simulate_chunks(client, args, N)
+    assert len(sent) == 1                        # once for all workers and chunks
+    _assert_same(Recording.concatenate(recs), _in_process(tmp_path, model_file, 40))
+
+
 def test_cli_scheduler_local_summary(tmp_path, model_file, capsys):
     rc = cli.main(["simulate", model_file, "--dataset", "fashion-mnist-small", "--limit", "20",
                    "--batch-size", "8", "--seed", "7", "--no-progress"])
