@@ -71,6 +71,7 @@ def test_model_sent_as_bytes_when_workers_cannot_read_it(tmp_path, model_file, c
     _assert_same(Recording.concatenate(recs), _in_process(tmp_path, model_file, 40))
 
 
+@pytest.mark.slow      # ~12 s: starts its own 2-worker cluster
 def test_cli_scheduler_local_summary(tmp_path, model_file, capsys):
     rc = cli.main(["simulate", model_file, "--dataset", "fashion-mnist-small", "--limit", "20",
                    "--batch-size", "8", "--seed", "7", "--no-progress"])

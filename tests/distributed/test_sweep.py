@@ -167,6 +167,7 @@ def test_worker_killed_mid_run_every_line_once(tmp_path, client):
     assert victim in {row["result"]["pid"] for row in _lines(out)}   # it was working
 
 
+@pytest.mark.slow      # ~12 s: worker processes start and die
 def test_task_that_kills_its_worker_fails_after_retries(tmp_path, client):
     spec = _spec(tmp_path, '''task = "TASKS:nap"
 seeds = [0, 1, 2]
