@@ -246,3 +246,9 @@ batch_size = [5, 12]
         assert rows[seed, 5]["spikes_per_layer"] == rows[seed, 12]["spikes_per_layer"]
         assert rows[seed, 5]["synaptic_events"] == rows[seed, 12]["synaptic_events"]
     assert rows[0, 5]["spikes_per_layer"] != rows[1, 5]["spikes_per_layer"]
+
+
+def test_example_training_spec_parses():
+    sweep = load_spec(ROOT / "examples" / "sweep_train.toml")
+    assert len(sweep.runs) == 2 * 2 * 2
+    assert {r.spec["settings"]["hidden"] for r in sweep.runs} == {50, 100}
