@@ -11,13 +11,14 @@ the tables show medians.  Needs the ``distributed`` and ``mpi`` extras and ``mpi
 
 - sim: a rate-coded MLP 784-400-10 (random weights, T = 8) on the first ``--limit``
   Fashion-MNIST test images, chunks of ``--batch-size``: in process with 1 and 2 threads
-  (``simulate_time_s``: compilation excluded) and with ``--scheduler local:1`` / ``local:2``
-  (``simulate_time_s``: from the first chunk submitted to the last recording gathered;
-  each worker's model load, dataset load and kernel compilation come before, as the in-process
-  compilation does; the cluster's start-up is in ``wall``).
-- mpi: ``python -m training.distributed --warmup`` (MLP 784-400-10, T = 4, Adam, global batch
-  128, ``--steps`` steps): one process with 1 and with 2 threads, and ``mpirun -np 2`` with
-  one thread per rank; milliseconds per step.
+  and with ``--scheduler local:1`` / ``local:2``.  ``loop_time_s``: encoding and simulating
+  every chunk (in process: the batch loop; on Dask: first chunk submitted to last summary
+  gathered).  Kernel compilation, each worker's model and dataset load, and the cluster's
+  start-up come before (they are in ``wall``).
+- mpi: ``python -m training.distributed --warmup`` (MLP 784-``--hidden``-10, ``--T`` steps,
+  ``--encoder`` input, Adam, global batch 128, ``--steps`` steps): one process with 1 and with
+  2 threads, and ``mpirun -np 2`` with one thread per rank; milliseconds per step; and the
+  time of one Allreduce of the gradient buffer on its own.
 - malloc: the one-process, one-thread training run with ``MALLOC_TRIM_THRESHOLD_=65536``
   (what Dask's nanny sets in its workers) against the variable unset.
 """
@@ -80,20 +81,18 @@ def bench_sim(args) -> str:
         base = [sys.executable, "-m", "eventsim.cli", "simulate", model, "--dataset",
                 "fashion-mnist", "--limit", str(args.limit), "--batch-size",
                 str(args.batch_size), "--seed", "0", "--no-progress"]
-        configs = {"in process, 1 thread": (base + ["--threads", "1"], 1, "simulate_time_s"),
-                   "in process, 2 threads": (base + ["--threads", "2"], 2, "simulate_time_s"),
-                   "Dask local:1 (1 worker)": (base + ["--scheduler", "local:1"], 1,
-                                               "simulate_time_s"),
-                   "Dask local:2 (2 workers)": (base + ["--scheduler", "local:2"], 1,
-                                                "simulate_time_s")}
+        configs = {"in process, 1 thread": (base + ["--threads", "1"], 1),
+                   "in process, 2 threads": (base + ["--threads", "2"], 2),
+                   "Dask local:1 (1 worker)": (base + ["--scheduler", "local:1"], 1),
+                   "Dask local:2 (2 workers)": (base + ["--scheduler", "local:2"], 1)}
         _run_json(configs["in process, 1 thread"][0], _env(1))   # fill the Numba cache
         times = {k: [] for k in configs}
         walls = {k: [] for k in configs}
         outputs = {}
         for _ in range(args.repeats):
-            for name, (cmd, threads, key) in configs.items():
+            for name, (cmd, threads) in configs.items():
                 d = _run_json(cmd, _env(threads))
-                times[name].append(d[key])
+                times[name].append(d["loop_time_s"])
                 walls[name].append(d["wall_time_s"])
                 outputs[name] = (d["accuracy"], d["synaptic_events"], d["spikes_per_layer"])
     same = len(set(json.dumps(v) for v in outputs.values())) == 1
@@ -103,7 +102,7 @@ def bench_sim(args) -> str:
         t = statistics.median(times[name])
         rows.append([name, f"{t:.2f}", f"{args.limit / t:.0f}", f"{ref / t:.2f}x",
                      f"{statistics.median(walls[name]):.2f}"])
-    return (_table(["configuration", "simulate s (median)", "samples / s",
+    return (_table(["configuration", "loop s (median)", "samples / s",
                     "vs 1 thread", "wall s (incl. start-up)"], rows)
             + f"\n\n{args.limit} samples, chunks of {args.batch_size}; output identical in "
               f"every configuration: {same}")
@@ -111,8 +110,32 @@ def bench_sim(args) -> str:
 
 def _train_cmd(args, single: bool) -> list:
     cmd = [sys.executable, "-m", "training.distributed", "--warmup", "--steps", str(args.steps),
-           "--batch-size", "128", "--hidden", "400", "--T", "4"]
+           "--batch-size", "128", "--hidden", str(args.hidden), "--T", str(args.T),
+           "--encoder", args.encoder]
     return cmd + (["--single"] if single else [])
+
+
+ALLREDUCE = """
+import json, time, numpy as np
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+buf = np.ones({n}, dtype=np.float32)
+for _ in range(5):
+    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+comm.Barrier()
+times = []
+for _ in range(50):
+    t0 = time.perf_counter(); comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM); times.append(time.perf_counter() - t0)
+if comm.Get_rank() == 0:
+    print(json.dumps({{"allreduce_ms": 1e3 * float(np.median(times))}}))
+"""
+
+
+def _allreduce_ms(mpirun: str, args) -> tuple[int, float]:
+    """(buffer floats, median ms) of one in-place Allreduce of the MLP's gradient buffer."""
+    n = 784 * args.hidden + args.hidden + 10 * args.hidden + 10 + 2
+    d = _run_json([mpirun, "-np", "2", sys.executable, "-c", ALLREDUCE.format(n=n)], _env(1))
+    return n, d["allreduce_ms"]
 
 
 def bench_mpi(args) -> str:
@@ -133,9 +156,12 @@ def bench_mpi(args) -> str:
     ref = statistics.median(steps["1 process, 1 thread"])
     rows = [[name, f"{statistics.median(v):.1f}", f"{min(v):.1f}-{max(v):.1f}",
              f"{ref / statistics.median(v):.2f}x"] for name, v in steps.items()]
+    n, ms = _allreduce_ms(mpirun, args)
     return (_table(["configuration", "ms / step (median)", "range", "vs 1 thread"], rows)
-            + f"\n\nglobal batch 128, {args.steps} steps after 2 warm-up steps; parameters "
-              f"of the 2 ranks bitwise equal: {spread['mpirun -np 2, 1 thread each'] == 0.0}")
+            + f"\n\nMLP 784-{args.hidden}-10, T = {args.T}, {args.encoder} input, global batch "
+              f"128, {args.steps} steps after 2 warm-up steps; parameters of the 2 ranks "
+              f"bitwise equal: {spread['mpirun -np 2, 1 thread each'] == 0.0}; one Allreduce "
+              f"of the {n}-float gradient buffer (2 ranks): {ms:.2f} ms (median of 50)")
 
 
 def bench_malloc(args) -> str:
@@ -160,6 +186,10 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=10000, help="sim: samples")
     ap.add_argument("--batch-size", type=int, default=500, help="sim: samples per chunk")
     ap.add_argument("--steps", type=int, default=30, help="mpi, malloc: timed steps")
+    ap.add_argument("--hidden", type=int, default=800, help="mpi, malloc: hidden neurons")
+    ap.add_argument("--T", type=int, default=8, help="mpi, malloc: time steps")
+    ap.add_argument("--encoder", choices=("direct", "rate"), default="rate",
+                    help="mpi, malloc: input encoding")
     args = ap.parse_args(argv)
     print(os.popen("uptime").read().strip())
     print({"sim": bench_sim, "mpi": bench_mpi, "malloc": bench_malloc}[args.part](args))

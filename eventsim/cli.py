@@ -632,6 +632,7 @@ def cmd_simulate(args) -> int:
 
     bar = tqdm(total=n, unit="img", file=sys.stderr, desc="simulate",
                disable=args.no_progress or n < 500)
+    loop0 = time.perf_counter()   # the batch loop: encoding, simulation, comparison
     try:
         for start in range(0, n, args.batch_size):
             stop = min(n, start + args.batch_size)
@@ -672,6 +673,7 @@ def cmd_simulate(args) -> int:
             bar.update(B)
     finally:
         bar.close()
+    loop_end = time.perf_counter()
     if args.out_recording:
         _save_recording(_concatenate(recordings), args.out_recording, args.overwrite)
 
@@ -706,6 +708,7 @@ def cmd_simulate(args) -> int:
         out["dense_spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_dense.items())}
     if args.out_recording:
         out["recording"] = {"path": args.out_recording, "samples": n}
+    out["loop_time_s"] = loop_end - loop0
     out["wall_time_s"] = time.perf_counter() - wall0
     _print_json(out)
     return 0
