@@ -84,6 +84,17 @@ def test_cli_scheduler_local_summary(tmp_path, model_file, capsys):
         assert dist[k] == local[k], k
 
 
+def test_local_workers_one_thread_and_no_malloc_trim(client):
+    import os
+
+    env = client.run(lambda: {k: os.environ.get(k) for k in (
+        "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")})
+    assert len(env) == 2
+    for e in env.values():
+        assert e == {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                     "OPENBLAS_NUM_THREADS": "1", "MALLOC_TRIM_THRESHOLD_": None}
+
+
 @pytest.mark.parametrize("text", ["local:0", "local:x", "cluster", "tcp://", "http://h:1"])
 def test_malformed_scheduler_is_refused(text):
     with pytest.raises(SchedulerError, match="--scheduler"):
