@@ -29,7 +29,7 @@ import numpy as np
 
 try:
     import dask
-    from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+    from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 except ImportError as e:  # pragma: no cover - the extra is not installed
     raise ImportError("--scheduler needs Dask distributed: pip install "
                       "'snn-eventsim[distributed]' (or pip install 'dask[distributed]')") from e
@@ -67,10 +67,11 @@ def parse_scheduler(text: str) -> tuple[str, object]:
 
 
 def local_cluster(n_workers: int, **kwargs) -> LocalCluster:
-    """``n_workers`` local worker processes of one thread each, environment :data:`WORKER_ENV`,
-    no dashboard; ``kwargs`` go to :class:`distributed.LocalCluster`."""
-    env = {k: v for k, v in WORKER_ENV.items()}
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}):
+    """``n_workers`` local worker processes of one thread each, environment :data:`WORKER_ENV`
+    (a variable already set in this process keeps its value there, Dask's rule), no
+    dashboard; ``kwargs`` go to :class:`distributed.LocalCluster`."""
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v
+                          for k, v in WORKER_ENV.items()}):
         saved = os.environ.get("MALLOC_TRIM_THRESHOLD_")
         try:
             return LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1,
