@@ -127,11 +127,20 @@ def build_mlp(hidden: int, seed: int):
                                training.Linear(hidden, 10, rng=rng))
 
 
+def _optimizer(name: str, net, lr: float):
+    """Adam, or plain SGD (whose step is proportional to the gradient, so a wrongly scaled
+    gradient shows)."""
+    from training import optim
+
+    params = list(net.named_parameters())
+    return optim.Adam(params, lr=lr) if name == "adam" else optim.SGD(params, lr=lr)
+
+
 def train(args, comm=None) -> dict:
     """``args.steps`` optimiser steps of the MLP on Fashion-MNIST (small) with global batch
     ``args.batch_size``; returns the parameters and timings (see :func:`main`)."""
     import training
-    from training import datasets, optim
+    from training import datasets
 
     data = datasets.load_fashion_mnist_small("train")
     n = args.steps * args.batch_size
@@ -144,10 +153,10 @@ def train(args, comm=None) -> dict:
         warm = build_mlp(args.hidden, args.seed + 1)
         training.fit(warm, (x[:2 * args.batch_size], y[:2 * args.batch_size]), T=args.T,
                      epochs=1, batch_size=args.batch_size, encoder=args.encoder,
-                     optimizer=optim.Adam(list(warm.named_parameters()), lr=args.lr),
+                     optimizer=_optimizer(args.optimizer, warm, args.lr),
                      progress=False, comm=comm)
     net = build_mlp(args.hidden, args.seed)
-    opt = optim.Adam(list(net.named_parameters()), lr=args.lr)
+    opt = _optimizer(args.optimizer, net, args.lr)
     if comm is not None:
         comm.Barrier()
     t0 = time.perf_counter()
@@ -181,7 +190,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=128, help="global batch (default 128)")
     p.add_argument("--hidden", type=int, default=400, help="hidden LIF neurons (default 400)")
     p.add_argument("--T", type=int, default=4, help="time steps (default 4)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--encoder", choices=("direct", "rate"), default="direct")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--single", action="store_true",
