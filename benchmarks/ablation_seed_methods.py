@@ -22,6 +22,11 @@ baseline), and the conv net (conv32-pool-conv64-pool-fc with BatchNorm) runs bas
 once, for ``--conv-epochs`` epochs on the first ``--conv-train-images`` training images (the
 same 3-minute budget per run; the full 10000 test images are still used).
 
+The same runs go through ``eventsim sweep`` (on a Dask cluster with ``--scheduler``)::
+
+    eventsim sweep benchmarks/ablation_seed_methods.toml --results runs.jsonl --scheduler local:2
+    python benchmarks/ablation_seed_methods.py --report-only --results runs.jsonl --no-conv
+
 Each finished run appends one JSON line to ``--results`` (written and fsynced by this process
 only); a run whose id (a hash of its configuration and seed) is already there is skipped, so
 an interrupted ablation resumes where it stopped.  Runs go to ``--jobs`` worker processes,
@@ -155,6 +160,17 @@ def run_one(config: dict, seed: int, epochs: int, sim_images: int, data_dir) -> 
     return out
 
 
+def sweep_run(seed: int, change: dict | None = None, epochs: int = 15, sim_images: int = 2000,
+              data_dir: str = "", label: str = "") -> dict:
+    """An ``eventsim sweep`` task (benchmarks/ablation_seed_methods.toml): :func:`run_one` of
+    the baseline with ``change`` applied; the row carries this script's ``id`` and ``label``,
+    so ``--report-only --results RUNS.jsonl`` reads the sweep's results file."""
+    config = dict(BASELINE, **(change or {}))
+    row = run_one(config, seed, epochs, sim_images, data_dir or None)
+    row.update(id=run_id(config, seed, epochs), label=label or _describe(config))
+    return row
+
+
 def _dense_predictions(net, images, T: int, batch: int = 1000):
     """The dense engine's decisions (eval mode, the network's own time weights if any)."""
     import numpy as np
@@ -179,7 +195,8 @@ def _read_results(path: Path) -> list[dict]:
     lines = path.read_text().splitlines()
     for k, line in enumerate(lines):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
+            rows.append(row["result"] if "spec" in row and "result" in row else row)  # eventsim sweep
         except json.JSONDecodeError:
             if k != len(lines) - 1:
                 raise SystemExit(f"{path}: line {k + 1} is not JSON (edit or remove it)")

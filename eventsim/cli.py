@@ -8,6 +8,8 @@
                             [--compare-dense] [--seed S] [--out-recording FILE [--overwrite]]
                             [--dtype D]
     eventsim simulate MODEL --events FILE [--dt US] ...
+    eventsim simulate MODEL ... --scheduler local:N|tcp://HOST:PORT   (needs .[distributed])
+    eventsim sweep SPEC.toml --results runs.jsonl [--scheduler ...]   (docs/distributed.md)
     eventsim warmup [--dtype float32|float64|all]
     eventsim plot MODEL --sample I [--dataset ...] --out FILE.png
     eventsim convert DATASET|IMAGES.npy EVENTS.h5 [--split S] [--limit N] [--threshold C] ...
@@ -23,7 +25,9 @@ argparse's own usage errors still raise ``SystemExit(2)``.
 
 Images are encoded as the model says (``model.encoding``): "direct" feeds the analog image
 ``pixel / 255`` shaped to ``model.input_shape`` at every step; "rate" draws Bernoulli spikes
-(:func:`eventsim.inputs.rate_code`) from ``np.random.default_rng(--seed)``, batch after batch.
+(:func:`eventsim.inputs.rate_code`), sample ``i`` of the dataset from
+``np.random.default_rng([--seed, i])`` (:mod:`eventsim.seeding`), so the output does not
+depend on ``--batch-size`` or on ``--scheduler`` (a Dask cluster, :mod:`eventsim.distributed`).
 With ``--events FILE`` the samples of an event file (docs/event-files.md) are binned into
 the model's T steps of ``--dt`` microseconds (:func:`eventsim.inputs.from_tonic`) instead.
 """
@@ -124,7 +128,8 @@ def _encode(record: mf.Model, images: np.ndarray, rng: np.random.Generator):
             xs = inputs.direct(x, T)
         return xs, lambda: xs
     if record.encoding == "rate":
-        ev = inputs.rate_code(x, T, rng)
+        # SampleSeeds: each sample from its own stream (simulate); else one generator
+        ev = rng.rate_code(x, T) if hasattr(rng, "rate_code") else inputs.rate_code(x, T, rng)
         return ev, lambda: inputs.to_dense(ev, dtype=dtype)
     raise CLIError(f"the model's encoding is {record.encoding!r}: it needs an event dataset "
                    "(--events FILE), not images (direct or rate encoding only)")
@@ -423,6 +428,10 @@ class _Images:
         self.n, self.labels = len(data.labels), data.labels
 
     def batch(self, start: int, stop: int, rng):
+        """``rng``: a Generator, or :class:`eventsim.seeding.SampleSeeds` (each sample's
+        stream seeded by its global index)."""
+        if hasattr(rng, "at"):
+            rng = rng.at(start)
         return _encode(self.record, self.data.images[start:stop], rng)
 
 
@@ -578,6 +587,10 @@ def _add_profile(total, rows):
 
 
 def cmd_simulate(args) -> int:
+    if getattr(args, "scheduler", None):   # a Dask cluster (eventsim.distributed)
+        from .distributed import simulate_command
+
+        return simulate_command(args)
     wall0 = time.perf_counter()
     record = _read_record(args.model)
     if args.out_recording:  # before any work: never replace the model, data or another file
@@ -590,7 +603,9 @@ def cmd_simulate(args) -> int:
     n = data.n if args.limit is None else min(args.limit, data.n)
     if n < 1:
         raise CLIError(f"no samples to simulate (--limit {args.limit}, {name} has {data.n})")
-    rng = np.random.default_rng(args.seed)
+    from .seeding import SampleSeeds
+
+    rng = SampleSeeds(args.seed)   # sample i: default_rng([seed, i]), whatever the batching
     options = dict(schedule=args.schedule, constant_drive=args.constant_drive, leak=args.leak,
                    n_threads=args.threads, dense_input=args.dense_input)
     sim = Simulator(model, **options, **({"profile": True} if args.profile else {}))
@@ -620,6 +635,7 @@ def cmd_simulate(args) -> int:
 
     bar = tqdm(total=n, unit="img", file=sys.stderr, desc="simulate",
                disable=args.no_progress or n < 500)
+    loop0 = time.perf_counter()   # the batch loop: encoding, simulation, comparison
     try:
         for start in range(0, n, args.batch_size):
             stop = min(n, start + args.batch_size)
@@ -660,6 +676,7 @@ def cmd_simulate(args) -> int:
             bar.update(B)
     finally:
         bar.close()
+    loop_end = time.perf_counter()
     if args.out_recording:
         _save_recording(_concatenate(recordings), args.out_recording, args.overwrite)
 
@@ -694,6 +711,7 @@ def cmd_simulate(args) -> int:
         out["dense_spikes_per_layer"] = {str(k): v for k, v in sorted(spikes_dense.items())}
     if args.out_recording:
         out["recording"] = {"path": args.out_recording, "samples": n}
+    out["loop_time_s"] = loop_end - loop0
     out["wall_time_s"] = time.perf_counter() - wall0
     _print_json(out)
     return 0
@@ -711,7 +729,9 @@ def cmd_report(args) -> int:
     record = _read_record(args.model)
     name, data = _input_for(args, record)
     n = min(args.limit, data.n)
-    rng = np.random.default_rng(args.seed)
+    from .seeding import SampleSeeds
+
+    rng = SampleSeeds(args.seed)   # sample i: default_rng([seed, i]), as in simulate
     reports = []
     for start in range(0, n, args.batch_size):
         xs, _ = data.batch(start, min(n, start + args.batch_size), rng)
@@ -771,6 +791,13 @@ def _warm_dense(dtype) -> None:
                       np.dtype(dtype).type)
 
 
+def _cmd_sweep(args) -> int:
+    """``eventsim sweep``: :func:`eventsim.sweep.sweep_command`."""
+    from .sweep import sweep_command
+
+    return sweep_command(args)
+
+
 def cmd_warmup(args) -> int:
     """Compile the simulator's and the dense engine's kernels for each dtype into Numba's
     cache (``NUMBA_CACHE_DIR``, else ``__pycache__`` beside the sources)."""
@@ -803,7 +830,9 @@ def cmd_plot(args) -> int:
     if out.parent and not out.parent.exists():
         raise CLIError(f"output directory {out.parent} does not exist")
     check_output(out, "image", inputs=[args.model])  # a figure replaces only a figure
-    rng = np.random.default_rng(args.seed)
+    from .seeding import SampleSeeds
+
+    rng = SampleSeeds(args.seed).at(args.sample)   # the sample's stream, as in simulate
     xs, _ = _encode(record, data.images[args.sample:args.sample + 1], rng)
     shapes = mf.validate(record)
     # a first run counts spikes; the neurons that fire on some steps get their membranes recorded
@@ -1104,6 +1133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true",
                    help="count CPU cycles, events and neuron updates per phase of the event "
                         "loop; print a table on stderr and add it to the JSON as \"profile\"")
+    p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+                   help="simulate chunks of --batch-size samples on a Dask cluster: N local "
+                        "worker processes, or a running scheduler (needs the 'distributed' "
+                        "extra; default: in this process)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("report", help="efficiency per layer and sample: synaptic operations "
@@ -1130,6 +1163,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads across samples (default: all cores)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sweep", help="run every seed x setting of a TOML spec; one JSON line "
+                                     "per finished run (docs/distributed.md)")
+    p.add_argument("spec", metavar="SPEC.toml")
+    p.add_argument("--results", required=True, metavar="FILE.jsonl",
+                   help="results file: finished runs are appended and skipped on a restart")
+    p.add_argument("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+                   help="run on a Dask cluster (needs the 'distributed' extra; default: one "
+                        "run after another in this process)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("warmup", help="compile every Numba kernel ahead into the on-disk cache")
     p.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",

@@ -322,6 +322,35 @@ def _online_batch(net, xb, yb, *, method, c, saf_rules, optimizer, clip_norm, co
     return value, score
 
 
+def _finite_or_diverged(value: float, epoch: int, b: int, ckpt_path) -> float:
+    """``value``, or TrainingDiverged when the loss is not finite."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training stopped"
+            + (f"; the last good checkpoint {ckpt_path} (end of epoch {epoch}) is intact"
+               if ckpt_path is not None and ckpt_path.exists() else ""))
+    return value
+
+
+def _data_parallel_batch(dp, net, x, yb, loss_fn, params, tw) -> tuple[float, int]:
+    """This rank's forward and backward on its slice of the encoded global batch
+    ``x [T, B, ...]``, gradients scaled by ``B_r / B`` and summed over the ranks (one
+    Allreduce); returns ``(global-batch loss, correct predictions of the global batch)``."""
+    B = x.shape[1]
+    part = dp.part(B)
+    xr, yr = x[:, part], yb[part]
+    share = len(yr) / B
+    if len(yr):
+        y = net.forward(xr)
+        value, grad = loss_fn(y, yr)
+        net.backward(grad * grad.dtype.type(share), need_input_grad=False)
+        hits = int(np.sum(losses.decode(y, tw).argmax(axis=1) == yr))
+    else:                                   # more ranks than samples: a zero contribution
+        value, hits = 0.0, 0
+    total = dp.allreduce(params, [value * share, hits])
+    return float(total[0]), int(round(total[1]))
+
+
 def _extra(T, batch_size, seed, history: History, method="bptt", online_loss_c=0.0,
            saf_rules="natural") -> dict:
     """The checkpoint's ``extra`` group: run settings and the TWO weights' history."""
@@ -383,7 +412,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
         decoder: str = "mean", two_lam: float = 0.3, two_warmup: int = 5,
         two_accuracy: str = "cumulative", msg_schedule=None, method: str = "bptt",
         online_loss_c: float = 0.0, saf_rules: str = "natural", ide_solver: str = "broyden",
-        ide_tol: float = 1e-6, ide_max_iter: int = 50) -> History:
+        ide_tol: float = 1e-6, ide_max_iter: int = 50, comm=None) -> History:
     """Train ``net`` by BPTT (the default) or by an online method.
 
     Args:
@@ -446,6 +475,13 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
             or "ottt" (OTTT's rules); see ``training.online.gradients``.
         After every optimiser step, each layer of ``net`` that defines ``constrain()`` has
         it called (to keep a learnable parameter in range).
+        comm: an mpi4py communicator (``MPI.COMM_WORLD``) for data-parallel training
+            (``training.distributed``; needs the ``mpi`` extra): every rank calls ``fit``
+            with the same arguments, takes its slice of each global batch of
+            ``batch_size``, and the gradients are summed by one Allreduce, so every rank
+            takes the same step, equal to one process's to float round-off.  Only rank 0
+            writes the checkpoint and shows progress.  BPTT with decoder "mean" only; no
+            BatchNorm, Dropout or MSG.
     Returns:
         :class:`History` of per-epoch metrics.
     Raises:
@@ -472,6 +508,13 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
     _check_msg_schedule(msg_schedule)
     _check_training_method(method, online_loss_c, saf_rules, loss, label_smoothing, decoder, net,
                            (ide_solver, ide_tol, ide_max_iter))
+    dp = None
+    if comm is not None:                     # data-parallel over MPI (training.distributed)
+        from .distributed import DataParallel
+
+        dp = DataParallel(comm)
+        dp.check(net, method, decoder)
+        progress = progress and dp.rank == 0
     enc = make_encoder(encoder, T)
     if method != "ide" and (use_two or getattr(net, "time_weights", None) is not None):
         net.time_weights = np.ones(int(T)) if use_two else None
@@ -556,8 +599,24 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                         bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
                     continue
                 optimizer.zero_grad()
-                y = net.forward(enc(xb, rng))
-                value, grad = loss_fn(y, yb)
+                if dp is not None:
+                    value, batch_correct = _data_parallel_batch(dp, net, enc(xb, rng), yb,
+                                                                loss_fn, params, tw)
+                else:
+                    y = net.forward(enc(xb, rng))
+                    value, grad = loss_fn(y, yb)
+                if dp is not None:
+                    value = _finite_or_diverged(value, epoch, b, ckpt_path)
+                    _apply_update(named, params, optimizer, clip_norm, constrained, epoch, b)
+                    if schedule is not None:
+                        schedule.step()
+                    step += 1
+                    sum_loss += value * len(idx)
+                    correct += batch_correct
+                    seen += len(idx)
+                    if b % 10 == 0:
+                        bar.set_postfix(loss=f"{sum_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+                    continue
                 if not math.isfinite(value):
                     raise TrainingDiverged(
                         f"loss became {value} at epoch {epoch + 1}, batch {b + 1}; training stopped"
@@ -600,7 +659,7 @@ def fit(net: Sequential, train, *, T: int, epochs: int, batch_size: int, optimiz
                 tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {history.train_loss[-1]:.4f} "
                            f"acc {history.train_acc[-1]:.4f} | test loss {tl:.4f} acc {ta:.4f} | "
                            f"{history.seconds[-1]:.1f} s")
-            if ckpt_path is not None:
+            if ckpt_path is not None and (dp is None or dp.rank == 0):
                 where = f"epoch {epoch + 1}, writing the checkpoint"
                 states = {"trainer": rng_state(rng)}
                 states.update({k: rng_state(g) for k, g in layer_rngs.items()})
