@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .config import get_default_dtype
+from .config import get_default_dtype, is_smooth_mode
 from .module import Module, Parameter, broadcast_time, is_static
 
 
@@ -227,9 +227,62 @@ class Sequential(Module):
             x = np.asarray(x)
         if x.ndim < 3:
             raise ValueError(f"Sequential: input must be time-major [T, B, ...features], got shape {x.shape}")
+        k = self._chunk_steps(x.shape[0], x.shape[1])
+        if k:
+            return self._forward_chunked(x, k)
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+    # -- chunked inference ------------------------------------------------------------------
+    #: eval-mode forward in time chunks of about this many rows (steps x batch); 0 = off
+    #: (the whole sequence at once, every layer's [T, B, ...] output alive at its turn)
+    eval_chunk_rows: int = 512
+
+    def _chunk_steps(self, T: int, B: int) -> int:
+        """Steps per chunk of the eval-mode forward, or 0 for the whole-sequence forward
+        (training mode, smooth mode, a recording layer, a layer of unknown kind, or a single
+        chunk anyway)."""
+        rows = int(self.eval_chunk_rows)
+        if rows <= 0 or self.training or is_smooth_mode():
+            return 0
+        for layer in self.layers:
+            if layer.training or getattr(layer, "record", False) or _time_kind(layer) is None:
+                return 0
+        k = max(1, -(-rows // max(B, 1)))
+        return k if k < T else 0
+
+    def _forward_chunked(self, x: np.ndarray, k: int) -> np.ndarray:
+        """Eval forward of ``x [T, B, ...]`` ``k`` steps at a time: only one chunk of every
+        intermediate array is alive; the leading stateless layers still see a static input
+        whole (computed once per image).  Equal to the whole-sequence forward bit for bit
+        when each matrix product computes a row independently of the number of rows (BLAS
+        does for products of more than ~1e6 multiply-adds, hence the chunk of
+        ``eval_chunk_rows`` rows; exact sums, e.g. dyadic values, are equal at any size)."""
+        T, B = x.shape[:2]
+        i = 0
+        while i < len(self.layers) and is_static(x) and _time_kind(self.layers[i]) == "local":
+            x = self.layers[i].forward(x)
+            i += 1
+        rest = self.layers[i:]
+        for layer in rest:
+            if _time_kind(layer) == "state":
+                layer.reset_state(B)
+        out = None
+        try:
+            for t0 in range(0, T, k):
+                xc = x[t0:t0 + k]
+                for layer in rest:
+                    xc = layer.forward(xc) if _time_kind(layer) == "local" \
+                        else layer.forward_steps(xc)
+                if out is None:
+                    out = np.empty((T,) + xc.shape[1:], dtype=xc.dtype)
+                out[t0:t0 + k] = xc
+        finally:
+            for layer in rest:               # drop the carried state (membranes [B, ...])
+                if _time_kind(layer) == "state":
+                    layer.reset_state(B)
+        return x if out is None else out
 
     def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
         """Backpropagate ``dL/dy [T, B, n_out]``; returns ``dL/dx`` (None if not needed)."""
@@ -270,6 +323,31 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             grad_y_t = layer.step_backward(grad_y_t)
         return grad_y_t
+
+
+def _time_kind(layer: Module):
+    """How the chunked eval forward runs ``layer``: "local" (step t of the output depends on
+    step t of the input only: weight layers, pooling, BatchNorm and Dropout in eval mode),
+    "state" (neurons: :meth:`Module.forward_steps` after ``reset_state``), or None (unknown:
+    the network runs whole)."""
+    return _class_time_kind(type(layer))
+
+
+@functools.lru_cache(maxsize=None)
+def _class_time_kind(cls):
+    from .conv import Conv2d
+    from .dropout import Dropout
+    from .klif import KLIF
+    from .neurons import LIF
+    from .norm import _BatchNorm
+    from .pooling import _Pool2d
+    from .recurrent import _RecurrentNeuron
+    from .ws import Scale
+    if issubclass(cls, (Linear, Flatten, Conv2d, _Pool2d, _BatchNorm, Dropout, Scale)):
+        return "local"
+    if issubclass(cls, (LIF, KLIF, _RecurrentNeuron)):
+        return "state"
+    return None
 
 
 def _accepts_flag(layer: Module) -> bool:

@@ -69,6 +69,8 @@ class LIF(Module):
 
     record = False  # set True to keep ``.membrane [T, B, ...]`` after each forward (plots)
     THETA_MIN = 1e-3  # floor of a learned threshold
+    _want_last = False    # forward_steps: keep a copy of the last membrane row
+    _last_membrane = None
 
     def __init__(self, beta=None, tau: float | None = None,
                  threshold=1.0, reset: str = "hard", v_reset: float = 0.0,
@@ -238,6 +240,7 @@ class LIF(Module):
         else:
             self._u = self._s = None
         self.membrane = membrane.reshape(x.shape) if self.record else None
+        self._last_membrane = membrane[-1].copy() if self._want_last else None
         return spikes.reshape(x.shape)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
@@ -296,6 +299,7 @@ class LIF(Module):
                                 spikes, membrane)
         self._u, self._s = (membrane, spikes) if self.training else (None, None)
         self.membrane = membrane.reshape(x.shape) if self.record else None
+        self._last_membrane = membrane[-1].copy() if self._want_last else None
         s = spikes.reshape(x.shape)
         if self._amplitude_is_one():
             return s
@@ -396,6 +400,63 @@ class LIF(Module):
             return s
         return s * self._amplitude_view(s.ndim + 1, dt)[0]
 
+    def forward_steps(self, x: np.ndarray) -> np.ndarray:
+        """Eval forward of the next ``k`` steps, ``x [k, B, ...] -> s [k, B, ...]``, with the
+        fused kernel: the membrane carried over from the previous call (``self.v``) enters as
+        ``beta * v`` added to the first step's current (the kernel starts from ``v = 0``, and
+        ``0 + (I + beta v)`` is the kernel's own ``beta v + I``, so the bits are those of
+        :meth:`forward` on the whole sequence).  Layers that override ``forward`` or
+        ``step`` (``ClampedLIF``) and smooth mode use the step-wise default."""
+        if (type(self).forward is not LIF.forward or type(self).step is not LIF.step
+                or is_smooth_mode() or self.training):
+            return super().forward_steps(x)
+        x = self._check_input(x)
+        if getattr(self, "_batch", None) is None:
+            raise RuntimeError(f"{self!r}: call reset_state(batch_size) before forward_steps")
+        if x.ndim < 3 or x.shape[1] != self._batch:
+            raise ValueError(f"{self!r}: forward_steps input {x.shape}, expected [k, "
+                             f"{self._batch}, ...features] (the batch given to reset_state)")
+        dt = x.dtype.type
+        beta, theta = self._flat_params(x.dtype)
+        self._want_last = True
+        try:
+            y = self._forward_carried(x, beta)
+        finally:
+            self._want_last = False
+        u_last = self._last_membrane
+        self._last_membrane = None
+        y_last = y[-1].reshape(-1)
+        if self.reset == "hard":
+            v = np.where(y_last != 0, dt(self.v_reset), u_last)
+        else:
+            th = _per_neuron(theta, y_last.shape[0])
+            v = np.where(y_last > 0, u_last - th, np.where(y_last < 0, u_last + th, u_last))
+        self.v = v.astype(x.dtype, copy=False).reshape(x.shape[1:])
+        return y
+
+    def _forward_carried(self, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """:meth:`forward` of ``x [k, B, ...]`` continuing from the membrane ``self.v``."""
+        k, dt = x.shape[0], x.dtype.type
+        if self.v is None:
+            y = self.forward(x)
+        else:
+            cur = x[:1].reshape(1, -1) if is_static(x) else x.reshape(k, -1)
+            if self.input_gain != 1.0:
+                cur = cur * dt(self.input_gain)
+            cur = np.array(np.broadcast_to(cur, (k, cur.shape[1])))      # own copy
+            cur[0] += _per_neuron(beta, cur.shape[1]) * self.v.reshape(-1)
+            y = self._forward_prescaled(cur.reshape(x.shape))
+        return y
+
+    def _forward_prescaled(self, current: np.ndarray) -> np.ndarray:
+        """:meth:`forward` on a current already multiplied by the input gain."""
+        gain = self.input_gain
+        self.input_gain = 1.0
+        try:
+            return self.forward(current)
+        finally:
+            self.input_gain = gain
+
     def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
         """``dL/dI_t`` from ``dL/ds_t`` through this step only, with the previous membrane and
         the reset held constant (OTTT's detached neuron, docs/methods.md section 15):
@@ -416,6 +477,12 @@ class LIF(Module):
         if self.input_gain != 1.0:
             g = g * dt(self.input_gain)
         return g.reshape(grad.shape)
+
+
+def _per_neuron(values: np.ndarray, n: int) -> np.ndarray:
+    """``values [F]`` (or ``[1]``) repeated over the ``n = B * F`` flattened neurons, as the
+    kernels index them (``values[i % F]``)."""
+    return values if values.shape[0] == 1 else np.tile(values, n // values.shape[0])
 
 
 def online_unsupported(layer: LIF) -> str:
