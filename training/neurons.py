@@ -69,8 +69,6 @@ class LIF(Module):
 
     record = False  # set True to keep ``.membrane [T, B, ...]`` after each forward (plots)
     THETA_MIN = 1e-3  # floor of a learned threshold
-    _want_last = False    # forward_steps: keep a copy of the last membrane row
-    _last_membrane = None
 
     def __init__(self, beta=None, tau: float | None = None,
                  threshold=1.0, reset: str = "hard", v_reset: float = 0.0,
@@ -240,7 +238,6 @@ class LIF(Module):
         else:
             self._u = self._s = None
         self.membrane = membrane.reshape(x.shape) if self.record else None
-        self._last_membrane = membrane[-1].copy() if self._want_last else None
         return spikes.reshape(x.shape)
 
     def backward(self, grad_y: np.ndarray) -> np.ndarray:
@@ -299,7 +296,6 @@ class LIF(Module):
                                 spikes, membrane)
         self._u, self._s = (membrane, spikes) if self.training else (None, None)
         self.membrane = membrane.reshape(x.shape) if self.record else None
-        self._last_membrane = membrane[-1].copy() if self._want_last else None
         s = spikes.reshape(x.shape)
         if self._amplitude_is_one():
             return s
@@ -405,8 +401,10 @@ class LIF(Module):
         fused kernel: the membrane carried over from the previous call (``self.v``) enters as
         ``beta * v`` added to the first step's current (the kernel starts from ``v = 0``, and
         ``0 + (I + beta v)`` is the kernel's own ``beta v + I``, so the bits are those of
-        :meth:`forward` on the whole sequence).  Layers that override ``forward`` or
-        ``step`` (``ClampedLIF``) and smooth mode use the step-wise default."""
+        :meth:`forward` on the whole sequence).  The kernel writes the membrane over its own
+        copy of the current (each element is read before it is written), so a chunk costs
+        two ``[k, B, ...]`` arrays.  Layers that override ``forward`` or ``step``
+        (``ClampedLIF``), training mode and smooth mode use the step-wise default."""
         if (type(self).forward is not LIF.forward or type(self).step is not LIF.step
                 or is_smooth_mode() or self.training):
             return super().forward_steps(x)
@@ -416,46 +414,65 @@ class LIF(Module):
         if x.ndim < 3 or x.shape[1] != self._batch:
             raise ValueError(f"{self!r}: forward_steps input {x.shape}, expected [k, "
                              f"{self._batch}, ...features] (the batch given to reset_state)")
-        dt = x.dtype.type
-        beta, theta = self._flat_params(x.dtype)
-        self._want_last = True
-        try:
-            y = self._forward_carried(x, beta)
-        finally:
-            self._want_last = False
-        u_last = self._last_membrane
-        self._last_membrane = None
-        y_last = y[-1].reshape(-1)
-        if self.reset == "hard":
-            v = np.where(y_last != 0, dt(self.v_reset), u_last)
-        else:
-            th = _per_neuron(theta, y_last.shape[0])
-            v = np.where(y_last > 0, u_last - th, np.where(y_last < 0, u_last + th, u_last))
-        self.v = v.astype(x.dtype, copy=False).reshape(x.shape[1:])
-        return y
-
-    def _forward_carried(self, x: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        """:meth:`forward` of ``x [k, B, ...]`` continuing from the membrane ``self.v``."""
+        self._check_features(x.shape)
         k, dt = x.shape[0], x.dtype.type
-        if self.v is None:
-            y = self.forward(x)
+        beta, theta = self._flat_params(x.dtype)
+        cur = x[:1].reshape(1, -1) if is_static(x) else x.reshape(k, -1)
+        if self.input_gain != 1.0:
+            cur = cur * dt(self.input_gain)
+        cur = np.array(np.broadcast_to(cur, (k, cur.shape[1])))      # own copy, [k, N]
+        if cur.shape[1] % max(beta.shape[0], theta.shape[0]):
+            raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
+                             f"input shape {x.shape}")
+        if self.v is not None:
+            v, self.v = self.v.reshape(-1), None
+            _by_neuron(v, beta)[...] *= beta                 # in place: v is dropped after
+            cur[0] += v
+            del v
+        if k == 1:                        # u = 0 * beta + cur: the threshold test alone
+            spikes = self._fire(cur, theta)
         else:
-            cur = x[:1].reshape(1, -1) if is_static(x) else x.reshape(k, -1)
-            if self.input_gain != 1.0:
-                cur = cur * dt(self.input_gain)
-            cur = np.array(np.broadcast_to(cur, (k, cur.shape[1])))      # own copy
-            cur[0] += _per_neuron(beta, cur.shape[1]) * self.v.reshape(-1)
-            y = self._forward_prescaled(cur.reshape(x.shape))
-        return y
+            spikes = np.empty_like(cur)
+            self._kernel_forward(cur, beta, theta, spikes, cur)      # membrane over cur
+        self.v = self._membrane_after_reset(cur[-1], spikes[-1], theta, k)
+        s = spikes.reshape(x.shape)
+        if self._amplitude_is_one():
+            return s
+        return s * self._amplitude_view(x.ndim, x.dtype)
 
-    def _forward_prescaled(self, current: np.ndarray) -> np.ndarray:
-        """:meth:`forward` on a current already multiplied by the input gain."""
-        gain = self.input_gain
-        self.input_gain = 1.0
-        try:
-            return self.forward(current)
-        finally:
-            self.input_gain = gain
+    def _kernel_forward(self, current, beta, theta, spikes, membrane) -> None:
+        """The fused forward kernel of this layer's kind (plain or general), no smooth mode;
+        ``current``, ``spikes``, ``membrane``: ``[k, N]`` (``membrane`` may be ``current``)."""
+        dt = spikes.dtype.type
+        code, alpha = self.surrogate.code, dt(self.surrogate.alpha)
+        if self.plain:
+            kernels.lif_forward(current, dt(self.beta), dt(self.threshold), _RESETS[self.reset],
+                                dt(self.v_reset), code, alpha, False, spikes, membrane)
+        else:
+            kernels.lif_forward_ext(current, beta, theta, _RESETS[self.reset], dt(self.v_reset),
+                                    code, alpha, False, self.spikes == "ternary",
+                                    self.ternary_grad == "window", spikes, membrane)
+
+    def _fire(self, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Raw spikes of membranes ``u [1, N]``: ``1[u >= theta]`` (``- 1[u <= -theta]``
+        for ternary spikes), the kernels' test (:func:`snncore.neuron.canonical_update`)."""
+        ub = _by_neuron(u, theta)
+        s = (ub >= theta).astype(u.dtype)
+        if self.spikes == "ternary":
+            s -= ub <= -theta
+        return s.reshape(u.shape)
+
+    def _membrane_after_reset(self, u, s, theta, k: int) -> np.ndarray:
+        """``v_t`` from the membrane ``u [N]`` and raw spikes ``s [N]`` of one step, as
+        :func:`snncore.neuron.canonical_update` (written into ``u``; a copy when ``u`` is a
+        row of a longer chunk, so the chunk is not kept alive)."""
+        if self.reset == "hard":
+            np.copyto(u, u.dtype.type(self.v_reset), where=s != 0)
+        else:
+            ub, sb = _by_neuron(u, theta), _by_neuron(s, theta)
+            np.subtract(ub, theta, out=ub, where=sb > 0)
+            np.add(ub, theta, out=ub, where=sb < 0)
+        return u if k == 1 else u.copy()
 
     def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
         """``dL/dI_t`` from ``dL/ds_t`` through this step only, with the previous membrane and
@@ -479,10 +496,11 @@ class LIF(Module):
         return g.reshape(grad.shape)
 
 
-def _per_neuron(values: np.ndarray, n: int) -> np.ndarray:
-    """``values [F]`` (or ``[1]``) repeated over the ``n = B * F`` flattened neurons, as the
-    kernels index them (``values[i % F]``)."""
-    return values if values.shape[0] == 1 else np.tile(values, n // values.shape[0])
+def _by_neuron(a: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """View of the flattened neurons ``a [.., B * F]`` as ``[-1, len(values)]``, so that
+    per-neuron ``values [F]`` (or one value ``[1]``) broadcast as the kernels index them
+    (``values[i % F]``)."""
+    return a.reshape(-1, values.shape[0])
 
 
 def online_unsupported(layer: LIF) -> str:

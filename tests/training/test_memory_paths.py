@@ -78,9 +78,11 @@ def conv_net(rng, neuron):
 
 @pytest.mark.parametrize("neuron", sorted(NEURONS))
 @pytest.mark.parametrize("static", [True, False])
-def test_conv_chunked_eval_equals_whole_forward(neuron, static):
+@pytest.mark.parametrize("steps", [1, 2])
+def test_conv_chunked_eval_equals_whole_forward(neuron, static, steps):
     """Conv, BatchNorm (eval), LIF/IF/ternary/per-neuron/KLIF, pooling, Dropout, Flatten,
-    Linear: chunks of 2 steps (uneven: T = 7) equal the whole forward bit for bit."""
+    Linear: chunks of 1 step (the NumPy threshold path) and of 2 steps (the fused kernel;
+    uneven: T = 7) equal the whole forward bit for bit."""
     rng = np.random.default_rng(3)
     net = make_dyadic(conv_net(rng, NEURONS[neuron]), rng)
     bn = net.layers[1]
@@ -90,7 +92,7 @@ def test_conv_chunked_eval_equals_whole_forward(neuron, static):
     img = (rng.integers(0, 17, size=(B, 2, 8, 8)) / 16).astype(np.float32)
     x = encoding.direct(img, T) if static else \
         (rng.integers(0, 17, size=(T, B, 2, 8, 8)) / 16).astype(np.float32)
-    whole, chunked = whole_and_chunked(net, x, 2 * B)
+    whole, chunked = whole_and_chunked(net, x, steps * B)
     np.testing.assert_array_equal(chunked, whole)
     first = training.Sequential(*net.layers[:3]).eval()
     first.eval_chunk_rows = 0
