@@ -214,12 +214,19 @@ class LIF(Module):
                 f"surrogate={self.surrogate.name}({self.surrogate.alpha}){extra})")
 
     # -- passes -----------------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, donate: bool = False, lean: bool = False) -> np.ndarray:
+        """Spikes ``[T, B, ...]`` of the input current ``x [T, B, ...]``.
+
+        ``donate``: the caller gives ``x`` up (``Sequential`` does for a weight layer's fresh
+        output): the kernel writes the membrane over it instead of a new array.  ``lean``
+        (training, plain binary layer, no smooth mode): keep only the membrane for backward;
+        backward rebuilds the spikes as ``1[u >= theta]``, writes ``dL/dI`` over the
+        membrane and so consumes the cache (``Sequential.low_memory``)."""
         x = self._check_input(x)
         if x.ndim < 3:
             raise ValueError(f"{self!r}: expected input [T, B, ...features], got shape {x.shape}")
         if not self.plain:
-            return self._forward_ext(x)
+            return self._forward_ext(x, donate)
         T = x.shape[0]
         dt = x.dtype.type
         # a static (stride-0) input is passed as one row: the kernel reads it at every step
@@ -229,12 +236,13 @@ class LIF(Module):
         current = np.ascontiguousarray(current)
         N = current.shape[1]
         spikes = np.empty((T, N), dtype=x.dtype)
-        membrane = np.empty((T, N), dtype=x.dtype)
+        membrane = _membrane_buffer(x, current, donate)
         kernels.lif_forward(current, dt(self.beta), dt(self.threshold), _RESETS[self.reset],
                             dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
                             is_smooth_mode(), spikes, membrane)
         if self.training:
-            self._u, self._s = membrane, spikes
+            self._u = membrane
+            self._s = None if (lean and not is_smooth_mode()) else spikes
         else:
             self._u = self._s = None
         self.membrane = membrane.reshape(x.shape) if self.record else None
@@ -244,6 +252,8 @@ class LIF(Module):
         self._require_cache("_u")
         if not self.plain:
             return self._backward_ext(grad_y)
+        if self._s is None:
+            return self._backward_lean(grad_y)
         T = grad_y.shape[0]
         g = np.ascontiguousarray(grad_y.reshape(T, -1), dtype=self._u.dtype)
         if g.shape != self._u.shape:
@@ -257,6 +267,35 @@ class LIF(Module):
         if self.input_gain != 1.0:
             grad_current *= dt(self.input_gain)
         return grad_current.reshape(grad_y.shape)
+
+    def _backward_lean(self, grad_y: np.ndarray) -> np.ndarray:
+        """:meth:`backward` after a ``lean`` forward: the kernel runs on column blocks of the
+        ``[T, N]`` arrays (neurons are independent, so every element is computed as in one
+        call), each block's spikes rebuilt as ``1[u >= theta]``; ``dL/dI`` is written over
+        the membrane, which is returned (the cache is consumed)."""
+        u, self._u = self._u, None
+        T, N = u.shape
+        g = grad_y.reshape(T, -1)
+        if g.shape != u.shape:
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape} does not match the "
+                             f"forward output")
+        dt = u.dtype.type
+        theta = dt(self.threshold)
+        width = max(1, _LEAN_BLOCK // T)
+        for a in range(0, N, width):
+            b = min(N, a + width)
+            ub = np.ascontiguousarray(u[:, a:b])
+            gb = np.ascontiguousarray(g[:, a:b], dtype=u.dtype)
+            if gb is g or np.may_share_memory(gb, grad_y):
+                gb = gb.copy()                      # never write into the caller's gradient
+            sb = (ub >= theta).astype(u.dtype)
+            kernels.lif_backward(gb, ub, sb, dt(self.beta), theta, _RESETS[self.reset],
+                                 dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
+                                 self.detach_reset, gb)        # dL/dI over the block's gradient
+            u[:, a:b] = gb
+        if self.input_gain != 1.0:
+            u *= dt(self.input_gain)
+        return u.reshape(grad_y.shape)
 
     def _check_features(self, shape) -> None:
         if self.features is not None and tuple(shape[2:]) != self.features:
@@ -276,7 +315,7 @@ class LIF(Module):
         a = self.amplitude_value().astype(dtype)
         return a.reshape((1, 1, -1) + (1,) * (ndim - 3)) if self.per_channel else a.reshape(())
 
-    def _forward_ext(self, x: np.ndarray) -> np.ndarray:
+    def _forward_ext(self, x: np.ndarray, donate: bool = False) -> np.ndarray:
         self._check_features(x.shape)
         T = x.shape[0]
         dt = x.dtype.type
@@ -289,7 +328,7 @@ class LIF(Module):
             raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
                              f"input shape {x.shape}")
         spikes = np.empty((T, current.shape[1]), dtype=x.dtype)
-        membrane = np.empty_like(spikes)
+        membrane = _membrane_buffer(x, current, donate)
         kernels.lif_forward_ext(current, beta, theta, _RESETS[self.reset], dt(self.v_reset),
                                 self.surrogate.code, dt(self.surrogate.alpha), is_smooth_mode(),
                                 self.spikes == "ternary", self.ternary_grad == "window",
@@ -494,6 +533,20 @@ class LIF(Module):
         if self.input_gain != 1.0:
             g = g * dt(self.input_gain)
         return g.reshape(grad.shape)
+
+
+_LEAN_BLOCK = 1 << 16     # elements per column block of the lean backward (T x width)
+
+
+def _membrane_buffer(x: np.ndarray, current: np.ndarray, donate: bool) -> np.ndarray:
+    """Where the forward kernel writes the membrane ``[T, N]``: over ``current`` when it is
+    a full ``[T, N]`` array the layer may overwrite (a copy or product the layer made, or a
+    donated input; the kernels read each current element before they write the membrane
+    element), else a new array."""
+    T = x.shape[0]
+    if current.shape[0] == T and (donate or not np.may_share_memory(current, x)):
+        return current
+    return np.empty((T, current.shape[1]), dtype=x.dtype)
 
 
 def _by_neuron(a: np.ndarray, values: np.ndarray) -> np.ndarray:

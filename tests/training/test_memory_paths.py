@@ -141,3 +141,116 @@ def test_chunked_eval_keeps_no_state_or_cache_and_training_mode_runs_whole():
     lif.record = True
     net.eval()
     assert net._chunk_steps(4, 600) == 0                 # a recording layer runs whole
+
+
+# ------------------------------------------------------------------------------ BPTT memory
+def layer_by_layer_grads(net, x, g, need_input_grad):
+    """Forward and backward one layer at a time, no hints: the plain caches of every layer
+    (what ``Sequential`` did before ``low_memory`` and ``donate``)."""
+    net.zero_grad()
+    h = x
+    for layer in net.layers:
+        h = layer.forward(h)
+    for layer in reversed(net.layers):
+        g = layer.backward(g)
+    return h, {n: p.grad.copy() for n, p in net.named_parameters()}, g
+
+
+def sequential_grads(net, x, g, need_input_grad):
+    net.zero_grad()
+    y = net.forward(x)
+    gx = net.backward(g, need_input_grad=need_input_grad)
+    return y, {n: p.grad.copy() for n, p in net.named_parameters()}, gx
+
+
+MLP_NEURONS = {
+    "lif_hard": lambda: training.LIF(beta=0.5, threshold=0.2),
+    "lif_tau_subtract": lambda: training.LIF(tau=2.0, threshold=0.1, reset="subtract"),
+    "if_detach": lambda: training.IF(threshold=0.2, detach_reset=True),
+    "ternary": lambda: training.LIF(beta=0.5, threshold=0.2, spikes="ternary"),
+    "learned": lambda: training.LIF(beta=0.5, threshold=0.2, learn_beta=True,
+                                    learn_threshold=True),
+}
+
+
+@pytest.mark.parametrize("neuron", sorted(MLP_NEURONS))
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_mlp_gradients_equal_the_plain_caches_bit_for_bit(neuron, static, low_memory):
+    """Every parameter's gradient and the input gradient: Sequential (donated membrane;
+    with low_memory: membrane-only LIF cache, bit-packed Linear input, caches freed) equals
+    the layer-by-layer pass with full caches, on binary and direct input."""
+    rng = np.random.default_rng(8)
+    net = training.Sequential(training.Linear(50, 300, rng=rng), MLP_NEURONS[neuron](),
+                              training.Linear(300, 200, rng=rng), MLP_NEURONS[neuron](),
+                              training.WSLinear(200, 10, rng=rng))
+    img = rng.random((16, 50)).astype(np.float32) * 2
+    x = encoding.direct(img, 12) if static else \
+        encoding.rate(img / 2, 12, np.random.default_rng(1))
+    g = rng.standard_normal((12, 16, 10)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(net, x, g, True)
+    net.low_memory = low_memory
+    for need_input_grad in (True, False):
+        y1, grads1, gx1 = sequential_grads(net, x, g, need_input_grad)
+        np.testing.assert_array_equal(y1, y0)
+        for name in grads0:
+            np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
+            assert np.any(grads0[name] != 0), name
+        if need_input_grad:
+            np.testing.assert_array_equal(gx1, gx0)
+    s = net.layers[1].forward(net.layers[0].forward(x))
+    assert 0 < np.mean(s != 0) < 1
+
+
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_conv_gradients_equal_the_plain_caches_bit_for_bit(low_memory):
+    """Conv -> BatchNorm -> LIF -> MaxPool -> Conv -> LIF -> MaxPool -> Flatten -> Linear:
+    the binary hint crosses MaxPool and Flatten to the Linear."""
+    rng = np.random.default_rng(9)
+    net = training.Sequential(
+        training.Conv2d(1, 4, 3, padding=1, rng=rng), training.BatchNorm2d(4),
+        training.LIF(beta=0.5, threshold=0.3), training.MaxPool2d(2),
+        training.Conv2d(4, 6, 3, padding=1, rng=rng), training.LIF(tau=2.0, threshold=0.2),
+        training.MaxPool2d(2), training.Flatten(), training.Linear(6 * 4, 5, rng=rng))
+    x = encoding.rate(rng.random((6, 1, 8, 8)).astype(np.float32), 5, np.random.default_rng(2))
+    g = rng.standard_normal((5, 6, 5)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(net, x, g, True)
+    net.low_memory = low_memory
+    y1, grads1, gx1 = sequential_grads(net, x, g, True)
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(gx1, gx0)
+    for name in grads0:
+        np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
+    if low_memory:
+        assert all(getattr(l, "_x", None) is None for l in net.layers)     # caches freed
+
+
+def test_low_memory_keeps_membrane_only_and_packed_binary_input():
+    rng = np.random.default_rng(10)
+    net = mlp(rng)
+    net.low_memory = True
+    x = encoding.rate(rng.random((8, 784)).astype(np.float32), 4, np.random.default_rng(0))
+    net.forward(x)
+    lif, fc2 = net.layers[1], net.layers[2]
+    assert lif._s is None and lif._u is not None
+    assert fc2._x is None and fc2._bits.bits.dtype == np.uint8
+    assert fc2._bits.bits.nbytes * 8 <= 4 * 800 * 8 + 8 * 4       # one bit per spike
+    net.low_memory = False
+    net.forward(x)
+    assert lif._s is not None and fc2._bits is None
+
+
+def test_donated_membrane_overwrites_the_weight_output_only():
+    """The LIF writes its membrane over the preceding Linear's output, never over the
+    caller's array (a LIF first in the network, or the caller's gradient)."""
+    rng = np.random.default_rng(11)
+    x = rng.random((3, 4, 5)).astype(np.float32) * 3
+    x0 = x.copy()
+    net = training.Sequential(training.LIF(beta=0.5))
+    net.low_memory = True
+    net.forward(x)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    g0 = g.copy()
+    net.backward(g)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)
