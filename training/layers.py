@@ -159,15 +159,25 @@ class _PackedBinary:
 
     def __init__(self, x: np.ndarray):
         self.shape, self.dtype = x.shape, x.dtype
-        self.bits = np.packbits(x.reshape(-1, x.shape[-1]) != 0, axis=1)
+        x2 = x.reshape(-1, x.shape[-1])
+        n = x2.shape[1]
+        self.bits = np.empty((x2.shape[0], -(-n // 8)), dtype=np.uint8)
+        rows = _bit_rows(n)
+        for a in range(0, x2.shape[0], rows):     # row blocks: a small bool temporary
+            self.bits[a:a + rows] = np.packbits(x2[a:a + rows] != 0, axis=1)
 
     def unpack(self) -> np.ndarray:
         n = self.shape[-1]
         out = np.empty((self.bits.shape[0], n), dtype=self.dtype)
-        rows = max(1, (1 << 16) // max(n, 1))       # row blocks: a small uint8 temporary
+        rows = _bit_rows(n)                          # row blocks: a small uint8 temporary
         for a in range(0, out.shape[0], rows):
             out[a:a + rows] = np.unpackbits(self.bits[a:a + rows], axis=1, count=n)
         return out.reshape(self.shape)
+
+
+def _bit_rows(n: int) -> int:
+    """Rows of ``n`` values per block when packing or unpacking bits (~64 K values)."""
+    return max(1, (1 << 16) // max(n, 1))
 
 
 class Flatten(Module):
