@@ -281,14 +281,14 @@ class LIF(Module):
                              f"forward output")
         dt = u.dtype.type
         theta = dt(self.threshold)
-        width = max(1, _LEAN_BLOCK // T)
+        width = min(N, max(1, _LEAN_BLOCK // T))
+        bufs = np.empty((3, T * width), dtype=u.dtype)      # u, s, g of one block, reused
         for a in range(0, N, width):
             b = min(N, a + width)
-            ub = np.ascontiguousarray(u[:, a:b])
-            gb = np.ascontiguousarray(g[:, a:b], dtype=u.dtype)
-            if gb is g or np.may_share_memory(gb, grad_y):
-                gb = gb.copy()                      # never write into the caller's gradient
-            sb = (ub >= theta).astype(u.dtype)
+            ub, sb, gb = (buf[:T * (b - a)].reshape(T, b - a) for buf in bufs)
+            np.copyto(ub, u[:, a:b])
+            np.copyto(gb, g[:, a:b])
+            np.greater_equal(ub, theta, out=sb)             # the spikes, 1.0 or 0.0
             kernels.lif_backward(gb, ub, sb, dt(self.beta), theta, _RESETS[self.reset],
                                  dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
                                  self.detach_reset, gb)        # dL/dI over the block's gradient
