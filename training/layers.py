@@ -343,8 +343,12 @@ class Sequential(Module):
             for t0 in range(0, T, k):
                 xc = x[t0:t0 + k]
                 for layer in rest:
-                    xc = layer.forward(xc) if _time_kind(layer) == "local" \
-                        else layer.forward_steps(xc)
+                    if _time_kind(layer) == "local":
+                        xc = layer.forward(xc)
+                    elif "reuse" in _forward_steps_params(type(layer)):
+                        xc = layer.forward_steps(xc, reuse=True)   # consumed within the chunk
+                    else:
+                        xc = layer.forward_steps(xc)
                 if out is None:
                     out = np.empty((T,) + xc.shape[1:], dtype=xc.dtype)
                 out[t0:t0 + k] = xc
@@ -419,6 +423,11 @@ def _forward_hints(layer: Module, prev, binary: bool, lean: bool) -> dict:
     elif lean and binary and isinstance(layer, Linear) and "binary" in _forward_params(type(layer)):
         kw["binary"] = True
     return kw
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_steps_params(cls) -> tuple:
+    return tuple(inspect.signature(cls.forward_steps).parameters)
 
 
 @functools.lru_cache(maxsize=None)

@@ -400,6 +400,7 @@ class LIF(Module):
         super().reset_state(batch_size)
         self._batch = int(batch_size)
         self.v = self.u = None
+        self._chunk_bufs = None
 
     def step(self, x_t: np.ndarray) -> np.ndarray:
         """One step of the canonical update (:func:`canonical_step`) on ``x_t [B, ...]``.
@@ -435,15 +436,17 @@ class LIF(Module):
             return s
         return s * self._amplitude_view(s.ndim + 1, dt)[0]
 
-    def forward_steps(self, x: np.ndarray) -> np.ndarray:
-        """Eval forward of the next ``k`` steps, ``x [k, B, ...] -> s [k, B, ...]``, with the
-        fused kernel: the membrane carried over from the previous call (``self.v``) enters as
-        ``beta * v`` added to the first step's current (the kernel starts from ``v = 0``, and
-        ``0 + (I + beta v)`` is the kernel's own ``beta v + I``, so the bits are those of
-        :meth:`forward` on the whole sequence).  The kernel writes the membrane over its own
-        copy of the current (each element is read before it is written), so a chunk costs
-        two ``[k, B, ...]`` arrays.  Layers that override ``forward`` or ``step``
-        (``ClampedLIF``), training mode and smooth mode use the step-wise default."""
+    def forward_steps(self, x: np.ndarray, *, reuse: bool = False) -> np.ndarray:
+        """Eval forward of the next ``k`` steps, ``x [k, B, ...] -> s [k, B, ...]``: the
+        membrane carried over from the previous call (``self.v``) enters as ``beta * v``
+        added to the first step's current, and the fused kernel starts from ``v = 0``
+        (``0 + (I + beta v)`` is the kernel's own ``beta v + I``, so the bits are those of
+        :meth:`forward` on the whole sequence); one-step chunks need only the threshold test.
+        The membrane is written over the layer's copy of the current, so a chunk costs two
+        ``[k, B, ...]`` arrays.  ``reuse`` (``Sequential``'s chunked forward): keep those
+        arrays for the next call, which overwrites the returned spikes (no new pages per
+        chunk).  Layers that override ``forward`` or ``step`` (``ClampedLIF``), training
+        mode and smooth mode use the step-wise default."""
         if (type(self).forward is not LIF.forward or type(self).step is not LIF.step
                 or is_smooth_mode() or self.training):
             return super().forward_steps(x)
@@ -456,28 +459,61 @@ class LIF(Module):
         self._check_features(x.shape)
         k, dt = x.shape[0], x.dtype.type
         beta, theta = self._flat_params(x.dtype)
-        cur = x[:1].reshape(1, -1) if is_static(x) else x.reshape(k, -1)
-        if self.input_gain != 1.0:
-            cur = cur * dt(self.input_gain)
-        cur = np.array(np.broadcast_to(cur, (k, cur.shape[1])))      # own copy, [k, N]
-        if cur.shape[1] % max(beta.shape[0], theta.shape[0]):
+        src = x[:1].reshape(1, -1) if is_static(x) else x.reshape(k, -1)
+        N = src.shape[1]
+        if N % max(beta.shape[0], theta.shape[0]):
             raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
                              f"input shape {x.shape}")
-        if self.v is not None:
-            v, self.v = self.v.reshape(-1), None
-            _by_neuron(v, beta)[...] *= beta                 # in place: v is dropped after
-            cur[0] += v
-            del v
+        cur, spikes, mask = self._chunk_buffers(k, N, x.dtype, reuse)
+        self._load_current(src, beta, cur, spikes[0])
         if k == 1:                        # u = 0 * beta + cur: the threshold test alone
-            spikes = self._fire(cur, theta)
+            self._fire(cur, theta, spikes, mask)
         else:
-            spikes = np.empty_like(cur)
             self._kernel_forward(cur, beta, theta, spikes, cur)      # membrane over cur
-        self.v = self._membrane_after_reset(cur[-1], spikes[-1], theta, k)
+        v = self._membrane_after_reset(cur[-1], spikes[-1], theta, mask)
+        self.v = (v.copy() if k > 1 and not reuse else v).reshape(x.shape[1:])
         s = spikes.reshape(x.shape)
         if self._amplitude_is_one():
             return s
         return s * self._amplitude_view(x.ndim, x.dtype)
+
+    def _chunk_buffers(self, k: int, N: int, dtype, reuse: bool):
+        """Current/membrane ``[k, N]``, spikes ``[k, N]`` and a bool mask ``[N]``: views of
+        the layer's kept buffers when ``reuse`` (grown when too small), else new arrays."""
+        if not reuse:
+            return (np.empty((k, N), dtype=dtype), np.empty((k, N), dtype=dtype),
+                    np.empty(N, dtype=np.bool_))
+        bufs = getattr(self, "_chunk_bufs", None)
+        if bufs is None or bufs[0].shape[0] < k or bufs[0].shape[1] != N or \
+                bufs[0].dtype != dtype:
+            if bufs is not None and self.v is not None:
+                self.v = self.v.copy()        # it lives in the old buffer
+            bufs = (np.empty((k, N), dtype=dtype), np.empty((k, N), dtype=dtype),
+                    np.empty(N, dtype=np.bool_))
+            self._chunk_bufs = bufs
+        return bufs[0][:k], bufs[1][:k], bufs[2]
+
+    def _load_current(self, src, beta, cur, scratch) -> None:
+        """``cur [k, N]`` = the chunk's current ``gain * src`` (``src [k, N]``, or ``[1, N]``
+        repeated), with ``beta * v`` of the carried membrane added to its first row.  Row 0 is
+        written first: ``self.v`` may be a row of ``cur`` (the previous chunk's last)."""
+        dt = cur.dtype.type
+        gain = self.input_gain
+        row0 = src[0] if gain == 1.0 else np.multiply(src[0], dt(gain), out=scratch)
+        if self.v is not None:
+            v, self.v = self.v.reshape(-1), None
+            vb = _by_neuron(v, beta)
+            np.multiply(vb, beta, out=vb)                     # in place: v is dropped after
+            np.add(row0, v, out=cur[0])
+            del v, vb
+        else:
+            cur[0] = row0
+        if cur.shape[0] > 1:
+            rest = src[1:] if src.shape[0] == cur.shape[0] else src[:1]
+            if gain == 1.0:
+                np.copyto(cur[1:], rest)
+            else:
+                np.multiply(rest, dt(gain), out=cur[1:])
 
     def _kernel_forward(self, current, beta, theta, spikes, membrane) -> None:
         """The fused forward kernel of this layer's kind (plain or general), no smooth mode;
@@ -492,26 +528,30 @@ class LIF(Module):
                                     code, alpha, False, self.spikes == "ternary",
                                     self.ternary_grad == "window", spikes, membrane)
 
-    def _fire(self, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """Raw spikes of membranes ``u [1, N]``: ``1[u >= theta]`` (``- 1[u <= -theta]``
-        for ternary spikes), the kernels' test (:func:`snncore.neuron.canonical_update`)."""
-        ub = _by_neuron(u, theta)
-        s = (ub >= theta).astype(u.dtype)
+    def _fire(self, u: np.ndarray, theta: np.ndarray, out: np.ndarray, mask: np.ndarray) -> None:
+        """Raw spikes of membranes ``u [1, N]`` into ``out``: ``1[u >= theta]`` (``-
+        1[u <= -theta]`` for ternary spikes), the kernels' test
+        (:func:`snncore.neuron.canonical_update`); ``mask [N]`` is scratch."""
+        ub, ob = _by_neuron(u, theta), _by_neuron(out, theta)
+        np.greater_equal(ub, theta, out=ob)
         if self.spikes == "ternary":
-            s -= ub <= -theta
-        return s.reshape(u.shape)
+            mb = _by_neuron(mask, theta)
+            np.less_equal(ub, -theta, out=mb)
+            np.subtract(ob, mb, out=ob)
 
-    def _membrane_after_reset(self, u, s, theta, k: int) -> np.ndarray:
+    def _membrane_after_reset(self, u, s, theta, mask) -> np.ndarray:
         """``v_t`` from the membrane ``u [N]`` and raw spikes ``s [N]`` of one step, as
-        :func:`snncore.neuron.canonical_update` (written into ``u``; a copy when ``u`` is a
-        row of a longer chunk, so the chunk is not kept alive)."""
+        :func:`snncore.neuron.canonical_update`, written into ``u``; ``mask [N]`` is scratch."""
         if self.reset == "hard":
-            np.copyto(u, u.dtype.type(self.v_reset), where=s != 0)
+            np.not_equal(s, 0, out=mask)
+            np.copyto(u, u.dtype.type(self.v_reset), where=mask)
         else:
-            ub, sb = _by_neuron(u, theta), _by_neuron(s, theta)
-            np.subtract(ub, theta, out=ub, where=sb > 0)
-            np.add(ub, theta, out=ub, where=sb < 0)
-        return u if k == 1 else u.copy()
+            ub, sb, mb = (_by_neuron(a, theta) for a in (u, s, mask))
+            np.greater(sb, 0, out=mb)
+            np.subtract(ub, theta, out=ub, where=mb)
+            np.less(sb, 0, out=mb)
+            np.add(ub, theta, out=ub, where=mb)
+        return u
 
     def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
         """``dL/dI_t`` from ``dL/ds_t`` through this step only, with the previous membrane and
