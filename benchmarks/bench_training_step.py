@@ -12,12 +12,15 @@ Engines:
   ours        this package: forward, hand-derived backward, Adam step
   ours-rate   the same with Bernoulli rate-coded (binary) input instead of direct input
               (drawn once before timing, so every step does the full first-layer GEMM)
+  ours-lean, ours-rate-lean   the same with ``Sequential.low_memory = True`` (training steps
+              keep less for backward; gradients unchanged)
   snntorch    snnTorch (torch CPU build) with the same network, loss and Adam step
   floor       NumPy: only the step's matrix products, each as one large GEMM over T*B rows
               (forward, input gradients and weight gradients): the floor of any dense
               engine that does not exploit the structure of the input
 Peak memory: growth of the process's peak RSS (VmHWM, reset through /proc/self/clear_refs)
-during the timed steps over its RSS between steps (after warm-up); workers run with
+during the timed steps over its RSS at rest (after warm-up, with what our network keeps cached
+for backward dropped, so caches a step leaves behind count in the peak); workers run with
 MALLOC_MMAP_THRESHOLD_=131072 so glibc returns every large array to the system when it is
 freed and RSS follows the live arrays of both libraries.
 """
@@ -59,6 +62,7 @@ def _time_steps(step, n_warm: int, n: int):
     import gc
     for _ in range(n_warm):      # JIT compilation, lazy initialisation, caches
         step()
+    getattr(step, "at_rest", lambda: None)()   # drop what a step leaves cached (ours)
     gc.collect()
     rss0 = _rss_kib("VmRSS")   # live memory between steps: weights, inputs, optimiser state
     _reset_peak()
@@ -72,7 +76,7 @@ def _time_steps(step, n_warm: int, n: int):
 
 
 # ----------------------------------------------------------------------------- workers
-def worker_ours(cfg, rate: bool):
+def worker_ours(cfg, rate: bool, lean: bool = False):
     import numpy as np
     import training
     from training import encoding, losses, optim
@@ -89,6 +93,7 @@ def worker_ours(cfg, rate: bool):
             training.LIF(beta=0.5), training.AvgPool2d(2), training.Flatten(), training.Linear(3136, 10, rng=rng))
         x = rng.random((B, 1, 28, 28)).astype(np.float32)
     labels = rng.integers(0, 10, B)
+    net.low_memory = lean
     opt = optim.Adam(list(net.named_parameters()), lr=1e-3)
     # rate-coded input is drawn once: the encoder is not part of the engine's step
     inp = encoding.rate(x, T, np.random.default_rng(1)) if rate else encoding.direct(x, T)
@@ -97,6 +102,7 @@ def worker_ours(cfg, rate: bool):
 
         def step():
             net.forward(inp)
+        step.at_rest = net.reset_cache
         return step
 
     def step():
@@ -105,6 +111,7 @@ def worker_ours(cfg, rate: bool):
         _, g = losses.rate_cross_entropy(y, labels)
         net.backward(g, need_input_grad=False)
         opt.step()
+    step.at_rest = net.reset_cache
     return step
 
 
@@ -190,10 +197,8 @@ def worker_floor(cfg):
 
 def run_worker(engine: str, config: str, n: int) -> dict:
     cfg = CONFIGS[config]
-    if engine == "ours":
-        step = worker_ours(cfg, rate=False)
-    elif engine == "ours-rate":
-        step = worker_ours(cfg, rate=True)
+    if engine.startswith("ours"):
+        step = worker_ours(cfg, rate="rate" in engine, lean=engine.endswith("-lean"))
     elif engine == "snntorch":
         step = worker_snntorch(cfg)
     else:

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .config import get_default_dtype
+from .config import get_default_dtype, is_smooth_mode
 from .module import Module, Parameter, broadcast_time, is_static
 
 
@@ -66,7 +66,11 @@ class Linear(Module):
         """Add ``dL/d(effective weight)`` into the parameters' gradients."""
         self.weight.grad += dW
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, binary: bool = False) -> np.ndarray:
+        """``y = x W^T + b``.  ``binary``: the caller vouches that ``x`` holds only 0 and 1 (a
+        spiking layer's output; ``Sequential.low_memory`` says so): a training forward then
+        keeps it bit-packed (1/32 of float32) and backward unpacks it for the weight
+        gradient (the same values, so the same bits)."""
         x = self._check_input(x, feature_shape=(self.in_features,))
         W = self.effective_weight()
         if x.dtype != W.dtype:
@@ -84,11 +88,36 @@ class Linear(Module):
                 y += self.bias.data
             y = y.reshape(T, B, self.out_features)
         self._x, self._W = (x, W) if self.training else (None, None)
+        self._bits = None
+        if self.training and binary and not is_static(x):
+            self._bits = _PackedBinary(x)
+            self._x = None
         return y
 
     def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
+        if getattr(self, "_bits", None) is not None:
+            return self._backward_packed(grad_y, need_input_grad)
         self._require_cache("_x")
         return self.weight_backward(grad_y, self._x, need_input_grad)
+
+    def _backward_packed(self, grad_y: np.ndarray, need_input_grad: bool):
+        """:meth:`weight_backward` against the unpacked binary input, which is freed before
+        the input gradient is allocated (the same products in the same order)."""
+        self._require_cache("_W")
+        bits = self._bits
+        T, B = bits.shape[:2]
+        if grad_y.shape != (T, B, self.out_features):
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected "
+                             f"{(T, B, self.out_features)}")
+        g2 = grad_y.reshape(T * B, self.out_features)
+        x2 = bits.unpack().reshape(T * B, self.in_features)
+        self._add_weight_grad(g2.T @ x2)
+        del x2
+        if self.bias is not None:
+            self.bias.grad += g2.sum(axis=0)
+        if not need_input_grad:
+            return None
+        return (g2 @ self._W).reshape(bits.shape)
 
     def weight_backward(self, grad_y: np.ndarray, x: np.ndarray, need_input_grad: bool = True,
                         bias_scale: float = 1.0):
@@ -118,7 +147,37 @@ class Linear(Module):
         return (grad_y.reshape(T * B, self.out_features) @ W).reshape(x.shape)
 
     def reset_cache(self) -> None:
-        self._x = self._W = None
+        self._x = self._W = self._bits = None
+
+
+class _PackedBinary:
+    """A 0/1 array ``[T, B, n]`` kept as bits (``np.packbits`` of each row).
+
+    ``unpack()`` returns the float array of the original dtype, value for value."""
+
+    __slots__ = ("bits", "shape", "dtype")
+
+    def __init__(self, x: np.ndarray):
+        self.shape, self.dtype = x.shape, x.dtype
+        x2 = x.reshape(-1, x.shape[-1])
+        n = x2.shape[1]
+        self.bits = np.empty((x2.shape[0], -(-n // 8)), dtype=np.uint8)
+        rows = _bit_rows(n)
+        for a in range(0, x2.shape[0], rows):     # row blocks: a small bool temporary
+            self.bits[a:a + rows] = np.packbits(x2[a:a + rows] != 0, axis=1)
+
+    def unpack(self) -> np.ndarray:
+        n = self.shape[-1]
+        out = np.empty((self.bits.shape[0], n), dtype=self.dtype)
+        rows = _bit_rows(n)                          # row blocks: a small uint8 temporary
+        for a in range(0, out.shape[0], rows):
+            out[a:a + rows] = np.unpackbits(self.bits[a:a + rows], axis=1, count=n)
+        return out.reshape(self.shape)
+
+
+def _bit_rows(n: int) -> int:
+    """Rows of ``n`` values per block when packing or unpacking bits (~64 K values)."""
+    return max(1, (1 << 16) // max(n, 1))
 
 
 class Flatten(Module):
@@ -227,9 +286,77 @@ class Sequential(Module):
             x = np.asarray(x)
         if x.ndim < 3:
             raise ValueError(f"Sequential: input must be time-major [T, B, ...features], got shape {x.shape}")
+        k = self._chunk_steps(x.shape[0], x.shape[1])
+        if k:
+            return self._forward_chunked(x, k)
+        lean = self.low_memory and self.training
+        binary = False                 # the current x holds only 0/1 (a spiking output)
+        prev = None
         for layer in self.layers:
-            x = layer.forward(x)
+            kw = _forward_hints(layer, prev, binary, lean)
+            x_next = layer.forward(x, **kw) if kw else layer.forward(x)
+            binary = _emits_binary(layer, binary)
+            x, prev = x_next, layer
         return x
+
+    #: training forwards keep less for backward, at some cost in time: spiking layers keep
+    #: only their membrane, a Linear fed by binary spikes keeps them bit-packed, and
+    #: backward frees each layer's cache as it goes (gradients unchanged, bit for bit)
+    low_memory: bool = False
+
+    # -- chunked inference ------------------------------------------------------------------
+    #: eval-mode forward in time chunks of about this many rows (steps x batch); 0 = off
+    #: (the whole sequence at once, every layer's [T, B, ...] output alive at its turn)
+    eval_chunk_rows: int = 512
+
+    def _chunk_steps(self, T: int, B: int) -> int:
+        """Steps per chunk of the eval-mode forward, or 0 for the whole-sequence forward
+        (training mode, smooth mode, a recording layer, a layer of unknown kind, or a single
+        chunk anyway)."""
+        rows = int(self.eval_chunk_rows)
+        if rows <= 0 or self.training or is_smooth_mode():
+            return 0
+        for layer in self.layers:
+            if layer.training or getattr(layer, "record", False) or _time_kind(layer) is None:
+                return 0
+        k = max(1, -(-rows // max(B, 1)))
+        return k if k < T else 0
+
+    def _forward_chunked(self, x: np.ndarray, k: int) -> np.ndarray:
+        """Eval forward of ``x [T, B, ...]`` ``k`` steps at a time: only one chunk of every
+        intermediate array is alive; the leading stateless layers still see a static input
+        whole (computed once per image).  Equal to the whole-sequence forward bit for bit
+        when each matrix product computes a row independently of the number of rows (BLAS
+        does for products of more than ~1e6 multiply-adds, hence the chunk of
+        ``eval_chunk_rows`` rows; exact sums, e.g. dyadic values, are equal at any size)."""
+        T, B = x.shape[:2]
+        i = 0
+        while i < len(self.layers) and is_static(x) and _time_kind(self.layers[i]) == "local":
+            x = self.layers[i].forward(x)
+            i += 1
+        rest = self.layers[i:]
+        for layer in rest:
+            if _time_kind(layer) == "state":
+                layer.reset_state(B)
+        out = None
+        try:
+            for t0 in range(0, T, k):
+                xc = x[t0:t0 + k]
+                for layer in rest:
+                    if _time_kind(layer) == "local":
+                        xc = layer.forward(xc)
+                    elif "reuse" in _forward_steps_params(type(layer)):
+                        xc = layer.forward_steps(xc, reuse=True)   # consumed within the chunk
+                    else:
+                        xc = layer.forward_steps(xc)
+                if out is None:
+                    out = np.empty((T,) + xc.shape[1:], dtype=xc.dtype)
+                out[t0:t0 + k] = xc
+        finally:
+            for layer in rest:               # drop the carried state (membranes [B, ...])
+                if _time_kind(layer) == "state":
+                    layer.reset_state(B)
+        return x if out is None else out
 
     def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
         """Backpropagate ``dL/dy [T, B, n_out]``; returns ``dL/dx`` (None if not needed)."""
@@ -239,12 +366,21 @@ class Sequential(Module):
             stop = next((i for i, l in enumerate(self.layers) if any(True for _ in l.parameters())),
                         len(self.layers) - 1)
         g = grad_y
+        release = self.low_memory
         for i in range(len(self.layers) - 1, stop - 1, -1):
             layer = self.layers[i]
             if i == stop and not need_input_grad and _accepts_flag(layer):
                 layer.backward(g, need_input_grad=False)
-                return None
-            g = layer.backward(g)
+                g = None
+            else:
+                g = layer.backward(g)
+            if release:
+                layer.reset_cache()
+            if g is None:
+                break
+        if release:
+            for layer in self.layers[:stop]:
+                layer.reset_cache()
         return None if not need_input_grad else g
 
     def reset_cache(self) -> None:
@@ -270,6 +406,71 @@ class Sequential(Module):
         for layer in reversed(self.layers):
             grad_y_t = layer.step_backward(grad_y_t)
         return grad_y_t
+
+
+def _forward_hints(layer: Module, prev, binary: bool, lean: bool) -> dict:
+    """Keyword hints for ``layer.forward`` from the layer before it: ``donate`` (a spiking
+    layer may write over a weight layer's fresh output), ``binary``/``lean`` (with
+    ``low_memory`` in training)."""
+    from .conv import Conv2d
+    from .neurons import LIF
+    kw = {}
+    if isinstance(layer, LIF) and type(layer).forward is LIF.forward:
+        if isinstance(prev, (Linear, Conv2d)):
+            kw["donate"] = True
+        if lean:
+            kw["lean"] = True
+    elif lean and binary and isinstance(layer, Linear) and "binary" in _forward_params(type(layer)):
+        kw["binary"] = True
+    return kw
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_steps_params(cls) -> tuple:
+    return tuple(inspect.signature(cls.forward_steps).parameters)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_params(cls) -> tuple:
+    return tuple(inspect.signature(cls.forward).parameters)
+
+
+def _emits_binary(layer: Module, input_binary: bool) -> bool:
+    """Whether ``layer``'s output holds only 0 and 1: a binary spiking layer with amplitude 1
+    (not smooth mode), or Flatten / MaxPool of such an output."""
+    from .neurons import LIF
+    from .pooling import MaxPool2d
+    if isinstance(layer, LIF):
+        return (layer.spikes == "binary" and layer._amplitude_is_one()
+                and not is_smooth_mode() and type(layer).forward is LIF.forward)
+    if isinstance(layer, (Flatten, MaxPool2d)):
+        return input_binary
+    return False
+
+
+def _time_kind(layer: Module):
+    """How the chunked eval forward runs ``layer``: "local" (step t of the output depends on
+    step t of the input only: weight layers, pooling, BatchNorm and Dropout in eval mode),
+    "state" (neurons: :meth:`Module.forward_steps` after ``reset_state``), or None (unknown:
+    the network runs whole)."""
+    return _class_time_kind(type(layer))
+
+
+@functools.lru_cache(maxsize=None)
+def _class_time_kind(cls):
+    from .conv import Conv2d
+    from .dropout import Dropout
+    from .klif import KLIF
+    from .neurons import LIF
+    from .norm import _BatchNorm
+    from .pooling import _Pool2d
+    from .recurrent import _RecurrentNeuron
+    from .ws import Scale
+    if issubclass(cls, (Linear, Flatten, Conv2d, _Pool2d, _BatchNorm, Dropout, Scale)):
+        return "local"
+    if issubclass(cls, (LIF, KLIF, _RecurrentNeuron)):
+        return "state"
+    return None
 
 
 def _accepts_flag(layer: Module) -> bool:

@@ -80,6 +80,14 @@ class Module:
         x_t = np.asarray(x_t)
         return self.forward(x_t[None])[0]
 
+    def forward_steps(self, x: np.ndarray) -> np.ndarray:
+        """Eval-mode forward of the next ``k`` steps of the sequence begun by
+        :meth:`reset_state`: ``x [k, B, ...] -> y [k, B, ...]``, the state carried over from
+        the previous call.  Equal to the matching slice of :meth:`forward` on the whole
+        sequence.  The default stacks :meth:`step`; neurons with a fused kernel override it
+        (``Sequential``'s chunked inference, which keeps one chunk of steps alive)."""
+        return np.stack([self.step(x[t]) for t in range(x.shape[0])])
+
     def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
         """Backward through the last :meth:`step` only, the state before it held constant:
         ``dL/dy_t [B, ...] -> dL/dx_t [B, ...]`` (the "through space" pass of the online

@@ -214,12 +214,19 @@ class LIF(Module):
                 f"surrogate={self.surrogate.name}({self.surrogate.alpha}){extra})")
 
     # -- passes -----------------------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, donate: bool = False, lean: bool = False) -> np.ndarray:
+        """Spikes ``[T, B, ...]`` of the input current ``x [T, B, ...]``.
+
+        ``donate``: the caller gives ``x`` up (``Sequential`` does for a weight layer's fresh
+        output): the kernel writes the membrane over it instead of a new array.  ``lean``
+        (training, plain binary layer, no smooth mode): keep only the membrane for backward;
+        backward rebuilds the spikes as ``1[u >= theta]``, writes ``dL/dI`` over the
+        membrane and so consumes the cache (``Sequential.low_memory``)."""
         x = self._check_input(x)
         if x.ndim < 3:
             raise ValueError(f"{self!r}: expected input [T, B, ...features], got shape {x.shape}")
         if not self.plain:
-            return self._forward_ext(x)
+            return self._forward_ext(x, donate)
         T = x.shape[0]
         dt = x.dtype.type
         # a static (stride-0) input is passed as one row: the kernel reads it at every step
@@ -229,12 +236,13 @@ class LIF(Module):
         current = np.ascontiguousarray(current)
         N = current.shape[1]
         spikes = np.empty((T, N), dtype=x.dtype)
-        membrane = np.empty((T, N), dtype=x.dtype)
+        membrane = _membrane_buffer(x, current, donate)
         kernels.lif_forward(current, dt(self.beta), dt(self.threshold), _RESETS[self.reset],
                             dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
                             is_smooth_mode(), spikes, membrane)
         if self.training:
-            self._u, self._s = membrane, spikes
+            self._u = membrane
+            self._s = None if (lean and not is_smooth_mode()) else spikes
         else:
             self._u = self._s = None
         self.membrane = membrane.reshape(x.shape) if self.record else None
@@ -244,6 +252,8 @@ class LIF(Module):
         self._require_cache("_u")
         if not self.plain:
             return self._backward_ext(grad_y)
+        if self._s is None:
+            return self._backward_lean(grad_y)
         T = grad_y.shape[0]
         g = np.ascontiguousarray(grad_y.reshape(T, -1), dtype=self._u.dtype)
         if g.shape != self._u.shape:
@@ -257,6 +267,35 @@ class LIF(Module):
         if self.input_gain != 1.0:
             grad_current *= dt(self.input_gain)
         return grad_current.reshape(grad_y.shape)
+
+    def _backward_lean(self, grad_y: np.ndarray) -> np.ndarray:
+        """:meth:`backward` after a ``lean`` forward: the kernel runs on column blocks of the
+        ``[T, N]`` arrays (neurons are independent, so every element is computed as in one
+        call), each block's spikes rebuilt as ``1[u >= theta]``; ``dL/dI`` is written over
+        the membrane, which is returned (the cache is consumed)."""
+        u, self._u = self._u, None
+        T, N = u.shape
+        g = grad_y.reshape(T, -1)
+        if g.shape != u.shape:
+            raise ValueError(f"{self!r}: gradient shape {grad_y.shape} does not match the "
+                             f"forward output")
+        dt = u.dtype.type
+        theta = dt(self.threshold)
+        width = min(N, max(1, _LEAN_BLOCK // T))
+        bufs = np.empty((3, T * width), dtype=u.dtype)      # u, s, g of one block, reused
+        for a in range(0, N, width):
+            b = min(N, a + width)
+            ub, sb, gb = (buf[:T * (b - a)].reshape(T, b - a) for buf in bufs)
+            np.copyto(ub, u[:, a:b])
+            np.copyto(gb, g[:, a:b])
+            np.greater_equal(ub, theta, out=sb)             # the spikes, 1.0 or 0.0
+            kernels.lif_backward(gb, ub, sb, dt(self.beta), theta, _RESETS[self.reset],
+                                 dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
+                                 self.detach_reset, gb)        # dL/dI over the block's gradient
+            u[:, a:b] = gb
+        if self.input_gain != 1.0:
+            u *= dt(self.input_gain)
+        return u.reshape(grad_y.shape)
 
     def _check_features(self, shape) -> None:
         if self.features is not None and tuple(shape[2:]) != self.features:
@@ -276,7 +315,7 @@ class LIF(Module):
         a = self.amplitude_value().astype(dtype)
         return a.reshape((1, 1, -1) + (1,) * (ndim - 3)) if self.per_channel else a.reshape(())
 
-    def _forward_ext(self, x: np.ndarray) -> np.ndarray:
+    def _forward_ext(self, x: np.ndarray, donate: bool = False) -> np.ndarray:
         self._check_features(x.shape)
         T = x.shape[0]
         dt = x.dtype.type
@@ -289,7 +328,7 @@ class LIF(Module):
             raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
                              f"input shape {x.shape}")
         spikes = np.empty((T, current.shape[1]), dtype=x.dtype)
-        membrane = np.empty_like(spikes)
+        membrane = _membrane_buffer(x, current, donate)
         kernels.lif_forward_ext(current, beta, theta, _RESETS[self.reset], dt(self.v_reset),
                                 self.surrogate.code, dt(self.surrogate.alpha), is_smooth_mode(),
                                 self.spikes == "ternary", self.ternary_grad == "window",
@@ -361,6 +400,7 @@ class LIF(Module):
         super().reset_state(batch_size)
         self._batch = int(batch_size)
         self.v = self.u = None
+        self._chunk_bufs = None
 
     def step(self, x_t: np.ndarray) -> np.ndarray:
         """One step of the canonical update (:func:`canonical_step`) on ``x_t [B, ...]``.
@@ -396,6 +436,123 @@ class LIF(Module):
             return s
         return s * self._amplitude_view(s.ndim + 1, dt)[0]
 
+    def forward_steps(self, x: np.ndarray, *, reuse: bool = False) -> np.ndarray:
+        """Eval forward of the next ``k`` steps, ``x [k, B, ...] -> s [k, B, ...]``: the
+        membrane carried over from the previous call (``self.v``) enters as ``beta * v``
+        added to the first step's current, and the fused kernel starts from ``v = 0``
+        (``0 + (I + beta v)`` is the kernel's own ``beta v + I``, so the bits are those of
+        :meth:`forward` on the whole sequence); one-step chunks need only the threshold test.
+        The membrane is written over the layer's copy of the current, so a chunk costs two
+        ``[k, B, ...]`` arrays.  ``reuse`` (``Sequential``'s chunked forward): keep those
+        arrays for the next call, which overwrites the returned spikes (no new pages per
+        chunk).  Layers that override ``forward`` or ``step`` (``ClampedLIF``), training
+        mode and smooth mode use the step-wise default."""
+        if (type(self).forward is not LIF.forward or type(self).step is not LIF.step
+                or is_smooth_mode() or self.training):
+            return super().forward_steps(x)
+        x = self._check_input(x)
+        if getattr(self, "_batch", None) is None:
+            raise RuntimeError(f"{self!r}: call reset_state(batch_size) before forward_steps")
+        if x.ndim < 3 or x.shape[1] != self._batch:
+            raise ValueError(f"{self!r}: forward_steps input {x.shape}, expected [k, "
+                             f"{self._batch}, ...features] (the batch given to reset_state)")
+        self._check_features(x.shape)
+        k, dt = x.shape[0], x.dtype.type
+        beta, theta = self._flat_params(x.dtype)
+        src = x[:1].reshape(1, -1) if is_static(x) else x.reshape(k, -1)
+        N = src.shape[1]
+        if N % max(beta.shape[0], theta.shape[0]):
+            raise ValueError(f"{self!r}: {beta.shape[0]} per-neuron parameters do not match "
+                             f"input shape {x.shape}")
+        cur, spikes, mask = self._chunk_buffers(k, N, x.dtype, reuse)
+        self._load_current(src, beta, cur, spikes[0])
+        if k == 1:                        # u = 0 * beta + cur: the threshold test alone
+            self._fire(cur, theta, spikes, mask)
+        else:
+            self._kernel_forward(cur, beta, theta, spikes, cur)      # membrane over cur
+        v = self._membrane_after_reset(cur[-1], spikes[-1], theta, mask)
+        self.v = (v.copy() if k > 1 and not reuse else v).reshape(x.shape[1:])
+        s = spikes.reshape(x.shape)
+        if self._amplitude_is_one():
+            return s
+        return s * self._amplitude_view(x.ndim, x.dtype)
+
+    def _chunk_buffers(self, k: int, N: int, dtype, reuse: bool):
+        """Current/membrane ``[k, N]``, spikes ``[k, N]`` and a bool mask ``[N]``: views of
+        the layer's kept buffers when ``reuse`` (grown when too small), else new arrays."""
+        if not reuse:
+            return (np.empty((k, N), dtype=dtype), np.empty((k, N), dtype=dtype),
+                    np.empty(N, dtype=np.bool_))
+        bufs = getattr(self, "_chunk_bufs", None)
+        if bufs is None or bufs[0].shape[0] < k or bufs[0].shape[1] != N or \
+                bufs[0].dtype != dtype:
+            if bufs is not None and self.v is not None:
+                self.v = self.v.copy()        # it lives in the old buffer
+            bufs = (np.empty((k, N), dtype=dtype), np.empty((k, N), dtype=dtype),
+                    np.empty(N, dtype=np.bool_))
+            self._chunk_bufs = bufs
+        return bufs[0][:k], bufs[1][:k], bufs[2]
+
+    def _load_current(self, src, beta, cur, scratch) -> None:
+        """``cur [k, N]`` = the chunk's current ``gain * src`` (``src [k, N]``, or ``[1, N]``
+        repeated), with ``beta * v`` of the carried membrane added to its first row.  Row 0 is
+        written first: ``self.v`` may be a row of ``cur`` (the previous chunk's last)."""
+        dt = cur.dtype.type
+        gain = self.input_gain
+        row0 = src[0] if gain == 1.0 else np.multiply(src[0], dt(gain), out=scratch)
+        if self.v is not None:
+            v, self.v = self.v.reshape(-1), None
+            vb = _by_neuron(v, beta)
+            np.multiply(vb, beta, out=vb)                     # in place: v is dropped after
+            np.add(row0, v, out=cur[0])
+            del v, vb
+        else:
+            cur[0] = row0
+        if cur.shape[0] > 1:
+            rest = src[1:] if src.shape[0] == cur.shape[0] else src[:1]
+            if gain == 1.0:
+                np.copyto(cur[1:], rest)
+            else:
+                np.multiply(rest, dt(gain), out=cur[1:])
+
+    def _kernel_forward(self, current, beta, theta, spikes, membrane) -> None:
+        """The fused forward kernel of this layer's kind (plain or general), no smooth mode;
+        ``current``, ``spikes``, ``membrane``: ``[k, N]`` (``membrane`` may be ``current``)."""
+        dt = spikes.dtype.type
+        code, alpha = self.surrogate.code, dt(self.surrogate.alpha)
+        if self.plain:
+            kernels.lif_forward(current, dt(self.beta), dt(self.threshold), _RESETS[self.reset],
+                                dt(self.v_reset), code, alpha, False, spikes, membrane)
+        else:
+            kernels.lif_forward_ext(current, beta, theta, _RESETS[self.reset], dt(self.v_reset),
+                                    code, alpha, False, self.spikes == "ternary",
+                                    self.ternary_grad == "window", spikes, membrane)
+
+    def _fire(self, u: np.ndarray, theta: np.ndarray, out: np.ndarray, mask: np.ndarray) -> None:
+        """Raw spikes of membranes ``u [1, N]`` into ``out``: ``1[u >= theta]`` (``-
+        1[u <= -theta]`` for ternary spikes), the kernels' test
+        (:func:`snncore.neuron.canonical_update`); ``mask [N]`` is scratch."""
+        ub, ob = _by_neuron(u, theta), _by_neuron(out, theta)
+        np.greater_equal(ub, theta, out=ob)
+        if self.spikes == "ternary":
+            mb = _by_neuron(mask, theta)
+            np.less_equal(ub, -theta, out=mb)
+            np.subtract(ob, mb, out=ob)
+
+    def _membrane_after_reset(self, u, s, theta, mask) -> np.ndarray:
+        """``v_t`` from the membrane ``u [N]`` and raw spikes ``s [N]`` of one step, as
+        :func:`snncore.neuron.canonical_update`, written into ``u``; ``mask [N]`` is scratch."""
+        if self.reset == "hard":
+            np.not_equal(s, 0, out=mask)
+            np.copyto(u, u.dtype.type(self.v_reset), where=mask)
+        else:
+            ub, sb, mb = (_by_neuron(a, theta) for a in (u, s, mask))
+            np.greater(sb, 0, out=mb)
+            np.subtract(ub, theta, out=ub, where=mb)
+            np.less(sb, 0, out=mb)
+            np.add(ub, theta, out=ub, where=mb)
+        return u
+
     def step_backward(self, grad_y_t: np.ndarray) -> np.ndarray:
         """``dL/dI_t`` from ``dL/ds_t`` through this step only, with the previous membrane and
         the reset held constant (OTTT's detached neuron, docs/methods.md section 15):
@@ -416,6 +573,27 @@ class LIF(Module):
         if self.input_gain != 1.0:
             g = g * dt(self.input_gain)
         return g.reshape(grad.shape)
+
+
+_LEAN_BLOCK = 1 << 16     # elements per column block of the lean backward (T x width)
+
+
+def _membrane_buffer(x: np.ndarray, current: np.ndarray, donate: bool) -> np.ndarray:
+    """Where the forward kernel writes the membrane ``[T, N]``: over ``current`` when it is
+    a full ``[T, N]`` array the layer may overwrite (a copy or product the layer made, or a
+    donated input; the kernels read each current element before they write the membrane
+    element), else a new array."""
+    T = x.shape[0]
+    if current.shape[0] == T and (donate or not np.may_share_memory(current, x)):
+        return current
+    return np.empty((T, current.shape[1]), dtype=x.dtype)
+
+
+def _by_neuron(a: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """View of the flattened neurons ``a [.., B * F]`` as ``[-1, len(values)]``, so that
+    per-neuron ``values [F]`` (or one value ``[1]``) broadcast as the kernels index them
+    (``values[i % F]``)."""
+    return a.reshape(-1, values.shape[0])
 
 
 def online_unsupported(layer: LIF) -> str:

@@ -1,0 +1,256 @@
+"""Memory paths of the dense engine (issue 19, item 5).
+
+* Eval mode: ``Sequential.forward`` runs in time chunks (``eval_chunk_rows``), keeping one
+  chunk of every intermediate array; the output equals the whole-sequence forward bit for bit.
+* BPTT: a spiking layer keeps only its membrane and a Linear after it keeps its binary input
+  bit-packed; every gradient equals the one of the plain caches bit for bit.
+"""
+import numpy as np
+import pytest
+
+import training
+from training import encoding, losses
+from training.klif import KLIF
+from training.recurrent import CubaLIF, RecurrentLIF
+
+
+def dyadic(rng, shape, denom=32, top=32, dtype=np.float32):
+    return (rng.integers(-top, top + 1, size=shape) / denom).astype(dtype)
+
+
+def make_dyadic(net, rng):
+    """Dyadic parameters (exact sums whatever the BLAS blocking; the conv tests need it)."""
+    for name, p in net.named_parameters():
+        if not name.endswith(".k"):
+            p.data = dyadic(rng, p.data.shape, dtype=p.data.dtype)
+            p.grad = np.zeros_like(p.data)
+    return net
+
+
+def whole_and_chunked(net, x, rows):
+    """(whole-sequence eval output, chunked eval output with ``rows`` rows per chunk)."""
+    net.eval()
+    net.eval_chunk_rows = 0
+    whole = net.forward(x)
+    net.eval_chunk_rows = rows
+    assert net._chunk_steps(x.shape[0], x.shape[1]) > 0       # really chunked
+    chunked = net.forward(x)
+    return whole, chunked
+
+
+def mlp(rng, neuron=lambda: training.LIF(beta=0.5)):
+    return training.Sequential(training.Linear(784, 800, rng=rng), neuron(),
+                               training.Linear(800, 10, rng=rng))
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_mlp_chunked_eval_equals_whole_forward_with_generic_weights(static):
+    """FC 784-800-10 at batch 600, T = 6, chunks of 1 step (600 rows): large products, so
+    the BLAS rows do not depend on the row count; generic (non-dyadic) weights."""
+    rng = np.random.default_rng(0)
+    net = mlp(rng)
+    img = rng.random((600, 784)).astype(np.float32)
+    x = encoding.direct(img, 6) if static else encoding.rate(img, 6, np.random.default_rng(1))
+    whole, chunked = whole_and_chunked(net, x, 512)
+    np.testing.assert_array_equal(chunked, whole)
+    assert chunked.dtype == whole.dtype and np.abs(whole).max() > 0
+
+
+NEURONS = {
+    "lif_tau_hard": lambda f: training.LIF(tau=2.0, threshold=0.5),
+    "lif_subtract": lambda f: training.LIF(beta=0.75, threshold=0.5, reset="subtract"),
+    "if_subtract": lambda f: training.IF(threshold=0.5, reset="subtract"),
+    "ternary": lambda f: training.LIF(beta=0.25, threshold=0.5, spikes="ternary", amplitude=0.5),
+    "per_neuron": lambda f: training.LIF(beta=0.5, threshold=0.5, learn_beta=True,
+                                         learn_threshold=True, per_neuron=True, features=f),
+    "klif": lambda f: KLIF(tau=2.0, k=1.0, threshold=0.5),
+}
+
+
+def conv_net(rng, neuron):
+    return training.Sequential(
+        training.Conv2d(2, 4, 3, padding=1, rng=rng), training.BatchNorm2d(4),
+        neuron((4, 8, 8)), training.MaxPool2d(2), training.Conv2d(4, 4, 3, padding=1, rng=rng),
+        neuron((4, 4, 4)), training.AvgPool2d(2), training.Dropout(0.3, rng=rng),
+        training.Flatten(), training.Linear(16, 6, rng=rng), neuron((6,)),
+        training.Linear(6, 3, rng=rng))
+
+
+@pytest.mark.parametrize("neuron", sorted(NEURONS))
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_conv_chunked_eval_equals_whole_forward(neuron, static, steps):
+    """Conv, BatchNorm (eval), LIF/IF/ternary/per-neuron/KLIF, pooling, Dropout, Flatten,
+    Linear: chunks of 1 step (the NumPy threshold path) and of 2 steps (the fused kernel;
+    uneven: T = 7) equal the whole forward bit for bit."""
+    rng = np.random.default_rng(3)
+    net = make_dyadic(conv_net(rng, NEURONS[neuron]), rng)
+    bn = net.layers[1]
+    bn.running_mean[...] = dyadic(rng, 4)
+    bn.running_var[...] = np.array([1, 4, 1, 4], dtype=np.float32) - bn.eps
+    T, B = 7, 3
+    img = (rng.integers(0, 17, size=(B, 2, 8, 8)) / 16).astype(np.float32)
+    x = encoding.direct(img, T) if static else \
+        (rng.integers(0, 17, size=(T, B, 2, 8, 8)) / 16).astype(np.float32)
+    whole, chunked = whole_and_chunked(net, x, steps * B)
+    np.testing.assert_array_equal(chunked, whole)
+    first = training.Sequential(*net.layers[:3]).eval()
+    first.eval_chunk_rows = 0
+    s = first.forward(x)
+    assert np.any(s != 0) and np.any(s == 0)           # the neurons fired and were silent
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "cuba"])
+def test_recurrent_chunked_eval_equals_whole_forward(kind):
+    rng = np.random.default_rng(5)
+    layer = RecurrentLIF(12, beta=0.75, threshold=0.5, rng=rng) if kind == "recurrent" else \
+        CubaLIF(alpha=0.5, beta=0.75, threshold=0.5, recurrent=True, features=12, rng=rng)
+    net = make_dyadic(training.Sequential(training.Linear(10, 12, rng=rng), layer,
+                                          training.Linear(12, 4, rng=rng)), rng)
+    x = (rng.integers(0, 17, size=(9, 4, 10)) / 16).astype(np.float32)
+    whole, chunked = whole_and_chunked(net, x, 8)
+    np.testing.assert_array_equal(chunked, whole)
+    assert np.abs(whole).max() > 0
+
+
+def test_two_decoded_evaluation_is_unchanged_by_chunking():
+    """``evaluate`` with TWO decoder weights: the same loss and accuracy chunked or whole."""
+    rng = np.random.default_rng(6)
+    net = mlp(rng)
+    net.time_weights = np.linspace(0.5, 1.5, 8)
+    images = rng.random((300, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, 300)
+    results = []
+    for rows in (0, 256):
+        net.eval_chunk_rows = rows
+        results.append(training.evaluate(net, images, labels, T=8, encoder="rate",
+                                         batch_size=300, seed=2))
+    assert results[0] == results[1]
+
+
+def test_chunked_eval_keeps_no_state_or_cache_and_training_mode_runs_whole():
+    rng = np.random.default_rng(7)
+    net = mlp(rng)
+    x = encoding.rate(rng.random((600, 784)).astype(np.float32), 4, np.random.default_rng(0))
+    net.eval()
+    net.forward(x)
+    lif = net.layers[1]
+    assert lif.v is None and lif._u is None and net.layers[0]._x is None
+    net.train()
+    assert net._chunk_steps(4, 600) == 0
+    lif.record = True
+    net.eval()
+    assert net._chunk_steps(4, 600) == 0                 # a recording layer runs whole
+
+
+# ------------------------------------------------------------------------------ BPTT memory
+def layer_by_layer_grads(net, x, g, need_input_grad):
+    """Forward and backward one layer at a time, no hints: the plain caches of every layer
+    (what ``Sequential`` did before ``low_memory`` and ``donate``)."""
+    net.zero_grad()
+    h = x
+    for layer in net.layers:
+        h = layer.forward(h)
+    for layer in reversed(net.layers):
+        g = layer.backward(g)
+    return h, {n: p.grad.copy() for n, p in net.named_parameters()}, g
+
+
+def sequential_grads(net, x, g, need_input_grad):
+    net.zero_grad()
+    y = net.forward(x)
+    gx = net.backward(g, need_input_grad=need_input_grad)
+    return y, {n: p.grad.copy() for n, p in net.named_parameters()}, gx
+
+
+MLP_NEURONS = {
+    "lif_hard": lambda: training.LIF(beta=0.5, threshold=0.2),
+    "lif_tau_subtract": lambda: training.LIF(tau=2.0, threshold=0.1, reset="subtract"),
+    "if_detach": lambda: training.IF(threshold=0.2, detach_reset=True),
+    "ternary": lambda: training.LIF(beta=0.5, threshold=0.2, spikes="ternary"),
+    "learned": lambda: training.LIF(beta=0.5, threshold=0.2, learn_beta=True,
+                                    learn_threshold=True),
+}
+
+
+@pytest.mark.parametrize("neuron", sorted(MLP_NEURONS))
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_mlp_gradients_equal_the_plain_caches_bit_for_bit(neuron, static, low_memory):
+    """Every parameter's gradient and the input gradient: Sequential (donated membrane;
+    with low_memory: membrane-only LIF cache, bit-packed Linear input, caches freed) equals
+    the layer-by-layer pass with full caches, on binary and direct input."""
+    rng = np.random.default_rng(8)
+    net = training.Sequential(training.Linear(50, 300, rng=rng), MLP_NEURONS[neuron](),
+                              training.Linear(300, 200, rng=rng), MLP_NEURONS[neuron](),
+                              training.WSLinear(200, 10, rng=rng))
+    img = rng.random((16, 50)).astype(np.float32) * 2
+    x = encoding.direct(img, 12) if static else \
+        encoding.rate(img / 2, 12, np.random.default_rng(1))
+    g = rng.standard_normal((12, 16, 10)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(net, x, g, True)
+    net.low_memory = low_memory
+    for need_input_grad in (True, False):
+        y1, grads1, gx1 = sequential_grads(net, x, g, need_input_grad)
+        np.testing.assert_array_equal(y1, y0)
+        for name in grads0:
+            np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
+            assert np.any(grads0[name] != 0), name
+        if need_input_grad:
+            np.testing.assert_array_equal(gx1, gx0)
+    s = net.layers[1].forward(net.layers[0].forward(x))
+    assert 0 < np.mean(s != 0) < 1
+
+
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_conv_gradients_equal_the_plain_caches_bit_for_bit(low_memory):
+    """Conv -> BatchNorm -> LIF -> MaxPool -> Conv -> LIF -> MaxPool -> Flatten -> Linear:
+    the binary hint crosses MaxPool and Flatten to the Linear."""
+    rng = np.random.default_rng(9)
+    net = training.Sequential(
+        training.Conv2d(1, 4, 3, padding=1, rng=rng), training.BatchNorm2d(4),
+        training.LIF(beta=0.5, threshold=0.3), training.MaxPool2d(2),
+        training.Conv2d(4, 6, 3, padding=1, rng=rng), training.LIF(tau=2.0, threshold=0.2),
+        training.MaxPool2d(2), training.Flatten(), training.Linear(6 * 4, 5, rng=rng))
+    x = encoding.rate(rng.random((6, 1, 8, 8)).astype(np.float32), 5, np.random.default_rng(2))
+    g = rng.standard_normal((5, 6, 5)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(net, x, g, True)
+    net.low_memory = low_memory
+    y1, grads1, gx1 = sequential_grads(net, x, g, True)
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(gx1, gx0)
+    for name in grads0:
+        np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
+    if low_memory:
+        assert all(getattr(l, "_x", None) is None for l in net.layers)     # caches freed
+
+
+def test_low_memory_keeps_membrane_only_and_packed_binary_input():
+    rng = np.random.default_rng(10)
+    net = mlp(rng)
+    net.low_memory = True
+    x = encoding.rate(rng.random((8, 784)).astype(np.float32), 4, np.random.default_rng(0))
+    net.forward(x)
+    lif, fc2 = net.layers[1], net.layers[2]
+    assert lif._s is None and lif._u is not None
+    assert fc2._x is None and fc2._bits.bits.dtype == np.uint8
+    assert fc2._bits.bits.nbytes * 8 <= 4 * 800 * 8 + 8 * 4       # one bit per spike
+    net.low_memory = False
+    net.forward(x)
+    assert lif._s is not None and fc2._bits is None
+
+
+def test_donated_membrane_overwrites_the_weight_output_only():
+    """The LIF writes its membrane over the preceding Linear's output, never over the
+    caller's array (a LIF first in the network, or the caller's gradient)."""
+    rng = np.random.default_rng(11)
+    x = rng.random((3, 4, 5)).astype(np.float32) * 3
+    x0 = x.copy()
+    net = training.Sequential(training.LIF(beta=0.5))
+    net.low_memory = True
+    net.forward(x)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    g0 = g.copy()
+    net.backward(g)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)
