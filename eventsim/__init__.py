@@ -19,13 +19,15 @@ from .network import CompiledNetwork, UnsupportedModelError, load
 from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator
 from ._version import __version__
+from snncore.threads import get_num_threads, set_num_threads, threads, threads_info
 
 #: submodules imported on first attribute access (``eventsim.plot``, ``eventsim.cli``, ...)
 _LAZY_SUBMODULES = ("cli", "fileio", "kernels", "plot")
 
 __all__ = ["inputs", "modelfile", "recording", "plot", "Model", "ModelFormatError", "read_model",
            "write_model", "load", "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",
-           "RecordingFormatError", "SpikeTrain", "EventBatch"]
+           "RecordingFormatError", "SpikeTrain", "EventBatch", "set_num_threads", "get_num_threads",
+           "threads", "threads_info"]
 
 
 def __getattr__(name: str):

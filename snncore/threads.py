@@ -23,10 +23,12 @@ The parallel kernels use plain Python threads that claim chunks of work one at a
 shared counter, calling Numba kernels that release the GIL.  A helper thread that the operating
 system does not schedule (a busy machine) simply claims no chunk, and the calling thread does the
 work itself: the step never waits for a thread that has not started.  The threads are started
-per call and joined before it returns (no pool is kept between calls).
+per call (no pool is kept between calls); a call returns once every chunk is done, and a helper
+that starts after that finds no chunk left and ends.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import threading
@@ -152,29 +154,43 @@ def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = 
         fn(0, n)
         return 1
     bounds = chunk_bounds(n, chunks_per_thread * n_threads)
-    lock = threading.Lock()
-    state = {"next": 0}
+    state = {"next": 0, "active": 0}
     errors: list[BaseException] = []
+    cond = threading.Condition()
 
     def claim():
-        with lock:
+        """The next chunk, counted as active until :func:`done` (None: nothing left)."""
+        with cond:
             i = state["next"]
+            if i >= len(bounds) or errors:
+                return None
             state["next"] = i + 1
-        return bounds[i] if i < len(bounds) and not errors else None
+            state["active"] += 1
+            return bounds[i]
+
+    def done(error=None):
+        with cond:
+            state["active"] -= 1
+            if error is not None:
+                errors.append(error)
+            cond.notify_all()
 
     def work():
-        try:
-            while (b := claim()) is not None:
+        while (b := claim()) is not None:
+            try:
                 fn(*b)
-        except BaseException as e:       # noqa: BLE001 - re-raised in the caller
-            errors.append(e)
+            except BaseException as e:       # noqa: BLE001 - re-raised in the caller
+                done(e)
+                return
+            done()
 
-    helpers = [threading.Thread(target=work, daemon=True) for _ in range(n_threads - 1)]
-    for h in helpers:
-        h.start()
+    # _thread.start_new_thread returns at once (threading.Thread.start waits until the new
+    # thread runs, which on a busy machine can take a scheduler time slice)
+    for _ in range(n_threads - 1):
+        _thread.start_new_thread(work, ())
     work()
-    for h in helpers:
-        h.join()
+    with cond:        # wait for chunks still running in helpers; late helpers find none left
+        cond.wait_for(lambda: state["active"] == 0)
     if errors:
         raise errors[0]
     return n_threads
