@@ -21,8 +21,10 @@ so ``OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python ...`` runs everything on one t
 
 The parallel kernels use plain Python threads that claim chunks of work one at a time from a
 shared counter, calling Numba kernels that release the GIL.  A helper thread that the operating
-system does not schedule (a busy machine) simply claims no chunk, and the calling thread does the
-work itself: the step never waits for a thread that has not started.  The threads are started
+system does not schedule (a busy machine) claims no chunk, and the calling thread does the work
+itself: the step never waits for a thread that has not started.  When no helper has started by
+the time the calling thread finishes its first chunk, the machine has no idle core and the call
+finishes serially (late helpers find the work closed to them).  The threads are started
 per call (no pool is kept between calls); a call returns once every chunk is done, and a helper
 that starts after that finds no chunk left and ends.
 """
@@ -137,7 +139,8 @@ def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = 
     ``n * work_per_item < MIN_PARALLEL_ELEMENTS`` or one thread is asked for.  Otherwise the
     range is cut into ``chunks_per_thread * n_threads`` chunks that the calling thread and
     ``n_threads - 1`` helper threads claim one at a time (dynamic schedule: an unscheduled helper
-    takes no work).  An exception raised in any chunk is re-raised here after all threads end.
+    takes no work; helpers that have not started when the caller ends its first chunk never
+    join).  An exception raised in any chunk is re-raised here after all threads end.
 
     Args:
         fn: callable ``(lo, hi) -> None``.
@@ -154,7 +157,10 @@ def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = 
         fn(0, n)
         return 1
     bounds = chunk_bounds(n, chunks_per_thread * n_threads)
-    state = {"next": 0, "active": 0}
+    # next: first unclaimed chunk; active: chunks being run; started: helpers that joined;
+    # closed: no helper may join any more (set when none had started by the time the caller
+    # finished its first chunk: the machine has no idle core, so the caller works alone)
+    state = {"next": 0, "active": 0, "started": 0, "closed": False}
     errors: list[BaseException] = []
     cond = threading.Condition()
 
@@ -175,20 +181,34 @@ def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = 
                 errors.append(error)
             cond.notify_all()
 
-    def work():
-        while (b := claim()) is not None:
-            try:
-                fn(*b)
-            except BaseException as e:       # noqa: BLE001 - re-raised in the caller
-                done(e)
+    def run(b) -> bool:
+        try:
+            fn(*b)
+        except BaseException as e:       # noqa: BLE001 - re-raised in the caller
+            done(e)
+            return False
+        done()
+        return True
+
+    def helper():
+        with cond:
+            if state["closed"]:
                 return
-            done()
+            state["started"] += 1
+        while (b := claim()) is not None and run(b):
+            pass
 
     # _thread.start_new_thread returns at once (threading.Thread.start waits until the new
     # thread runs, which on a busy machine can take a scheduler time slice)
     for _ in range(n_threads - 1):
-        _thread.start_new_thread(work, ())
-    work()
+        _thread.start_new_thread(helper, ())
+    b = claim()
+    if b is not None and run(b):
+        with cond:
+            if state["started"] == 0:
+                state["closed"] = True
+        while (b := claim()) is not None and run(b):
+            pass
     with cond:        # wait for chunks still running in helpers; late helpers find none left
         cond.wait_for(lambda: state["active"] == 0)
     if errors:
