@@ -235,6 +235,9 @@ def main(argv=None):
                     help="threads per worker: environment (OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS) and "
                          "explicit calls (training.set_num_threads, torch.set_num_threads, "
                          "threadpoolctl); default: library defaults")
+    ap.add_argument("--blas-timeout", type=int, default=None,
+                    help="OPENBLAS_THREAD_TIMEOUT for every worker (OpenBLAS threads spin 2^N "
+                         "cycles after a product; 4 frees the cores for the element-wise kernels)")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(args.worker[0], args.worker[1], args.steps, args.threads)))
@@ -243,7 +246,10 @@ def main(argv=None):
     if args.threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(args.threads)
-    print(f"threads per worker: {args.threads or 'library default'}; rounds {args.rounds}, "
+    if args.blas_timeout is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = str(args.blas_timeout)
+    print(f"threads per worker: {args.threads or 'library default'}; OPENBLAS_THREAD_TIMEOUT "
+          f"{env.get('OPENBLAS_THREAD_TIMEOUT', 'default')}; rounds {args.rounds}, "
           f"{args.steps} timed steps per process; load average at start "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     results: dict = {}

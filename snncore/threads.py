@@ -19,6 +19,12 @@ Where the numbers live (nothing is stored here):
 With no call to :func:`set_num_threads` both libraries keep their defaults from the environment,
 so ``OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python ...`` runs everything on one thread.
 
+OpenBLAS's worker threads spin for about 2^28 cycles (~0.1 s) after every product before they
+sleep; on a machine with as many cores as threads they take the core the element-wise kernels'
+second thread needs (measured: the threaded kernels then lose to the serial ones).  Set
+``OPENBLAS_THREAD_TIMEOUT=4`` (spin 2^4 cycles; read when NumPy loads, so in the environment
+before Python starts) when running two threads on two cores; it did not slow the products.
+
 The parallel kernels use plain Python threads that claim chunks of work one at a time from a
 shared counter, calling Numba kernels that release the GIL.  A helper thread that the operating
 system does not schedule (a busy machine) claims no chunk, and the calling thread does the work
@@ -96,8 +102,9 @@ def threads_info() -> dict:
     except ValueError:          # no parallel Numba region has run yet
         layer = f"not started (configured: {numba.config.THREADING_LAYER})"
     env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                      "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                      "NUMBA_THREADING_LAYER") if k in os.environ}
+                                      "OPENBLAS_THREAD_TIMEOUT", "MKL_NUM_THREADS",
+                                      "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER")
+           if k in os.environ}
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {"numba": get_num_threads(), "numba_max": numba_max_threads(), "numba_layer": layer,
             "blas": blas, "cpus": os.cpu_count(), "affinity": affinity, "env": env}

@@ -38,9 +38,10 @@ from .module import Module, Parameter, broadcast_time, is_static
 # --------------------------------------------------------------------------------------
 # Numba kernels over x3[N, C, S] (N = images, S = spatial positions).  Each has a ``*_cols``
 # form over the channels c0 <= c < c1 that releases the GIL; the serial kernel is that form over
-# all channels, and the ``*_parallel`` drivers run it on disjoint channel ranges in several
-# threads.  Every per-channel sum runs over n in ascending order inside one thread whatever the
-# split, so the threaded results are bit-identical to the serial ones.
+# all channels.  The ``*_parallel`` drivers run the sums on disjoint channel ranges in several
+# threads (every per-channel sum runs over n in ascending order inside one thread whatever the
+# split) and the element-wise kernels on disjoint ranges of images, so the threaded results are
+# bit-identical to the serial ones.
 # --------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def channel_moments(x3, mean, var):
@@ -193,9 +194,16 @@ def channel_moments_parallel(x3, mean, var, n_threads=None):
     _over_channels(channel_moments_cols, (x3,), (mean, var), n_threads)
 
 
+def _over_rows(kernel, x3, n_threads):
+    """Run ``kernel(n0, n1)`` over ranges of the leading axis of ``x3[N, C, S]`` in threads
+    (element-wise kernels: contiguous blocks stream better than channel slices)."""
+    N, C, S = x3.shape
+    parallel_chunks(kernel, N, work_per_item=C * S, n_threads=n_threads)
+
+
 def affine_parallel(x3, scale, shift, y, n_threads=None):
-    """:func:`affine` with the channels split over ``n_threads`` threads."""
-    _over_channels(affine_cols, (x3,), (scale, shift, y), n_threads)
+    """:func:`affine` with the images (leading axis) split over ``n_threads`` threads."""
+    _over_rows(lambda n0, n1: affine(x3[n0:n1], scale, shift, y[n0:n1]), x3, n_threads)
 
 
 def backward_sums_parallel(g3, x3, mean, invstd, sum_g, sum_gx, n_threads=None):
@@ -204,8 +212,13 @@ def backward_sums_parallel(g3, x3, mean, invstd, sum_g, sum_gx, n_threads=None):
 
 
 def backward_input_parallel(g3, x3, mean, invstd, k, a, b, dx, n_threads=None):
-    """:func:`backward_input` with the channels split over ``n_threads`` threads."""
-    _over_channels(backward_input_cols, (g3,), (x3, mean, invstd, k, a, b, dx), n_threads)
+    """:func:`backward_input` with the images split over ``n_threads`` threads (the channels
+    when ``x3`` holds fewer images than ``g3``: static input)."""
+    if x3.shape[0] != g3.shape[0]:
+        _over_channels(backward_input_cols, (g3,), (x3, mean, invstd, k, a, b, dx), n_threads)
+        return
+    _over_rows(lambda n0, n1: backward_input(g3[n0:n1], x3[n0:n1], mean, invstd, k, a, b,
+                                             dx[n0:n1]), g3, n_threads)
 
 
 # --------------------------------------------------------------------------------------
