@@ -41,9 +41,10 @@ import contextlib
 import os
 import threading
 
-#: fewer elements than this per call run serially (measured: starting a thread and splitting the
-#: work costs ~0.1 ms, the time of about this many element updates)
-MIN_PARALLEL_ELEMENTS = 1 << 17
+#: fewer elements than this per call run serially (measured with ``benchmarks/bench_threads.py
+#: --sizes``: starting a helper and splitting the work costs ~0.13 ms; two threads first beat one
+#: on the LIF forward at ~2^20 elements)
+MIN_PARALLEL_ELEMENTS = 1 << 20
 
 
 def _check_n(n, what: str) -> int:
