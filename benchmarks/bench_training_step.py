@@ -2,6 +2,9 @@
 
     python benchmarks/bench_training_step.py                 # all configurations
     python benchmarks/bench_training_step.py --rounds 5 --configs fc4 fc32
+    PYTHONPATH=$PWD python benchmarks/bench_training_step.py --threads 2 --blas-timeout 4
+        (from a checkout: PYTHONPATH picks this tree's packages; --threads sets every library's
+        thread count in each worker; --blas-timeout sets OPENBLAS_THREAD_TIMEOUT for all)
 
 Every measurement runs in a fresh process (NumPy's OpenBLAS threads keep spinning after a
 product and slow torch in the same process), engines alternate round by round, and the
