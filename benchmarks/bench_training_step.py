@@ -2,6 +2,9 @@
 
     python benchmarks/bench_training_step.py                 # all configurations
     python benchmarks/bench_training_step.py --rounds 5 --configs fc4 fc32
+    PYTHONPATH=$PWD python benchmarks/bench_training_step.py --threads 2 --blas-timeout 4
+        (from a checkout: PYTHONPATH picks this tree's packages; --threads sets every library's
+        thread count in each worker; --blas-timeout sets OPENBLAS_THREAD_TIMEOUT for all)
 
 Every measurement runs in a fresh process (NumPy's OpenBLAS threads keep spinning after a
 product and slow torch in the same process), engines alternate round by round, and the
@@ -76,10 +79,12 @@ def _time_steps(step, n_warm: int, n: int):
 
 
 # ----------------------------------------------------------------------------- workers
-def worker_ours(cfg, rate: bool, lean: bool = False):
+def worker_ours(cfg, rate: bool, lean: bool = False, threads: int | None = None):
     import numpy as np
     import training
     from training import encoding, losses, optim
+    if threads:
+        training.set_num_threads(threads)      # BLAS (threadpoolctl) and Numba
     rng = np.random.default_rng(0)
     T, B = cfg["T"], cfg["B"]
     if cfg["net"] == "fc":
@@ -115,14 +120,14 @@ def worker_ours(cfg, rate: bool, lean: bool = False):
     return step
 
 
-def worker_snntorch(cfg):
+def worker_snntorch(cfg, threads: int | None = None):
     import numpy as np
     import snntorch as snn
     import torch
     from torch import nn
     torch.manual_seed(0)
-    if os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if threads:
+        torch.set_num_threads(threads)
     T, B = cfg["T"], cfg["B"]
     if cfg["net"] == "fc":
         layers = [nn.Linear(784, 800), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(800, 10)]
@@ -157,8 +162,11 @@ def worker_snntorch(cfg):
     return step
 
 
-def worker_floor(cfg):
+def worker_floor(cfg, threads: int | None = None):
     import numpy as np
+    if threads:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(threads, user_api="blas")
     rng = np.random.default_rng(0)
     T, B = cfg["T"], cfg["B"]
     f32 = np.float32
@@ -195,16 +203,32 @@ def worker_floor(cfg):
     return step
 
 
-def run_worker(engine: str, config: str, n: int) -> dict:
+def _threads_used(engine: str) -> str:
+    """The thread counts the worker's libraries report after its steps ran."""
+    import threadpoolctl
+    blas = ",".join(f"{lib['internal_api']}={lib['num_threads']}"
+                    for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas")
+    if engine == "snntorch":
+        import torch
+        return f"torch={torch.get_num_threads()} {blas}"
+    if engine.startswith("ours"):
+        import numba
+        return f"numba={numba.get_num_threads()} {blas}"
+    return blas
+
+
+def run_worker(engine: str, config: str, n: int, threads: int | None = None) -> dict:
     cfg = CONFIGS[config]
     if engine.startswith("ours"):
-        step = worker_ours(cfg, rate="rate" in engine, lean=engine.endswith("-lean"))
+        step = worker_ours(cfg, rate="rate" in engine, lean=engine.endswith("-lean"),
+                           threads=threads)
     elif engine == "snntorch":
-        step = worker_snntorch(cfg)
+        step = worker_snntorch(cfg, threads=threads)
     else:
-        step = worker_floor(cfg)
+        step = worker_floor(cfg, threads=threads)
     t, mem = _time_steps(step, n_warm=3, n=n)
-    return {"engine": engine, "config": config, "step_ms": t * 1e3, "peak_mib": mem}
+    return {"engine": engine, "config": config, "step_ms": t * 1e3, "peak_mib": mem,
+            "threads": _threads_used(engine)}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -217,31 +241,43 @@ def main(argv=None):
     ap.add_argument("--worker", nargs=2, metavar=("ENGINE", "CONFIG"), help=argparse.SUPPRESS)
     ap.add_argument("--json", default=None, help="also write the raw results here")
     ap.add_argument("--threads", type=int, default=None,
-                    help="threads per worker (OpenBLAS, OpenMP, torch, Numba); default: library defaults")
+                    help="threads per worker: environment (OPENBLAS/OMP/MKL/NUMBA_NUM_THREADS) and "
+                         "explicit calls (training.set_num_threads, torch.set_num_threads, "
+                         "threadpoolctl); default: library defaults")
+    ap.add_argument("--blas-timeout", type=int, default=None,
+                    help="OPENBLAS_THREAD_TIMEOUT for every worker (OpenBLAS threads spin 2^N "
+                         "cycles after a product; 4 frees the cores for the element-wise kernels)")
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_worker(args.worker[0], args.worker[1], args.steps)))
+        print(json.dumps(run_worker(args.worker[0], args.worker[1], args.steps, args.threads)))
         return
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     if args.threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(args.threads)
-    print(f"threads per worker: {args.threads or 'library default'}; rounds {args.rounds}, "
-          f"{args.steps} timed steps per process", flush=True)
+    if args.blas_timeout is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = str(args.blas_timeout)
+    print(f"threads per worker: {args.threads or 'library default'}; OPENBLAS_THREAD_TIMEOUT "
+          f"{env.get('OPENBLAS_THREAD_TIMEOUT', 'default')}; rounds {args.rounds}, "
+          f"{args.steps} timed steps per process; load average at start "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     results: dict = {}
     for r in range(args.rounds):
         for config in args.configs:
             engines = args.engines[r % len(args.engines):] + args.engines[:r % len(args.engines)]
             for engine in engines:
-                proc = subprocess.run([sys.executable, __file__, "--worker", engine, config,
-                                       "--steps", str(args.steps)], capture_output=True, text=True, env=env)
+                cmd = [sys.executable, __file__, "--worker", engine, config, "--steps", str(args.steps)]
+                if args.threads:
+                    cmd += ["--threads", str(args.threads)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     print(f"[{engine} {config}] failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                     continue
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault((config, engine), []).append(res)
                 print(f"round {r + 1} {config:7s} {engine:10s} {res['step_ms']:9.2f} ms "
-                      f"{res['peak_mib']:8.1f} MiB", file=sys.stderr, flush=True)
+                      f"{res['peak_mib']:8.1f} MiB  [{res['threads']}; load "
+                      f"{os.getloadavg()[0]:.2f}]", file=sys.stderr, flush=True)
     print(f"\n{'config':8s} {'engine':10s} {'step ms':>9s} {'x snnTorch':>10s} {'x floor':>8s} "
           f"{'peak MiB':>9s} {'mem x snnTorch':>14s}")
     table = []
@@ -260,6 +296,7 @@ def main(argv=None):
             rm = f"{m / ref_m:14.2f}" if ref_m and e != "floor" else f"{'-':>14s}"
             print(f"{config:8s} {e:10s} {t:9.2f} {rt} {rf} {m:9.1f} {rm}")
             table.append({"config": config, "engine": e, "step_ms": t, "peak_mib": m})
+    print(f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(table, f, indent=1)

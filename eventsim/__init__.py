@@ -21,6 +21,7 @@ from .recording import Recording, RecordingFormatError, SpikeTrain
 from .simulator import Simulator
 from .efficiency import CostTable, EfficiencyReport, efficiency_report
 from ._version import __version__
+from snncore.threads import get_num_threads, set_num_threads, threads, threads_info
 
 #: submodules imported on first attribute access (``eventsim.plot``, ``eventsim.cli``, ...)
 _LAZY_SUBMODULES = ("cli", "fileio", "kernels", "nir", "plot")
@@ -28,7 +29,7 @@ _LAZY_SUBMODULES = ("cli", "fileio", "kernels", "nir", "plot")
 __all__ = ["inputs", "modelfile", "recording", "plot", "Model", "ModelFormatError", "read_model",
            "write_model", "load", "CompiledNetwork", "UnsupportedModelError", "Simulator", "Recording",
            "RecordingFormatError", "SpikeTrain", "EventBatch", "efficiency_report", "CostTable",
-           "EfficiencyReport"]
+           "EfficiencyReport", "set_num_threads", "get_num_threads", "threads", "threads_info"]
 
 
 def __getattr__(name: str):

@@ -125,13 +125,13 @@ afterwards, ``cache=True``); :func:`warmup` compiles every variant ahead, and
 from __future__ import annotations
 
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from snncore import modelfile as mf
+from snncore.threads import get_num_threads
 
 from . import kernels as K
 from . import loop
@@ -199,7 +199,8 @@ class Simulator:
             it.
         constant_drive: "step" (default) or "predict" (see the module docstring).
         leak: "repeat" (default, exact) or "power".
-        n_threads: threads across samples (default: ``os.cpu_count()``).
+        n_threads: threads across samples (default: ``eventsim.get_num_threads()``, Numba's
+            thread count: ``NUMBA_NUM_THREADS``, all cores unless set, or ``set_num_threads``).
         chunk_size: samples per kernel call (bounds the memory of analog input currents).
         schedule: "auto" (default), "time" or "layer" (see the module docstring).
         cuba: "step" (default) or "lazy": how current-based populations without constant
@@ -242,7 +243,7 @@ class Simulator:
         self.schedule = "layer" if schedule == "auto" and feed_forward else (
             "time" if schedule == "auto" else schedule)
         if n_threads is None:
-            n_threads = os.cpu_count() or 1
+            n_threads = get_num_threads()      # the package-wide policy (snncore.threads)
         if not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
             raise ValueError(f"Simulator.n_threads: must be a positive int, got {n_threads!r}")
         if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:

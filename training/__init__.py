@@ -15,6 +15,7 @@ from .klif import KLIF
 from .recurrent import CubaLIF, RecurrentLIF
 from .ws import Scale, WSConv2d, WSLinear
 from snncore import datasets, encoding
+from snncore.threads import get_num_threads, set_num_threads, threads, threads_info
 from . import losses, msg, optim, surrogates
 from .msg import MSGSchedule
 from .export import export, feedback_from_model, to_model, to_network
@@ -30,4 +31,5 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Dropout", "LIF", "IF", "KLIF", "RecurrentLIF", "CubaLIF", "NeuronParams",
     "canonical_step", "FeedbackMLP", "FeedbackConv", "ide", "IDEConvergenceError", "WSLinear", "WSConv2d", "Scale", "MSGSchedule", "msg", "datasets", "encoding", "optim", "fit", "evaluate", "History", "TrainingDiverged", "TrainingInterrupted", "export", "to_model", "to_network", "from_nir", "feedback_from_model", "losses", "surrogates", "online", "set_default_dtype", "get_default_dtype",
     "default_dtype", "set_smooth_mode", "is_smooth_mode", "smooth_mode",
+    "set_num_threads", "get_num_threads", "threads", "threads_info",
 ]

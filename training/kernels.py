@@ -8,6 +8,10 @@ Conventions: arrays are ``[T, N]`` (time-major, features flattened); ``reset_mod
 ``HARD_RESET`` or ``SUBTRACT_RESET``; ``sur_code``/``alpha`` select the surrogate of
 ``training/surrogates.py``; ``smooth`` replaces the step by the surrogate's primitive.
 The threshold test is ``u >= theta`` (docs/methods.md section 2), as in the simulator.
+
+Every LIF kernel has a ``*_cols`` form over a neuron range ``[n0, n1)`` that releases the GIL;
+the ``*_parallel`` Python drivers at the end run it on disjoint ranges in several threads
+(:mod:`snncore.threads`), bit-identical to the serial kernel.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from snncore.neuron import HARD_RESET, SUBTRACT_RESET, canonical_update  # noqa: F401
+from snncore.threads import parallel_chunks
 
 _PI = math.pi
 
@@ -64,7 +69,7 @@ def surrogate_derivative(code, alpha, x):
     return alpha if abs(x) < 0.5 / alpha else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
                 spikes, membrane):
     """Canonical LIF/IF update over T steps, starting from ``v_{-1} = 0``.
@@ -73,23 +78,33 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
     hard: v_t = u_t (1 - s_t) + v_reset s_t ;  subtract: v_t = u_t - theta s_t
 
     The step-function path is :func:`snncore.neuron.canonical_update`, inlined; smooth mode
-    (gradient checks only) uses the surrogate's primitive in its place.
+    (gradient checks only) uses the surrogate's primitive in its place.  Serial; the
+    neurons are independent, so :func:`lif_forward_parallel` splits them over threads.
 
     Args:
         current: I [T, N], or [1, N] for a static input repeated at every step.
         spikes: output s [T, N], written.
         membrane: output u [T, N] (membrane before reset, kept for backward), written.
     """
-    T, N = spikes.shape
+    lif_forward_cols(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                     spikes, membrane, 0, spikes.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def lif_forward_cols(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                     spikes, membrane, n0, n1):
+    """:func:`lif_forward` on the neurons (columns) ``n0 <= n < n1`` only (releases the GIL)."""
+    T = spikes.shape[0]
+    K = n1 - n0
     static = current.shape[0] == 1
-    v = np.zeros(N, dtype=spikes.dtype)
+    v = np.zeros(K, dtype=spikes.dtype)
     one = spikes.dtype.type(1.0)
     zero = spikes.dtype.type(0.0)
     for t in range(T):
-        I = current[0] if static else current[t]
-        u_t, s_t = membrane[t], spikes[t]
+        I = current[0][n0:n1] if static else current[t][n0:n1]
+        u_t, s_t = membrane[t][n0:n1], spikes[t][n0:n1]
         if smooth:
-            for n in range(N):
+            for n in range(K):
                 u = beta * v[n] + I[n]
                 s = surrogate_primitive(sur_code, alpha, u - theta)
                 if reset_mode == 0:
@@ -99,20 +114,20 @@ def lif_forward(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smoo
                 s_t[n] = s
                 u_t[n] = u
         elif reset_mode == HARD_RESET:   # the reset test hoisted out of the neuron loop
-            for n in range(N):
+            for n in range(K):
                 u, s, v[n] = canonical_update(v[n], I[n], beta, theta, HARD_RESET, v_reset,
                                               False, v_reset, False)
                 s_t[n] = one if s != 0 else zero
                 u_t[n] = u
         else:
-            for n in range(N):
+            for n in range(K):
                 u, s, v[n] = canonical_update(v[n], I[n], beta, theta, SUBTRACT_RESET, v_reset,
                                               False, v_reset, False)
                 s_t[n] = one if s != 0 else zero
                 u_t[n] = u
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def surrogate_derivative_row(code, alpha, theta, u, out):
     """``out[n] = g'(u[n] - theta)`` for one row; the surrogate branch is outside the loop
     so each case vectorises (``error_model="numpy"``: no zero-division checks in the loop;
@@ -145,7 +160,7 @@ def surrogate_derivative_row(code, alpha, theta, u, out):
             out[n] = alpha if abs(u[n] - theta) < w else zero
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                  sur_code, alpha, detach_reset, grad_current):
     """BPTT through :func:`lif_forward`; writes ``dL/dI`` into ``grad_current [T, N]``.
@@ -155,14 +170,25 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
     subtract: gs = dL/ds_t - theta gv           ;  gu = gv + gs sg
     with the reset term of gs dropped when ``detach_reset``; dL/dI_t = gu.
     The mode branches sit outside the inner loops so each inner loop vectorises.
+    Serial; :func:`lif_backward_parallel` splits the neurons over threads.
     """
-    T, N = grad_spikes.shape
+    lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                      sur_code, alpha, detach_reset, grad_current, 0, grad_spikes.shape[1])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                      sur_code, alpha, detach_reset, grad_current, n0, n1):
+    """:func:`lif_backward` on the neurons (columns) ``n0 <= n < n1`` only (releases the GIL)."""
+    T = grad_spikes.shape[0]
+    N = n1 - n0
     gv = np.zeros(N, dtype=grad_current.dtype)
     sg = np.empty(N, dtype=grad_current.dtype)
     one = grad_current.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
-        surrogate_derivative_row(sur_code, alpha, theta, membrane[t], sg)
-        g_t, u_t, s_t, out = grad_spikes[t], membrane[t], spikes[t], grad_current[t]
+        u_t = membrane[t][n0:n1]
+        surrogate_derivative_row(sur_code, alpha, theta, u_t, sg)
+        g_t, s_t, out = grad_spikes[t][n0:n1], spikes[t][n0:n1], grad_current[t][n0:n1]
         if reset_mode == 0:
             if detach_reset:
                 for n in range(N):
@@ -192,7 +218,7 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
 # (the plain binary layer with scalar parameters keeps the kernels above)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lif_forward_ext(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
                     ternary, window, spikes, membrane):
     """:func:`lif_forward` with per-neuron parameters and optional ternary spikes.
@@ -207,18 +233,27 @@ def lif_forward_ext(current, beta, theta, reset_mode, v_reset, sur_code, alpha, 
         current: I [T, N] or [1, N] (static); beta, theta: [F] or [1], N a multiple of F.
         spikes, membrane: outputs [T, N] (s and u before reset), written.
     """
-    T, N = spikes.shape
+    lif_forward_ext_cols(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                         ternary, window, spikes, membrane, 0, spikes.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def lif_forward_ext_cols(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                         ternary, window, spikes, membrane, n0, n1):
+    """:func:`lif_forward_ext` on the neurons ``n0 <= n < n1`` only (releases the GIL)."""
+    T = spikes.shape[0]
     Fb, Ft = beta.shape[0], theta.shape[0]
     static = current.shape[0] == 1
-    v = np.zeros(N, dtype=spikes.dtype)
+    v = np.zeros(n1 - n0, dtype=spikes.dtype)
     one = spikes.dtype.type(1.0)
     two = spikes.dtype.type(2.0)
     for t in range(T):
         I = current[0] if static else current[t]
-        for n in range(N):
+        for n in range(n0, n1):
+            k = n - n0
             b, th = beta[n % Fb], theta[n % Ft]
             if smooth:
-                u = b * v[n] + I[n]
+                u = b * v[k] + I[n]
                 if not ternary:
                     s = surrogate_primitive(sur_code, alpha, u - th)
                     r = s
@@ -230,18 +265,18 @@ def lif_forward_ext(current, beta, theta, reset_mode, v_reset, sur_code, alpha, 
                          - surrogate_primitive(sur_code, alpha, -u - th))
                     r = abs(s)
                 if reset_mode == HARD_RESET:
-                    v[n] = u * (one - r) + v_reset * r
+                    v[k] = u * (one - r) + v_reset * r
                 else:
-                    v[n] = u - th * s
+                    v[k] = u - th * s
                 spikes[t, n] = s
             else:
-                u, si, v[n] = canonical_update(v[n], I[n], b, th, reset_mode, v_reset,
+                u, si, v[k] = canonical_update(v[k], I[n], b, th, reset_mode, v_reset,
                                                False, v_reset, ternary)
                 spikes[t, n] = si
             membrane[t, n] = u
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def lif_backward_ext(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                      sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
                      grad_current, grad_beta, grad_theta):
@@ -261,31 +296,44 @@ def lif_backward_ext(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_r
     (reset terms through s dropped when ``detach_reset``); gbeta += gu v_{t-1};
     gv_{t-1} = beta gu; dL/dI_t = gu.
     """
-    T, N = grad_spikes.shape
+    lif_backward_ext_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                          sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
+                          grad_current, grad_beta, grad_theta, 0, grad_spikes.shape[1])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lif_backward_ext_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                          sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
+                          grad_current, grad_beta, grad_theta, n0, n1):
+    """:func:`lif_backward_ext` on the neurons ``n0 <= n < n1`` only (releases the GIL);
+    writes ``grad_beta``/``grad_theta`` at those neurons only."""
+    T = grad_spikes.shape[0]
+    K = n1 - n0
     Fb, Ft = beta.shape[0], theta.shape[0]
     masked = mask.shape[0] > 0
     dt = grad_current.dtype.type
     one, zero, two = dt(1.0), dt(0.0), dt(2.0)
-    gv = np.zeros(N, dtype=grad_current.dtype)
-    grad_beta[:] = zero
-    grad_theta[:] = zero
+    gv = np.zeros(K, dtype=grad_current.dtype)
+    grad_beta[n0:n1] = zero
+    grad_theta[n0:n1] = zero
     rows = Ft == 1 and not (ternary and window)   # vectorised derivative rows (one theta)
-    d1 = np.empty(N, dtype=grad_current.dtype)
-    d2 = np.empty(N, dtype=grad_current.dtype)
+    d1 = np.empty(K, dtype=grad_current.dtype)
+    d2 = np.empty(K, dtype=grad_current.dtype)
     for t in range(T - 1, -1, -1):
         if rows:
-            surrogate_derivative_row(sur_code, alpha, theta[0], membrane[t], d1)
+            surrogate_derivative_row(sur_code, alpha, theta[0], membrane[t][n0:n1], d1)
             if ternary:
-                surrogate_derivative_row(sur_code, alpha, -theta[0], membrane[t], d2)
-        for n in range(N):
+                surrogate_derivative_row(sur_code, alpha, -theta[0], membrane[t][n0:n1], d2)
+        for n in range(n0, n1):
+            k = n - n0
             b, th = beta[n % Fb], theta[n % Ft]
             u, s = membrane[t, n], spikes[t, n]
             if rows and not ternary:
-                du = d1[n]
+                du = d1[k]
                 dth = -du
             elif rows:
-                du = d1[n] + d2[n]
-                dth = d2[n] - d1[n]
+                du = d1[k] + d2[k]
+                dth = d2[k] - d1[k]
             elif not ternary:
                 du = surrogate_derivative(sur_code, alpha, u - th)
                 dth = -du
@@ -301,7 +349,7 @@ def lif_backward_ext(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_r
                 m = mask_scale if mask[t, n] else zero
                 du = du * m
                 dth = dth * m
-            g = gv[n]
+            g = gv[k]
             if reset_mode == HARD_RESET:
                 r = abs(s) if ternary else s
                 sgn = (one if s > zero else (-one if s < zero else zero)) if ternary else one
@@ -325,4 +373,56 @@ def lif_backward_ext(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_r
                     v_prev = up - th * sp
                 grad_beta[n] += gu * v_prev
             grad_current[t, n] = gu
-            gv[n] = b * gu
+            gv[k] = b * gu
+
+
+# ------------------------------------------------------------------------------------------
+# threaded drivers (Python): the neurons are independent, so the column kernels above run on
+# disjoint neuron ranges in parallel (snncore.threads.parallel_chunks: dynamic chunks, serial
+# below a size threshold).  Results are bit-identical to the serial kernels for any split.
+
+
+def lif_forward_parallel(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                         spikes, membrane, n_threads=None):
+    """:func:`lif_forward` over neuron chunks on ``n_threads`` threads (default: the policy's)."""
+    T, N = spikes.shape
+
+    def run(n0, n1):
+        lif_forward_cols(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                         spikes, membrane, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
+def lif_backward_parallel(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                          sur_code, alpha, detach_reset, grad_current, n_threads=None):
+    """:func:`lif_backward` over neuron chunks on ``n_threads`` threads."""
+    T, N = grad_spikes.shape
+
+    def run(n0, n1):
+        lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                          sur_code, alpha, detach_reset, grad_current, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
+def lif_forward_ext_parallel(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                             ternary, window, spikes, membrane, n_threads=None):
+    """:func:`lif_forward_ext` over neuron chunks on ``n_threads`` threads."""
+    T, N = spikes.shape
+
+    def run(n0, n1):
+        lif_forward_ext_cols(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
+                             ternary, window, spikes, membrane, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
+def lif_backward_ext_parallel(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                              sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
+                              grad_current, grad_beta, grad_theta, n_threads=None):
+    """:func:`lif_backward_ext` over neuron chunks on ``n_threads`` threads."""
+    T, N = grad_spikes.shape
+
+    def run(n0, n1):
+        lif_backward_ext_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
+                              sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
+                              grad_current, grad_beta, grad_theta, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)

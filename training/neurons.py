@@ -237,9 +237,9 @@ class LIF(Module):
         N = current.shape[1]
         spikes = np.empty((T, N), dtype=x.dtype)
         membrane = _membrane_buffer(x, current, donate)
-        kernels.lif_forward(current, dt(self.beta), dt(self.threshold), _RESETS[self.reset],
-                            dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
-                            is_smooth_mode(), spikes, membrane)
+        kernels.lif_forward_parallel(current, dt(self.beta), dt(self.threshold),
+                                     _RESETS[self.reset], dt(self.v_reset), self.surrogate.code,
+                                     dt(self.surrogate.alpha), is_smooth_mode(), spikes, membrane)
         if self.training:
             self._u = membrane
             self._s = None if (lean and not is_smooth_mode()) else spikes
@@ -261,9 +261,9 @@ class LIF(Module):
                              f"forward output")
         dt = self._u.dtype.type
         grad_current = np.empty_like(self._u)
-        kernels.lif_backward(g, self._u, self._s, dt(self.beta), dt(self.threshold),
-                             _RESETS[self.reset], dt(self.v_reset), self.surrogate.code,
-                             dt(self.surrogate.alpha), self.detach_reset, grad_current)
+        kernels.lif_backward_parallel(g, self._u, self._s, dt(self.beta), dt(self.threshold),
+                                      _RESETS[self.reset], dt(self.v_reset), self.surrogate.code,
+                                      dt(self.surrogate.alpha), self.detach_reset, grad_current)
         if self.input_gain != 1.0:
             grad_current *= dt(self.input_gain)
         return grad_current.reshape(grad_y.shape)
@@ -329,10 +329,11 @@ class LIF(Module):
                              f"input shape {x.shape}")
         spikes = np.empty((T, current.shape[1]), dtype=x.dtype)
         membrane = _membrane_buffer(x, current, donate)
-        kernels.lif_forward_ext(current, beta, theta, _RESETS[self.reset], dt(self.v_reset),
-                                self.surrogate.code, dt(self.surrogate.alpha), is_smooth_mode(),
-                                self.spikes == "ternary", self.ternary_grad == "window",
-                                spikes, membrane)
+        kernels.lif_forward_ext_parallel(current, beta, theta, _RESETS[self.reset],
+                                         dt(self.v_reset), self.surrogate.code,
+                                         dt(self.surrogate.alpha), is_smooth_mode(),
+                                         self.spikes == "ternary", self.ternary_grad == "window",
+                                         spikes, membrane)
         self._u, self._s = (membrane, spikes) if self.training else (None, None)
         self.membrane = membrane.reshape(x.shape) if self.record else None
         s = spikes.reshape(x.shape)
@@ -371,11 +372,11 @@ class LIF(Module):
         N = g.shape[1]
         grad_beta = np.empty(N, dtype=dtype)
         grad_theta = np.empty(N, dtype=dtype)
-        kernels.lif_backward_ext(g, self._u, self._s, beta, theta, _RESETS[self.reset],
-                                 dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
-                                 self.detach_reset, self.spikes == "ternary",
-                                 self.ternary_grad == "window", mask2, dt(scale), grad_current,
-                                 grad_beta, grad_theta)
+        kernels.lif_backward_ext_parallel(g, self._u, self._s, beta, theta, _RESETS[self.reset],
+                                          dt(self.v_reset), self.surrogate.code,
+                                          dt(self.surrogate.alpha), self.detach_reset,
+                                          self.spikes == "ternary", self.ternary_grad == "window",
+                                          mask2, dt(scale), grad_current, grad_beta, grad_theta)
         if isinstance(self.beta, Parameter):
             b = self.beta_value()
             gb = self._reduce(grad_beta, self.beta.shape)

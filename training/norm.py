@@ -29,14 +29,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from snncore.threads import parallel_chunks
+
 from .config import get_default_dtype
 from .module import Module, Parameter, broadcast_time, is_static
 
 
 # --------------------------------------------------------------------------------------
-# Numba kernels over x3[N, C, S] (N = images, S = spatial positions); serial
+# Numba kernels over x3[N, C, S] (N = images, S = spatial positions).  Each has a ``*_cols``
+# form over the channels c0 <= c < c1 that releases the GIL; the serial kernel is that form over
+# all channels.  The ``*_parallel`` drivers run the sums on disjoint channel ranges in several
+# threads (every per-channel sum runs over n in ascending order inside one thread whatever the
+# split) and the element-wise kernels on disjoint ranges of images, so the threaded results are
+# bit-identical to the serial ones.
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def channel_moments(x3, mean, var):
     """Per-channel mean and biased variance of ``x3[N, C, S]``, in one pass.
 
@@ -44,12 +51,18 @@ def channel_moments(x3, mean, var):
     with four independent accumulators per sum, so the loop vectorises without reordering
     any sum in a way the code does not spell out.
     """
+    channel_moments_cols(x3, mean, var, 0, x3.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def channel_moments_cols(x3, mean, var, c0, c1):
+    """:func:`channel_moments` for the channels ``c0 <= c < c1`` only."""
     N, C, S = x3.shape
     S4 = S - S % 4
-    sum_d = np.zeros(C)
-    sum_dd = np.zeros(C)
+    sum_d = np.zeros(c1 - c0)
+    sum_dd = np.zeros(c1 - c0)
     for n in range(N):
-        for c in range(C):
+        for c in range(c0, c1):
             r = x3[n, c]
             K = np.float64(x3[0, c, 0])
             a0 = a1 = a2 = a3 = 0.0
@@ -73,28 +86,34 @@ def channel_moments(x3, mean, var):
                 d = r[s] - K
                 a += d
                 q += d * d
-            sum_d[c] += a
-            sum_dd[c] += q
+            sum_d[c - c0] += a
+            sum_dd[c - c0] += q
     M = N * S
-    for c in range(C):
-        md = sum_d[c] / M
+    for c in range(c0, c1):
+        md = sum_d[c - c0] / M
         mean[c] = x3[0, c, 0] + md
-        var[c] = max(sum_dd[c] / M - md * md, 0.0)
+        var[c] = max(sum_dd[c - c0] / M - md * md, 0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def affine(x3, scale, shift, y):
     """``y = x * scale + shift`` per channel (eval-mode BatchNorm)."""
+    affine_cols(x3, scale, shift, y, 0, x3.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def affine_cols(x3, scale, shift, y, c0, c1):
+    """:func:`affine` for the channels ``c0 <= c < c1`` only."""
     N, C, S = x3.shape
     for n in range(N):
-        for c in range(C):
+        for c in range(c0, c1):
             a, b = scale[c], shift[c]
             xr, yr = x3[n, c], y[n, c]
             for s in range(S):
                 yr[s] = xr[s] * a + b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def backward_sums(g3, x3, mean, invstd, sum_g, sum_gx):
     """``sum_g[c] = sum g`` and ``sum_gx[c] = sum g * xhat`` over ``g3[N, C, S]``.
 
@@ -102,14 +121,20 @@ def backward_sums(g3, x3, mean, invstd, sum_g, sum_gx):
     ``N0 < N`` (``N % N0 == 0``) it repeats over the leading axis (static input: one copy
     serves every time step).  Sums in float64 with four independent accumulators.
     """
+    backward_sums_cols(g3, x3, mean, invstd, sum_g, sum_gx, 0, g3.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def backward_sums_cols(g3, x3, mean, invstd, sum_g, sum_gx, c0, c1):
+    """:func:`backward_sums` for the channels ``c0 <= c < c1`` only."""
     N, C, S = g3.shape
     N0 = x3.shape[0]
     S4 = S - S % 4
     dt = x3.dtype.type
-    sum_g[:] = 0.0
-    sum_gx[:] = 0.0
+    sum_g[c0:c1] = 0.0
+    sum_gx[c0:c1] = 0.0
     for n in range(N):
-        for c in range(C):
+        for c in range(c0, c1):
             gr, xr = g3[n, c], x3[n % N0, c]
             m, k = dt(mean[c]), dt(invstd[c])
             a0 = a1 = a2 = a3 = 0.0
@@ -132,19 +157,68 @@ def backward_sums(g3, x3, mean, invstd, sum_g, sum_gx):
             sum_gx[c] += b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def backward_input(g3, x3, mean, invstd, k, a, b, dx):
     """``dx = k * (g - a - xhat * b)`` per channel, ``xhat`` as in :func:`backward_sums`."""
+    backward_input_cols(g3, x3, mean, invstd, k, a, b, dx, 0, g3.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def backward_input_cols(g3, x3, mean, invstd, k, a, b, dx, c0, c1):
+    """:func:`backward_input` for the channels ``c0 <= c < c1`` only."""
     N, C, S = g3.shape
     N0 = x3.shape[0]
     dt = dx.dtype.type
     for n in range(N):
-        for c in range(C):
+        for c in range(c0, c1):
             m, ks = dt(mean[c]), dt(invstd[c])
             kc, ac, bc = dt(k[c]), dt(a[c]), dt(b[c])
             gr, xr, dr = g3[n, c], x3[n % N0, c], dx[n, c]
             for s in range(S):
                 dr[s] = kc * (gr[s] - ac - ((xr[s] - m) * ks) * bc)
+
+
+def _over_channels(kernel, arrays_before, arrays_after, n_threads):
+    """Run ``kernel(*arrays_before, *arrays_after, c0, c1)`` over channel ranges in threads;
+    ``arrays_before[0]`` is ``[N, C, S]`` (its channel count and size set the split)."""
+    N, C, S = arrays_before[0].shape
+    args = tuple(arrays_before) + tuple(arrays_after)
+
+    def run(c0, c1):
+        kernel(*args, c0, c1)
+    parallel_chunks(run, C, work_per_item=N * S, n_threads=n_threads)
+
+
+def channel_moments_parallel(x3, mean, var, n_threads=None):
+    """:func:`channel_moments` with the channels split over ``n_threads`` threads."""
+    _over_channels(channel_moments_cols, (x3,), (mean, var), n_threads)
+
+
+def _over_rows(kernel, x3, n_threads):
+    """Run ``kernel(n0, n1)`` over ranges of the leading axis of ``x3[N, C, S]`` in threads
+    (element-wise kernels: contiguous blocks stream better than channel slices)."""
+    N, C, S = x3.shape
+    parallel_chunks(kernel, N, work_per_item=C * S, n_threads=n_threads)
+
+
+def affine_parallel(x3, scale, shift, y, n_threads=None):
+    """:func:`affine` with the images (leading axis) split over ``n_threads`` threads."""
+    _over_rows(lambda n0, n1: affine(x3[n0:n1], scale, shift, y[n0:n1]), x3, n_threads)
+
+
+def backward_sums_parallel(g3, x3, mean, invstd, sum_g, sum_gx, n_threads=None):
+    """:func:`backward_sums` with the channels split over ``n_threads`` threads."""
+    _over_channels(backward_sums_cols, (g3,), (x3, mean, invstd, sum_g, sum_gx), n_threads)
+
+
+def backward_input_parallel(g3, x3, mean, invstd, k, a, b, dx, n_threads=None):
+    """:func:`backward_input` with the images split over ``n_threads`` threads (the channels
+    when ``x3`` holds fewer images than ``g3``: static input)."""
+    if x3.shape[0] != g3.shape[0]:
+        _over_channels(backward_input_cols, (g3,), (x3, mean, invstd, k, a, b, dx), n_threads)
+        return
+    _over_rows(lambda n0, n1: backward_input(g3[n0:n1], x3[n0:n1], mean, invstd, k, a, b,
+                                             dx[n0:n1]), g3, n_threads)
 
 
 # --------------------------------------------------------------------------------------
@@ -239,7 +313,7 @@ class _BatchNorm(Module):
                                  f"got input shape {x.shape}")
             mean = np.empty(C)
             var = np.empty(C)
-            channel_moments(x3, mean, var)
+            channel_moments_parallel(x3, mean, var)
             invstd = 1.0 / np.sqrt(var + self.eps)
             m = self.momentum
             self.running_mean *= dt(1.0 - m)
@@ -251,7 +325,7 @@ class _BatchNorm(Module):
             mean = self.running_mean.astype(np.float64)
             invstd = 1.0 / np.sqrt(self.running_var.astype(np.float64) + self.eps)
         scale = invstd * self.weight.data
-        affine(x3, scale.astype(dt), (self.bias.data - mean * scale).astype(dt), y)
+        affine_parallel(x3, scale.astype(dt), (self.bias.data - mean * scale).astype(dt), y)
         if self.training:
             self._x3, self._mean, self._invstd = x3, mean, invstd
             self._shape, self._batch_stats = x.shape, batch_stats
@@ -272,9 +346,9 @@ class _BatchNorm(Module):
         if x3.shape[0] < g3.shape[0]:
             # static input: xhat is the same at every step, so sum g over time first
             g_sum = g3.reshape((T, B) + g3.shape[1:]).sum(axis=0)
-            backward_sums(g_sum, x3, mean, invstd, sum_g, sum_gx)
+            backward_sums_parallel(g_sum, x3, mean, invstd, sum_g, sum_gx)
         else:
-            backward_sums(g3, x3, mean, invstd, sum_g, sum_gx)
+            backward_sums_parallel(g3, x3, mean, invstd, sum_g, sum_gx)
         self.bias.grad += sum_g.astype(self.bias.grad.dtype)
         self.weight.grad += sum_gx.astype(self.weight.grad.dtype)
         if not need_input_grad:
@@ -285,7 +359,7 @@ class _BatchNorm(Module):
         else:
             a = b = np.zeros(C)
         dx = np.empty_like(g3)
-        backward_input(g3, x3, mean, invstd, invstd * self.weight.data, a, b, dx)
+        backward_input_parallel(g3, x3, mean, invstd, invstd * self.weight.data, a, b, dx)
         return dx.reshape(self._shape)
 
     def reset_cache(self) -> None:

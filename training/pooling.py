@@ -11,7 +11,9 @@ do not fill a window are dropped (their gradient is 0)::
           dx[m, a(m, oh, ow)] += g[m, oh, ow]
 
 ``m`` runs over the ``T*B*C`` feature maps.  The kernels are serial Numba loops with a
-dedicated branch for the common non-overlapping 2x2 window.  A static input (stride-0
+dedicated branch for the common non-overlapping 2x2 window; they release the GIL, and the
+``*_parallel`` drivers run them on disjoint ranges of maps in several threads
+(:mod:`snncore.threads`), which gives the serial kernels' results bit for bit.  A static input (stride-0
 time axis) is pooled once on ``x[0]`` and returned as a static view; max pooling then
 keeps one argmax map for all steps.
 """
@@ -21,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from snncore import checks
+from snncore.threads import parallel_chunks
 
 from .module import Module, broadcast_time, is_static
 
@@ -32,7 +35,7 @@ def _pair(v, layer: str, name: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------
 # Numba kernels: feature maps flattened to x[M, H, W], y[M, Ho, Wo]
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def avg_pool_forward(x, kh, kw, sh, sw, y):
     """``y[m, oh, ow]`` = mean of the ``kh x kw`` window at ``(oh*sh, ow*sw)``."""
     M = x.shape[0]
@@ -61,7 +64,7 @@ def avg_pool_forward(x, kh, kw, sh, sw, y):
                 out[ow] *= scale
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def avg_pool_backward(g, kh, kw, sh, sw, dx):
     """Adjoint of :func:`avg_pool_forward`: ``dx`` (overwritten) from ``g[M, Ho, Wo]``."""
     M, H, W = dx.shape
@@ -94,7 +97,7 @@ def avg_pool_backward(g, kh, kw, sh, sw, dx):
                         r[ow * sw] += gr[ow] * scale
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def max_pool_forward(x, kh, kw, sh, sw, y, arg):
     """``y`` = window maxima; ``arg[m, oh, ow]`` = flat index ``ih*W + iw`` of the maximum.
 
@@ -156,7 +159,7 @@ def max_pool_forward(x, kh, kw, sh, sw, y, arg):
                 arg[m, oh, ow] = where
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def max_pool_backward(g, arg, dx):
     """``dx[t, m, arg[m, p]] += g[t, m, p]``: ``g [T', M, P]``, ``arg [M, P]``, ``dx [T', M, H*W]``.
 
@@ -171,6 +174,38 @@ def max_pool_backward(g, arg, dx):
             dm = dx[t, m]
             for p in range(P):
                 dm[am[p]] += gm[p]
+
+
+def _over_maps(n_maps: int, work_per_map: int, call, n_threads) -> None:
+    """``call(m0, m1)`` over ranges of the ``n_maps`` feature maps, in threads."""
+    parallel_chunks(call, n_maps, work_per_item=work_per_map, n_threads=n_threads)
+
+
+def avg_pool_forward_parallel(x, kh, kw, sh, sw, y, n_threads=None):
+    """:func:`avg_pool_forward` over ranges of maps on ``n_threads`` threads."""
+    _over_maps(x.shape[0], x.shape[1] * x.shape[2],
+               lambda m0, m1: avg_pool_forward(x[m0:m1], kh, kw, sh, sw, y[m0:m1]), n_threads)
+
+
+def avg_pool_backward_parallel(g, kh, kw, sh, sw, dx, n_threads=None):
+    """:func:`avg_pool_backward` over ranges of maps on ``n_threads`` threads."""
+    _over_maps(dx.shape[0], dx.shape[1] * dx.shape[2],
+               lambda m0, m1: avg_pool_backward(g[m0:m1], kh, kw, sh, sw, dx[m0:m1]), n_threads)
+
+
+def max_pool_forward_parallel(x, kh, kw, sh, sw, y, arg, n_threads=None):
+    """:func:`max_pool_forward` over ranges of maps on ``n_threads`` threads."""
+    _over_maps(x.shape[0], x.shape[1] * x.shape[2],
+               lambda m0, m1: max_pool_forward(x[m0:m1], kh, kw, sh, sw, y[m0:m1], arg[m0:m1]),
+               n_threads)
+
+
+def max_pool_backward_parallel(g, arg, dx, n_threads=None):
+    """:func:`max_pool_backward` over ranges of maps on ``n_threads`` threads (``g [T', M, P]``,
+    ``arg [M, P]``, ``dx [T', M, H*W]``; split along M)."""
+    _over_maps(arg.shape[0], g.shape[0] * dx.shape[2],
+               lambda m0, m1: max_pool_backward(g[:, m0:m1], arg[m0:m1], dx[:, m0:m1]),
+               n_threads)
 
 
 # --------------------------------------------------------------------------------------
@@ -233,7 +268,7 @@ class AvgPool2d(_Pool2d):
         Ho, Wo = self.output_shape(H, W)
         maps, static = self._maps(x)
         y = np.empty((maps.shape[0], Ho, Wo), dtype=x.dtype)
-        avg_pool_forward(maps, *self.kernel_size, *self.stride, y)
+        avg_pool_forward_parallel(maps, *self.kernel_size, *self.stride, y)
         self._shape = x.shape if self.training else None
         if static:
             return broadcast_time(y.reshape(B, C, Ho, Wo), T)
@@ -244,7 +279,7 @@ class AvgPool2d(_Pool2d):
         if not need_input_grad:
             return None
         dx = np.empty((g.shape[0],) + self._shape[3:], dtype=g.dtype)
-        avg_pool_backward(g, *self.kernel_size, *self.stride, dx)
+        avg_pool_backward_parallel(g, *self.kernel_size, *self.stride, dx)
         return dx.reshape(self._shape)
 
 
@@ -273,7 +308,7 @@ class MaxPool2d(_Pool2d):
         maps, static = self._maps(x)
         y = np.empty((maps.shape[0], Ho, Wo), dtype=x.dtype)
         arg = np.empty((maps.shape[0], Ho, Wo), dtype=np.int32)
-        max_pool_forward(maps, *self.kernel_size, *self.stride, y, arg)
+        max_pool_forward_parallel(maps, *self.kernel_size, *self.stride, y, arg)
         if self.training:
             self._shape, self._arg, self._static = x.shape, arg.reshape(len(arg), -1), static
         else:
@@ -291,7 +326,7 @@ class MaxPool2d(_Pool2d):
         Tp = T if self._static else 1
         g3 = g.reshape(Tp, arg.shape[0], arg.shape[1])
         dx = np.empty((Tp, arg.shape[0], H * W), dtype=g.dtype)
-        max_pool_backward(g3, arg, dx)
+        max_pool_backward_parallel(g3, arg, dx)
         return dx.reshape(self._shape)
 
     def reset_cache(self) -> None:
