@@ -33,7 +33,7 @@ from numba.core.registry import CPUDispatcher
 
 from eventsim import kernels as K
 from eventsim import tables as TB
-from eventsim.network import merge_delayed, window_tables
+from eventsim.network import merge_delayed, pack_int32, window_tables
 from snncore.neuron import NeuronParams, canonical_step
 from tests.reference import naive_eventsim as naive
 
@@ -564,7 +564,7 @@ def test_delay_ring(seed, dtype, dense_div):
     stages = [2 + k for k in range(len(delays))]
     ptr, idx, w, seg = merge_delayed([dict(delay=d, g=g, iptr=M.indptr, idx=M.indices, w=M.data)
                                       for d, g, M in zip(delays, stages, mats)], n_src)
-    wi, (p_off, i_off, s_off) = _embed(rng, [ptr, idx, seg], np.int64)
+    wi, (p_off, i_off, s_off) = _embed(rng, [ptr, pack_int32(idx), seg], np.int64)
     wf, (w_off,) = _embed(rng, [w], dtype)
     R = max(delays) + int(rng.integers(0, 2))
     T = int(rng.integers(3, 14))
@@ -589,7 +589,9 @@ def test_delay_ring(seed, dtype, dense_div):
     for t in range(T + 1):
         if t > 0:                                   # spikes of t - 1
             ev_idx, ev_val, k0, k1 = spikes[t - 1]
-            K.delay_push(ring, bun, D, ev_idx, ev_val, k0, k1, t - 1, T)
+            K.delay_push(ring, bun, D, (ev_idx, ev_val, k0, k1), t - 1, T,
+                         K.slot_cap(n_t, 0 if dense_div == "edge" else dense_div),
+                         (0, 1 << 62))
             for d, g, M in by_delay:
                 if t - 1 + d >= T:
                     continue
