@@ -91,10 +91,11 @@ def _lap(prof, row, ph, c0, events, neurons):
 # ---------------------------------------------------------------------------------------
 # two threads on one sample: progress counters (the pipelined schedule, run_batch)
 # ---------------------------------------------------------------------------------------
-# Shared.sync: one cache line per entry in use
-SYNC_MODE, SYNC_MAIN, SYNC_HELPER, SYNC_ABORT, SYNC_LEN = 0, 8, 16, 24, 32
-# spins (each a CPU pause) before a waiting thread yields its core at every further check
-SPINS_BEFORE_YIELD = 2000
+# Shared.sync: one cache line per entry in use.  SYNC_MAIN: steps the main thread has done;
+# SYNC_CLAIMED / SYNC_HELPER: delivery jobs claimed / done (see delay_helper)
+SYNC_MODE, SYNC_MAIN, SYNC_HELPER, SYNC_ABORT, SYNC_CLAIMED, SYNC_LEN = 0, 8, 16, 24, 32, 40
+# spins (each a CPU pause, ~50 ns) before a waiting thread yields its core at each check
+SPINS_BEFORE_YIELD = 200
 # delays pushed by the main thread: all (one thread), or below this one (pipelined)
 D_ALL, D_HELPER = np.int64(1 << 62), np.int64(2)
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
@@ -129,6 +130,22 @@ def _store_release(typingctx, arr, pos, val):
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
         builder.store_atomic(args[2], ptr, ordering="release", align=8)
         return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _claim(typingctx, arr, pos, expected):
+    """Atomically ``arr[pos] = expected + 1`` if ``arr[pos] == expected`` (int64 array;
+    compare-and-swap, acquire-release); returns whether it did."""
+    sig = types.boolean(arr, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        new = builder.add(args[2], ir.Constant(ir.IntType(64), 1))
+        res = builder.cmpxchg(ptr, args[2], new, "acq_rel", "acquire")
+        return builder.extract_value(res, 1)
     return sig, codegen
 
 
@@ -896,7 +913,7 @@ def record_membranes(t, b, pop, U, rec_idx, mem_out):
 
 
 @njit(cache=True, no_cpython_wrapper=True)
-def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, sync):
+def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, shared):
     """Driver of the time-major schedule for sample ``b`` (after its set-up; ``T`` steps,
     kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs, ``S``: State, ``opts``:
     Options, ``out``: Output holding ``ocnt`` spikes): :func:`time_major_steps` until the
@@ -911,27 +928,30 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, sync):
         if ocnt + room > out.neuron.shape[0]:
             out = grow_output(out, ocnt, room)
         t, ocnt, k0 = time_major_steps((b, b0, T), t, tab, inp, S, opts, out, ocnt, k0, room,
-                                       sync)
+                                       shared)
     return out, ocnt
 
 
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
-def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room, sync):
+def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room, shared):
     """Steps ``t, t + 1, ...`` of sample ``b`` (``bt = (b, b0, T)``; arguments as
     :func:`time_major_sample`'s; input events from ``k0``) while ``out`` has room for
     ``room`` more spikes: the drive of the step, then :func:`time_major_step`.  Pipelined
-    (``sync``: Shared.sync), a step waits for the helper to finish the previous one and
-    then marks itself done, and pushes only the delay-1 segments of bundles.  Returns
+    (``shared``: Shared, ``sync[SYNC_MODE]`` set), step ``t`` first needs the spikes of
+    ``t - 2`` pushed (:func:`need_job`), pushes only the delay-1 segments of bundles and
+    marks itself done in ``sync[SYNC_MAIN]``.  Returns
     ``(t, ocnt, k0)`` where it stopped.  Compiled without reference counting
     (``_nrt=False``: it neither allocates nor returns an array), as is all it calls."""
     b, b0, T = bt
     in_t, pend, cap = inp.ev_t, inp.ev_ptr[b + 1], out.neuron.shape[0]
+    sync = shared.sync
     piped = sync[SYNC_MODE] != 0
     d_hi = D_HELPER if piped else D_ALL
+    D = delivery(tab, S)
     while t < T and ocnt + room <= cap:
         g = (b - b0) * T + t + 1                     # this step, counted from 1
-        if piped and t > 0:   # the helper has pushed the spikes of t - 2
-            wait_progress(sync, np.int64(SYNC_HELPER), g - 1)
+        if piped and t > 0:   # the spikes of t - 2 pushed (job g - 1)
+            need_job(g - 1, T, tab, shared, D)
         if inp.drive_mode == DRIVE_STEPS and t > 0:
             set_drive(t, b - b0, tab, inp.drive, S.nrn.cst)
         k1 = step_end(in_t, k0, pend, t)
@@ -1039,53 +1059,88 @@ def time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out, shared):
     ocnt = ZERO
     sync = shared.sync
     for b in range(b0, b1):
-        if sync[SYNC_MODE] != 0:
-            wait_progress(sync, np.int64(SYNC_HELPER), (b - b0) * T)
+        if sync[SYNC_MODE] != 0 and b > b0:   # the previous sample's jobs done
+            need_job((b - b0) * T, T, tab, shared, delivery(tab, S))
         c0 = _cycles() if opts.profile else 0
         sample_setup(b, b0, T, opts, tab, inp, S)
         if opts.profile:
             _lap(S.scr.prof, tab.pops.shape[0], PH_SETUP, c0, 0, 0)
-        out, ocnt = time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, sync)
+        out, ocnt = time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, shared)
     return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
             S.scr.prof)
 
 
 @njit(cache=True, nogil=True)
 def delay_helper(tab, shared, syn, T, b0, b1):
-    """The helper thread of the pipelined time-major schedule: at each step ``t >= 1`` of
-    samples ``b0 <= b < b1``, once the main thread has finished step ``t - 1``, push the
-    spikes of ``t - 1`` through the segments of every bundle with delays ``>= 2`` (slots
-    ``t + 1`` and later; the main thread pushes the delay-1 segments into slot ``t`` and
-    hands slot ``t`` on meanwhile), counting synaptic events in ``syn``; then mark step
-    ``t`` done.  The main thread starts step ``t`` only after that (:func:`time_major_steps`),
-    so every slot receives its additions in the one-thread order.  Returns False if stopped
+    """The helper thread of the pipelined time-major schedule (``tab``: Tables, ``shared``:
+    Shared, samples ``b0 <= b < b1`` of ``T`` steps; synaptic events counted in ``syn``).
+
+    Job ``j = (b - b0) * T + t + 1`` (:func:`delivery_job`) pushes the spikes of step
+    ``t - 1`` through the bundle segments with delays >= 2 (slots ``t + 1`` and later), once
+    the main thread has finished step ``t - 1`` and job ``j - 1`` is done.  Jobs are
+    claimed in order by compare-and-swap on ``sync[SYNC_CLAIMED]`` and their completion
+    published in ``sync[SYNC_HELPER]``; the main thread needs job ``j - 1`` done before its
+    step ``j`` and runs it itself if this thread has not claimed it by then (a helper
+    descheduled on a busy machine costs no more than one thread's work).  Meanwhile the
+    main thread pushes the delay-1 segments into slot ``t`` and hands slot ``t`` on, so
+    every slot receives its additions in the one-thread order.  Returns False if stopped
     (``sync[SYNC_ABORT]``)."""
-    ring_idx, ring_val, ringc = shared.ring
-    sync, ring_div = shared.sync, shared.ring_div
-    pops, bundles = tab.pops, tab.bundles
+    sync = shared.sync
+    D = _job_delivery(tab, syn)
+    for j in range(1, (b1 - b0) * T + 1):
+        if not wait_progress(sync, np.int64(SYNC_MAIN), j - 1):
+            return False
+        if _claim(sync, np.int64(SYNC_CLAIMED), j - 1):
+            delivery_job(j, T, tab, shared, D)
+            _store_release(sync, np.int64(SYNC_HELPER), j)
+        elif not wait_progress(sync, np.int64(SYNC_HELPER), j):   # the main thread ran it
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _job_delivery(tab, syn):
+    """A Delivery group with the fields :func:`delay_push` reads (``wi``, ``wf``, ``syn``)."""
     dt = tab.const_all.dtype
     z = np.zeros(1, np.int64)
-    D = Delivery(tab.stages, tab.spaces, tab.edges, tab.edge_stage, tab.wf, tab.wi,
-                 np.zeros(1, dt), np.zeros(1, np.uint8), z, z, np.zeros(1, np.bool_),
-                 np.zeros(1, np.bool_), z, np.zeros(1, dt), z, z, syn)
-    for b in range(b0, b1):
-        for t in range(T):
-            g = (b - b0) * T + t + 1                 # this step, counted from 1
-            if not wait_progress(sync, np.int64(SYNC_MAIN), g - 1):
-                return False
-            if t > 0:
-                for nb in range(bundles.shape[0]):
-                    bun = bundles[nb]
-                    ps = pops[bun.src]
-                    slot = (t - 1) % ps.R
-                    c = ringc[ps.ringc + slot]
-                    if c > 0:
-                        base = ps.ring + slot * ps.n
-                        delay_push(shared.dring, bun, D, (ring_idx, ring_val, base, base + c),
-                                   t - 1, T, slot_cap(bun.n_t, ring_div[bun.tgt]),
-                                   (D_HELPER, D_ALL))
-            _store_release(sync, np.int64(SYNC_HELPER), g)
-    return True
+    return Delivery(tab.stages, tab.spaces, tab.edges, tab.edge_stage, tab.wf, tab.wi,
+                    np.zeros(1, dt), np.zeros(1, np.uint8), z, z, np.zeros(1, np.bool_),
+                    np.zeros(1, np.bool_), z, np.zeros(1, dt), z, z, syn)
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def delivery_job(j, T, tab, shared, D):
+    """Job ``j`` of the pipelined schedule (see :func:`delay_helper`; ``D``: the Delivery
+    group whose ``syn`` counts the events): step ``t = (j - 1) % T`` pushes the spikes of
+    ``t - 1`` (nothing at ``t = 0``) through every bundle's segments with delays >= 2."""
+    t = (j - 1) % T
+    if t == 0:
+        return
+    ring_idx, ring_val, ringc = shared.ring
+    pops, bundles, ring_div = tab.pops, tab.bundles, shared.ring_div
+    for nb in range(bundles.shape[0]):
+        bun = bundles[nb]
+        ps = pops[bun.src]
+        slot = (t - 1) % ps.R
+        c = ringc[ps.ringc + slot]
+        if c > 0:
+            base = ps.ring + slot * ps.n
+            delay_push(shared.dring, bun, D, (ring_idx, ring_val, base, base + c), t - 1, T,
+                       slot_cap(bun.n_t, ring_div[bun.tgt]), (D_HELPER, D_ALL))
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def need_job(j, T, tab, shared, D):
+    """The main thread's side of :func:`delay_helper`: job ``j`` (>= 1) done, by this thread
+    (counting into ``D.syn``) if the helper has not claimed it, else by waiting."""
+    sync = shared.sync
+    if _load_acquire(sync, np.int64(SYNC_HELPER)) >= j:
+        return
+    if _claim(sync, np.int64(SYNC_CLAIMED), j - 1):
+        delivery_job(j, T, tab, shared, D)
+        _store_release(sync, np.int64(SYNC_HELPER), j)
+    else:
+        wait_progress(sync, np.int64(SYNC_HELPER), j)
 
 
 @njit(cache=True, no_cpython_wrapper=True)

@@ -165,3 +165,15 @@ def test_threads_per_sample_and_profile_exclude_each_other():
     model = recurrent_model(np.random.default_rng(0), 10, (1, 2))
     with pytest.raises(ValueError, match="threads_per_sample.*profile"):
         Simulator(model, threads_per_sample=2, profile=True)
+
+
+def test_main_thread_runs_the_jobs_of_an_absent_helper(monkeypatch):
+    """A helper that never runs (as if descheduled for the whole run on a busy machine):
+    the main thread claims and runs every delivery job itself; same bits, no hang."""
+    rng = np.random.default_rng(11)
+    model = recurrent_model(rng, 80, (1, 2, 5, 9), n2=10, T=50)
+    x = _input(rng, model, B=2)
+    net = eventsim.load(model)
+    want = Simulator(net, n_threads=1).run(x)
+    monkeypatch.setattr(loop, "delay_helper", lambda *args: True)
+    _same(want, Simulator(net, n_threads=1, threads_per_sample=2).run(x), model.spiking_layers)
