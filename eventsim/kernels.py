@@ -531,13 +531,22 @@ def update_all(pop, src, a_off, V, U, cst, flags):
     ``V``/``U`` at ``pop.noff + i``.  Writes ``v_new`` to ``V``, ``u`` to ``U`` when neurons
     are recorded (only they read it), spikes to ``flags[i]`` (int8).  The canonical update
     selects rather than branches on the neuron's state: the loop vectorises.  Populations with per-neuron beta/theta: :func:`update_all_per_neuron`
-    (one function with both loops was measured 2x slower on this one)."""
+    (one function with both loops was measured 2x slower on this one).
+
+    ``cst`` None: the population has no constant input (a full pass of a lazy population),
+    and the input is ``src`` alone, one array fewer to read: the same floats as adding a
+    zero constant, since ``x + 0 == x`` for every accumulated ``x`` (a sum started from +0
+    is never -0)."""
     n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
     beta, theta, reset, v_reset, v_min = pop.beta, pop.theta, pop.reset, pop.v_reset, pop.v_min
     has_vmin, tern, keep_u = pop.has_vmin != 0, pop.ternary != 0, pop.recn > 0
     for i in range(np.uint64(n)):
-        u, f, vn = neuron_step(V[no + i], src[ao + i] + cst[no + i], beta, theta, reset,
-                               v_reset, has_vmin, v_min, tern)
+        if cst is None:
+            x = src[ao + i]
+        else:
+            x = src[ao + i] + cst[no + i]
+        u, f, vn = neuron_step(V[no + i], x, beta, theta, reset, v_reset, has_vmin, v_min,
+                               tern)
         src[ao + i] = 0
         if keep_u:
             U[no + i] = u

@@ -555,8 +555,8 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
         catch_up(pop, t, lf, V, nrn.L, cst, nbeta, aux[1][q], aux[2])
     if pop.pn:
         update_all_per_neuron(pop, src, off, V, U, cst, flags, nbeta, ntheta)
-    else:
-        update_all(pop, src, off, V, U, cst, flags)
+    else:   # not driven: no constant input
+        update_all(pop, src, off, V, U, None, flags)
     cnt = collect_spikes(flags, n, out_i, out_v, rbase)
     if t + 1 < T:   # only neurons that spiked can cross again without input
         for k in range(cnt):

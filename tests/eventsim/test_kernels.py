@@ -726,6 +726,7 @@ def test_update_all(seed, dtype):
     cur = slice(noff, noff + n)
     u, s, v = _step(V[cur], src[a_off:a_off + n] + cst[cur], params)
     want_src, want_V, want_U, want_flags = src.copy(), V.copy(), U.copy(), flags.copy()
+    before = (src.copy(), V.copy(), U.copy(), flags.copy())
     want_src[a_off:a_off + n] = 0
     want_V[cur] = v
     if recorded:
@@ -735,6 +736,13 @@ def test_update_all(seed, dtype):
         K.update_all_per_neuron(pop, src, a_off, V, U, cst, flags, nbeta, ntheta)
     else:
         K.update_all(pop, src, a_off, V, U, cst, flags)
+    if not per_neuron:   # no constant input (cst None): as with zero constants
+        src0, V0, U0, flags0 = before
+        _, s0, v0 = _step(V0[cur], src0[a_off:a_off + n] + np.zeros(n, dtype), params)
+        K.update_all(pop, src0, a_off, V0, U0, None, flags0)
+        _assert_bits(V0[cur], v0, "V, cst None")
+        _assert_bits(flags0[:n], s0.astype(np.int8), "flags, cst None")
+        assert not src0[a_off:a_off + n].any()
     for name, got, want in (("src", src, want_src), ("V", V, want_V), ("U", U, want_U),
                             ("flags", flags, want_flags)):
         _assert_bits(got, want, name)
