@@ -184,10 +184,13 @@ def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
     SPACE record; ``A``: the Accum): for event ``(i, v) = (ev_idx[k], ev_val[k])``,
     ``k0 <= k < k1``, and ``p`` in ``indptr[i]:indptr[i+1]``, ``acc[dsp.off + indices[p]]
     += v * data[p]``, touching the target's block unless the space is wholly touched
-    (``A.allt``).  Returns the number of synaptic events."""
+    (``A.allt``).  The indices are int32, two to an int64 entry (``network.pack_int32``):
+    ``indices[p] = wi.view(int32)[2 * st.ioff + p]``.  Returns the number of synaptic
+    events."""
     acc, mark, tlist, tcount, allt = A
     s = st.dst
-    ao, io, do = np.uint64(dsp.off), np.uint64(st.ioff), np.uint64(st.woff)
+    wi32 = wi.view(np.int32)
+    ao, io, do = np.uint64(dsp.off), np.uint64(2 * st.ioff), np.uint64(st.woff)
     po = np.uint64(st.poff)
     n = 0
     if allt[s]:
@@ -197,7 +200,7 @@ def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
             p0 = wi[po + i]
             p1 = wi[po + i + np.uint64(1)]
             for p in range(np.uint64(p0), np.uint64(p1)):
-                acc[ao + np.uint64(wi[io + p])] += v * wf[do + p]
+                acc[ao + np.uint64(wi32[io + p])] += v * wf[do + p]
             n += p1 - p0
         return n
     bs, mo = dsp.bs, np.uint64(dsp.boff)
@@ -208,7 +211,7 @@ def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
         p0 = wi[po + i]
         p1 = wi[po + i + np.uint64(1)]
         for p in range(np.uint64(p0), np.uint64(p1)):
-            j = wi[io + p]
+            j = wi32[io + p]
             acc[ao + np.uint64(j)] += v * wf[do + p]
             blk = np.uint64(j if bs == 1 else j // bs)
             if mark[mo + blk] == 0:

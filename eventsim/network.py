@@ -481,8 +481,9 @@ class CompiledNetwork:
             if st.kind == TB.K_SPARSE:
                 row["poff"] = wi_off
                 row["ioff"] = wi_off + len(st.iptr)
-                wi_parts += [st.iptr, st.idx]
-                wi_off += len(st.iptr) + len(st.idx)
+                idx = pack_int32(st.idx)   # targets as int32, two to an entry of wi
+                wi_parts += [st.iptr, idx]
+                wi_off += len(st.iptr) + len(idx)
             if st.kind == TB.K_MAXPOOL:
                 row["moff"] = mp_off
                 mp_off += spaces[st.dst].n

@@ -289,7 +289,7 @@ def test_scatter_sparse(seed, dtype, whole):
     n_src, bs = int(rng.integers(1, 20)), int(rng.integers(1, 4))
     n_dst = bs * int(rng.integers(1, 8))
     M = _random_csr(rng, n_src, n_dst, dtype)
-    wi, (poff, ioff) = _embed(rng, [M.indptr, M.indices], np.int64)
+    wi, (poff, ioff) = _embed(rng, [M.indptr, pack_int32(M.indices)], np.int64)
     wf, (woff,) = _embed(rng, [M.data], dtype)
     st = _record(TB.STAGE_DTYPE, kind=TB.K_SPARSE, src=2, dst=Space.s, woff=woff, poff=poff,
                  ioff=ioff)
