@@ -5,6 +5,7 @@
     python benchmarks/bench_brian2.py --check                 # small net, spike-for-spike check
     python benchmarks/bench_brian2.py --profile               # where ours spends its time
     python benchmarks/bench_brian2.py --eventsim-rev HEAD     # eventsim/ as committed, not the work tree
+    python benchmarks/bench_brian2.py --rounds 5 --engines ours-float32 ours-float32-2t brian2 brian2-2t
 
 The network (built once in NumPy from ``--seed``; both simulators get the identical arrays):
 
@@ -22,7 +23,9 @@ The network (built once in NumPy from ``--seed``; both simulators get the identi
 
 Ours: model records ``Sparse(inputs -> LIF)``, ``Spiking``, ``Dense(10000 -> 1, zeros)``,
 ``Readout``; the recurrent synapses are one ``Connection`` (LIF -> LIF) per distinct delay,
-each a CSR matrix holding the synapses of that delay.  Run with ``n_threads=1`` (one sample).
+each a CSR matrix holding the synapses of that delay.  Run with ``n_threads=1`` (one sample);
+engines ``ours-<dtype>-2t`` add ``threads_per_sample=2`` (the pipelined schedule: a helper
+thread delivers the delays >= 2 one step behind; bit-identical to one thread).
 
 Brian2: ``dv/dt = -v/tau : 1`` with ``method='exact'``, ``threshold='v >= theta'``,
 ``reset='v = v_reset'``, ``on_pre='v += w'`` synapses, ``Synapses.connect(i=..., j=...)``.
@@ -33,8 +36,9 @@ with ``schedule = [start, groups, synapses, thresholds, resets, end]`` and the i
 generator in the ``start`` slot.  In that order a recurrent synapse pushes the spikes of step
 t-1 at step t, so its Brian2 delay is ``(d - 1) * dt`` for our delay d (delivery at t-1+d);
 input synapses have delay 0 (same step, as ours).  ``--check`` verifies this mapping spike
-for spike on a small network in float64.  Brian2 runs single-threaded (no OpenMP) with its
-default compiler flags (``-O3 -ffast-math -march=native``) in float64.
+for spike on a small network in float64.  Brian2 runs single-threaded (no OpenMP; engine
+``brian2``) or with ``prefs.devices.cpp_standalone.openmp_threads = 2`` (engine ``brian2-2t``)
+with its default compiler flags (``-O3 -ffast-math -march=native``) in float64.
 
 Timing (each engine in its own process, engines alternate, medians over rounds):
   ours    sim = wall time of ``Simulator.run`` (after a short warm-up run that loads or
@@ -170,7 +174,7 @@ def make_model(net: dict, p: dict, dtype):
 
 
 def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
-                leak: str = "repeat") -> dict:
+                leak: str = "repeat", threads: int = 1) -> dict:
     t_proc = time.perf_counter()
     if eventsim_src:
         sys.path.insert(0, eventsim_src)
@@ -185,7 +189,8 @@ def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
     model = make_model(net, p, dt)
     t1 = time.perf_counter()
     compiled = eventsim.load(model)
-    sim = eventsim.Simulator(compiled, n_threads=1, leak=leak)
+    sim = eventsim.Simulator(compiled, n_threads=1, leak=leak,
+                             **({"threads_per_sample": threads} if threads > 1 else {}))
     t2 = time.perf_counter()
     n_in = int(net["n_in"])
     batch = from_spike_times(net["in_t"], net["in_src"], T=p["T"], input_shape=(n_in,),
@@ -200,20 +205,21 @@ def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
     np.savez(out, t=sp.t, i=sp.neuron)
     syn = rec.synaptic_events
     readout = syn.get("layers[2]", 0)
-    return dict(engine=f"ours-{dtype}" + ("" if leak == "repeat" else f"-{leak}"), sim_s=t4 - t3, kernel_s=rec.elapsed_s,
+    return dict(engine=f"ours-{dtype}" + ("" if leak == "repeat" else f"-{leak}")
+                + ("" if threads == 1 else f"-{threads}t"), sim_s=t4 - t3, kernel_s=rec.elapsed_s,
                 model_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2,
                 total_s=time.perf_counter() - t_proc, n_spikes=len(sp.t),
                 events_counter=syn["total"] - readout, readout_events=readout,
                 events_by_projection=syn, eventsim=eventsim.__file__)
 
 
-def worker_brian2(data: str, out: str, build_dir: str) -> dict:
+def worker_brian2(data: str, out: str, build_dir: str, threads: int = 1) -> dict:
     t_proc = time.perf_counter()
     import brian2 as b2
     net, p = load_network(data)
     t0 = time.perf_counter()
     b2.set_device("cpp_standalone", directory=build_dir, build_on_run=False)
-    b2.prefs.devices.cpp_standalone.openmp_threads = 0
+    b2.prefs.devices.cpp_standalone.openmp_threads = 0 if threads == 1 else threads
     dt = p["dt"] * b2.second
     b2.defaultclock.dt = dt
     ns = dict(tau=p["tau"] * b2.second, theta=p["theta"], v_reset=p["v_reset"])
@@ -241,7 +247,8 @@ def worker_brian2(data: str, out: str, build_dir: str) -> dict:
     i = np.asarray(M.i[:], dtype=np.int64)
     order = np.lexsort((i, t))
     np.savez(out, t=t[order], i=i[order])
-    return dict(engine="brian2", sim_s=float(b2.device._last_run_time), binary_s=t3 - t2,
+    return dict(engine="brian2" + ("" if threads == 1 else f"-{threads}t"),
+                sim_s=float(b2.device._last_run_time), binary_s=t3 - t2,
                 codegen_compile_s=t2 - t0, describe_s=t1 - t0, total_s=time.perf_counter() - t_proc,
                 n_spikes=len(t), brian2=b2.__version__)
 
@@ -447,11 +454,12 @@ def brian2_python(arg: str | None) -> str:
 
 
 def run_worker(engine: str, data: Path, out: Path, args) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(engine_threads(engine)), OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")
     script = str(Path(__file__).resolve())
-    if engine == "brian2":
+    if engine.startswith("brian2"):
         cmd = [brian2_python(args.brian2_python), script, "--worker", engine, "--data", str(data),
-               "--out", str(out), "--build-dir", str(args.out_dir / "brian2_build")]
+               "--out", str(out), "--build-dir", str(args.out_dir / f"{engine}_build")]
     else:
         cmd = [sys.executable, script, "--worker", engine, "--data", str(data), "--out", str(out)]
         if args.eventsim_src:
@@ -461,6 +469,18 @@ def run_worker(engine: str, data: Path, out: Path, args) -> dict:
         sys.stderr.write(r.stdout[-4000:] + r.stderr[-8000:])
         raise SystemExit(f"worker {engine} failed (exit {r.returncode})")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def same_spikes_as(e: str, spikes: dict) -> str:
+    """The other engines whose spikes ``(t, i)`` equal engine ``e``'s, comma-separated."""
+    same = [f for f in spikes if f != e and np.array_equal(spikes[f][0], spikes[e][0])
+            and np.array_equal(spikes[f][1], spikes[e][1])]
+    return ", ".join(same) or "none"
+
+
+def engine_threads(engine: str) -> int:
+    """Threads of an engine name: ``...-2t`` runs on 2, anything else on 1."""
+    return 2 if engine.endswith("-2t") else 1
 
 
 def export_eventsim(rev: str) -> str:
@@ -491,7 +511,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--engines", nargs="+", default=["ours-float32", "brian2"],
                     help="ours-float32, ours-float64, ours-float32-power (leak='power': one "
-                         "multiplication by beta**gap instead of gap steps), brian2")
+                         "multiplication by beta**gap instead of gap steps), brian2; a -2t "
+                         "suffix runs on two threads (ours: threads_per_sample=2, brian2: "
+                         "OpenMP), e.g. ours-float32-2t, brian2-2t")
     ap.add_argument("--check", action="store_true",
                     help="small network (N=500), one round, ours-float64 vs brian2 spike for spike")
     for k, v in DEFAULTS.items():
@@ -512,14 +534,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.worker:
-        if args.worker == "brian2":
-            res = worker_brian2(args.data, args.out, args.build_dir)
+        threads = engine_threads(args.worker)
+        if args.worker.startswith("brian2"):
+            res = worker_brian2(args.data, args.out, args.build_dir, threads)
         elif args.worker == "profile":
             res = worker_profile(args.data, args.eventsim_src)
         else:
-            parts = args.worker.split("-")   # ours-<dtype>[-power]
+            parts = [x for x in args.worker.split("-") if x != "2t"]   # ours-<dtype>[-power][-2t]
             res = worker_ours(args.data, args.out, parts[1], args.eventsim_src,
-                              leak=parts[2] if len(parts) > 2 else "repeat")
+                              leak=parts[2] if len(parts) > 2 else "repeat", threads=threads)
         print(json.dumps(res))
         return
 
@@ -583,25 +606,28 @@ def main(argv=None):
         ro = results[e][0].get("readout_events")
         sim = med(e, "sim_s")
         extra = (f"kernel {med(e, 'kernel_s'):.3f}, load {med(e, 'load_s'):.2f}, warm-up/JIT "
-                 f"{med(e, 'warmup_s'):.2f}" if e != "brian2" else
+                 f"{med(e, 'warmup_s'):.2f}" if not e.startswith("brian2") else
                  f"binary {med(e, 'binary_s'):.2f}, codegen+compile {med(e, 'codegen_compile_s'):.1f}")
         best = min(x["sim_s"] for x in results[e])
-        rows.append([e, f"{sim:.3f} ({best:.3f})", f"{med(e, 'total_s'):.1f}", extra, stats[e]["n_spikes"],
-                     f"{ev / 1e6:.2f}", f"{ev / sim / 1e6:.1f}",
-                     f"{(ev + ro) / sim / 1e6:.1f}" if ro is not None else "-"])
+        rows.append([e, engine_threads(e), f"{sim:.3f} ({best:.3f})", f"{med(e, 'total_s'):.1f}",
+                     extra, stats[e]["n_spikes"], f"{ev / 1e6:.2f}", f"{ev / sim / 1e6:.1f}",
+                     f"{(ev + ro) / sim / 1e6:.1f}" if ro is not None else "-",
+                     same_spikes_as(e, spikes)])
     print()
     print(f"medians of {args.rounds} round(s) (min in brackets); events = delivered synaptic events "
           f"(input + recurrent); M events/s from the median sim time")
-    print(fmt_table(rows, ["engine", "sim s (min)", "total s", "other (s)", "spikes", "events (M)",
-                           "M events/s", "M events/s incl. readout"]))
-    if "brian2" in args.engines:
+    print(fmt_table(rows, ["engine", "threads", "sim s (min)", "total s", "other (s)", "spikes",
+                           "events (M)", "M events/s", "M events/s incl. readout",
+                           "spikes identical to"]))
+    rate = lambda e: results[e][0]["events"] / med(e, "sim_s")   # noqa: E731
+    for ref in ("brian2", "brian2-2t"):
+        if ref not in args.engines:
+            continue
         for e in args.engines:
-            if e != "brian2":
-                ratio = (results[e][0]["events"] / med(e, "sim_s")) / \
-                        (results["brian2"][0]["events"] / med("brian2", "sim_s"))
-                print(f"ratio {e} / brian2 in synaptic events per second: {ratio:.2f}x "
-                      f"(simulation proper; whole processes: brian2 total / {e} total = "
-                      f"{med('brian2', 'total_s') / med(e, 'total_s'):.2f})")
+            if e != ref:
+                print(f"ratio {e} / {ref} in synaptic events per second: {rate(e) / rate(ref):.2f}x "
+                      f"(simulation proper; whole processes: {ref} total / {e} total = "
+                      f"{med(ref, 'total_s') / med(e, 'total_s'):.2f})")
     print()
     srows = []
     for e in args.engines:

@@ -184,10 +184,13 @@ def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
     SPACE record; ``A``: the Accum): for event ``(i, v) = (ev_idx[k], ev_val[k])``,
     ``k0 <= k < k1``, and ``p`` in ``indptr[i]:indptr[i+1]``, ``acc[dsp.off + indices[p]]
     += v * data[p]``, touching the target's block unless the space is wholly touched
-    (``A.allt``).  Returns the number of synaptic events."""
+    (``A.allt``).  The indices are int32, two to an int64 entry (``network.pack_int32``):
+    ``indices[p] = wi.view(int32)[2 * st.ioff + p]``.  Returns the number of synaptic
+    events."""
     acc, mark, tlist, tcount, allt = A
     s = st.dst
-    ao, io, do = np.uint64(dsp.off), np.uint64(st.ioff), np.uint64(st.woff)
+    wi32 = wi.view(np.int32)
+    ao, io, do = np.uint64(dsp.off), np.uint64(2 * st.ioff), np.uint64(st.woff)
     po = np.uint64(st.poff)
     n = 0
     if allt[s]:
@@ -197,7 +200,7 @@ def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
             p0 = wi[po + i]
             p1 = wi[po + i + np.uint64(1)]
             for p in range(np.uint64(p0), np.uint64(p1)):
-                acc[ao + np.uint64(wi[io + p])] += v * wf[do + p]
+                acc[ao + np.uint64(wi32[io + p])] += v * wf[do + p]
             n += p1 - p0
         return n
     bs, mo = dsp.bs, np.uint64(dsp.boff)
@@ -208,7 +211,7 @@ def scatter_sparse(wf, wi, st, dsp, A, ev_idx, ev_val, k0, k1):
         p0 = wi[po + i]
         p1 = wi[po + i + np.uint64(1)]
         for p in range(np.uint64(p0), np.uint64(p1)):
-            j = wi[io + p]
+            j = wi32[io + p]
             acc[ao + np.uint64(j)] += v * wf[do + p]
             blk = np.uint64(j if bs == 1 else j // bs)
             if mark[mo + blk] == 0:
@@ -362,36 +365,44 @@ def scatter_identity(s, dsp, A, ev_idx, ev_val, k0, k1):
 # the delay ring of a bundle (tables.DelayRing): future input currents by arrival step
 # ---------------------------------------------------------------------------------------
 @njit(cache=True)
-def delay_push(ring, bun, D, ev_idx, ev_val, k0, k1, t, T):
-    """Push events ``k0:k1`` emitted at step ``t`` into a bundle's delay ring.
+def delay_push(ring, bun, D, ev, t, T, cap, dr):
+    """Push events emitted at step ``t`` into a bundle's delay ring.
 
     ``ring``: the DelayRing; ``bun``: the bundle's record (tables.BUNDLE); ``D``: the
     Delivery group (``wi``/``wf``: the int and float tables; ``syn``: synaptic events per
-    stage, incremented); ``(ev_idx, ev_val)[k0:k1]``: the source's spikes of step ``t``;
-    ``T``: steps of the run.
+    stage, incremented); ``ev = (ev_idx, ev_val, k0, k1)``: the source's spikes of step
+    ``t``, ``(ev_idx, ev_val)[k0:k1]``; ``T``: steps of the run; ``cap``: list entries that
+    make a slot dense (see below); ``dr = (d_lo, d_hi)``: only the segments with delay
+    ``d_lo <= d < d_hi`` (the pipelined schedule splits them between two threads).
 
     Segment ``m`` of row ``i`` (``wi[ptr + i*nseg + m] <= p < wi[ptr + i*nseg + m + 1]``,
-    targets ``wi[idx + p]``, weights ``wf[w + p]``, delay ``d = wi[seg + 2m]``, stage
-    ``g = wi[seg + 2m + 1]``) adds ``v * w`` to slot ``(t + d) % R`` (values
-    ``ring.val[roff + slot*n_t + j]``), appends ``j`` to the slot's list
-    (``ring.lst[loff + slot*(n_t + 1):]``, ``ring.cnt[rcoff + slot]`` entries; a target may
-    appear more than once; once ``n_t`` entries are listed the slot counts as dense and
-    the list stops growing) and counts its synapses in ``syn[g]``.  Segment by segment,
-    then event by event (so connections with equal delays add up one after the other).
-    Segments arriving at or after ``T`` are skipped (delays ascending); ``1 <= d <= R``."""
+    targets ``wi.view(int32)[2*idx + p]`` (int32, two to an int64 entry), weights
+    ``wf[w + p]``, delay ``d = wi[seg + 2m]``, stage ``g = wi[seg + 2m + 1]``) adds ``v * w``
+    to slot ``(t + d) % R`` (values ``ring.val[roff + slot*n_t + j]``), appends ``j`` to the
+    slot's list (``ring.lst[loff + slot*(n_t + 1):]``, ``ring.cnt[rcoff + slot]`` entries; a
+    target may appear more than once; once ``cap <= n_t`` entries are listed the slot counts
+    as dense, :func:`delay_advance` adds it whole, and the list stops growing) and counts its
+    synapses in ``syn[g]``.  Segment by segment, then event by event (so connections with
+    equal delays add up one after the other).  Segments arriving at or after ``T`` are
+    skipped (delays ascending); ``1 <= d <= R``."""
+    ev_idx, ev_val, k0, k1 = ev
+    d_lo, d_hi = dr
     bring, blist, bcnt = ring
     wi, wf, syn = D.wi, D.wf, D.syn
-    p_off, i_off, s_off, nseg = bun.ptr, bun.idx, bun.seg, bun.nseg
+    wi32 = wi.view(np.int32)
+    p_off, s_off, nseg = bun.ptr, bun.seg, bun.nseg
     R, n_t, r_off, l_off, rc_off = bun.R, bun.n_t, bun.roff, bun.loff, bun.rcoff
-    m_end = 0
-    while m_end < nseg and t + wi[s_off + 2 * m_end] < T:
+    m_lo = 0
+    while m_lo < nseg and wi[s_off + 2 * m_lo] < d_lo:
+        m_lo += 1
+    m_end = m_lo
+    while m_end < nseg and t + wi[s_off + 2 * m_end] < T and wi[s_off + 2 * m_end] < d_hi:
         m_end += 1
-    if m_end == 0:
+    if m_end == m_lo:
         return
     tm = t % R
-    cap = n_t
-    io, wo = np.uint64(i_off), np.uint64(bun.w)
-    for m in range(m_end):   # segment by segment: one slot, its count in a register
+    io, wo = np.uint64(2 * bun.idx), np.uint64(bun.w)
+    for m in range(m_lo, m_end):   # segment by segment: one slot, its count in a register
         slot = tm + wi[s_off + 2 * m]
         if slot >= R:
             slot -= R
@@ -405,13 +416,23 @@ def delay_push(ring, bun, D, ev_idx, ev_val, k0, k1, t, T):
             p0 = wi[rp]
             p1 = wi[rp + np.uint64(1)]
             for p in range(np.uint64(p0), np.uint64(p1)):
-                j = np.uint64(wi[io + p])
+                j = np.uint64(wi32[io + p])
                 bring[base + j] += v * wf[wo + p]
                 blist[lb + np.uint64(c)] = j     # branch-free: slot n_t is spare
                 c += 1 if c < cap else 0
             n += p1 - p0
         bcnt[rc_off + slot] = c
         syn[wi[s_off + 2 * m + 1]] += n
+
+
+@njit(cache=True, inline="always")
+def slot_cap(n_t, dense_div):
+    """Entries of a delay-ring slot's list (target of ``n_t`` neurons) at which
+    :func:`delay_advance` adds the slot whole, given its ``dense_div`` (0: only a full
+    list): :func:`delay_push` lists no more than that."""
+    if dense_div <= 0:
+        return n_t
+    return min(n_t, (n_t + dense_div - 1) // dense_div)
 
 
 @njit(cache=True)
@@ -513,13 +534,22 @@ def update_all(pop, src, a_off, V, U, cst, flags):
     ``V``/``U`` at ``pop.noff + i``.  Writes ``v_new`` to ``V``, ``u`` to ``U`` when neurons
     are recorded (only they read it), spikes to ``flags[i]`` (int8).  The canonical update
     selects rather than branches on the neuron's state: the loop vectorises.  Populations with per-neuron beta/theta: :func:`update_all_per_neuron`
-    (one function with both loops was measured 2x slower on this one)."""
+    (one function with both loops was measured 2x slower on this one).
+
+    ``cst`` None: the population has no constant input (a full pass of a lazy population),
+    and the input is ``src`` alone, one array fewer to read: the same floats as adding a
+    zero constant, since ``x + 0 == x`` for every accumulated ``x`` (a sum started from +0
+    is never -0)."""
     n, no, ao = pop.n, np.uint64(pop.noff), np.uint64(a_off)
     beta, theta, reset, v_reset, v_min = pop.beta, pop.theta, pop.reset, pop.v_reset, pop.v_min
     has_vmin, tern, keep_u = pop.has_vmin != 0, pop.ternary != 0, pop.recn > 0
     for i in range(np.uint64(n)):
-        u, f, vn = neuron_step(V[no + i], src[ao + i] + cst[no + i], beta, theta, reset,
-                               v_reset, has_vmin, v_min, tern)
+        if cst is None:
+            x = src[ao + i]
+        else:
+            x = src[ao + i] + cst[no + i]
+        u, f, vn = neuron_step(V[no + i], x, beta, theta, reset, v_reset, has_vmin, v_min,
+                               tern)
         src[ao + i] = 0
         if keep_u:
             U[no + i] = u

@@ -33,7 +33,12 @@ connections), the cycles, events and neuron updates of each phase in ``Scratch.p
 """
 from __future__ import annotations
 
+import ctypes
+import platform
+import threading
+
 import numpy as np
+from llvmlite import binding as llvm_binding
 from llvmlite import ir
 from numba import njit
 from numba.core import cgutils, types
@@ -45,12 +50,13 @@ from .kernels import (CUBA_LAZY, CUBA_ROUND, CUBA_SLACK, DRIVE_NONE, DRIVE_STEPS
                       catch_up_cuba, collect_spikes, cuba_free_steps, cuba_geometric,
                       cuba_next_crossing, cuba_quiet,
                       delay_advance, delay_push, dense_window, drain, free_steps, neuron_step,
+                      slot_cap,
                       predict_steps,
                       scatter_conv, scatter_dense, scatter_identity, scatter_maxpool,
                       scatter_sparse, scatter_sumpool, step_end, touch, update_all,
                       update_all_cuba, update_all_per_neuron, wake_push, wake_remove)
-from .tables import (Accum, DelayRing, Delivery, Modes, Neurons, Output, Scratch, SpikeList,
-                     SpikeRing, State, WakeQueue)
+from .tables import (Accum, DelayRing, Delivery, Modes, Neurons, Output, Scratch, Shared,
+                     SpikeList, SpikeRing, State, WakeQueue)
 
 # profile counters Scratch.prof[row, phase, column]
 PH_SETUP, PH_DELIVER, PH_UPDATE, PH_EMIT = 0, 1, 2, 3
@@ -83,12 +89,109 @@ def _lap(prof, row, ph, c0, events, neurons):
 
 
 # ---------------------------------------------------------------------------------------
+# two threads on one sample: progress counters (the pipelined schedule, run_batch)
+# ---------------------------------------------------------------------------------------
+# Shared.sync: one cache line per entry in use.  SYNC_MAIN: steps the main thread has done;
+# SYNC_CLAIMED / SYNC_HELPER: delivery jobs claimed / done (see delay_helper)
+SYNC_MODE, SYNC_MAIN, SYNC_HELPER, SYNC_ABORT, SYNC_CLAIMED, SYNC_LEN = 0, 8, 16, 24, 32, 40
+# spins (each a CPU pause, ~50 ns) before a waiting thread yields its core at each check
+SPINS_BEFORE_YIELD = 200
+# delays pushed by the main thread: all (one thread), or below this one (pipelined)
+D_ALL, D_HELPER = np.int64(1 << 62), np.int64(2)
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+_libc = ctypes.CDLL(None)
+# the compiled code calls sched_yield by name: make the name known to LLVM's linker
+llvm_binding.add_symbol("sched_yield", ctypes.cast(_libc.sched_yield, ctypes.c_void_p).value)
+
+
+@intrinsic
+def _load_acquire(typingctx, arr, pos):
+    """``arr[pos]`` (int64 array) read atomically with acquire ordering: never hoisted out
+    of a loop, and what the writer stored before its release store is visible after."""
+    sig = types.int64(arr, types.int64)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        return builder.load_atomic(ptr, ordering="acquire", align=8)
+    return sig, codegen
+
+
+@intrinsic
+def _store_release(typingctx, arr, pos, val):
+    """``arr[pos] = val`` (int64 array) stored atomically with release ordering: every
+    store before it is visible to a thread that reads ``val`` with :func:`_load_acquire`."""
+    sig = types.void(arr, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        builder.store_atomic(args[2], ptr, ordering="release", align=8)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _claim(typingctx, arr, pos, expected):
+    """Atomically ``arr[pos] = expected + 1`` if ``arr[pos] == expected`` (int64 array;
+    compare-and-swap, acquire-release); returns whether it did."""
+    sig = types.boolean(arr, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        new = builder.add(args[2], ir.Constant(ir.IntType(64), 1))
+        res = builder.cmpxchg(ptr, args[2], new, "acq_rel", "acquire")
+        return builder.extract_value(res, 1)
+    return sig, codegen
+
+
+@intrinsic
+def _relax(typingctx, yield_core):
+    """One wait of a spin loop: the CPU's pause hint (x86), or ``sched_yield()`` when
+    ``yield_core`` (an overloaded machine then runs the other thread instead)."""
+    sig = types.void(types.boolean)
+
+    def codegen(context, builder, signature, args):
+        with builder.if_else(args[0]) as (then, otherwise):
+            with then:
+                fnty = ir.FunctionType(ir.IntType(32), [])
+                fn = cgutils.get_or_insert_function(builder.module, fnty, "sched_yield")
+                builder.call(fn, [])
+            with otherwise:
+                if _X86:   # (Numba's LLVM has no inline-assembly parser: the intrinsic)
+                    fn = cgutils.get_or_insert_function(
+                        builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse2.pause")
+                    builder.call(fn, [])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def wait_progress(sync, pos, g):
+    """Wait until ``sync[pos] >= g`` (the other thread's steps done), spinning, then
+    yielding the core at each check after ``SPINS_BEFORE_YIELD`` spins.  Returns False if a
+    stop was requested (``sync[SYNC_ABORT]``) before, else True."""
+    spins = 0
+    while _load_acquire(sync, pos) < g:
+        if _load_acquire(sync, np.int64(SYNC_ABORT)) != 0:
+            return False
+        spins += 1
+        _relax(spins > SPINS_BEFORE_YIELD)
+    return True
+
+
+# ---------------------------------------------------------------------------------------
 # state
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def new_state(tab, T, leak, n_win):
+def new_state(tab, T, leak, n_win, shared):
     """Every mutable array of a kernel call (``tab``: Tables, ``T`` steps, ``leak`` mode,
-    ``n_win`` values of the layer-major window), zeroed; returns a State."""
+    ``n_win`` values of the layer-major window), zeroed, with the spike ring, the delay
+    ring and ``ring_div`` of ``shared`` (Shared); returns a State."""
     pops, sz = tab.pops, tab.sizes[0]
     Q, S, G = pops.shape[0], tab.spaces.shape[0], tab.stages.shape[0]
     dt = tab.const_all.dtype
@@ -99,12 +202,7 @@ def new_state(tab, T, leak, n_win):
                   np.full(Q, -1, np.int64), np.zeros(nN, dt))
     wake = WakeQueue(np.full(Q * T, -1, np.int64), np.full(nN, -1, np.int64),
                      np.full(nN, -1, np.int64), np.full(nN, -1, np.int64), np.zeros(nN, np.int64))
-    ring = SpikeRing(np.zeros(sz.ring, np.int64), np.zeros(sz.ring, dt),
-                     np.zeros(sz.ringc, np.int64))
-    # every delay-ring slot is handed on and cleared by the step it is due at, and nothing
-    # is delivered at or after T: the rings are empty between samples
-    dring = DelayRing(np.zeros(sz.bring, dt), np.zeros(sz.blist, np.int32),
-                      np.zeros(sz.bringc, np.int64))
+    ring, dring = shared.ring, shared.dring
     scr = Scratch(np.zeros(sz.scratch, np.int64), np.zeros(sz.scratch, dt),
                   np.zeros((sz.scratch + 7) // 8 * 8, np.int8), np.zeros(sz.pbuf, np.int64),
                   np.zeros(sz.mp, np.int64), np.zeros(n_win, dt), np.zeros(G, np.int64),
@@ -121,8 +219,25 @@ def new_state(tab, T, leak, n_win):
             if pop.has_vmin != 0 and pop.v_min >= tab.ntheta[i]:
                 vmin_hi[q] = True
     modes = Modes(np.zeros(Q, np.bool_), np.zeros(Q, np.bool_), full_div, vmin_hi,
-                  np.zeros(Q, np.int64), np.ones(S, np.bool_), np.zeros(Q, np.int64))
+                  shared.ring_div, np.ones(S, np.bool_), np.zeros(Q, np.int64))
     return State(A, nrn, wake, ring, dring, scr, modes)
+
+
+@njit(cache=True, inline="always")
+def new_shared(tab, pipelined):
+    """The Shared arrays of a kernel call (``tab``: Tables), zeroed; ``pipelined``: 0 or 1,
+    stored in ``sync[SYNC_MODE]``.  Every delay-ring slot is handed on and cleared by the
+    step it is due at, and nothing is delivered at or after T: the rings are empty between
+    samples."""
+    sz = tab.sizes[0]
+    dt = tab.const_all.dtype
+    sync = np.zeros(SYNC_LEN, np.int64)
+    sync[SYNC_MODE] = pipelined
+    return Shared(SpikeRing(np.zeros(sz.ring, np.int64), np.zeros(sz.ring, dt),
+                            np.zeros(sz.ringc, np.int64)),
+                  DelayRing(np.zeros(sz.bring, dt), np.zeros(sz.blist, np.int32),
+                            np.zeros(sz.bringc, np.int64)),
+                  np.zeros(tab.pops.shape[0], np.int64), sync)
 
 
 @njit(cache=True, no_cpython_wrapper=True)
@@ -320,7 +435,7 @@ def run_edge(D, e, ev_idx, ev_val, k0, k1, stamp):
 
 
 @njit(cache=True, no_cpython_wrapper=True)
-def deliver_delayed(t, T, tab, S, D, stamp):
+def deliver_delayed(t, T, tab, S, D, stamp, d_hi):
     """Phase 2, delayed connections at step ``t`` (time-major; ``T`` steps, ``tab``: Tables,
     ``S``: State, ``D``: its Delivery group, ``stamp``: see :func:`scatter`): each bundle pushes its source's spikes of
     step ``t - 1`` into its delay ring (arrival ``t - 1 + d >= t``), then hands the slot of
@@ -337,7 +452,8 @@ def deliver_delayed(t, T, tab, S, D, stamp):
             c = ringc[ps.ringc + slot]
             if c > 0:
                 base = ps.ring + slot * ps.n
-                delay_push(S.dring, bun, D, ring_idx, ring_val, base, base + c, t - 1, T)
+                delay_push(S.dring, bun, D, (ring_idx, ring_val, base, base + c), t - 1, T,
+                           slot_cap(bun.n_t, ring_div[bun.tgt]), (ZERO, d_hi))
         delay_advance(S.dring, bun, t % bun.R, ring_div[bun.tgt], S.acc, tab.spaces)
     for e in range(pops.shape[0], edges.shape[0]):
         tt = t - edges[e].delay
@@ -439,8 +555,8 @@ def full_pass(q, t, T, pop, nrn, wake, src, off, dst, aux):
         catch_up(pop, t, lf, V, nrn.L, cst, nbeta, aux[1][q], aux[2])
     if pop.pn:
         update_all_per_neuron(pop, src, off, V, U, cst, flags, nbeta, ntheta)
-    else:
-        update_all(pop, src, off, V, U, cst, flags)
+    else:   # not driven: no constant input
+        update_all(pop, src, off, V, U, None, flags)
     cnt = collect_spikes(flags, n, out_i, out_v, rbase)
     if t + 1 < T:   # only neurons that spiked can cross again without input
         for k in range(cnt):
@@ -797,7 +913,7 @@ def record_membranes(t, b, pop, U, rec_idx, mem_out):
 
 
 @njit(cache=True, no_cpython_wrapper=True)
-def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
+def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, shared):
     """Driver of the time-major schedule for sample ``b`` (after its set-up; ``T`` steps,
     kernel call from ``b0``; ``tab``: Tables, ``inp``: Inputs, ``S``: State, ``opts``:
     Options, ``out``: Output holding ``ocnt`` spikes): :func:`time_major_steps` until the
@@ -811,37 +927,53 @@ def time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt):
     while t < T:
         if ocnt + room > out.neuron.shape[0]:
             out = grow_output(out, ocnt, room)
-        t, ocnt, k0 = time_major_steps((b, b0, T), t, tab, inp, S, opts, out, ocnt, k0, room)
+        t, ocnt, k0 = time_major_steps((b, b0, T), t, tab, inp, S, opts, out, ocnt, k0, room,
+                                       shared)
     return out, ocnt
 
 
 @njit(cache=True, _nrt=False, no_cpython_wrapper=True)
-def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room):
+def time_major_steps(bt, t, tab, inp, S, opts, out, ocnt, k0, room, shared):
     """Steps ``t, t + 1, ...`` of sample ``b`` (``bt = (b, b0, T)``; arguments as
     :func:`time_major_sample`'s; input events from ``k0``) while ``out`` has room for
-    ``room`` more spikes: the drive of the step, then :func:`time_major_step`.  Returns
+    ``room`` more spikes: the drive of the step, then :func:`time_major_step`.  Pipelined
+    (``shared``: Shared, ``sync[SYNC_MODE]`` set), step ``t`` first needs the spikes of
+    ``t - 2`` pushed (:func:`need_job`), pushes only the delay-1 segments of bundles and
+    marks itself done in ``sync[SYNC_MAIN]``.  Returns
     ``(t, ocnt, k0)`` where it stopped.  Compiled without reference counting
     (``_nrt=False``: it neither allocates nor returns an array), as is all it calls."""
     b, b0, T = bt
     in_t, pend, cap = inp.ev_t, inp.ev_ptr[b + 1], out.neuron.shape[0]
+    sync = shared.sync
+    piped = sync[SYNC_MODE] != 0
+    d_hi = D_HELPER if piped else D_ALL
+    D = delivery(tab, S)
     while t < T and ocnt + room <= cap:
+        g = (b - b0) * T + t + 1                     # this step, counted from 1
+        if piped and t > 0:   # the spikes of t - 2 pushed (job g - 1)
+            need_job(g - 1, T, tab, shared, D)
         if inp.drive_mode == DRIVE_STEPS and t > 0:
             set_drive(t, b - b0, tab, inp.drive, S.nrn.cst)
         k1 = step_end(in_t, k0, pend, t)
-        ocnt = time_major_step((t, b, b - b0), T, tab, inp, S, opts, out, ocnt, k0, k1)
+        ocnt = time_major_step((t, b, b - b0), T, tab, inp, S, opts, out, ocnt, (k0, k1, d_hi))
+        if piped:
+            _store_release(sync, np.int64(SYNC_MAIN), g)
         k0 = k1
         t += 1
     return t, ocnt, k0
 
 
 @njit(cache=True, inline="always")
-def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
+def time_major_step(at, T, tab, inp, S, opts, out, ocnt, kd):
     """Step ``t`` of sample ``b`` in the time-major schedule (``at = (t, b, b - b0)``;
     ``T`` steps; ``tab``: Tables, ``inp``: Inputs (this step's events ``k0:k1``), ``S``:
-    State, ``opts``: Options; ``out``: Output with room for every spike after ``ocnt``):
+    State, ``opts``: Options; ``out``: Output with room for every spike after ``ocnt``;
+    ``kd = (k0, k1, d_hi)``: this step's input events ``k0:k1``, bundle segments with delays
+    below ``d_hi`` pushed):
     the delayed connections, then every population's edge, update and emission.  Returns
     the new spike count."""
     t, b, bb = at
+    k0, k1, d_hi = kd
     pops, spaces, rec_idx, rperm = tab.pops, tab.spaces, tab.rec_idx, tab.readout_perm
     nrn, wake = S.nrn, S.wake
     V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
@@ -854,7 +986,7 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
     counts, o_neuron, o_value, readout, mem = out
     c0, ev = (_cycles(), syn.sum()) if on else (0, 0)
     if tab.bundles.shape[0] > 0 or tab.edges.shape[0] > Q:
-        deliver_delayed(t, T, tab, S, D, stamp)
+        deliver_delayed(t, T, tab, S, D, stamp, d_hi)
     if on:
         c0 = _lap(prof, Q, PH_DELIVER, c0, syn.sum() - ev, 0)
     for q in range(Q):
@@ -906,17 +1038,109 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, k0, k1):
 @njit(cache=True, nogil=True)
 def run_time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
     """Driver of the time-major schedule (any network; arguments and result as
-    :func:`run_batch`'s): for each sample, set-up (phase 1), then :func:`time_major_sample`."""
-    S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, ZERO)
+    :func:`run_batch`'s), one thread: :func:`time_major`."""
+    return time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out, new_shared(tab, ZERO))
+
+
+@njit(cache=True, nogil=True)
+def run_time_pipelined(tab, inp, T, b0, b1, opts, readout_out, mem_out, shared):
+    """The main thread of the pipelined time-major schedule (``shared``: Shared, with
+    ``sync[SYNC_MODE] = 1``; :func:`delay_helper` runs on the other thread): :func:`time_major`."""
+    return time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out, shared)
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def time_major(tab, inp, T, b0, b1, opts, readout_out, mem_out, shared):
+    """The time-major schedule (arguments and result as :func:`run_batch`'s; ``shared``:
+    Shared): for each sample, set-up (phase 1), then :func:`time_major_sample`.  Pipelined
+    (``shared.sync[SYNC_MODE]``), the set-up of a sample waits for the helper thread to
+    finish the previous one."""
+    S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, ZERO, shared)
     ocnt = ZERO
+    sync = shared.sync
     for b in range(b0, b1):
+        if sync[SYNC_MODE] != 0 and b > b0:   # the previous sample's jobs done
+            need_job((b - b0) * T, T, tab, shared, delivery(tab, S))
         c0 = _cycles() if opts.profile else 0
         sample_setup(b, b0, T, opts, tab, inp, S)
         if opts.profile:
             _lap(S.scr.prof, tab.pops.shape[0], PH_SETUP, c0, 0, 0)
-        out, ocnt = time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt)
+        out, ocnt = time_major_sample(b, b0, T, tab, inp, S, opts, out, ocnt, shared)
     return (out.counts, out.neuron[:ocnt].copy(), out.value[:ocnt].copy(), S.scr.syn,
             S.scr.prof)
+
+
+@njit(cache=True, nogil=True)
+def delay_helper(tab, shared, syn, T, b0, b1):
+    """The helper thread of the pipelined time-major schedule (``tab``: Tables, ``shared``:
+    Shared, samples ``b0 <= b < b1`` of ``T`` steps; synaptic events counted in ``syn``).
+
+    Job ``j = (b - b0) * T + t + 1`` (:func:`delivery_job`) pushes the spikes of step
+    ``t - 1`` through the bundle segments with delays >= 2 (slots ``t + 1`` and later), once
+    the main thread has finished step ``t - 1`` and job ``j - 1`` is done.  Jobs are
+    claimed in order by compare-and-swap on ``sync[SYNC_CLAIMED]`` and their completion
+    published in ``sync[SYNC_HELPER]``; the main thread needs job ``j - 1`` done before its
+    step ``j`` and runs it itself if this thread has not claimed it by then (a helper
+    descheduled on a busy machine costs no more than one thread's work).  Meanwhile the
+    main thread pushes the delay-1 segments into slot ``t`` and hands slot ``t`` on, so
+    every slot receives its additions in the one-thread order.  Returns False if stopped
+    (``sync[SYNC_ABORT]``)."""
+    sync = shared.sync
+    D = _job_delivery(tab, syn)
+    for j in range(1, (b1 - b0) * T + 1):
+        if not wait_progress(sync, np.int64(SYNC_MAIN), j - 1):
+            return False
+        if _claim(sync, np.int64(SYNC_CLAIMED), j - 1):
+            delivery_job(j, T, tab, shared, D)
+            _store_release(sync, np.int64(SYNC_HELPER), j)
+        elif not wait_progress(sync, np.int64(SYNC_HELPER), j):   # the main thread ran it
+            return False
+    return True
+
+
+@njit(cache=True, inline="always")
+def _job_delivery(tab, syn):
+    """A Delivery group with the fields :func:`delay_push` reads (``wi``, ``wf``, ``syn``)."""
+    dt = tab.const_all.dtype
+    z = np.zeros(1, np.int64)
+    return Delivery(tab.stages, tab.spaces, tab.edges, tab.edge_stage, tab.wf, tab.wi,
+                    np.zeros(1, dt), np.zeros(1, np.uint8), z, z, np.zeros(1, np.bool_),
+                    np.zeros(1, np.bool_), z, np.zeros(1, dt), z, z, syn)
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def delivery_job(j, T, tab, shared, D):
+    """Job ``j`` of the pipelined schedule (see :func:`delay_helper`; ``D``: the Delivery
+    group whose ``syn`` counts the events): step ``t = (j - 1) % T`` pushes the spikes of
+    ``t - 1`` (nothing at ``t = 0``) through every bundle's segments with delays >= 2."""
+    t = (j - 1) % T
+    if t == 0:
+        return
+    ring_idx, ring_val, ringc = shared.ring
+    pops, bundles, ring_div = tab.pops, tab.bundles, shared.ring_div
+    for nb in range(bundles.shape[0]):
+        bun = bundles[nb]
+        ps = pops[bun.src]
+        slot = (t - 1) % ps.R
+        c = ringc[ps.ringc + slot]
+        if c > 0:
+            base = ps.ring + slot * ps.n
+            delay_push(shared.dring, bun, D, (ring_idx, ring_val, base, base + c), t - 1, T,
+                       slot_cap(bun.n_t, ring_div[bun.tgt]), (D_HELPER, D_ALL))
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def need_job(j, T, tab, shared, D):
+    """The main thread's side of :func:`delay_helper`: job ``j`` (>= 1) done, by this thread
+    (counting into ``D.syn``) if the helper has not claimed it, else by waiting."""
+    sync = shared.sync
+    if _load_acquire(sync, np.int64(SYNC_HELPER)) >= j:
+        return
+    if _claim(sync, np.int64(SYNC_CLAIMED), j - 1):
+        delivery_job(j, T, tab, shared, D)
+        _store_release(sync, np.int64(SYNC_HELPER), j)
+    else:
+        wait_progress(sync, np.int64(SYNC_HELPER), j)
 
 
 @njit(cache=True, no_cpython_wrapper=True)
@@ -1113,7 +1337,8 @@ def run_layer_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
     """Driver of the layer-major schedule (feed-forward networks; arguments and result as
     :func:`run_batch`'s): for each sample, set-up, then population after population over all
     steps (:func:`layer_pass`); the sample's spikes are listed in (q, t) order."""
-    S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, window_size(tab, T))
+    S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, window_size(tab, T),
+                   new_shared(tab, ZERO))
     Q = tab.pops.shape[0]
     dt = tab.const_all.dtype
     lm = SpikeList(np.empty(1024, np.int64), np.empty(1024, np.int64), np.empty(1024, dt),
@@ -1137,13 +1362,13 @@ def run_layer_major(tab, inp, T, b0, b1, opts, readout_out, mem_out):
 
 
 @njit(cache=True, no_cpython_wrapper=True)
-def begin(tab, T, b0, b1, opts, readout_out, mem_out, n_win):
-    """The State (``n_win`` values of layer-major window) and the Output of a kernel call
-    (arguments as :func:`run_batch`'s).  The spike buffer is sized for the worst case (every
+def begin(tab, T, b0, b1, opts, readout_out, mem_out, n_win, shared):
+    """The State (``n_win`` values of layer-major window; the arrays of ``shared``: Shared)
+    and the Output of a kernel call (arguments as :func:`run_batch`'s).  The spike buffer is sized for the worst case (every
     neuron every step) up to a limit; pages are only touched when written, and it grows by
     doubling past the limit."""
     Q = tab.pops.shape[0]
-    S = new_state(tab, T, opts.leak, n_win)
+    S = new_state(tab, T, opts.leak, n_win, shared)
     n_spiking = 0
     for q in range(Q):
         if tab.pops[q].kind == POP_SPIKING:
@@ -1154,7 +1379,7 @@ def begin(tab, T, b0, b1, opts, readout_out, mem_out, n_win):
     return S, out
 
 
-def run_batch(tab, inp, T, b0, b1, opts, readout_out, mem_out):
+def run_batch(tab, inp, T, b0, b1, opts, readout_out, mem_out, pipeline=False):
     """Simulate samples ``b0 <= b < b1`` for ``T`` steps (plain Python: it picks the
     driver, a Numba function that releases the GIL).
 
@@ -1168,9 +1393,72 @@ def run_batch(tab, inp, T, b0, b1, opts, readout_out, mem_out):
     in (b, q, t) order when the layer-major schedule ran (see ``kernels.split_spikes``).
 
     ``SCHEDULE_LAYER`` (valid only without bundles and delayed edges) runs
-    :func:`run_layer_major`, else :func:`run_time_major`.  Each driver is compiled on first
-    use: a program that runs one schedule never compiles the other."""
+    :func:`run_layer_major`, else :func:`run_time_major`, or with ``pipeline`` and a bundle
+    with delays of 2 steps or more (:func:`pipelines`), :func:`run_pipelined` (two threads,
+    the same results).  Each driver is compiled on first use: a program that runs one
+    schedule never compiles the other."""
     layer_major = (opts.schedule == SCHEDULE_LAYER and tab.bundles.shape[0] == 0
                    and tab.edges.shape[0] == tab.pops.shape[0])
-    driver = run_layer_major if layer_major else run_time_major
-    return driver(tab, inp, T, np.int64(b0), np.int64(b1), opts, readout_out, mem_out)
+    args = (tab, inp, T, np.int64(b0), np.int64(b1), opts, readout_out, mem_out)
+    if layer_major:
+        return run_layer_major(*args)
+    if pipeline and pipelines(tab):
+        return run_pipelined(*args)
+    return run_time_major(*args)
+
+
+def pipelines(tab) -> bool:
+    """Whether the pipelined schedule has work for its helper thread: some bundle has a
+    segment with a delay of 2 steps or more (``tab``: Tables)."""
+    for bun in tab.bundles:
+        seg = tab.wi[bun["seg"]:bun["seg"] + 2 * bun["nseg"]:2]
+        if np.any(seg >= D_HELPER):
+            return True
+    return False
+
+
+def shared_arrays(tab, pipelined: bool):
+    """:func:`new_shared` in NumPy (the same arrays and dtypes), for a kernel call whose
+    threads share them."""
+    sz = tab.sizes[0]
+    dt = tab.const_all.dtype
+    sync = np.zeros(SYNC_LEN, np.int64)
+    sync[SYNC_MODE] = int(pipelined)
+    return Shared(SpikeRing(np.zeros(int(sz["ring"]), np.int64), np.zeros(int(sz["ring"]), dt),
+                            np.zeros(int(sz["ringc"]), np.int64)),
+                  DelayRing(np.zeros(int(sz["bring"]), dt), np.zeros(int(sz["blist"]), np.int32),
+                            np.zeros(int(sz["bringc"]), np.int64)),
+                  np.zeros(tab.pops.shape[0], np.int64), sync)
+
+
+def run_pipelined(tab, inp, T, b0, b1, opts, readout_out, mem_out):
+    """The pipelined time-major schedule on two threads (arguments and result as
+    :func:`run_batch`'s; time-major networks only): this thread runs
+    :func:`run_time_pipelined`, every step but the bundle segments with delays >= 2, which
+    a helper thread (:func:`delay_helper`) pushes one step behind; both release the GIL
+    and wait for each other through ``Shared.sync`` (spin, then yield the core).  Every
+    sum is formed in the one-thread order, so results are bit-identical to
+    :func:`run_time_major`'s; the helper's synaptic event counts are added to the result's.
+    If either thread fails the other is stopped and the error raised."""
+    shared = shared_arrays(tab, True)
+    syn = np.zeros(tab.stages.shape[0], np.int64)
+    failure = []
+
+    def helper():
+        try:
+            delay_helper(tab, shared, syn, T, b0, b1)
+        except BaseException as e:   # noqa: BLE001 (re-raised by the main thread)
+            failure.append(e)
+            shared.sync[SYNC_ABORT] = 1
+
+    th = threading.Thread(target=helper, name="eventsim-delay-helper", daemon=True)
+    th.start()
+    try:
+        res = run_time_pipelined(tab, inp, T, b0, b1, opts, readout_out, mem_out, shared)
+    finally:
+        shared.sync[SYNC_ABORT] = 1   # the helper has no work left after the last step
+        th.join()
+    if failure:
+        raise failure[0]
+    counts, neuron, value, syn_main, prof = res
+    return counts, neuron, value, syn_main + syn, prof

@@ -164,6 +164,19 @@ def merge_delayed(conns, n_src):
     return ptr, np.concatenate(idx_parts)[o], np.concatenate(w_parts)[o], seg
 
 
+def pack_int32(a) -> np.ndarray:
+    """Integers ``a`` (each fits int32) as int32 values packed two to an int64 entry (native
+    byte order; an odd count padded with 0), to be stored in ``wi`` and read through
+    ``wi.view(np.int32)`` at twice the entry's offset: the bundles' targets, half the
+    bytes per synapse."""
+    a = np.asarray(a, dtype=np.int64)
+    if a.size and (a.min() < np.iinfo(np.int32).min or a.max() > np.iinfo(np.int32).max):
+        raise ValueError(f"pack_int32: values outside int32 ({a.min()}..{a.max()})")
+    out = np.zeros(len(a) + len(a) % 2, dtype=np.int32)
+    out[:len(a)] = a
+    return out.view(np.int64)
+
+
 # ---------------------------------------------------------------------------------------
 # dense NumPy forms of the projections (canonical layout), used for analog input currents
 # and to propagate mid-chain biases
@@ -376,6 +389,7 @@ class CompiledNetwork:
             else:
                 sp = self._sparse_stage(p, ss, st, spaces, label)
                 stages.append(_Stage(TB.K_BUNDLED, ss, st, label))
+                pops[qs]["R"] = max(pops[qs]["R"], 2)   # see _tables: bundle sources
                 bundles.setdefault((qs, qt), []).append(
                     dict(g=len(stages) - 1, delay=int(c.delay), iptr=sp.iptr, idx=sp.idx,
                          w=sp.weights))
@@ -467,8 +481,9 @@ class CompiledNetwork:
             if st.kind == TB.K_SPARSE:
                 row["poff"] = wi_off
                 row["ioff"] = wi_off + len(st.iptr)
-                wi_parts += [st.iptr, st.idx]
-                wi_off += len(st.iptr) + len(st.idx)
+                idx = pack_int32(st.idx)   # targets as int32, two to an entry of wi
+                wi_parts += [st.iptr, idx]
+                wi_off += len(st.iptr) + len(idx)
             if st.kind == TB.K_MAXPOOL:
                 row["moff"] = mp_off
                 mp_off += spaces[st.dst].n
@@ -535,7 +550,11 @@ class CompiledNetwork:
         bundle_t = np.zeros(len(bundles), dtype=TB.BUNDLE_DTYPE)
         ring_off = list_off = ringc_off = 0
         for nb, ((qs, qt), conns) in enumerate(bundles.items()):
+            # at least 2 ring slots: the pipelined schedule (eventsim.loop.run_pipelined)
+            # reads the spikes of t - 1 while the source lists those of t
+            assert pops[qs]["R"] >= 2, "bundle source with a one-slot spike ring"
             ptr, idx, w, seg = merge_delayed(conns, pops[qs]["n"])
+            idx = pack_int32(idx)   # targets as int32, two to an entry of wi
             R = max(c["delay"] for c in conns)
             n_t = pops[qt]["n"]
             bundle_t[nb] = (qs, qt, pops[qt]["space"], n_t, len(conns), wi_off, wi_off + len(ptr),

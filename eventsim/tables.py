@@ -166,6 +166,13 @@ touched or due neurons), ``driven`` (has constant input), ``full_div`` (a full p
 crossing predictions, updated by full passes until one does: the count of passes left,
 ``loop.CUBA_PATIENCE`` after large input, the last one predicting)."""
 
+Shared = namedtuple("Shared", ["ring", "dring", "ring_div", "sync"])
+Shared.__doc__ = """What the two threads of a pipelined kernel call share (``eventsim.loop``,
+"Pipelined schedule"): the SpikeRing and the DelayRing, ``ring_div`` (the Modes field, per
+population) and ``sync`` (int64 [32]: ``sync[SYNC_MODE]`` 1 when pipelined, the steps
+done by the main thread at ``SYNC_MAIN`` and by the helper at ``SYNC_HELPER``, a stop
+request at ``SYNC_ABORT``; one cache line each).  A one-thread call allocates its own."""
+
 State = namedtuple("State", ["acc", "nrn", "wake", "ring", "dring", "scr", "modes"])
 State.__doc__ = """All mutable state of a kernel call: Accum, Neurons, WakeQueue, SpikeRing,
 DelayRing, Scratch, Modes."""

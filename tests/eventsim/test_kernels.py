@@ -33,7 +33,7 @@ from numba.core.registry import CPUDispatcher
 
 from eventsim import kernels as K
 from eventsim import tables as TB
-from eventsim.network import merge_delayed, window_tables
+from eventsim.network import merge_delayed, pack_int32, window_tables
 from snncore.neuron import NeuronParams, canonical_step
 from tests.reference import naive_eventsim as naive
 
@@ -289,7 +289,7 @@ def test_scatter_sparse(seed, dtype, whole):
     n_src, bs = int(rng.integers(1, 20)), int(rng.integers(1, 4))
     n_dst = bs * int(rng.integers(1, 8))
     M = _random_csr(rng, n_src, n_dst, dtype)
-    wi, (poff, ioff) = _embed(rng, [M.indptr, M.indices], np.int64)
+    wi, (poff, ioff) = _embed(rng, [M.indptr, pack_int32(M.indices)], np.int64)
     wf, (woff,) = _embed(rng, [M.data], dtype)
     st = _record(TB.STAGE_DTYPE, kind=TB.K_SPARSE, src=2, dst=Space.s, woff=woff, poff=poff,
                  ioff=ioff)
@@ -564,7 +564,7 @@ def test_delay_ring(seed, dtype, dense_div):
     stages = [2 + k for k in range(len(delays))]
     ptr, idx, w, seg = merge_delayed([dict(delay=d, g=g, iptr=M.indptr, idx=M.indices, w=M.data)
                                       for d, g, M in zip(delays, stages, mats)], n_src)
-    wi, (p_off, i_off, s_off) = _embed(rng, [ptr, idx, seg], np.int64)
+    wi, (p_off, i_off, s_off) = _embed(rng, [ptr, pack_int32(idx), seg], np.int64)
     wf, (w_off,) = _embed(rng, [w], dtype)
     R = max(delays) + int(rng.integers(0, 2))
     T = int(rng.integers(3, 14))
@@ -589,7 +589,9 @@ def test_delay_ring(seed, dtype, dense_div):
     for t in range(T + 1):
         if t > 0:                                   # spikes of t - 1
             ev_idx, ev_val, k0, k1 = spikes[t - 1]
-            K.delay_push(ring, bun, D, ev_idx, ev_val, k0, k1, t - 1, T)
+            K.delay_push(ring, bun, D, (ev_idx, ev_val, k0, k1), t - 1, T,
+                         K.slot_cap(n_t, 0 if dense_div == "edge" else dense_div),
+                         (0, 1 << 62))
             for d, g, M in by_delay:
                 if t - 1 + d >= T:
                     continue
@@ -724,6 +726,7 @@ def test_update_all(seed, dtype):
     cur = slice(noff, noff + n)
     u, s, v = _step(V[cur], src[a_off:a_off + n] + cst[cur], params)
     want_src, want_V, want_U, want_flags = src.copy(), V.copy(), U.copy(), flags.copy()
+    before = (src.copy(), V.copy(), U.copy(), flags.copy())
     want_src[a_off:a_off + n] = 0
     want_V[cur] = v
     if recorded:
@@ -733,6 +736,13 @@ def test_update_all(seed, dtype):
         K.update_all_per_neuron(pop, src, a_off, V, U, cst, flags, nbeta, ntheta)
     else:
         K.update_all(pop, src, a_off, V, U, cst, flags)
+    if not per_neuron:   # no constant input (cst None): as with zero constants
+        src0, V0, U0, flags0 = before
+        _, s0, v0 = _step(V0[cur], src0[a_off:a_off + n] + np.zeros(n, dtype), params)
+        K.update_all(pop, src0, a_off, V0, U0, None, flags0)
+        _assert_bits(V0[cur], v0, "V, cst None")
+        _assert_bits(flags0[:n], s0.astype(np.int8), "flags, cst None")
+        assert not src0[a_off:a_off + n].any()
     for name, got, want in (("src", src, want_src), ("V", V, want_V), ("U", U, want_U),
                             ("flags", flags, want_flags)):
         _assert_bits(got, want, name)

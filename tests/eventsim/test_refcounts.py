@@ -28,7 +28,8 @@ pytestmark = pytest.mark.skipif(JIT_OFF, reason="no compiled code with NUMBA_DIS
 # allocation there
 ALLOCATING = {"run_batch", "run_time_major", "run_layer_major", "begin", "new_state",
               "time_major_sample", "layer_pass", "grow_output", "_grow", "_room",
-              "split_spikes"}
+              "split_spikes", "new_shared", "time_major", "run_time_pipelined",
+              "_job_delivery"}
 
 
 def _models():
@@ -49,7 +50,14 @@ def _models():
                    connections=[mf.Connection(source=1, target=1, delay=2,
                                               projection=mf.Dense(w(30, 30)))],
                    T=12, encoding="rate")
-    return {"mlp": mlp, "conv": conv, "recurrent": rec}
+    W = w(30, 30) * (rng.random((30, 30)) < 0.3)
+    sparse = mf.Sparse(data=W[W != 0], indices=np.nonzero(W)[1],
+                       indptr=np.concatenate([[0], np.cumsum((W != 0).sum(1))]), shape=W.shape)
+    bundled = mf.Model(input_shape=(20,), layers=[mf.Dense(w(30, 20)), lif, mf.Dense(w(4, 30)),
+                                                  mf.Readout()],
+                       connections=[mf.Connection(source=1, target=1, delay=d, projection=sparse)
+                                    for d in (1, 3)], T=12, encoding="rate")
+    return {"mlp": mlp, "conv": conv, "recurrent": rec, "bundled": bundled}
 
 
 def _runs(models):
@@ -58,10 +66,11 @@ def _runs(models):
     rng = np.random.default_rng(1)
     for name, model in models.items():
         x = (rng.random((model.T, 3) + model.input_shape) < 0.4).astype(np.float32)
-        schedules = ["time"] if name == "recurrent" else ["time", "layer"]
+        schedules = ["time"] if model.connections else ["time", "layer"]
         for schedule in schedules:
             for kw in ({}, {"record_membrane": {1: [0, 2]}},
-                       {"constant_drive": "predict", "leak": "power"}):
+                       {"constant_drive": "predict", "leak": "power"},
+                       {"threads_per_sample": 2}):
                 sim = eventsim.Simulator(model, n_threads=1, schedule=schedule, **kw)
                 rec = sim.run(x)
                 assert rec.spikes is not None
