@@ -15,9 +15,9 @@ Options:
     ``"auto"`` (default; :func:`dense_input_as_events`): binary input (every entry 0 or 1)
     goes in as events to a model that expects spikes (encoding not ``"direct"``), and to a
     ``"direct"`` model when that is faster: the input changes over time, and its first
-    projection is not a Dense or at most 1/8 of the entries are 1 (measured crossover for a
-    784-800 Dense: 10-20 %; conv first layers were faster as events at every density up to
-    50 %).  Graded (non-binary) input is a current.  With real float weights the two paths
+    projection is not a Dense or at most 1/5 of the entries are 1 (measured crossover for a
+    784-800 Dense: ~20 % at batch 64, 30-40 % at batch 1; conv first layers were faster as
+    events at every density up to 50 %).  Graded (non-binary) input is a current.  With real float weights the two paths
     may differ in the last bit of a membrane (the dense product and the event order add the
     same terms in different orders), and so, rarely, in a spike; with dyadic weights they
     are bit-identical.  ``Recording.synaptic_events`` is the same on both paths: the input
@@ -147,10 +147,10 @@ SCHEDULES = ("auto", "time", "layer")
 CUBA_MODES = {"lazy": K.CUBA_LAZY, "step": K.CUBA_STEP}
 DENSE_INPUT_MODES = ("auto", "events", "current")
 # "auto", a model whose first projection is a Dense: spikes go in as events when at most this
-# fraction of the input's entries is non-zero (benchmarks/bench_dense_input.py: crossover
-# 10-20 % for FC 784-800-10 at T = 32; conv and sparse first projections: events were faster
-# at every density measured, up to 50 %)
-EVENT_INPUT_MAX_DENSITY_DENSE = 0.125
+# fraction of the input's entries is non-zero (benchmarks/bench_dense_input.py, FC 784-800-10
+# at T = 32: events faster than the current below ~20 % at batch 64 and ~30-40 % at batch 1;
+# conv first projections: events were faster at every density measured, up to 50 %)
+EVENT_INPUT_MAX_DENSITY_DENSE = 0.2
 
 
 def dense_input_as_events(net, arr: np.ndarray, static: bool, mode: str) -> bool:
