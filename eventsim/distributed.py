@@ -72,15 +72,16 @@ def local_cluster(n_workers: int, **kwargs) -> LocalCluster:
     dashboard; ``kwargs`` go to :class:`distributed.LocalCluster`."""
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v
                           for k, v in WORKER_ENV.items()}):
-        saved = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+        saved = {k: os.environ.get(k) for k in WORKER_ENV}
         try:
             return LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1,
                                 dashboard_address=None, **kwargs)
         finally:  # the Nanny writes its pre-spawn environment into this process's too
-            if saved is None:
-                os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-            else:
-                os.environ["MALLOC_TRIM_THRESHOLD_"] = saved
+            for k, v in saved.items():   # (NUMBA_NUM_THREADS changed here breaks Numba later)
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @contextlib.contextmanager

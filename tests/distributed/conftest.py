@@ -39,3 +39,17 @@ def client():
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Dask's nannies write their workers' environment (NUMBA_NUM_THREADS=1, ...) into this
+    process when they (re)start a worker; put it back so later tests see the real one (Numba
+    refuses a changed NUMBA_NUM_THREADS once its threads run)."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    for k in set(os.environ) - set(saved):
+        del os.environ[k]
+    os.environ.update(saved)
