@@ -169,12 +169,13 @@ def dense_input_as_events(net, arr: np.ndarray, static: bool, mode: str) -> bool
         return False
     if mode == "events":
         return True
+    direct = net.encoding == "direct"
+    if direct and (static or net.input_event_problem):
+        return False                      # (decided before the pass over the entries)
     if not (arr.dtype.kind == "b" or bool(np.all((arr == 0) | (arr == 1)))):
         return False
-    if net.encoding != "direct":
+    if not direct:
         return True
-    if static or net.input_event_problem:
-        return False
     first = next((r for r in net.input_chain if not isinstance(r, mf.Flatten)), None)
     if not isinstance(first, mf.Dense):
         return True
