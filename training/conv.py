@@ -20,9 +20,9 @@ or, for small ``K`` (first layers), one GEMM per image written straight into the
 output, since there the transposes would cost more than the arithmetic.  Both were
 measured against whole-batch layouts ``[K, T*B*P]`` (one GEMM, big transposes) and
 ``[T*B, K, P]`` (per image, unchunked): see the timings in ``_CHUNK_BYTES`` and
-``_PER_IMAGE_MAX_K``.  The padding, im2col and col2im kernels are serial Numba loops:
-BLAS owns the threads (a Numba thread pool spinning next to OpenBLAS's was measured 5-10x
-slower on two cores).  ``backward`` recomputes a chunk's columns from the cached input
+``_PER_IMAGE_MAX_K``.  The padding, im2col and col2im kernels are Numba loops over a range
+of images that release the GIL; large chunks are split by image over the package's threads
+(``snncore.threads.parallel_chunks``, bit-identical to one thread).  ``backward`` recomputes a chunk's columns from the cached input
 instead of keeping them.
 
 Static input (stride-0 time axis, direct encoding): forward runs on ``x[0]`` once and
@@ -34,6 +34,7 @@ import numpy as np
 from numba import njit, uint64
 
 from snncore import checks
+from snncore.threads import parallel_chunks
 
 from .config import get_default_dtype
 from .layers import _init_rng, kaiming_uniform
@@ -61,7 +62,7 @@ def _pair(v, name: str, minimum: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------
 # Numba kernels (serial; plain arrays in, arrays out)
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pad_into(x, n0, n1, ph, pw, xpad):
     """Copy ``x[n0:n1] [nb, C, H, W]`` into the interior of ``xpad [>=nb, C, H+2ph, W+2pw]``.
 
@@ -77,7 +78,7 @@ def pad_into(x, n0, n1, ph, pw, xpad):
                     dst[w] = src[w]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def crop_into(dxpad, n0, n1, ph, pw, dx):
     """Adjoint of :func:`pad_into`: ``dx[n0:n1] = dxpad[:nb, :, ph:ph+H, pw:pw+W]``."""
     _, C, H, W = dx.shape
@@ -90,9 +91,10 @@ def crop_into(dxpad, n0, n1, ph, pw, dx):
                     dst[w] = src[w]
 
 
-@njit(cache=True)
-def im2col(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols):
-    """Lower padded images ``xpad[:nb] [nb, C, Hp, Wp]`` into ``cols[K, >= nb*Ho*Wo]``.
+@njit(cache=True, nogil=True)
+def im2col_range(xpad, n_lo, n_hi, kh, kw, sh, sw, Ho, Wo, cols):
+    """Lower padded images ``xpad[n_lo:n_hi]`` (of ``[>= n_hi, C, Hp, Wp]``) into their columns
+    of ``cols[K, >= n_hi*Ho*Wo]`` (other columns untouched: disjoint ranges may run in threads).
 
     ``cols[(c*kh + i)*kw + j, n*Ho*Wo + oh*Wo + ow] = xpad[n, c, oh*sh + i, ow*sw + j]``.
     Flat indices are unsigned so that Numba drops its negative-index wraparound and LLVM
@@ -108,7 +110,7 @@ def im2col(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols):
         for i in range(kh):
             for j in range(kw):
                 k = uint64((c * kh + i) * kw + j)
-                for n in range(nb):
+                for n in range(n_lo, n_hi):
                     for oh in range(Ho):
                         a = uint64(((n * C + c) * Hp + oh * sh + i) * Wp + j)
                         b = k * row_len + uint64(n * P + oh * Wo)
@@ -121,14 +123,20 @@ def im2col(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols):
 
 
 @njit(cache=True)
-def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
-    """Adjoint of :func:`im2col`: ``dxpad[:nb]`` = scatter-add of ``cols[K, >= nb*Ho*Wo]``.
+def im2col(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols):
+    """Lower padded images ``xpad[:nb]`` into ``cols[K, >= nb*Ho*Wo]`` (:func:`im2col_range`)."""
+    im2col_range(xpad, 0, nb, kh, kw, sh, sw, Ho, Wo, cols)
 
-    ``dxpad[:nb]`` is overwritten (zeroed first).
+
+@njit(cache=True, nogil=True)
+def col2im_range(cols, n_lo, n_hi, kh, kw, sh, sw, Ho, Wo, dxpad):
+    """Adjoint of :func:`im2col_range`: ``dxpad[n_lo:n_hi]`` = scatter-add of those images'
+    columns of ``cols[K, >= n_hi*Ho*Wo]``, overwritten (zeroed first); each element adds its
+    terms in the same order whatever the range, so disjoint ranges may run in threads.
     """
     _, C, Hp, Wp = dxpad.shape
     P = Ho * Wo
-    dxpad[:nb] = 0
+    dxpad[n_lo:n_hi] = 0
     df = dxpad.reshape(-1)
     cf = cols.reshape(-1)
     row_len = uint64(cols.shape[1])
@@ -137,7 +145,7 @@ def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
         for i in range(kh):
             for j in range(kw):
                 k = uint64((c * kh + i) * kw + j)
-                for n in range(nb):
+                for n in range(n_lo, n_hi):
                     for oh in range(Ho):
                         a = uint64(((n * C + c) * Hp + oh * sh + i) * Wp + j)
                         b = k * row_len + uint64(n * P + oh * Wo)
@@ -147,6 +155,41 @@ def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
                         else:
                             for q in range(uWo):
                                 df[a + q * usw] += cf[b + q]
+
+
+@njit(cache=True)
+def col2im(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad):
+    """Adjoint of :func:`im2col`: ``dxpad[:nb]`` overwritten (:func:`col2im_range`)."""
+    col2im_range(cols, 0, nb, kh, kw, sh, sw, Ho, Wo, dxpad)
+
+
+# --------------------------------------------------------------------------------------
+# the kernels above split by image over threads (snncore.threads.parallel_chunks): each image's
+# outputs are disjoint and every element adds its terms in the same order, so the results are
+# bit-identical to one thread
+# --------------------------------------------------------------------------------------
+def padded_images(x4, n0, n1, ph, pw, xpad) -> None:
+    """:func:`pad_into` over threads."""
+    per = x4[0].size
+    parallel_chunks(lambda a, b: pad_into(x4, n0 + a, n0 + b, ph, pw, xpad[a:]), n1 - n0, per)
+
+
+def cropped_images(dxpad, n0, n1, ph, pw, dx4) -> None:
+    """:func:`crop_into` over threads."""
+    per = dx4[0].size
+    parallel_chunks(lambda a, b: crop_into(dxpad[a:], n0 + a, n0 + b, ph, pw, dx4), n1 - n0, per)
+
+
+def lowered(xpad, nb, kh, kw, sh, sw, Ho, Wo, cols) -> None:
+    """:func:`im2col` over threads."""
+    per = cols.shape[0] * Ho * Wo
+    parallel_chunks(lambda a, b: im2col_range(xpad, a, b, kh, kw, sh, sw, Ho, Wo, cols), nb, per)
+
+
+def raised(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad) -> None:
+    """:func:`col2im` over threads."""
+    per = cols.shape[0] * Ho * Wo
+    parallel_chunks(lambda a, b: col2im_range(cols, a, b, kh, kw, sh, sw, Ho, Wo, dxpad), nb, per)
 
 
 # --------------------------------------------------------------------------------------
@@ -239,8 +282,8 @@ class Conv2d(Module):
             n1 = min(N, n0 + nb)
             m = (n1 - n0) * P
             if padded:
-                pad_into(x4, n0, n1, ph, pw, xpad)
-            im2col(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
+                padded_images(x4, n0, n1, ph, pw, xpad)
+            lowered(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
             if per_image:       # y[n] = W2 @ cols_n, written in place: [nb, K, P] view
                 c3 = cols.reshape(K, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
                 np.matmul(W2, c3, out=y[n0:n1])
@@ -294,8 +337,8 @@ class Conv2d(Module):
                 g = gbuf[:, :m]                                 # [Co, nb*P]
             if need_weight_grad:
                 if padded:
-                    pad_into(x4, n0, n1, ph, pw, xpad)
-                im2col(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
+                    padded_images(x4, n0, n1, ph, pw, xpad)
+                lowered(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
                 if per_image:
                     dW += np.matmul(c3, g.transpose(0, 2, 1)).sum(axis=0)
                 else:
@@ -309,10 +352,10 @@ class Conv2d(Module):
                 else:
                     np.matmul(W2.T, g, out=cols[:, :m])
                 if padded:
-                    col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dxpad)
-                    crop_into(dxpad, n0, n1, ph, pw, dx4)
+                    raised(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dxpad)
+                    cropped_images(dxpad, n0, n1, ph, pw, dx4)
                 else:
-                    col2im(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dx4[n0:n1])
+                    raised(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dx4[n0:n1])
         if need_weight_grad:
             self._add_weight_grad(dW.T.reshape(self.weight.grad.shape))
             if has_bias:

@@ -328,3 +328,22 @@ def test_conv_step_is_bitwise_independent_of_threads(always_parallel):
         grads.append([y] + [p.grad.copy() for _, p in net.named_parameters()])
     for a, b in zip(*grads):
         _same(a, b)
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (1, 0), (2, 2)])
+def test_conv_lowering_is_bitwise_independent_of_threads(always_parallel, stride, padding):
+    """Conv2d's padding, im2col, col2im and crop split by image over threads: output, weight,
+    bias and input gradients equal one thread's bit for bit."""
+    out = []
+    for n in (1, 2, 3):
+        rng = np.random.default_rng(3)
+        conv = training.Conv2d(3, 5, 3, stride=stride, padding=padding, rng=rng)
+        x = rng.standard_normal((3, 7, 3, 11, 10)).astype(np.float32)
+        with training.threads(n):
+            y = conv.forward(x)
+            g = np.random.default_rng(4).standard_normal(y.shape).astype(np.float32)
+            dx = conv.backward(g)
+        out.append([y, dx, conv.weight.grad.copy(), conv.bias.grad.copy()])
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            _same(a, b)
