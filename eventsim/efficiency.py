@@ -36,8 +36,7 @@ import numpy as np
 from snncore import modelfile as mf
 
 from .inputs import EventBatch, to_dense
-from .network import dense_apply
-from .synops import stage_fanout
+from .synops import chain_counts
 
 PROJECTIONS = (mf.Dense, mf.Sparse, mf.Conv2d, mf.AvgPool2d, mf.MaxPool2d)
 
@@ -70,53 +69,6 @@ def dense_ops(rec, in_shape: tuple, out_shape: tuple) -> int:
         return int(out_shape[1] * out_shape[2] * co * ci * kh * kw)
     kh, kw = tuple(rec.kernel)
     return int(np.prod(out_shape) * kh * kw)
-
-
-def _is_spike_valued(a: np.ndarray) -> bool:
-    """Source values that need no multiply: 0, 1 and -1 (binary and ternary spikes)."""
-    if a.dtype.kind == "b":
-        return True
-    return bool(np.all((a == 0) | (a == 1) | (a == -1)))
-
-
-def chain_counts(records, shapes, activity: np.ndarray, until: int | None = None) -> list:
-    """Per-sample synaptic operations of a chain of projections.
-
-    Args:
-        records: the chain's projection records (Flatten allowed), in order.
-        shapes: feature shape before the chain, then after each record (``len + 1``).
-        activity: the chain's source values ``[T, B, *shapes[0]]`` (spikes or input).
-        until: count only steps ``t < until`` (a delayed connection's deliveries).
-    Returns:
-        ``[(position in chain, counts [B] int64, is_mac)]`` for every projection (not
-        Flatten).
-    """
-    T, B = activity.shape[:2]
-    if until is not None:
-        activity = activity[:max(0, until)]
-    cur = activity.reshape((activity.shape[0] * B,) + tuple(shapes[0]))
-    mac = not _is_spike_valued(activity)
-    out = []
-    for j, rec in enumerate(records):
-        if isinstance(rec, mf.Flatten):
-            cur = cur.reshape((cur.shape[0],) + tuple(shapes[j + 1]))
-            continue
-        if isinstance(rec, mf.MaxPool2d):
-            # max pooling of spikes: one operation per window that emits (once per step)
-            cur = dense_apply(rec, np.asarray(cur, dtype=np.float64), bias=False)
-            counts = np.count_nonzero(cur.reshape(-1, B, int(np.prod(shapes[j + 1]))),
-                                      axis=(0, 2)).astype(np.int64)
-            out.append((j, counts, mac))
-            continue                    # its output is spikes again
-        fan = stage_fanout(rec, tuple(shapes[j]), tuple(shapes[j + 1]))
-        nz = (cur.reshape(-1, B, fan.shape[0]) != 0)
-        counts = np.einsum("tbn,n->b", nz, fan, dtype=np.int64) if nz.shape[0] else \
-            np.zeros(B, np.int64)
-        out.append((j, counts, mac))
-        if j + 1 < len(records):
-            cur = dense_apply(rec, np.asarray(cur, dtype=np.float64), bias=False)
-            mac = True        # a projection's output is graded (sums of weights)
-    return out
 
 
 @dataclass

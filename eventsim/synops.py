@@ -13,7 +13,10 @@ these are exactly the counts the event path reports, so counts do not depend on 
 
 Fan-out of an input entry (canonical layout): Dense ``n_out``; Sparse the entries of its
 column; Conv2d ``C_out`` times the output positions whose window covers it (exact at the
-borders, padding included); pooling the windows that cover it.
+borders, padding included); average pooling the windows that cover it.  A max pooling counts
+one event per window that emits (what the event loop forwards).  :func:`chain_counts` does
+the counting for any chain of projections, per sample (``eventsim.efficiency`` uses it for
+every projection of a recording).
 """
 from __future__ import annotations
 
@@ -56,27 +59,59 @@ def stage_fanout(rec, in_shape: tuple, out_shape: tuple) -> np.ndarray:
     return np.broadcast_to(plane, (C, H, W)).reshape(-1).astype(np.int64)
 
 
+def _is_spike_valued(a: np.ndarray) -> bool:
+    """Source values that need no multiply: 0, 1 and -1 (binary and ternary spikes)."""
+    if a.dtype.kind == "b":
+        return True
+    return bool(np.all((a == 0) | (a == 1) | (a == -1)))
+
+
+def chain_counts(records, shapes, activity: np.ndarray, until: int | None = None) -> list:
+    """Per-sample synaptic operations of a chain of projections.
+
+    Args:
+        records: the chain's projection records (Flatten allowed), in order.
+        shapes: feature shape before the chain, then after each record (``len + 1``).
+        activity: the chain's source values ``[T, B, *shapes[0]]`` (spikes or input).
+        until: count only steps ``t < until`` (a delayed connection's deliveries).
+    Returns:
+        ``[(position in chain, counts [B] int64, is_mac)]`` for every projection (not
+        Flatten).
+    """
+    T, B = activity.shape[:2]
+    if until is not None:
+        activity = activity[:max(0, until)]
+    cur = activity.reshape((activity.shape[0] * B,) + tuple(shapes[0]))
+    mac = not _is_spike_valued(activity)
+    out = []
+    for j, rec in enumerate(records):
+        if isinstance(rec, mf.Flatten):
+            cur = cur.reshape((cur.shape[0],) + tuple(shapes[j + 1]))
+            continue
+        if isinstance(rec, mf.MaxPool2d):
+            # max pooling of spikes: one operation per window that emits (once per step)
+            cur = dense_apply(rec, np.asarray(cur, dtype=np.float64), bias=False)
+            counts = np.count_nonzero(cur.reshape(-1, B, int(np.prod(shapes[j + 1]))),
+                                      axis=(0, 2)).astype(np.int64)
+            out.append((j, counts, mac))
+            continue                    # its output is spikes again
+        fan = stage_fanout(rec, tuple(shapes[j]), tuple(shapes[j + 1]))
+        nz = (cur.reshape(-1, B, fan.shape[0]) != 0)
+        counts = np.einsum("tbn,n->b", nz, fan, dtype=np.int64) if nz.shape[0] else \
+            np.zeros(B, np.int64)
+        out.append((j, counts, mac))
+        if j + 1 < len(records):
+            cur = dense_apply(rec, np.asarray(cur, dtype=np.float64), bias=False)
+            mac = True        # a projection's output is graded (sums of weights)
+    return out
+
+
 def input_chain_counts(net, x: np.ndarray, T: int, static: bool) -> dict:
     """Synaptic events ``{"layers[i]": count}`` of the analog input ``x [T or 1, B,
-    *input_shape]`` (network dtype) through the projections before the first population of
-    compiled network ``net``, over ``T`` steps (``static``: ``x`` has one step, repeated
-    ``T`` times)."""
+    *input_shape]`` through the projections before the first population of compiled network
+    ``net``, over ``T`` steps (``static``: ``x`` has one step, repeated ``T`` times)."""
     first_pop = net.pop_layers[0]
-    shape = tuple(net.input_shape)
-    cur = x.reshape((-1,) + shape)
-    counts = {}
-    for i in range(first_pop):
-        rec = net.model.layers[i]
-        if isinstance(rec, mf.Flatten):
-            shape = tuple(net.shapes[i])
-            cur = cur.reshape((-1,) + shape)
-            continue
-        out_shape = tuple(net.shapes[i])
-        fan = stage_fanout(rec, shape, out_shape)
-        nonzero = np.count_nonzero(cur.reshape(cur.shape[0], -1), axis=0)
-        n = int(nonzero @ fan)
-        counts[f"layers[{i}]"] = n * T if static else n
-        if i + 1 < first_pop:
-            cur = dense_apply(rec, np.asarray(cur, dtype=net.dtype), bias=False)
-        shape = out_shape
-    return counts
+    records = [net.model.layers[i] for i in range(first_pop)]
+    shapes = [tuple(net.input_shape)] + [tuple(net.shapes[i]) for i in range(first_pop)]
+    return {f"layers[{j}]": int(counts.sum()) * (T if static else 1)
+            for j, counts, _ in chain_counts(records, shapes, x)}
