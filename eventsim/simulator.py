@@ -158,8 +158,9 @@ def dense_input_as_events(net, arr: np.ndarray, static: bool, mode: str) -> bool
     analog current (False), for ``Simulator(dense_input=mode)`` (see the module docstring).
 
     ``"events"``: always (every non-zero entry an event carrying its value).
-    ``"current"``: never.  ``"auto"``: binary input (every entry 0 or 1) as events when the
-    model's encoding is not ``"direct"`` (spikes are what it expects); for a ``"direct"``
+    ``"current"``: never.  ``"auto"``: binary input (every entry 0 or 1), and any integer
+    array (spike counts), as events when the model's encoding is not ``"direct"`` (spikes are
+    what it expects); for a ``"direct"``
     model when that is faster: the input changes over time (``static`` False: a static
     input's current is computed once), input events are possible (no max pooling of
     non-binary input), and either the first projection is not a Dense or at most
@@ -172,6 +173,8 @@ def dense_input_as_events(net, arr: np.ndarray, static: bool, mode: str) -> bool
     direct = net.encoding == "direct"
     if direct and (static or net.input_event_problem):
         return False                      # (decided before the pass over the entries)
+    if not direct and arr.dtype.kind in "biu":
+        return True                       # spikes or spike counts, as the model expects
     if not (arr.dtype.kind == "b" or bool(np.all((arr == 0) | (arr == 1)))):
         return False
     if not direct:

@@ -151,6 +151,9 @@ def test_auto_rule():
     rate = eventsim.load(mf.Model(input_shape=(2, 3, 3), T=6, layers=MODELS["mlp"].layers,
                                   encoding="rate"))
     assert dense_input_as_events(rate, np.ones_like(x), True, "auto")   # spikes it expects
+    counts = np.full(x.shape, 2, np.int16)                               # spike counts
+    assert dense_input_as_events(rate, counts, False, "auto")
+    assert not dense_input_as_events(rate, counts.astype(np.float32) / 4, False, "auto")
 
 
 def test_stream_takes_the_same_path():
