@@ -1,15 +1,20 @@
 """Every numbered tutorial in examples/ runs with its tiny settings, so an API change that
 breaks an example fails here.
 
-Each ``examples/NN_name.py`` defines ``main(argv) -> dict`` and accepts ``--out DIR`` and
-``--smoke`` (tiny settings: a few samples, one short epoch); it writes its figures into
-``DIR`` and returns a JSON-able summary.  ``GALLERY`` lists the figures the gallery shows.
+The convention (docs/gallery.md): ``examples/NN_name.py`` is a plain script whose cells are
+marked ``# %%``; its first cell parses ``--out DIR`` and ``--smoke`` (tiny settings) with
+``parse_known_args`` (so it also runs as a notebook); it writes its figures (PNG) and a
+``summary.json`` into ``DIR``.  A module-level ``GALLERY = [(file, caption), ...]`` names
+the figures the gallery shows.  Each runs here in its own interpreter, as a user runs it.
 """
 from __future__ import annotations
 
-import importlib.util
+import ast
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,31 +23,44 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("[0-9][0-9]_*.py"))
 
 
-def load_example(path: Path):
-    """Import one example file as a module (examples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def gallery_entries(path: Path) -> list[tuple[str, str]]:
+    """The ``GALLERY`` list of an example, read from its syntax tree (without running it)."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "GALLERY" for t in node.targets):
+            return [tuple(e) for e in ast.literal_eval(node.value)]
+    return []
+
+
+def run_example(path: Path, out: Path, *args: str, cwd: Path, timeout: float = 600) -> dict:
+    """Run one example in a fresh interpreter; returns its ``summary.json``."""
+    env = dict(os.environ, MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(path), "--out", str(out), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    summary_path = out / "summary.json"
+    assert summary_path.is_file(), f"{path.name}: wrote no summary.json into --out"
+    return json.loads(summary_path.read_text())
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs_with_smoke_settings(path, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)          # anything written relative to the cwd stays in tmp
-    module = load_example(path)
-    doc = (module.__doc__ or "").strip()
-    assert doc, f"{path.name}: the module docstring must say what the example shows"
+def test_example_runs_with_smoke_settings(path, tmp_path):
+    text = path.read_text()
+    doc = ast.get_docstring(ast.parse(text))
+    assert doc and doc.strip(), f"{path.name}: the module docstring must say what the example shows"
+    assert "# %%" in text, f"{path.name}: cells are marked with '# %%'"
     out = tmp_path / "out"
-    summary = module.main(["--smoke", "--out", str(out)])
-    assert isinstance(summary, dict) and summary, f"{path.name}: main() must return a summary"
-    json.dumps(summary, default=float)   # JSON-able
-    figures = sorted(p.name for p in out.glob("*.png"))
+    summary = run_example(path, out, "--smoke", cwd=tmp_path)
+    assert isinstance(summary, dict) and summary
+    figures = {p.name for p in out.glob("*.png")}
     assert figures, f"{path.name}: wrote no figure into --out"
-    for name, caption in getattr(module, "GALLERY", []):
+    entries = gallery_entries(path)
+    assert entries, f"{path.name}: GALLERY names no figure"
+    for name, caption in entries:
         assert name in figures, f"{path.name}: GALLERY names {name}, which was not written"
         assert caption.strip()
-    text = path.read_text()
-    assert "# %%" in text, f"{path.name}: cells are marked with '# %%'"
+    leftovers = [p for p in tmp_path.iterdir() if p.name != "out"]
+    assert not leftovers, f"{path.name} wrote outside --out: {leftovers}"
 
 
 def test_examples_are_numbered_without_gaps():
