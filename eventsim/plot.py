@@ -1,4 +1,5 @@
-"""Plots of simulator recordings: spike rasters, membrane traces, firing rates, training curves.
+"""Plots of simulator recordings: spike rasters, membrane traces, firing rates, training curves,
+readouts with class names, rate histograms, conv spike-count maps, membrane images.
 
 Every function takes an optional ``ax`` (or ``fig``) and returns what it drew on: an Axes, or a
 Figure when it lays out several panels.  When no Axes is given a new
@@ -19,7 +20,8 @@ import numpy as np
 from snncore.fileio import check_output
 
 __all__ = ["raster", "membrane", "firing_rates", "training_curves", "plot_recording",
-           "pick_neurons", "spike_counts", "CLASS_NAMES"]
+           "pick_neurons", "spike_counts", "CLASS_NAMES", "readout", "rate_histogram",
+           "layer_rates", "spike_count_map", "membrane_image"]
 
 #: above this many spikes ``raster(method="auto")`` draws a 2-D histogram image instead of
 #: one marker per spike (both render 1e6 spikes in well under a second; the image also
@@ -530,6 +532,414 @@ def training_curves(metrics: Mapping[str, Sequence[float]], ax=None, title: str 
 
 
 # ---------------------------------------------------------------------------------------
+# readout, rate histograms, conv spike-count maps, membrane images
+# ---------------------------------------------------------------------------------------
+def _names_for(where: str, class_names, n_out: int) -> list:
+    """``n_out`` class names from a sequence, a dataset name of :data:`CLASS_NAMES`, or None
+    ("class c")."""
+    if class_names is None:
+        return [f"class {c}" for c in range(n_out)]
+    if isinstance(class_names, str):
+        key = class_names.lower().replace("_", "-")
+        if key not in CLASS_NAMES:
+            raise ValueError(f"{where}: class_names {class_names!r} is no known dataset "
+                             f"({', '.join(sorted(CLASS_NAMES))}); give a list of names")
+        class_names = CLASS_NAMES[key]
+    names = [str(c) for c in class_names]
+    if len(names) != n_out:
+        raise ValueError(f"{where}: class_names has {len(names)} names for {n_out} readout classes")
+    return names
+
+
+def _class_index(where: str, name: str, value, n_out: int):
+    """``value`` (a class index) checked against ``[0, n_out)``; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= int(value) < n_out:
+        raise ValueError(f"{where}: {name} must be a class index in [0, {n_out}), got {value!r}")
+    return int(value)
+
+
+def readout(scores, ax=None, class_names=None, predicted=None, true_label=None,
+            dt: float | None = None, title: str | None = None, xlabel: str | None = None):
+    """The readout of one sample with class names, the predicted and the true class marked.
+
+    Args:
+        scores: either ``[T, n_out]``, the per-step readout of one sample
+            (``rec.readout[:, b, :]``): one line per class over time, named in a legend; or
+            ``[n_out]`` decoded scores (e.g. the time mean ``rec.readout[:, b].mean(0)``, or
+            the dense engine's decoded output): one horizontal bar per class, the class names
+            as y tick labels (class 0 at the top).  Readout values have the units of the
+            output layer (no physical unit).
+        ax: Axes to draw into (new figure if None).
+        class_names: ``n_out`` names, a dataset name of :data:`CLASS_NAMES` (e.g.
+            ``"fashion-mnist"``), or None ("class 0", "class 1", ...).
+        predicted: the predicted class (bold line / coloured bar); default the argmax of the
+            scores (for ``[T, n_out]``: of their time mean, the uniform decoder; pass
+            ``rec.predictions[b]`` for a model with time weights).
+        true_label: the sample's true class: its legend entry reads "(true)", its bar gets a
+            star and a bold tick label; named in the title.
+        dt: step length in seconds for the time axis of ``[T, n_out]`` (ms; default steps).
+        xlabel: x-axis label of the bars (default "decoded score (time-mean readout)").
+
+    Returns:
+        The Axes.
+    """
+    s = np.asarray(scores, dtype=np.float64) if np.ndim(scores) else np.asarray(scores)
+    if s.ndim not in (1, 2) or s.size == 0 or s.shape[-1] < 1:
+        raise ValueError(f"readout: scores must be [n_out] decoded scores or [T, n_out] per-step "
+                         f"readout, got shape {np.shape(scores)}")
+    if not np.isfinite(s).all():
+        raise ValueError(f"readout: scores of shape {s.shape} hold non-finite values")
+    dt = _check_dt("readout", dt, optional=True)
+    n_out = s.shape[-1]
+    names = _names_for("readout", class_names, n_out)
+    pred = _class_index("readout", "predicted", predicted, n_out)
+    true = _class_index("readout", "true_label", true_label, n_out)
+    if pred is None:
+        pred = int(np.argmax(s if s.ndim == 1 else s.mean(axis=0)))
+    if s.ndim == 2:
+        ax = _axes(ax)
+        _readout_lines(ax, s, names, pred, true, dt)
+    else:
+        ax = _axes(ax, figsize=(6.0, 0.3 * n_out + 1.4))
+        _readout_bars(ax, s, names, pred, true, xlabel)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def _readout_title(start: str, names, pred, true) -> str:
+    title = f"{start}: predicted {names[pred]}"
+    if true is not None:
+        title += f", true class {names[true]}" + (" (correct)" if true == pred else " (wrong)")
+    return title
+
+
+def _readout_lines(ax, r, names, pred, true, dt):
+    """Per-step readout ``r [T, n_out]``, one line per class; the predicted class bold."""
+    T = r.shape[0]
+    x = np.arange(T) * _time_scale(dt)
+    for c in range(r.shape[1]):
+        bold = c == pred
+        tags = [w for w, on in (("predicted", bold), ("true", c == true)) if on]
+        ax.plot(x, r[:, c], color=f"C{c % 10}", linewidth=2.6 if bold else 1.0,
+                alpha=1.0 if bold else 0.75, zorder=3 if bold else 2,
+                linestyle="--" if c == true and not bold else "-",
+                marker="o" if T <= SMALL_T else None, markersize=4 if bold else 2.5,
+                label=names[c] + (f" ({', '.join(tags)})" if tags else ""))
+    ax.set_title(_readout_title("readout per step", names, pred, true))
+    ax.set_ylabel("readout")
+    ax.set_xlim(x[0] - 0.5 * _time_scale(dt), x[-1] + 0.5 * _time_scale(dt))
+    _time_axis(ax, T, dt)
+    _legend_outside(ax, title="class")
+
+
+def _readout_bars(ax, s, names, pred, true, xlabel):
+    """Decoded scores ``s [n_out]`` as horizontal bars; predicted coloured, true starred."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    y = np.arange(len(s))
+    ax.barh(y, s, height=0.7, color=["tab:blue" if c == pred else "0.75" for c in y])
+    ax.axvline(0.0, color="0.3", linewidth=0.8)
+    ax.set_yticks(y, names)
+    ax.set_ylim(len(s) - 0.5, -0.5)            # class 0 at the top
+    handles = [Patch(color="tab:blue", label=f"predicted: {names[pred]}")]
+    if true is not None:
+        ax.get_yticklabels()[true].set_fontweight("bold")
+        ax.plot([s[true]], [true], linestyle="none", marker="*", markersize=13, color="tab:orange",
+                markeredgecolor="k", zorder=3)
+        handles.append(Line2D([], [], linestyle="none", marker="*", markersize=11,
+                              color="tab:orange", markeredgecolor="k", label=f"true: {names[true]}"))
+    ax.margins(x=0.08)
+    ax.set_xlabel(xlabel or "decoded score (time-mean readout)")
+    ax.set_title(_readout_title("decoded readout", names, pred, true))
+    _legend_outside(ax, handles=handles)
+
+
+def layer_rates(rec, dt: float | None = None, sample: int | None = None) -> dict:
+    """Firing rate of every neuron of every spiking layer of a recording.
+
+    Args:
+        rec: an ``eventsim`` Recording (``rec.spikes[layer]`` SpikeTrains with ``n_neurons``;
+            ``rec.T`` steps, ``rec.batch_size`` samples).
+        dt: step length in seconds: rates in Hz; default spikes per step.
+        sample: one sample's rates; default the mean over the batch.
+
+    Returns:
+        ``{layer key: [n_neurons] float64 rates}`` (spikes of either sign for ternary layers).
+    """
+    dt = _check_dt("layer_rates", dt, optional=True)
+    T, B = int(rec.T), int(rec.batch_size)
+    if sample is not None and (isinstance(sample, (bool, np.bool_)) or
+                               not isinstance(sample, (int, np.integer)) or not 0 <= sample < B):
+        raise ValueError(f"layer_rates: sample must be an index in [0, {B}), got {sample!r}")
+    out = {}
+    for key, train in rec.spikes.items():
+        n = int(train.n_neurons)
+        if sample is None:
+            counts = np.bincount(np.asarray(train.neuron, np.int64), minlength=n)[:n] / B
+        else:
+            counts = spike_counts(train, n, sample=int(sample)).astype(np.float64)
+        out[key] = counts / T / (dt if dt else 1.0)
+    return out
+
+
+def _hist_edges(where: str, bins, data, names):
+    """Shared bin edges: ``bins`` equal bins over ``[0, max rate]``, or given edges that must
+    be increasing and cover every rate."""
+    if isinstance(bins, (int, np.integer)) and not isinstance(bins, (bool, np.bool_)):
+        if bins < 1:
+            raise ValueError(f"{where}: bins must be >= 1 or an array of edges, got {bins}")
+        hi = max((float(r.max()) for r in data if len(r)), default=0.0)
+        lo = min((float(r.min()) for r in data if len(r)), default=0.0)
+        lo = min(lo, 0.0)
+        return np.linspace(lo, hi if hi > lo else lo + 1.0, int(bins) + 1)
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0) \
+            or not np.isfinite(edges).all():
+        raise ValueError(f"{where}: bins must be an int or increasing finite edges, got shape "
+                         f"{edges.shape}")
+    for name, r in zip(names, data):
+        if len(r) and (r.min() < edges[0] or r.max() > edges[-1]):
+            raise ValueError(f"{where}: bins [{edges[0]:g}, {edges[-1]:g}] do not cover layer "
+                             f"{name!r}, whose rates span [{r.min():g}, {r.max():g}]")
+    return edges
+
+
+def rate_histogram(rates_by_layer: Mapping[str, np.ndarray], ax=None, bins=20,
+                   unit: str = "spikes/step", fraction: bool = True, log: bool = False,
+                   title: str | None = None):
+    """Histogram of per-neuron firing rates, one outline per layer on shared bins.
+
+    Where :func:`firing_rates` summarises each layer in one box, this shows the whole
+    distribution: how many neurons are silent, how many fire on every step.
+
+    Args:
+        rates_by_layer: ``{layer name: rates}``, each any shape (flattened: one rate per
+            neuron), e.g. from :func:`layer_rates`; in ``unit``.
+        ax: Axes to draw into (new figure if None).
+        bins: number of equal bins over ``[0, largest rate]`` (shared by all layers), or
+            increasing bin edges that cover every rate.
+        unit: rate unit for the x label ("spikes/step", or "Hz" for rates from ``dt``).
+        fraction: y is the fraction of each layer's neurons (layers of different sizes
+            compare); False: the number of neurons.
+        log: logarithmic y axis (silent neurons often outnumber the rest).
+
+    Returns:
+        The Axes (one ``StepPatch`` per layer in ``ax.patches``, in the mapping's order).
+    """
+    where = "rate_histogram"
+    if not isinstance(rates_by_layer, Mapping) or not rates_by_layer:
+        raise ValueError(f"{where}: expected a non-empty {{layer: rates}} mapping, got "
+                         f"{type(rates_by_layer).__name__}")
+    names, data = [], []
+    for name, r in rates_by_layer.items():
+        r = np.asarray(r, dtype=np.float64).ravel()
+        if not np.isfinite(r).all():
+            raise ValueError(f"{where}: layer {name!r} has non-finite rates")
+        names.append(str(name))
+        data.append(r)
+    edges = _hist_edges(where, bins, data, names)
+    ax = _axes(ax, figsize=(6.5, 4.0))
+    for j, (name, r) in enumerate(zip(names, data)):
+        counts = np.histogram(r, bins=edges)[0].astype(np.float64)
+        if fraction and len(r):
+            counts /= len(r)
+        mean = f", mean {r.mean():.3g}" if len(r) else ""
+        ax.stairs(counts, edges, color=f"C{j % 10}", linewidth=1.8, baseline=0.0,
+                  label=f"{name} ({len(r)} neurons{mean})")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(f"firing rate per neuron ({unit})")
+    ax.set_ylabel("fraction of neurons" if fraction else "neurons")
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    _legend_outside(ax, title="layer")
+    return ax
+
+
+def _conv_counts(where: str, counts, shape, sample: int):
+    """``[C, H, W]`` float64 counts from an array (``shape`` for a flat one) or a SpikeTrain."""
+    if hasattr(counts, "neuron") and hasattr(counts, "sample"):
+        train = counts
+        shape = shape if shape is not None else getattr(train, "shape", None)
+        if shape is None:
+            raise ValueError(f"{where}: the spike train has no shape; pass shape=(C, H, W)")
+        counts = spike_counts(train, int(np.prod(shape)), sample=sample)
+    c = np.asarray(counts, dtype=np.float64)
+    if shape is not None:
+        shape = tuple(int(v) for v in shape)
+        if len(shape) != 3 or c.size != int(np.prod(shape)):
+            raise ValueError(f"{where}: shape must be (C, H, W) holding the {c.size} counts, "
+                             f"got {shape}")
+        c = c.reshape(shape)
+    if c.ndim != 3 or c.size == 0:
+        raise ValueError(f"{where}: counts must be [C, H, W] (or flat with shape=(C, H, W)), got "
+                         f"shape {np.shape(counts)}")
+    if not np.isfinite(c).all() or (c < 0).any():
+        raise ValueError(f"{where}: counts must be finite and >= 0")
+    return c
+
+
+def _tiles(c, gap: int = 1):
+    """Channels of ``c [C, H, W]`` as tiles of a near-square grid in one image (NaN gaps):
+    returns the image and the (row, column) of each tile's top-left pixel."""
+    C, H, W = c.shape
+    cols = int(np.ceil(np.sqrt(C)))
+    rows = int(np.ceil(C / cols))
+    img = np.full((rows * (H + gap) - gap, cols * (W + gap) - gap), np.nan)
+    corners = []
+    for k in range(C):
+        r0, c0 = (k // cols) * (H + gap), (k % cols) * (W + gap)
+        img[r0:r0 + H, c0:c0 + W] = c[k]
+        corners.append((r0, c0))
+    return img, corners
+
+
+def spike_count_map(counts, ax=None, layout: str = "rows", shape=None, sample: int = 0,
+                    title: str | None = None, label: str = "spikes per neuron",
+                    cmap: str = "viridis", colorbar: bool = True):
+    """Spike counts of a conv layer for one sample as a heat map.
+
+    Args:
+        counts: ``[C, H, W]`` spikes per neuron over the run (or mean counts); a flat
+            ``[C*H*W]`` array with ``shape=(C, H, W)``; or a layer's SpikeTrain
+            (``rec.spikes[layer]``, counted for ``sample``; its ``shape`` is used).
+        ax: Axes to draw into (new figure if None).
+        layout: "rows": one image ``[C, H*W]``, a row per channel and a column per position
+            ``y*W + x``; "grid": each channel as an ``H x W`` tile in a near-square grid
+            (white gaps between tiles, the channel number on each tile).
+        shape: ``(C, H, W)`` for flat counts or a SpikeTrain without a shape.
+        sample: which sample of a SpikeTrain's batch.
+        label: colour bar label (say the unit, e.g. "spikes in 8 steps").
+        colorbar: draw a colour bar (``ax.colorbar``).
+
+    Returns:
+        The Axes (the image is ``ax.images[0]``).
+    """
+    where = "spike_count_map"
+    if layout not in ("rows", "grid"):
+        raise ValueError(f"{where}: layout must be 'rows' or 'grid', got {layout!r}")
+    c = _conv_counts(where, counts, shape, sample)
+    C, H, W = c.shape
+    ax = _axes(ax, figsize=(8.0, 3.5) if layout == "rows" else (6.0, 5.5))
+    if layout == "rows":
+        im = ax.imshow(c.reshape(C, H * W), aspect="auto", interpolation="nearest",
+                       cmap=cmap, vmin=0, extent=(-0.5, H * W - 0.5, C - 0.5, -0.5))
+        every = max(1, int(np.ceil(C / 16)))
+        ax.set_yticks(np.arange(0, C, every))
+        ax.set_ylabel("channel")
+        ax.set_xlabel(f"position y*{W} + x  ({H}x{W} map)")
+    else:
+        import matplotlib
+
+        img, corners = _tiles(c)
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
+        im = ax.imshow(np.ma.masked_invalid(img), interpolation="nearest", cmap=cm, vmin=0)
+        for k, (r0, c0) in enumerate(corners):
+            ax.text(c0 + 0.3, r0 + 0.3, str(k), color="w", fontsize="x-small", va="top",
+                    ha="left", fontweight="bold")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{C} channels, each {H}x{W} (numbered top left)")
+    if colorbar:
+        ax.colorbar = ax.figure.colorbar(im, ax=ax, label=label)
+    ax.set_title(title if title is not None else
+                 f"spike counts: {C} channels x {H}x{W}, {int(c.sum())} spikes")
+    return ax
+
+
+def membrane_image(u, ax=None, threshold=None, spikes=None, dt: float | None = None,
+                   neurons=None, title: str | None = None, cmap: str = "RdBu_r",
+                   ylabel: str = "neuron", colorbar: bool = True):
+    """Membrane potentials of many neurons as one image: neurons x time.
+
+    The diverging colour map is centred on the threshold (white), so red cells are at or
+    above threshold and blue ones below; the colour range is symmetric about it.
+
+    Args:
+        u: ``[T, k]`` membrane potential before reset of k neurons (one sample), e.g.
+            ``rec.membrane[layer][:, b, :]``; drawn as k rows of T cells.
+        ax: Axes to draw into (new figure if None).
+        threshold: scalar ``theta`` (the colour map's centre); ``[k]`` one per neuron (the
+            image then shows ``u - theta_j``, centred on 0); None: centred on 0.
+        spikes: None (no marks); True: mark the steps where ``u >= threshold``; or a boolean
+            ``[T, k]`` mask of the spikes (e.g. from ``SpikeTrain.to_dense()``): a black dot
+            per spike.
+        dt: step length in seconds: the x axis in ms; default in steps.
+        neurons: ``[k]`` neuron indices shown as the y tick labels (default 0..k-1).
+        colorbar: draw a colour bar (``ax.colorbar``).
+
+    Returns:
+        The Axes (the image is ``ax.images[0]``, data ``[k, T]``).
+    """
+    from matplotlib.colors import CenteredNorm
+
+    where = "membrane_image"
+    dt = _check_dt(where, dt, optional=True)
+    a = np.asarray(u, dtype=np.float64)
+    if a.ndim != 2 or 0 in a.shape:
+        raise ValueError(f"{where}: u must be [T, k] (steps x neurons), got shape {np.shape(u)}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{where}: u of shape {a.shape} holds non-finite values")
+    T, k = a.shape
+    th = None if threshold is None else np.asarray(threshold, dtype=np.float64)
+    if th is not None and (th.shape not in ((), (k,)) or not np.isfinite(th).all()):
+        raise ValueError(f"{where}: threshold must be a finite scalar or [k={k}] one per neuron, "
+                         f"got shape {th.shape}")
+    centre = 0.0 if th is None or th.ndim == 1 else float(th)
+    img = (a - th if th is not None and th.ndim == 1 else a).T
+    mask = _membrane_spike_mask(where, spikes, a, th, T, k)
+    if neurons is not None:
+        neurons = np.asarray(neurons)
+        if neurons.shape != (k,):
+            raise ValueError(f"{where}: neurons must have shape ({k},), got {neurons.shape}")
+    ax = _axes(ax, figsize=(8.0, 4.0))
+    scale = _time_scale(dt)
+    half = float(np.max(np.abs(img - centre))) or 1.0
+    im = ax.imshow(img, aspect="auto", interpolation="nearest", origin="lower", cmap=cmap,
+                   norm=CenteredNorm(vcenter=centre, halfrange=half),
+                   extent=(-0.5 * scale, (T - 0.5) * scale, -0.5, k - 0.5))
+    if mask is not None:
+        t_s, j_s = np.nonzero(mask)
+        ax.plot(t_s * scale, j_s, linestyle="none", marker=".", color="k",
+                markersize=float(np.clip(200.0 / max(k, T), 1.5, 5.0)))
+    if neurons is not None:
+        ticks = np.unique(np.linspace(0, k - 1, min(k, 8)).round().astype(np.int64))
+        ax.set_yticks(ticks, [str(v) for v in neurons[ticks]])
+    ax.set_ylabel(ylabel)
+    _time_axis(ax, T, dt)
+    if colorbar:
+        what = "membrane potential" if th is None or th.ndim == 0 else "u - threshold"
+        where_white = "" if th is None else (f" (white: threshold {centre:g})" if th.ndim == 0
+                                            else " (white: at threshold)")
+        dots = "; dots: spikes" if mask is not None else ""
+        ax.colorbar = ax.figure.colorbar(im, ax=ax, label=f"{what}{where_white}{dots}")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _membrane_spike_mask(where, spikes, a, th, T, k):
+    """The ``[T, k]`` spike mask to mark, or None."""
+    if spikes is None or spikes is False:
+        return None
+    if spikes is True:
+        if th is None:
+            raise ValueError(f"{where}: spikes=True marks u >= threshold; give threshold")
+        return a >= th
+    m = np.asarray(spikes)
+    if m.shape != (T, k) or m.dtype.kind not in "bui":
+        raise ValueError(f"{where}: spikes must be None, True or a boolean [T={T}, k={k}] mask, "
+                         f"got {m.dtype} shape {m.shape}")
+    return m != 0
+
+
+# ---------------------------------------------------------------------------------------
 # recordings
 # ---------------------------------------------------------------------------------------
 def _layer_record(model, layer):
@@ -563,11 +973,7 @@ def _layer_shape(model, layer):
 def _class_names(model, n_out: int, class_names):
     """Readout line names: ``class_names``, else the model's dataset's classes, else numbers."""
     if class_names is not None:
-        names = [str(c) for c in class_names]
-        if len(names) != n_out:
-            raise ValueError(f"plot_recording: class_names has {len(names)} names for "
-                             f"{n_out} readout classes")
-        return names
+        return _names_for("plot_recording", class_names, n_out)
     meta = getattr(getattr(model, "model", model), "metadata", None) or {}
     dataset = str(meta.get("dataset", "")).lower().replace("_", "-")
     names = CLASS_NAMES.get(dataset)
@@ -636,28 +1042,6 @@ def _membrane_row(ax, m, key, sample, model, rec, dt):
              title=f"layer {key}: membrane potential of {m.shape[2]} neurons (before reset)")
 
 
-def _readout_row(ax, r, names, pred, true_label, dt):
-    """Per-step readout ``r [T, n_out]``, one line per class; the predicted class bold."""
-    T = r.shape[0]
-    x = np.arange(T) * _time_scale(dt)
-    for c in range(r.shape[1]):
-        bold = pred is not None and c == pred
-        ax.plot(x, r[:, c], color=f"C{c % 10}", linewidth=2.6 if bold else 1.0,
-                alpha=1.0 if bold else 0.75, zorder=3 if bold else 2,
-                marker="o" if T <= SMALL_T else None, markersize=4 if bold else 2.5,
-                label=names[c] + (" (predicted)" if bold else ""))
-    title = "readout per step"
-    if pred is not None:
-        title += f": predicted {names[pred]}"
-    if true_label is not None:
-        title += f", true class {names[int(true_label)]}"
-    ax.set_title(title)
-    ax.set_ylabel("readout")
-    ax.set_xlim(x[0] - 0.5 * _time_scale(dt), x[-1] + 0.5 * _time_scale(dt))
-    _time_axis(ax, T, dt)
-    _legend_outside(ax, title="class")
-
-
 def _row_order(keys, spikes, mem_keys):
     """Rows layer by layer: each layer's raster, then its membrane traces."""
     rows = []
@@ -706,9 +1090,9 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
         raise ValueError(f"plot_recording: layers {missing} are not in the recording "
                          f"(spikes: {list(spikes)}, membrane: {list(mem)})")
     mem_keys = [k for k in (keys if layers is not None else list(mem)) if k in mem]
-    readout = getattr(rec, "readout", None)
+    ro = getattr(rec, "readout", None)
     rows = _row_order(keys, spikes, mem_keys)
-    if readout is not None:
+    if ro is not None:
         rows.append(("readout", None))
     if not rows:
         raise ValueError("plot_recording: the recording holds no spikes, membranes or readout")
@@ -716,7 +1100,7 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
         fig = _new_figure((10.0, 2.5 * len(rows) + 0.6))
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     T = None
-    for arr in [readout] + [mem[k] for k in mem_keys]:
+    for arr in [ro] + [mem[k] for k in mem_keys]:
         if arr is not None:
             T = np.shape(arr)[0]
             break
@@ -727,10 +1111,12 @@ def plot_recording(rec, sample: int = 0, layers=None, out=None, model=None, fig=
         elif what == "membrane":
             _membrane_row(ax, np.asarray(mem[key]), key, sample, model, rec, dt)
         else:
-            r = np.asarray(readout)[:, sample, :]
+            r = np.asarray(ro)[:, sample, :]
             preds = getattr(rec, "predictions", None)
             pred = None if preds is None else int(np.asarray(preds)[sample])
-            _readout_row(ax, r, _class_names(model, r.shape[1], class_names), pred, true_label, dt)
+            true = _class_index("plot_recording", "true_label", true_label, r.shape[1])
+            readout(r, ax=ax, class_names=_class_names(model, r.shape[1], class_names),
+                    predicted=pred, true_label=true, dt=dt)
         if ax is not axes[-1]:
             ax.set_xlabel("")
     if out is not None:

@@ -337,6 +337,7 @@ def test_readout_lines_carry_class_names():
     pred = int(rec.predictions[0])
     expected = list(plot.CLASS_NAMES["fashion-mnist"])
     expected[pred] += " (predicted)"
+    expected[3] += " (true)" if pred != 3 else ""
     assert names == expected
     assert plot.CLASS_NAMES["fashion-mnist"][pred] in ax.get_title()
     assert "true class Dress" in ax.get_title()
