@@ -611,7 +611,8 @@ def readout(scores, ax=None, class_names=None, predicted=None, true_label=None,
 
 
 def _readout_title(start: str, names, pred, true) -> str:
-    title = f"{start}: predicted {names[pred]}"
+    """Two lines: what is drawn, then the predicted and the true class (short Axes fit)."""
+    title = f"{start}\npredicted {names[pred]}"
     if true is not None:
         title += f", true class {names[true]}" + (" (correct)" if true == pred else " (wrong)")
     return title
@@ -711,7 +712,7 @@ def _hist_edges(where: str, bins, data, names):
 
 def rate_histogram(rates_by_layer: Mapping[str, np.ndarray], ax=None, bins=20,
                    unit: str = "spikes/step", fraction: bool = True, log: bool = False,
-                   title: str | None = None):
+                   title: str | None = None, legend_title: str = "layer"):
     """Histogram of per-neuron firing rates, one outline per layer on shared bins.
 
     Where :func:`firing_rates` summarises each layer in one box, this shows the whole
@@ -727,6 +728,8 @@ def rate_histogram(rates_by_layer: Mapping[str, np.ndarray], ax=None, bins=20,
         fraction: y is the fraction of each layer's neurons (layers of different sizes
             compare); False: the number of neurons.
         log: logarithmic y axis (silent neurons often outnumber the rest).
+        legend_title: title of the legend (drawn right of the Axes), which names each
+            histogram with its number of neurons and mean rate.
 
     Returns:
         The Axes (one ``StepPatch`` per layer in ``ax.patches``, in the mapping's order).
@@ -748,9 +751,9 @@ def rate_histogram(rates_by_layer: Mapping[str, np.ndarray], ax=None, bins=20,
         counts = np.histogram(r, bins=edges)[0].astype(np.float64)
         if fraction and len(r):
             counts /= len(r)
-        mean = f", mean {r.mean():.3g}" if len(r) else ""
+        mean = f", mean {r.mean():.3g} {unit}" if len(r) else ""
         ax.stairs(counts, edges, color=f"C{j % 10}", linewidth=1.8, baseline=0.0,
-                  label=f"{name} ({len(r)} neurons{mean})")
+                  label=f"{name}\n{len(r)} neurons{mean}")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_xlabel(f"firing rate per neuron ({unit})")
     ax.set_ylabel("fraction of neurons" if fraction else "neurons")
@@ -758,7 +761,7 @@ def rate_histogram(rates_by_layer: Mapping[str, np.ndarray], ax=None, bins=20,
         ax.set_yscale("log")
     if title:
         ax.set_title(title)
-    _legend_outside(ax, title="layer")
+    _legend_outside(ax, title=legend_title)
     return ax
 
 

@@ -40,7 +40,7 @@ def test_readout_bars_name_the_classes_and_mark_predicted_and_true(tmp_path):
     (star,) = [l for l in ax.lines if l.get_marker() == "*"]
     assert list(star.get_xdata()) == [1.0] and list(star.get_ydata()) == [6]
     assert _legend(ax) == ["predicted: Pullover", "true: Shirt"]
-    assert "predicted Pullover, true class Shirt (wrong)" in ax.get_title()
+    assert ax.get_title() == "decoded readout\npredicted Pullover, true class Shirt (wrong)"
     assert ax.get_ylim() == (9.5, -0.5)                     # class 0 on top
     fig.savefig(tmp_path / "bars.png")
 
@@ -101,7 +101,7 @@ def test_rate_histogram_one_outline_per_layer_on_shared_bins(tmp_path):
         r = r.ravel()
         assert patch.get_data().values == pytest.approx(np.histogram(r, edges)[0] / len(r))
         assert patch.get_data().values.sum() == pytest.approx(1.0)
-    assert _legend(ax)[0].startswith("conv1 (100 neurons, mean ")
+    assert _legend(ax)[0] == f"conv1\n100 neurons, mean {rates['conv1'].mean():.3g} spikes/step"
     assert ax.get_ylabel() == "fraction of neurons"
     assert ax.get_xlabel() == "firing rate per neuron (spikes/step)"
     fig.savefig(tmp_path / "h.png")
