@@ -41,7 +41,7 @@ ap.add_argument("--T", type=int, default=8, help="time steps per image")
 ap.add_argument("--hidden", type=int, default=128, help="hidden LIF neurons")
 args, _ = ap.parse_known_args()   # in a notebook the kernel's own argv is ignored
 if args.smoke:
-    args.epochs, args.T, args.hidden = 1, 4, 64
+    args.epochs, args.T = 1, 6
 n_train, n_test = (1000, 200) if args.smoke else (5000, 1000)
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
@@ -93,13 +93,15 @@ print(f"eventsim accuracy {np.mean(rec.predictions == y_test):.3f}, dense "
       f"largest readout difference {max_diff:.2e}; {rec.synaptic_events['total'] / n_test:.0f} "
       f"synaptic events per image")
 
-# %% One image up close: record the membrane potential of six hidden neurons that fire on some
-# steps but not on all (pick_neurons), so the traces show threshold crossings and resets.
+# %% One image up close: record the membrane potential of every hidden neuron for it, and keep
+# six that fire on some steps but not on all (pick_neurons; silent ones nearest threshold
+# next), so the traces show threshold crossings and resets.
 sample = 0
 layer = model.model.layers[1]                        # the LIF layer (model layer 1)
-counts = plot.spike_counts(rec.spikes[1], args.hidden, sample=sample)
-chosen = plot.pick_neurons(counts, args.T, k=6)
-one = eventsim.Simulator(model, record_membrane={1: chosen}).run(x[:, sample:sample + 1])
+one = eventsim.Simulator(model, record_membrane={1: "all"}).run(x[:, sample:sample + 1])
+u_all = one.membrane[1][:, 0, :]                     # [T, hidden], before reset
+counts = plot.spike_counts(one.spikes[1], args.hidden)
+chosen = plot.pick_neurons(counts, args.T, k=6, peak=u_all.max(axis=0))
 spk = one.spikes[1]
 
 # %% Figure 1: the raster (one dash per spike) and the membrane traces; red dashed line the
@@ -107,7 +109,7 @@ spk = one.spikes[1]
 fig, (ax_r, ax_m) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, layout="constrained")
 plot.raster(spk.t, spk.neuron, ax=ax_r, T=args.T, n=args.hidden,
             title=f"hidden layer: {len(spk.t)} spikes of {args.hidden} neurons for one test image")
-plot.membrane(one.membrane[1][:, 0, :], threshold=float(layer.theta), reset=layer.v_reset,
+plot.membrane(u_all[:, chosen], threshold=float(layer.theta), reset=layer.v_reset,
               ax=ax_m, labels=[f"neuron {j}" for j in chosen],
               title="membrane potential (before reset) of 6 of them")
 ax_r.set_xlabel("")

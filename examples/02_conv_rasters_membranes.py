@@ -44,7 +44,7 @@ ap.add_argument("--T", type=int, default=8, help="time steps per image")
 ap.add_argument("--dt", type=float, default=1e-3, help="step length in seconds (axes only)")
 args, _ = ap.parse_known_args()
 if args.smoke:
-    args.train_images, args.T = 300, 4
+    args.train_images, args.T = 640, 4
 n_test = 200 if args.smoke else 1000
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
