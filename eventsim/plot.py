@@ -586,7 +586,10 @@ def readout(scores, ax=None, class_names=None, predicted=None, true_label=None,
     Returns:
         The Axes.
     """
-    s = np.asarray(scores, dtype=np.float64) if np.ndim(scores) else np.asarray(scores)
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"readout: scores must be numbers, got {type(scores).__name__}") from None
     if s.ndim not in (1, 2) or s.size == 0 or s.shape[-1] < 1:
         raise ValueError(f"readout: scores must be [n_out] decoded scores or [T, n_out] per-step "
                          f"readout, got shape {np.shape(scores)}")

@@ -65,6 +65,7 @@ def test_readout_lines_over_time_with_explicit_prediction():
     ({"scores": np.zeros((2, 3, 4))}, r"readout: scores must be \[n_out\] decoded scores or "
                                       r"\[T, n_out\] per-step readout, got shape \(2, 3, 4\)"),
     ({"scores": np.array([1.0, np.nan])}, r"readout: scores of shape \(2,\) hold non-finite"),
+    ({"scores": ["a", "b"]}, r"readout: scores must be numbers, got list"),
     ({"class_names": ["x"]}, r"readout: class_names has 1 names for 3 readout classes"),
     ({"class_names": "cifar"}, r"readout: class_names 'cifar' is no known dataset"),
     ({"predicted": 3}, r"readout: predicted must be a class index in \[0, 3\), got 3"),
