@@ -124,13 +124,15 @@ rate_in = np.array([row["input_rate_hz"] for row in rows])
 ms = np.array([row["ms_per_image"] for row in rows])
 
 # %% Figure 1: accuracy against the work the simulator does (synaptic events per image, log
-# scale).  Each Poisson point is labelled with the rate of a white pixel; the star is direct
-# input; the dotted line is what the dense engine computes regardless of the input.
+# scale).  Each Poisson point is labelled with the rate of a white pixel and the input spikes
+# per image; the star is direct input; the dotted line is what the dense engine computes
+# regardless of the input.
 fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
 ax.plot(ev, acc, "o-", color="tab:blue", label="rate-trained model, Poisson input")
 for row in rows:
-    ax.annotate(f"{row['max_rate_hz']} Hz", (row["events"], row["accuracy"]),
-                textcoords="offset points", xytext=(4, -12), fontsize="small")
+    ax.annotate(f"{row['max_rate_hz']} Hz\n{row['input_spikes']:.0f} spikes",
+                (row["events"], row["accuracy"]),
+                textcoords="offset points", xytext=(4, -22), fontsize="x-small")
 ax.plot([direct["events"]], [direct["accuracy"]], "*", markersize=14, color="tab:orange",
         markeredgecolor="k", label="direct-trained model, direct (analog) input")
 ax.axvline(dense_ops, color="0.4", linestyle=":", label="dense engine: operations per image")
@@ -144,8 +146,9 @@ plt.close(fig)
 
 # %% Figure 2: simulator time (left) and synaptic events (right) per image against the mean
 # input firing rate per pixel: both grow with the input spikes.  Direct input (dashed) counts
-# one event per non-zero pixel and target at every step, yet runs fast: a static image is a
-# constant drive, whose current the simulator computes once per image, not once per step.
+# one event per non-zero pixel and target at every step, yet takes less time than that count
+# suggests: a static image is a constant drive, whose current the simulator computes once per
+# image, not once per step.  (Times are short and vary with the machine's load.)
 fig, (ax_t, ax_e) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
 for a, y, ref, label in ((ax_t, ms, direct["ms_per_image"], "simulator time per image (ms)"),
                          (ax_e, ev, direct["events"], "synaptic events per image")):
