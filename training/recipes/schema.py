@@ -51,8 +51,8 @@ def _opt(default, help: str, *, choices=None, lo=None, hi=None, lo_open=False, h
 @dataclass
 class Model:
     """[model]: the network."""
-    preset: str = _opt("mlp", "network: mlp | conv | recurrent (RecurrentLIF/CubaLIF) | "
-                       "feedback_mlp / feedback_conv (IDE only) | layers (the list below)",
+    preset: str = _opt("mlp", "network: recurrent = RecurrentLIF/CubaLIF layers, feedback_* = "
+                       "IDE's feedback nets, layers = model.layers",
                        choices=PRESETS)
     hidden: list = _opt([400], "hidden sizes (mlp, recurrent; feedback_mlp: exactly one)",
                         kind="int list", lo=1)
@@ -79,8 +79,8 @@ class Model:
 @dataclass
 class Neuron:
     """[neuron]: the spiking layers."""
-    kind: str = _opt("lif", "lif | if | klif (learnable membrane scaling k) | cuba "
-                     "(current-based LIF)", choices=("lif", "if", "klif", "cuba"))
+    kind: str = _opt("lif", "neuron model: klif = learnable membrane scaling k, cuba = "
+                     "current-based LIF", choices=("lif", "if", "klif", "cuba"))
     tau: float = _opt(2.0, "membrane time constant in steps (beta = 1 - 1/tau; feedback "
                       "nets: lam = 1 - 1/tau)", lo=1.0)
     alpha: float = _opt(0.5, "synaptic decay per step (cuba)", lo=0.0, hi=1.0)
@@ -88,7 +88,7 @@ class Neuron:
     reset: str = _opt("subtract", "reset after a spike (online methods need subtract)",
                       choices=("subtract", "hard"))
     detach_reset: bool = _opt(True, "treat the spike in the reset as a constant in backward")
-    spikes: str = _opt("binary", "binary | ternary (-1, 0, 1; lif/if)",
+    spikes: str = _opt("binary", "spike values: binary {0, 1}, ternary {-1, 0, 1} (lif/if)",
                        choices=("binary", "ternary"))
     learn_amplitude: bool = _opt(False, "learn the spike amplitude (lif/if; folded at export)")
     learn_decay: bool = _opt(False, "learn the decay (PLIF: beta = sigmoid(w); cuba: alpha "
@@ -104,9 +104,9 @@ class Neuron:
 @dataclass
 class Method:
     """[method]: how the gradients are computed and the output decoded."""
-    name: str = _opt("bptt", "bptt | ottt_a | ottt_o | saf_e | saf_f (online) | ide "
-                     "(feedback presets)", choices=METHOD_NAMES)
-    decoder: str = _opt("mean", "mean | two (temporally weighted output; bptt)",
+    name: str = _opt("bptt", "training method: ottt_*/saf_* are online (memory "
+                     "independent of T), ide needs a feedback preset", choices=METHOD_NAMES)
+    decoder: str = _opt("mean", "output decoder: two = temporally weighted (bptt)",
                         choices=("mean", "two"))
     two_lam: float = _opt(0.3, "TWO step size", lo=0.0, hi=1.0, lo_open=True)
     two_warmup: int = _opt(5, "TWO keeps uniform weights for epochs 0..two_warmup", lo=0)
@@ -123,8 +123,8 @@ class Method:
 @dataclass
 class Data:
     """[data]: what the network learns from."""
-    dataset: str = _opt("fashion-mnist-small", "fashion-mnist-small (committed subset) | "
-                        "fashion-mnist | mnist | events (files of 'eventsim convert')",
+    dataset: str = _opt("fashion-mnist-small", "fashion-mnist-small = the committed subset, "
+                        "events = files of 'eventsim convert'",
                         choices=DATASETS)
     dir: str = _opt(None, "directory holding the IDX files (unset: $FASHION_MNIST_DIR / "
                     "$MNIST_DIR, data/, the Debian package)", kind="str",
@@ -140,8 +140,8 @@ class Data:
                             lo=1, example=1000)
     test_limit: int = _opt(None, "first N test samples only (unset: all)", kind="int", lo=1,
                            example=500)
-    encoding: str = _opt("direct", "images: direct (analog every step) | rate (Bernoulli) | "
-                         "rows (row t at step t: T = image height; recurrent)",
+    encoding: str = _opt("direct", "images: direct = analog every step, rate = "
+                         "Bernoulli spikes, rows = row t at step t (T = 28)",
                          choices=("direct", "rate", "rows"))
 
 
@@ -355,7 +355,7 @@ def _allowed(meta: dict) -> str:
         parts.append(f"{'>' if meta['lo_open'] else '>='} {lo:g}")
     if hi is not None:
         parts.append(f"{'<' if meta['hi_open'] else '<='} {hi:g}")
-    return " and ".join(parts) or meta["kind"]
+    return " and ".join(parts)
 
 
 def to_toml(recipe: Recipe | None = None, comments: bool = True) -> str:
@@ -376,7 +376,8 @@ def to_toml(recipe: Recipe | None = None, comments: bool = True) -> str:
         for f in dataclasses.fields(section):
             meta, value = dict(f.metadata), getattr(section, f.name)
             if comments:
-                lines.append(f"# {meta['help']} (allowed: {_allowed(meta)})")
+                allowed = _allowed(meta)
+                lines.append(f"# {meta['help']}" + (f" [{allowed}]" if allowed else ""))
             if value is None:
                 if comments:
                     lines.append(f"# {f.name} = {_toml_value(meta['example'])}")
