@@ -1080,7 +1080,10 @@ def cmd_train(args) -> int:
     try:
         result = recipes.train(prepared, progress=not args.no_progress)
     except TrainingInterrupted as e:
-        print(f"eventsim: {e}", file=sys.stderr)
+        held = (f"{prepared.out / 'checkpoint.h5'} holds epoch {e.checkpoint_epoch}; continue "
+                f"with: eventsim train --out {prepared.out} --resume"
+                if e.checkpoint_epoch is not None else "no epoch finished, nothing kept")
+        print(f"eventsim: interrupted in epoch {e.epoch}; {held}", file=sys.stderr)
         return 130
     warning = _save_training_curves(result.history, prepared.out / "training_curves.png")
     if warning:

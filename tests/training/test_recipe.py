@@ -204,3 +204,17 @@ def test_metadata_holds_every_key():
     for key in r.flat():
         assert key in meta
     assert recipes.loads(meta["recipe"]) == r
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
+    import training.trainer as trainer
+
+    def diverge(*args, **kwargs):
+        raise trainer.TrainingDiverged("loss became nan at epoch 1, batch 1")
+
+    monkeypatch.setattr(trainer, "fit", diverge)
+    p = recipes.prepare(recipes.from_dict(tiny(model={"hidden": [16]})), tmp_path / "a" / "run")
+    assert (tmp_path / "a" / "run").is_dir()
+    with pytest.raises(trainer.TrainingDiverged):
+        recipes.train(p, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -212,6 +212,9 @@ def train(p: Prepared, *, progress: bool = True) -> Result:
                           ide_max_iter=m.ide_max_iter)
         except _BudgetReached:
             history, stopped = seen["history"], "budget"
+        except BaseException:
+            _forget_unstarted(p)
+            raise
         p.net.eval()
         export(p.net, out / "model.h5", input_shape=p.data.input_shape, T=r.train.T,
                encoding=p.data.encoding, dtype=_dtype(r), overwrite=True,
@@ -220,6 +223,15 @@ def train(p: Prepared, *, progress: bool = True) -> Result:
     _write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     files = {name: str(out / name) for name in FILES}
     return Result(history, stopped, summary, files, p.net)
+
+
+def _forget_unstarted(p: Prepared) -> None:
+    """After a failure before the first checkpoint (divergence or Ctrl-C in epoch 1), remove
+    config.toml and the directories this run made, so the same command can run again."""
+    if p.resume or (p.out / "checkpoint.h5").exists():
+        return
+    (p.out / "config.toml").unlink(missing_ok=True)
+    _remove_dirs(p.created)
 
 
 def _summary(p: Prepared, history, stopped: str, seconds: float) -> dict:
