@@ -1309,9 +1309,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output directory (default: runs/<CONFIG name>)")
     p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
                    help="override one key, value in TOML syntax (train.lr=0.01, "
-                        "model.hidden=[64,64], neuron.kind=klif); repeatable")
-    p.add_argument("--epochs", type=_positive, default=None, help="override train.epochs")
-    p.add_argument("--seed", type=_non_negative, default=None, help="override train.seed")
+                        "model.hidden=[64,64], neuron.kind=klif); repeatable (default: none)")
+    p.add_argument("--epochs", type=_positive, default=None, metavar="N",
+                   help="override train.epochs")
+    p.add_argument("--seed", type=_non_negative, default=None, metavar="N",
+                   help="override train.seed")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (same recipe; "
                         "train.budget_seconds may change)")

@@ -96,6 +96,9 @@ def test_bad_keys_and_values_name_the_dotted_key(doc, needles):
     ({"model": {"preset": "layers", "layers": ["linear 10", "neurons"]}}, "model.layers[1]"),
     ({"model": {"preset": "layers", "layers": ["conv 4", "neuron"]}}, "model.layers[0]"),
     ({"model": {"kernel_size": 4}}, "model.kernel_size"),
+    ({"model": {"preset": "feedback_mlp", "norm": "ws"}, "method": {"name": "ide"}},
+     "model.norm"),
+    ({"model": {"preset": "recurrent", "norm": "batchnorm"}}, "model.norm"),
     ({"model": {"preset": "feedback_mlp", "hidden": [8, 8]}, "method": {"name": "ide"}},
      "model.hidden"),
 ])

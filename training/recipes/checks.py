@@ -60,6 +60,13 @@ def _check_model(r) -> None:
     if m.preset == "layers":
         _refuse("neuron" not in [e.split()[0] for e in m.layers],
                 "model.layers: no 'neuron' entry: the network would not spike")
+    _refuse(m.norm == "ws" and m.preset in FEEDBACK + ("recurrent",),
+            f"model.norm: 'ws' is for the mlp and conv presets, not {m.preset!r}")
+    _refuse(m.norm == "batchnorm" and m.preset == "recurrent",
+            "model.norm: the recurrent preset has no BatchNorm; use 'auto' or 'none'")
+    _refuse(m.norm != "auto" and m.preset == "layers",
+            "model.norm: preset 'layers' takes its normalisation from the list ('batchnorm', "
+            "'wslinear', 'wsconv', 'scale'); leave norm = 'auto'")
     _refuse(m.dropout > 0 and m.preset in ("recurrent", "feedback_conv", "layers"),
             f"model.dropout: not used by preset {m.preset!r} (layers: add 'dropout P')")
 
