@@ -37,6 +37,7 @@ the model's T steps of ``--dt`` microseconds (:func:`eventsim.inputs.from_tonic`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -1078,7 +1079,8 @@ def cmd_train(args) -> int:
         return 0
     prepared = recipes.prepare(recipe, _train_out(args), resume=args.resume)
     try:
-        result = recipes.train(prepared, progress=not args.no_progress)
+        with contextlib.redirect_stdout(sys.stderr):    # fit's per-epoch lines: stdout is JSON
+            result = recipes.train(prepared, progress=not args.no_progress)
     except TrainingInterrupted as e:
         held = (f"{prepared.out / 'checkpoint.h5'} holds epoch {e.checkpoint_epoch}; continue "
                 f"with: eventsim train --out {prepared.out} --resume"

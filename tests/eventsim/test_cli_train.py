@@ -64,6 +64,13 @@ def test_train_writes_every_output_and_info_shows_the_recipe(config, tmp_path, c
     assert "neuron.kind" in stdout and "klif" in stdout
 
 
+def test_stdout_is_one_json_object_with_progress_on(config, tmp_path, capsys):
+    rc, stdout, err = _run(capsys, ["train", str(config), "--out", str(tmp_path / "run"),
+                                    "--epochs", "1"])
+    assert rc == 0 and json.loads(stdout)["epochs_done"] == 1
+    assert "epoch 1/1: train loss" in err
+
+
 def _no_files(tmp_path, keep):
     return sorted(p.name for p in tmp_path.iterdir() if p.name not in keep)
 
