@@ -67,10 +67,13 @@ def _images(r, split: str):
     try:
         return load(path=d.dir, split=split, download=d.download)
     except FileNotFoundError as e:
-        first = str(e).splitlines()[0]
-        where = f"data.dir = {d.dir}" if d.dir else "data.dataset"
-        raise RecipeError(f"{where}: {first} (set data.dir, the environment variable, or "
-                          f"data.download = true)") from None
+        lines = str(e).splitlines()
+        head = lines[0].removesuffix(" Searched, in order:")
+        searched = [l.strip(" -") for l in lines[1:] if l.startswith("  - ") and ":" in l
+                    and not l.strip(" -").startswith(("or ", "download:"))]
+        where = f"data.dir = {d.dir}" if d.dir else f"data.dataset = {d.dataset!r}"
+        raise RecipeError(f"{where}: {head} Searched: {'; '.join(searched[:4])}. Set data.dir "
+                          "(or the environment variable), or data.download = true") from None
 
 
 def _rows(x, T, rng):
