@@ -47,7 +47,8 @@ def test_default_config_round_trips():
 def test_a_changed_recipe_round_trips():
     r = recipes.from_dict(tiny(model={"preset": "conv", "channels": [8, 8]},
                                neuron={"kind": "klif", "surrogate_alpha": 3.0},
-                               train={"clip_norm": 1.0, "budget_seconds": 10.0}))
+                               train={"clip_norm": 1.0, "budget_seconds": 10.0},
+                               data={"dataset": "fashion-mnist", "dir": 'C:\\a "b"\n\u00e9'}))
     assert recipes.loads(recipes.to_toml(r)) == r
     assert recipes.loads(recipes.to_toml(r, comments=False)) == r
 
