@@ -352,7 +352,9 @@ def _table(header: list, rows: list, right: set) -> list:
 
 
 def _short(v, width: int = 70) -> str:
+    """A metadata value on one table line: newlines become " / ", long text is cut."""
     text = v if isinstance(v, str) else json.dumps(v, default=_json_default)
+    text = " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())
     return text if len(text) <= width else text[:width - 3] + "..."
 
 

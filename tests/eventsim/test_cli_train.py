@@ -62,6 +62,9 @@ def test_train_writes_every_output_and_info_shows_the_recipe(config, tmp_path, c
     assert recipes.loads(meta["recipe"]) == recipes.loads((out / "config.toml").read_text())
     rc, stdout, _ = _run(capsys, ["info", str(out / "model.h5")])
     assert "neuron.kind" in stdout and "klif" in stdout
+    recipe_line = next(l for l in stdout.splitlines() if l.strip().startswith("recipe "))
+    assert recipe_line.split()[1:4] == ["[model]", "/", "preset"]   # one line per value
+    assert "\npreset = " not in stdout
 
 
 def test_stdout_is_one_json_object_with_progress_on(config, tmp_path, capsys):
