@@ -222,3 +222,14 @@ def test_a_run_failing_before_its_first_checkpoint_leaves_nothing(tmp_path, monk
     with pytest.raises(trainer.TrainingDiverged):
         recipes.train(p, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_example_recipe_is_valid():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Train from the command line", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    r = recipes.loads(block, "README.md")
+    assert r.model.preset == "conv" and r.neuron.kind == "klif" and r.method.decoder == "two"
+    assert r.train.budget_seconds == 600
