@@ -15,6 +15,9 @@
     eventsim convert DATASET|IMAGES.npy EVENTS.h5 [--split S] [--limit N] [--threshold C] ...
     eventsim convert MODEL.h5 NET.nir --dt SECONDS [--discretisation euler|exact|rockpool]
     eventsim convert NET.nir MODEL.h5 [--dt SECONDS] [--reset auto|zero|subtract] [--overwrite]
+    eventsim train CONFIG.toml [--out DIR] [--set TABLE.KEY=VALUE ...] [--epochs N] [--seed N]
+                               [--resume] [--no-progress]
+    eventsim train [CONFIG.toml] --print-config [FILE]
 
 ``info`` prints a table (one JSON object with ``--json``), ``simulate`` one JSON object on
 stdout; progress bars go to stderr.  Every ``--help`` shows the defaults.
@@ -34,6 +37,7 @@ the model's T steps of ``--dt`` microseconds (:func:`eventsim.inputs.from_tonic`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -348,7 +352,9 @@ def _table(header: list, rows: list, right: set) -> list:
 
 
 def _short(v, width: int = 70) -> str:
+    """A metadata value on one table line: newlines become " / ", long text is cut."""
     text = v if isinstance(v, str) else json.dumps(v, default=_json_default)
+    text = " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
@@ -997,6 +1003,104 @@ def cmd_convert(args) -> int:
     return _convert_events(args)
 
 
+def _train_recipe(args):
+    """The checked recipe of ``eventsim train``: CONFIG (or the run's config.toml with
+    --resume and no CONFIG, or the defaults with --print-config), then --set, --epochs,
+    --seed, in that order."""
+    from training import recipes
+
+    if args.config is not None:
+        doc = recipes.load(args.config)
+    elif args.resume and args.out is not None:
+        doc = recipes.load(Path(args.out) / "config.toml")
+    elif args.print_config is not None:
+        doc = {}
+    else:
+        raise CLIError("train: give CONFIG.toml (or --resume --out DIR, or --print-config)")
+    overrides = [recipes.parse_override(s) for s in args.set]
+    if args.epochs is not None:
+        overrides.append((["train", "epochs"], args.epochs))
+    if args.seed is not None:
+        overrides.append((["train", "seed"], args.seed))
+    return recipes.from_dict(recipes.apply_overrides(doc, overrides))
+
+
+def _train_out(args) -> Path:
+    """``--out``, else ``runs/<CONFIG stem>``."""
+    if args.out is not None:
+        return Path(args.out)
+    return Path("runs") / Path(args.config).stem
+
+
+def _save_training_curves(history, path: Path) -> str | None:
+    """Draw the per-epoch losses and accuracies (eventsim.plot.training_curves) to ``path``
+    atomically; returns a warning instead when matplotlib is missing."""
+    from snncore.fileio import atomic_output
+
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: training_curves.png skipped"
+    from .plot import training_curves
+
+    h = history.as_dict()
+    metrics = {k: h[k] for k in ("train_loss", "test_loss", "train_acc", "test_acc")
+               if h.get(k) and not all(np.isnan(h[k]))}
+    if not metrics:
+        return None
+    ax = training_curves(metrics, title=path.parent.name)
+    try:
+        with atomic_output(path) as tmp:
+            ax.figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(ax.figure)
+    return None
+
+
+def cmd_train(args) -> int:
+    """``eventsim train``: a TOML recipe -> checkpoint, model, summary, curves in --out."""
+    from training import recipes
+    from training.trainer import TrainingInterrupted
+
+    recipe = _train_recipe(args)
+    if args.print_config is not None:
+        text = recipes.to_toml(recipe)
+        if args.print_config == "-":
+            sys.stdout.write(text)
+            return 0
+        target = Path(args.print_config)
+        if target.exists():
+            raise CLIError(f"--print-config {target}: already exists; refusing to replace it")
+        from snncore.fileio import atomic_output
+
+        with atomic_output(target) as tmp:
+            tmp.write_text(text)
+        print(f"wrote {target}", file=sys.stderr)
+        return 0
+    prepared = recipes.prepare(recipe, _train_out(args), resume=args.resume)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):    # fit's per-epoch lines: stdout is JSON
+            result = recipes.train(prepared, progress=not args.no_progress)
+    except TrainingInterrupted as e:
+        held = (f"{prepared.out / 'checkpoint.h5'} holds epoch {e.checkpoint_epoch}; continue "
+                f"with: eventsim train --out {prepared.out} --resume"
+                if e.checkpoint_epoch is not None else "no epoch finished, nothing kept")
+        print(f"eventsim: interrupted in epoch {e.epoch}; {held}", file=sys.stderr)
+        return 130
+    warning = _save_training_curves(result.history, prepared.out / "training_curves.png")
+    if warning:
+        print(f"eventsim: warning: {warning}", file=sys.stderr)
+    files = dict(result.files)
+    if warning is None:
+        files["training_curves.png"] = str(prepared.out / "training_curves.png")
+    _print_json({"out": str(prepared.out), "stopped": result.stopped,
+                 "epochs_done": result.summary["epochs_done"],
+                 "final": result.summary["final"], "files": files})
+    return 0
+
+
 def package_version() -> str:
     """The installed distribution's version (``importlib.metadata``), else the source tree's
     ``eventsim._version.__version__`` (a checkout run without ``pip install``)."""
@@ -1199,6 +1303,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert_nir_args(p)
     _add_convert_events_args(p)
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("train", help="train a network from a TOML recipe; write checkpoint, "
+                                     "model, summary and curves (README: Train from the "
+                                     "command line)")
+    p.add_argument("config", metavar="CONFIG.toml", nargs="?", default=None,
+                   help="the recipe (eventsim train --print-config shows every key)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default: runs/<CONFIG name>)")
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="override one key, value in TOML syntax (train.lr=0.01, "
+                        "model.hidden=[64,64], neuron.kind=klif); repeatable (default: none)")
+    p.add_argument("--epochs", type=_positive, default=None, metavar="N",
+                   help="override train.epochs")
+    p.add_argument("--seed", type=_non_negative, default=None, metavar="N",
+                   help="override train.seed")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (same recipe; "
+                        "train.budget_seconds may change)")
+    p.add_argument("--print-config", nargs="?", const="-", default=None, metavar="FILE",
+                   help="print the recipe (the defaults, or CONFIG with the overrides), "
+                        "every key commented, to stdout or FILE, and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
     return parser
 
 
