@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 import numpy as np
 
 import eventsim
@@ -124,14 +125,16 @@ pos = np.arange(len(proj))
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained",
                          gridspec_kw={"width_ratios": [1.1, 1.1, 0.8]})
 ax = axes[0]
-ax.bar(pos - 0.2, [p["synops"] for p in proj], 0.4, label="event-driven (synaptic ops)",
-       color=["tab:orange" if p["op"] == "MAC" else "tab:blue" for p in proj])
-ax.bar(pos + 0.2, [p["dense_ops"] for p in proj], 0.4, color="0.75", label="dense engine (MACs)")
+colours = {"MAC": "tab:orange", "AC": "tab:blue"}
+ax.bar(pos - 0.2, [p["synops"] for p in proj], 0.4, color=[colours[p["op"]] for p in proj])
+ax.bar(pos + 0.2, [p["dense_ops"] for p in proj], 0.4, color="0.75")
 ax.set_yscale("log")
 ax.set_xticks(pos, labels, fontsize=8)
 ax.set_ylabel("operations per image")
-ax.set_title(f"operations (T = {args.T}); orange MAC, blue AC", fontsize=10)
-ax.legend(fontsize=8, loc="upper right")
+ax.set_title(f"synaptic operations per layer (T = {args.T})", fontsize=10)
+ax.legend(handles=[Patch(color=colours["MAC"], label="event-driven, MAC"),
+                   Patch(color=colours["AC"], label="event-driven, AC"),
+                   Patch(color="0.75", label="dense engine, MAC")], fontsize=8, loc="upper right")
 ax = axes[1]
 for off, rep, name, colour in [(-0.27, report, "float32 (default)", "tab:purple"),
                                (0.0, report_int8, "int8", "tab:green")]:

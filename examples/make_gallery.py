@@ -103,12 +103,20 @@ def run_example(path: Path, out: Path, smoke: bool, timeout: float) -> tuple[boo
     return proc.returncode == 0, tail
 
 
+def _file_mode() -> int:
+    """The mode a new file gets here (0666 less the umask; mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_copy(src: Path, dst: Path) -> None:
     """Copy ``src`` to ``dst`` through a temporary file in ``dst``'s folder."""
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -121,6 +129,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
