@@ -145,7 +145,7 @@ plt.close(fig)
 # Norse, exponential decay and reset by subtraction for Rockpool). The traces to compare
 # with (in `--nir-data`) come from an exact solution, Norse, Rockpool and snnTorch. In the
 # figure, our two curves should lie on top of their writers' curves; the red dashed one,
-# the Rockpool file read with forward Euler (Norse's rule) instead, fires a step late.
+# the Rockpool file read with forward Euler (Norse's rule) instead, fires 1 ms late.
 # %%
 DT_LIF = 1e-4
 

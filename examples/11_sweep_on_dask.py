@@ -11,7 +11,6 @@ Dask's scratch space, ``sweep_accuracy.png`` and ``summary.json``.
 """
 # %%
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -59,8 +58,17 @@ t_start = time.perf_counter()
 # The `distributed` extra (`pip install -e ".[distributed]"`) brings Dask. Without it the
 # same sweep runs in this process, one run after another: same results file, same lines.
 # %%
+def have_dask() -> bool:
+    """Whether Dask's distributed scheduler can be imported here."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 scheduler = None if args.scheduler.lower() == "none" else args.scheduler
-if scheduler is not None and importlib.util.find_spec("distributed") is None:
+if scheduler is not None and not have_dask():
     print("Dask (the 'distributed' extra) is not installed: running the sweep in this "
           "process instead (pip install -e '.[distributed]' for the cluster)")
     scheduler = None
