@@ -195,6 +195,10 @@ for ax, (lo, hi) in zip(axes, [(0, 100), (40, 54)]):
     ax.plot(t_ms[sel], wrong[0][sel], color="tab:red", linestyle="--", linewidth=0.9,
             label="Rockpool file read with Euler")
     ax.axhline(0.1, color="k", linestyle="--", linewidth=0.7, label="threshold")
+    for (name, colour, y) in [("lif_norse", "tab:blue", 0.109), ("lif_rockpool", "tab:orange", 0.104)]:
+        st = t_ms[sel][ours[name][1][sel]]
+        ax.plot(st, np.full(len(st), y), "v", color=colour, markersize=6,
+                label=f"output spike, {name.split('_')[1].capitalize()} file")
     inp = t_ms[sel][x_lif[sel, 0, 0] > 0]
     ax.plot(inp, np.full(len(inp), -0.01), "|", color="k", markersize=8, label="input spike")
     ax.set_ylabel("membrane after reset")
