@@ -13,12 +13,15 @@ import numpy as np
 
 
 def train_mlp(seed: int, hidden: int = 100, epochs: int = 1, lr: float = 1e-3, T: int = 4,
-              encoder: str = "direct", batch_size: int = 64) -> dict:
-    """Train and evaluate one configuration; returns accuracies and seconds."""
+              encoder: str = "direct", batch_size: int = 64, train_limit: int | None = None) -> dict:
+    """Train and evaluate one configuration; returns accuracies and seconds.
+    ``train_limit``: train on the first that many images only (default: all 5000)."""
     import training
     from training import datasets, optim
 
     train, test = datasets.load_fashion_mnist_small("train"), datasets.load_fashion_mnist_small("test")
+    if train_limit is not None:
+        train = train.subset(slice(0, int(train_limit)))
     rng = np.random.default_rng(seed)
     net = training.Sequential(training.Linear(784, hidden, rng=rng),
                               training.LIF(tau=2.0, surrogate="atan", detach_reset=True),
