@@ -164,15 +164,15 @@ fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), dpi=100)
 pos = np.arange(len(METHODS))
 dense_acc = [results[m]["history"].test_acc[-1] for m in METHODS]
 sim_acc = [results[m]["sim_acc"] for m in METHODS]
-for shift, acc, label, color in ((-0.2, dense_acc, f"dense engine ({len(y_test)} images)", "C0"),
-                                 (0.2, sim_acc, f"event simulator (first {args.sim_images})", "C1")):
+for shift, acc, label, color in ((-0.2, dense_acc, f"dense engine, {len(y_test)} images", "C0"),
+                                 (0.2, sim_acc, f"event simulator, first {args.sim_images}", "C1")):
     bars = axes[0].bar(pos + shift, acc, 0.4, label=label, color=color)
     axes[0].bar_label(bars, fmt="%.3f", rotation=90, padding=2, fontsize=7)
 lo = min(dense_acc + sim_acc)
-axes[0].set_ylim(max(0.0, lo - 0.1), max(dense_acc + sim_acc) + 0.09)
+axes[0].set_ylim(max(0.0, lo - 0.1), max(dense_acc + sim_acc) + 0.12)
 axes[0].set_xticks(pos, METHODS)
 axes[0].set_ylabel("test accuracy")
-axes[0].legend(loc="upper center", fontsize="x-small", ncol=2)
+axes[0].legend(loc="upper left", fontsize="small")
 axes[0].set_title("accuracy")
 axes[1].bar(pos, [results[m]["events"] for m in METHODS], 0.6, color="0.6", edgecolor="k")
 axes[1].set_xticks(pos, METHODS)

@@ -42,7 +42,7 @@ ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDe
 ap.add_argument("--out", default="runs/06_feedback_ide")
 ap.add_argument("--smoke", action="store_true", help="tiny settings (a few seconds)")
 ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--epochs", type=int, default=6)
+ap.add_argument("--epochs", type=int, default=4)
 ap.add_argument("--hidden", type=int, default=256)
 ap.add_argument("--T", type=int, default=5, help="time steps in training and in the simulator")
 ap.add_argument("--train-images", type=int, default=5000)
@@ -89,6 +89,7 @@ print(f"IDE: test accuracy {history.test_acc[-1]:.3f} after {args.epochs} epochs
 ax = plot.training_curves({"train loss": history.train_loss, "train acc": history.train_acc,
                            "test acc": history.test_acc},
                           title=f"F-MLP 784-{args.hidden}-10 (IF), IDE, T = {args.T}")
+ax.get_legend().set_loc("center right")      # clear of the curves' ends
 ax.figure.savefig(out / "training_curves.png", dpi=100)
 plt.close(ax.figure)
 
