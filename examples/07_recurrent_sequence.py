@@ -127,7 +127,7 @@ for name, net in nets.items():
 # Figure 1.  Left: test accuracy per epoch of the three networks.  Right: final accuracy,
 # dense engine vs event simulator.  Look for: whether memory (recurrence, a slow synaptic
 # current) helps a task whose evidence arrives over 28 steps.  In a one-minute run the slow
-# synaptic current helps at once; the recurrent layer (16x more hidden-layer weights) learns
+# synaptic current helps at once; the recurrent layer (4x the parameters, from its H x H weights) learns
 # more slowly and needs longer training: on all 60,000 images for 30 epochs with H = 256 it
 # beats the feed-forward layer by 2-3 points (benchmarks/README.md, "Recurrence on
 # sequential Fashion-MNIST").
