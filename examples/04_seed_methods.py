@@ -51,9 +51,10 @@ ap.add_argument("--hidden", type=int, default=128)
 ap.add_argument("--T", type=int, default=4)
 ap.add_argument("--train-images", type=int, default=5000)
 ap.add_argument("--sim-images", type=int, default=1000, help="test images run in the simulator")
+ap.add_argument("--batch-size", type=int, default=64)
 args, _ = ap.parse_known_args()
 if args.smoke:
-    args.epochs, args.hidden, args.train_images, args.sim_images = 3, 32, 400, 200
+    args.epochs, args.hidden, args.train_images, args.sim_images, args.batch_size = 3, 32, 400, 200, 32
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
@@ -110,13 +111,13 @@ def train_one(method: str):
     net = training.Sequential(training.Linear(784, args.hidden, rng=rng), hidden_neuron(method, rng),
                               training.Linear(args.hidden, 10, rng=rng))
     opt = optim.Adam(list(net.named_parameters()), lr=2e-3)
-    sched = optim.CosineSchedule(opt, total_steps=args.epochs * math.ceil(len(y_train) / 64))
+    sched = optim.CosineSchedule(opt, total_steps=args.epochs * math.ceil(len(y_train) / args.batch_size))
     name = {"KLIF": "k", "ternary": "amplitude"}.get(method)
     track = [learned_scalar(net, name)] if name else []
     hook = (lambda epoch, h: track.append(learned_scalar(net, name))) if name else None
     t0 = time.perf_counter()
     history = training.fit(net, (x_train, y_train), test=(x_test, y_test), T=args.T,
-                           epochs=args.epochs, batch_size=64, optimizer=opt, schedule=sched,
+                           epochs=args.epochs, batch_size=args.batch_size, optimizer=opt, schedule=sched,
                            label_smoothing=0.1, seed=args.seed, progress=False,
                            on_epoch_end=hook, **fit_options(method))
     return net, history, track, time.perf_counter() - t0

@@ -47,9 +47,10 @@ ap.add_argument("--hidden", type=int, default=256)
 ap.add_argument("--T", type=int, default=5, help="time steps in training and in the simulator")
 ap.add_argument("--train-images", type=int, default=5000)
 ap.add_argument("--long-T", type=int, default=64, help="longest run of the convergence plot")
+ap.add_argument("--batch-size", type=int, default=128)
 args, _ = ap.parse_known_args()
 if args.smoke:
-    args.epochs, args.hidden, args.train_images, args.long_T = 2, 64, 500, 32
+    args.epochs, args.hidden, args.train_images, args.long_T, args.batch_size = 2, 64, 500, 32, 32
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
@@ -78,7 +79,7 @@ def note_adjoint(epoch, history):
 
 t0 = time.perf_counter()
 history = training.fit(net, (x_train, y_train), test=(x_test, y_test), T=args.T,
-                       epochs=args.epochs, batch_size=128, optimizer=opt, method="ide",
+                       epochs=args.epochs, batch_size=args.batch_size, optimizer=opt, method="ide",
                        ide_solver="broyden", ide_tol=1e-6, seed=args.seed, progress=False,
                        on_epoch_end=note_adjoint)
 train_s = time.perf_counter() - t0
