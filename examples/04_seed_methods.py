@@ -1,6 +1,6 @@
 """04: the seed methods side by side on one MLP and one data set.
 
-Trains the MLP 784-128-10 (direct input, T = 4) five times on the committed Fashion-MNIST
+Trains the MLP 784-256-10 (direct input, T = 4) five times on the committed Fashion-MNIST
 subset, changing one thing each time against a plain LIF baseline: KLIF (a learnable membrane
 scaling k), ternary spikes with a learned amplitude, MSG (masked surrogate gradients, p = 0.5)
 and TWO (temporally weighted output decoding).  Each model is exported and run in the event
@@ -46,8 +46,8 @@ ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDe
 ap.add_argument("--out", default="runs/04_seed_methods")
 ap.add_argument("--smoke", action="store_true", help="tiny settings (a few seconds)")
 ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--epochs", type=int, default=4)
-ap.add_argument("--hidden", type=int, default=128)
+ap.add_argument("--epochs", type=int, default=6)
+ap.add_argument("--hidden", type=int, default=256)
 ap.add_argument("--T", type=int, default=4)
 ap.add_argument("--train-images", type=int, default=5000)
 ap.add_argument("--sim-images", type=int, default=1000, help="test images run in the simulator")

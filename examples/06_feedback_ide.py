@@ -42,7 +42,7 @@ ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDe
 ap.add_argument("--out", default="runs/06_feedback_ide")
 ap.add_argument("--smoke", action="store_true", help="tiny settings (a few seconds)")
 ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--epochs", type=int, default=4)
+ap.add_argument("--epochs", type=int, default=8)
 ap.add_argument("--hidden", type=int, default=256)
 ap.add_argument("--T", type=int, default=5, help="time steps in training and in the simulator")
 ap.add_argument("--train-images", type=int, default=5000)

@@ -46,7 +46,7 @@ ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDe
 ap.add_argument("--out", default="runs/07_recurrent_sequence")
 ap.add_argument("--smoke", action="store_true", help="tiny settings (a few seconds)")
 ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--epochs", type=int, default=8)
+ap.add_argument("--epochs", type=int, default=12)
 ap.add_argument("--hidden", type=int, default=128)
 ap.add_argument("--train-images", type=int, default=5000)
 ap.add_argument("--batch-size", type=int, default=128)
