@@ -1,13 +1,9 @@
-"""04: the seed methods side by side on one MLP and one data set.
+"""04: the seed methods side by side: LIF, KLIF, ternary spikes, MSG and TWO on one MLP.
 
-Trains the MLP 784-256-10 (direct input, T = 4) five times on the committed Fashion-MNIST
-subset, changing one thing each time against a plain LIF baseline: KLIF (a learnable membrane
-scaling k), ternary spikes with a learned amplitude, MSG (masked surrogate gradients, p = 0.5)
-and TWO (temporally weighted output decoding).  Each model is exported and run in the event
-simulator.  The accuracies are those of a one-minute run (a few epochs on 5000 images), not
-the methods' best.  Writes into ``--out``: ``seed_methods_bars.png`` (accuracy, synaptic events,
-firing rates), ``what_methods_do.png`` (learned k, learned amplitude, TWO's time weights) and
-``summary.json``.
+Trains the MLP 784-256-10 (T = 4) five times on the committed subset, changing one thing each
+time, exports each model and runs it in the event simulator.  Accuracies are those of a
+one-minute run.  Writes ``seed_methods_bars.png`` (accuracy, synaptic events, firing rates),
+``what_methods_do.png`` (learned k, amplitude, TWO time weights) and ``summary.json``.
 
     python examples/04_seed_methods.py [--smoke]
 """

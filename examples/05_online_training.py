@@ -1,12 +1,9 @@
-"""05: online training (OTTT, SAF) against BPTT: accuracy, and training memory against T.
+"""05: online training (OTTT_A, OTTT_O, SAF-E, SAF-F) against BPTT, and memory against T.
 
-BPTT keeps every time step's activations for the backward pass, so its memory grows with the
-number of steps T; the online methods (training.online: OTTT_A, OTTT_O, SAF-E, SAF-F) walk
-the steps one at a time and keep one step of state.  This trains the same small MLP
-(WSLinear 784-128, Scale, LIF, Linear 128-10) with each method, plots the test accuracy per
-epoch, then measures the peak memory that one training step allocates (tracemalloc) at
-T = 2..32.  The accuracies are those of a one-minute run (4 epochs on 5000 images).
-Writes into ``--out``: ``memory_vs_T.png``, ``training_curves.png`` and ``summary.json``.
+Trains one MLP (WSLinear 784-128, LIF, Linear 128-10) with each method, then measures the peak
+memory of one training step at T = 2..32: BPTT's grows with T, the online methods' stays flat.
+Accuracies are those of a one-minute run (4 epochs on 5000 images).  Writes
+``memory_vs_T.png``, ``training_curves.png`` and ``summary.json``.
 
     python examples/05_online_training.py [--smoke]
 """

@@ -1,13 +1,9 @@
-"""06: a feedback network trained by IDE (implicit differentiation on the equilibrium).
+"""06: a feedback network (FeedbackMLP) trained by IDE, implicit differentiation at equilibrium.
 
-A FeedbackMLP (784 -> IF layer with delay-1 feedback to itself -> 10) settles, over the time
-steps, to an average firing rate a* that solves a fixed-point equation; IDE differentiates
-that equation instead of backpropagating through time, so training keeps nothing per step.
-This trains one on the committed Fashion-MNIST subset, shows the rate converging to the
-fixed point as T grows, exports the network and runs it event by event, checking it against
-the dense engine.  The accuracy is that of a one-minute run (a few epochs on 5000 images).
-Writes into ``--out``: ``training_curves.png``, ``equilibrium.png``, ``model.h5`` and
-``summary.json``.
+Trains it on the committed subset, shows its average firing rate converging to the fixed
+point as T grows, exports it and simulates it event by event against the dense engine.  The
+accuracy is that of a one-minute run.  Writes ``training_curves.png``, ``equilibrium.png``,
+``model.h5`` and ``summary.json``.
 
     python examples/06_feedback_ide.py [--smoke]
 """

@@ -1,13 +1,9 @@
-"""07: recurrent and current-based (CUBA) neurons on a sequence task.
+"""07: recurrent (RecurrentLIF) and current-based (CubaLIF) neurons on a sequence task.
 
-Sequential Fashion-MNIST: each image is read one row per time step (T = 28 steps of 28
-pixels), so the network must remember the rows it has seen.  Three networks of the same size
-differ only in the hidden spiking layer: a plain LIF (feed-forward), a RecurrentLIF (its
-spikes feed back with a one-step delay through learned weights) and a CubaLIF (a synaptic
-current that decays more slowly than a step, alpha = 0.8).  Each is exported and run in the
-event simulator; the recurrent layer's spikes are drawn for one image.  The accuracies are
-those of a one-minute run (a few epochs on 5000 images).  Writes into ``--out``:
-``sequence_accuracy.png``, ``recurrent_raster.png`` and ``summary.json``.
+Sequential Fashion-MNIST (one image row per step, T = 28): a feed-forward LIF layer, a
+RecurrentLIF and a CubaLIF of the same width, each exported and simulated event by event.
+Accuracies are those of a one-minute run.  Writes ``sequence_accuracy.png``,
+``recurrent_raster.png`` (the recurrent layer's spikes for one image) and ``summary.json``.
 
     python examples/07_recurrent_sequence.py [--smoke]
 """
