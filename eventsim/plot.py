@@ -519,7 +519,7 @@ def training_curves(metrics: Mapping[str, Sequence[float]], ax=None, title: str 
                                    color=next(colors))
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1 epoch: tick 1
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss" if left else "accuracy")
     if ax2 is not None:

@@ -477,3 +477,12 @@ def test_plot_command_dt_option():
     for bad in ("0", "-1", "nan", "x"):
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args(["plot", "m.h5", "--out", "a.png", "--dt", bad])
+
+
+def test_training_curves_of_one_epoch_have_integer_epoch_ticks():
+    # one point: matplotlib's integer locator fell back to ticks 0.945, 0.96, ... (issue 22)
+    ax = plot.training_curves({"test acc": [0.5]})
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
