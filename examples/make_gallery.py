@@ -58,6 +58,12 @@ def number(path: Path) -> str:
     return path.name[:2]
 
 
+def gallery_name(path: Path, figure: str) -> str:
+    """The figure's file name in docs/gallery: prefixed by the example's number, once."""
+    prefix = f"{number(path)}_"
+    return figure if figure.startswith(prefix) else prefix + figure
+
+
 def title_and_text(path: Path) -> tuple[str, str]:
     """The example's title and what it shows.  A docstring that opens with its number and
     a title up to a colon (``"08 Event data: turn images ..."``) gives both; otherwise the
@@ -147,7 +153,7 @@ def collect(path: Path, out: Path, fig_dir: Path) -> list[str]:
     if missing:
         return missing
     for f, _ in entries:
-        atomic_copy(out / f, fig_dir / f"{number(path)}_{f}")
+        atomic_copy(out / f, fig_dir / gallery_name(path, f))
     atomic_copy(out / "summary.json", fig_dir / f"{number(path)}_summary.json")
     return []
 
@@ -210,7 +216,7 @@ def example_section(path: Path, fig_dir: Path, docs_dir: Path, smoke: bool) -> l
              f"    python {rel}" + (" --smoke" if smoke else ""), ""]
     shown = 0
     for f, caption in gallery_entries(path):
-        png = fig_dir / f"{number(path)}_{f}"
+        png = fig_dir / gallery_name(path, f)
         if png.is_file():
             link = png.relative_to(docs_dir).as_posix()
             lines += [f"![{caption}]({link})", "", f"*{caption}*", ""]
