@@ -171,6 +171,10 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
     with the reset term of gs dropped when ``detach_reset``; dL/dI_t = gu.
     The mode branches sit outside the inner loops so each inner loop vectorises.
     Serial; :func:`lif_backward_parallel` splits the neurons over threads.
+
+    ``spikes`` may be empty (shape ``[0, N]``): each step's spikes are then rebuilt from the
+    membrane as ``1[u_t >= theta]`` (the forward's threshold test, so the same values), and
+    ``grad_current`` may be ``membrane`` itself (``Sequential.low_memory``).
     """
     lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                       sur_code, alpha, detach_reset, grad_current, 0, grad_spikes.shape[1])
@@ -184,33 +188,71 @@ def lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_
     N = n1 - n0
     gv = np.zeros(N, dtype=grad_current.dtype)
     sg = np.empty(N, dtype=grad_current.dtype)
-    one = grad_current.dtype.type(1.0)
+    rebuild = spikes.shape[0] == 0
+    sb = np.empty(N if rebuild else 0, dtype=grad_current.dtype)
+    ub = np.empty(N if rebuild else 0, dtype=grad_current.dtype)
     for t in range(T - 1, -1, -1):
         u_t = membrane[t][n0:n1]
         surrogate_derivative_row(sur_code, alpha, theta, u_t, sg)
-        g_t, s_t, out = grad_spikes[t][n0:n1], spikes[t][n0:n1], grad_current[t][n0:n1]
-        if reset_mode == 0:
-            if detach_reset:
-                for n in range(N):
-                    gu = gv[n] * (one - s_t[n]) + g_t[n] * sg[n]
-                    out[n] = gu
-                    gv[n] = beta * gu
-            else:
-                for n in range(N):
-                    gu = gv[n] * (one - s_t[n]) + (g_t[n] + gv[n] * (v_reset - u_t[n])) * sg[n]
-                    out[n] = gu
-                    gv[n] = beta * gu
+        g_t, out = grad_spikes[t][n0:n1], grad_current[t][n0:n1]
+        if rebuild:
+            # the forward's threshold test on the kept membrane; the row is copied first so
+            # that out may be the membrane itself and the loops still vectorise (no overlap)
+            ub[:] = u_t
+            threshold_row(ub, theta, sb)
+            lif_backward_row(g_t, ub, sb, sg, gv, beta, theta, reset_mode, v_reset,
+                             detach_reset, out)
         else:
-            if detach_reset:
-                for n in range(N):
-                    gu = gv[n] + g_t[n] * sg[n]
-                    out[n] = gu
-                    gv[n] = beta * gu
-            else:
-                for n in range(N):
-                    gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
-                    out[n] = gu
-                    gv[n] = beta * gu
+            lif_backward_row(g_t, u_t, spikes[t][n0:n1], sg, gv, beta, theta, reset_mode,
+                             v_reset, detach_reset, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def threshold_row(u, theta, out):
+    """``out[n] = 1[u[n] >= theta]`` (1.0 or 0.0): the binary spikes of one row of membranes."""
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    for n in range(u.shape[0]):
+        out[n] = one if u[n] >= theta else zero
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def threshold_cols(membrane, theta, out, n0, n1):
+    """:func:`threshold_row` of each step of ``[T, N]`` arrays, neurons ``[n0, n1)`` only."""
+    for t in range(membrane.shape[0]):
+        threshold_row(membrane[t][n0:n1], theta, out[t][n0:n1])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lif_backward_row(g_t, u_t, s_t, sg, gv, beta, theta, reset_mode, v_reset, detach_reset,
+                     out):
+    """One step of :func:`lif_backward` over a row of neurons: ``out = gu`` and ``gv = beta gu``
+    (``gv`` carries ``dL/dv`` to the step before).  The mode branches sit outside the loops
+    (they vectorise when ``out`` does not overlap the inputs)."""
+    N = g_t.shape[0]
+    one = out.dtype.type(1.0)
+    if reset_mode == 0:
+        if detach_reset:
+            for n in range(N):
+                gu = gv[n] * (one - s_t[n]) + g_t[n] * sg[n]
+                out[n] = gu
+                gv[n] = beta * gu
+        else:
+            for n in range(N):
+                gu = gv[n] * (one - s_t[n]) + (g_t[n] + gv[n] * (v_reset - u_t[n])) * sg[n]
+                out[n] = gu
+                gv[n] = beta * gu
+    else:
+        if detach_reset:
+            for n in range(N):
+                gu = gv[n] + g_t[n] * sg[n]
+                out[n] = gu
+                gv[n] = beta * gu
+        else:
+            for n in range(N):
+                gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
+                out[n] = gu
+                gv[n] = beta * gu
 
 
 # ------------------------------------------------------------------------------------------
@@ -425,4 +467,13 @@ def lif_backward_ext_parallel(grad_spikes, membrane, spikes, beta, theta, reset_
         lif_backward_ext_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                               sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
                               grad_current, grad_beta, grad_theta, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
+def threshold_parallel(membrane, theta, out, n_threads=None):
+    """``out = 1[membrane >= theta]`` (1.0 or 0.0) over ``[T, N]`` arrays, by neuron chunks."""
+    T, N = membrane.shape
+
+    def run(n0, n1):
+        threshold_cols(membrane, theta, out, n0, n1)
     parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)

@@ -2,8 +2,9 @@
 
 * Eval mode: ``Sequential.forward`` runs in time chunks (``eval_chunk_rows``), keeping one
   chunk of every intermediate array; the output equals the whole-sequence forward bit for bit.
-* BPTT: a spiking layer keeps only its membrane and a Linear after it keeps its binary input
-  bit-packed; every gradient equals the one of the plain caches bit for bit.
+* BPTT (``Sequential.low_memory``, on by default): a spiking layer keeps only its membrane,
+  a Linear after it keeps nothing of its input (rebuilt from that membrane), one after a max
+  pooling of spikes keeps it bit-packed; every gradient equals the plain caches' bit for bit.
 """
 import numpy as np
 import pytest
@@ -225,19 +226,63 @@ def test_conv_gradients_equal_the_plain_caches_bit_for_bit(low_memory):
         assert all(getattr(l, "_x", None) is None for l in net.layers)     # caches freed
 
 
-def test_low_memory_keeps_membrane_only_and_packed_binary_input():
+def test_default_keeps_membrane_only_and_no_copy_of_the_spikes():
+    """By default (``low_memory`` True) the LIF keeps only its membrane and the Linear after
+    it keeps nothing of its input (it asks the LIF again); ``low_memory = False`` restores
+    the full caches (the spikes, shared by both layers)."""
     rng = np.random.default_rng(10)
     net = mlp(rng)
-    net.low_memory = True
+    assert net.low_memory is True
     x = encoding.rate(rng.random((8, 784)).astype(np.float32), 4, np.random.default_rng(0))
-    net.forward(x)
     lif, fc2 = net.layers[1], net.layers[2]
+    spikes = lif.forward(net.layers[0].forward(x))
+    net.forward(x)
     assert lif._s is None and lif._u is not None
-    assert fc2._x is None and fc2._bits.bits.dtype == np.uint8
-    assert fc2._bits.bits.nbytes * 8 <= 4 * 800 * 8 + 8 * 4       # one bit per spike
+    assert fc2._x is None and fc2._bits is None and fc2._src is lif
+    np.testing.assert_array_equal(lif.cached_spikes().reshape(spikes.shape), spikes)
     net.low_memory = False
     net.forward(x)
-    assert lif._s is not None and fc2._bits is None
+    assert lif._s is not None and fc2._src is None and fc2._bits is None
+    assert np.shares_memory(fc2._x, lif._s)
+
+
+def test_binary_input_through_max_pooling_is_kept_packed():
+    """A Linear fed by a max pooling of spikes keeps its input as bits (one bit a value)."""
+    rng = np.random.default_rng(12)
+    net = training.Sequential(training.Conv2d(1, 4, 3, padding=1, rng=rng), training.LIF(beta=0.5,
+                              threshold=0.2), training.MaxPool2d(2), training.Flatten(),
+                              training.Linear(4 * 4 * 4, 5, rng=rng))
+    x = encoding.rate(rng.random((6, 1, 8, 8)).astype(np.float32), 3, np.random.default_rng(1))
+    net.forward(x)
+    fc = net.layers[-1]
+    assert fc._x is None and fc._src is None and fc._bits.bits.dtype == np.uint8
+    assert fc._bits.bits.nbytes == 3 * 6 * 64 // 8                  # one bit per value
+
+
+@pytest.mark.parametrize("reset", ["hard", "subtract"])
+@pytest.mark.parametrize("detach", [False, True])
+def test_rebuilt_spikes_keep_threshold_ties(reset, detach):
+    """Dyadic weights and binary input put many membranes exactly on the threshold, where
+    ``u >= theta`` fires and ``u > theta`` would not: the default path (spikes rebuilt from
+    the membrane in the LIF backward and for the Linear after it) equals the full caches bit
+    for bit, so a rebuild that tests the threshold differently fails here."""
+    rng = np.random.default_rng(13)
+    net = make_dyadic(training.Sequential(
+        training.Linear(40, 300, rng=rng), training.LIF(beta=0.5, threshold=0.5, reset=reset,
+                                                        detach_reset=detach),
+        training.Linear(300, 200, rng=rng), training.LIF(beta=0.5, threshold=0.25, reset=reset),
+        training.Linear(200, 10, rng=rng)), np.random.default_rng(14))
+    x = encoding.rate(rng.random((16, 40)).astype(np.float32), 8, np.random.default_rng(2))
+    g = rng.standard_normal((8, 16, 10)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(net, x, g, True)
+    net.layers[1].forward(net.layers[0].forward(x))
+    assert np.sum(net.layers[1]._u == 0.5) > 10                    # ties
+    net.reset_cache()
+    y1, grads1, gx1 = sequential_grads(net, x, g, True)
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(gx1, gx0)
+    for name in grads0:
+        np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
 
 
 def test_donated_membrane_overwrites_the_weight_output_only():
