@@ -5,7 +5,8 @@
 Two networks with identical weights, FC 784-800-10 (LIF beta 0.5), step after step in
 alternation so that a changing machine load hits both alike; medians over the steps after
 warm-up.  ``train``: one training step (forward, rate cross-entropy, backward with
-``need_input_grad=False``, Adam), batch 128, ``Sequential.low_memory`` False vs True.
+``need_input_grad=False``, Adam), batch 128, ``Sequential.low_memory`` False (``full``: every
+layer keeps its full cache) vs True (``lean``, the default).
 ``infer8``: eval forward, batch 1000, T = 8, whole sequence (``eval_chunk_rows = 0``) vs
 chunked (the default).  Direct (static) and binary rate-coded input.  Peak memory is measured
 by ``bench_training_step.py`` (each engine in its own process); this script only times.
@@ -64,9 +65,9 @@ def ab_train(T: int, n: int):
                 _, g = losses.rate_cross_entropy(y, labels)
                 net.backward(g, need_input_grad=False)
                 opt.step()
-            steps["low_memory" if lean else "default"] = step
+            steps["lean" if lean else "full"] = step
         med = _alternate(steps, n)
-        rows.append((f"fc{T}", name, "default", "low_memory", med["default"], med["low_memory"]))
+        rows.append((f"fc{T}", name, "full", "lean", med["full"], med["lean"]))
     return rows
 
 

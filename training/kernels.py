@@ -171,10 +171,7 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
     with the reset term of gs dropped when ``detach_reset``; dL/dI_t = gu.
     The mode branches sit outside the inner loops so each inner loop vectorises.
     Serial; :func:`lif_backward_parallel` splits the neurons over threads.
-
-    ``spikes`` may be empty (shape ``[0, N]``): each step's spikes are then rebuilt from the
-    membrane as ``1[u_t >= theta]`` (the forward's threshold test, so the same values), and
-    ``grad_current`` may be ``membrane`` itself (``Sequential.low_memory``).
+    :func:`lif_backward_inplace_cols` is the form without the spikes (rebuilt from ``u``).
     """
     lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                       sur_code, alpha, detach_reset, grad_current, 0, grad_spikes.shape[1])
@@ -188,23 +185,77 @@ def lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_
     N = n1 - n0
     gv = np.zeros(N, dtype=grad_current.dtype)
     sg = np.empty(N, dtype=grad_current.dtype)
-    rebuild = spikes.shape[0] == 0
-    sb = np.empty(N if rebuild else 0, dtype=grad_current.dtype)
-    ub = np.empty(N if rebuild else 0, dtype=grad_current.dtype)
+    one = grad_current.dtype.type(1.0)
     for t in range(T - 1, -1, -1):
         u_t = membrane[t][n0:n1]
         surrogate_derivative_row(sur_code, alpha, theta, u_t, sg)
-        g_t, out = grad_spikes[t][n0:n1], grad_current[t][n0:n1]
-        if rebuild:
-            # the forward's threshold test on the kept membrane; the row is copied first so
-            # that out may be the membrane itself and the loops still vectorise (no overlap)
-            ub[:] = u_t
-            threshold_row(ub, theta, sb)
-            lif_backward_row(g_t, ub, sb, sg, gv, beta, theta, reset_mode, v_reset,
-                             detach_reset, out)
+        g_t, s_t, out = grad_spikes[t][n0:n1], spikes[t][n0:n1], grad_current[t][n0:n1]
+        if reset_mode == 0:
+            if detach_reset:
+                for n in range(N):
+                    gu = gv[n] * (one - s_t[n]) + g_t[n] * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    gu = gv[n] * (one - s_t[n]) + (g_t[n] + gv[n] * (v_reset - u_t[n])) * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
         else:
-            lif_backward_row(g_t, u_t, spikes[t][n0:n1], sg, gv, beta, theta, reset_mode,
-                             v_reset, detach_reset, out)
+            if detach_reset:
+                for n in range(N):
+                    gu = gv[n] + g_t[n] * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
+                    out[n] = gu
+                    gv[n] = beta * gu
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lif_backward_inplace_cols(grad_spikes, membrane, beta, theta, reset_mode, v_reset,
+                              sur_code, alpha, detach_reset, n0, n1):
+    """:func:`lif_backward` without the spikes, neurons ``[n0, n1)``: each step's spikes are
+    rebuilt from the membrane as ``1[u_t >= theta]`` (the forward's test, so the same values)
+    and ``dL/dI`` is written over the membrane (``Sequential.low_memory``).  The same
+    arithmetic as :func:`lif_backward_cols`, element by element, so the same bits."""
+    T = grad_spikes.shape[0]
+    N = n1 - n0
+    gv = np.zeros(N, dtype=membrane.dtype)
+    sg = np.empty(N, dtype=membrane.dtype)
+    one = membrane.dtype.type(1.0)
+    zero = membrane.dtype.type(0.0)
+    for t in range(T - 1, -1, -1):
+        m = membrane[t][n0:n1]               # u_t in, dL/dI_t out (read before written)
+        g_t = grad_spikes[t][n0:n1]
+        surrogate_derivative_row(sur_code, alpha, theta, m, sg)
+        if reset_mode == 0:
+            if detach_reset:
+                for n in range(N):
+                    s = one if m[n] >= theta else zero
+                    gu = gv[n] * (one - s) + g_t[n] * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    u = m[n]
+                    s = one if u >= theta else zero
+                    gu = gv[n] * (one - s) + (g_t[n] + gv[n] * (v_reset - u)) * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+        else:                                # the subtract reset's gradient needs no spike
+            if detach_reset:
+                for n in range(N):
+                    gu = gv[n] + g_t[n] * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -221,38 +272,6 @@ def threshold_cols(membrane, theta, out, n0, n1):
     """:func:`threshold_row` of each step of ``[T, N]`` arrays, neurons ``[n0, n1)`` only."""
     for t in range(membrane.shape[0]):
         threshold_row(membrane[t][n0:n1], theta, out[t][n0:n1])
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def lif_backward_row(g_t, u_t, s_t, sg, gv, beta, theta, reset_mode, v_reset, detach_reset,
-                     out):
-    """One step of :func:`lif_backward` over a row of neurons: ``out = gu`` and ``gv = beta gu``
-    (``gv`` carries ``dL/dv`` to the step before).  The mode branches sit outside the loops
-    (they vectorise when ``out`` does not overlap the inputs)."""
-    N = g_t.shape[0]
-    one = out.dtype.type(1.0)
-    if reset_mode == 0:
-        if detach_reset:
-            for n in range(N):
-                gu = gv[n] * (one - s_t[n]) + g_t[n] * sg[n]
-                out[n] = gu
-                gv[n] = beta * gu
-        else:
-            for n in range(N):
-                gu = gv[n] * (one - s_t[n]) + (g_t[n] + gv[n] * (v_reset - u_t[n])) * sg[n]
-                out[n] = gu
-                gv[n] = beta * gu
-    else:
-        if detach_reset:
-            for n in range(N):
-                gu = gv[n] + g_t[n] * sg[n]
-                out[n] = gu
-                gv[n] = beta * gu
-        else:
-            for n in range(N):
-                gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
-                out[n] = gu
-                gv[n] = beta * gu
 
 
 # ------------------------------------------------------------------------------------------
@@ -443,6 +462,17 @@ def lif_backward_parallel(grad_spikes, membrane, spikes, beta, theta, reset_mode
     def run(n0, n1):
         lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                           sur_code, alpha, detach_reset, grad_current, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
+def lif_backward_inplace_parallel(grad_spikes, membrane, beta, theta, reset_mode, v_reset,
+                                  sur_code, alpha, detach_reset, n_threads=None):
+    """:func:`lif_backward_inplace_cols` over neuron chunks on ``n_threads`` threads."""
+    T, N = grad_spikes.shape
+
+    def run(n0, n1):
+        lif_backward_inplace_cols(grad_spikes, membrane, beta, theta, reset_mode, v_reset,
+                                  sur_code, alpha, detach_reset, n0, n1)
     parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
 
 

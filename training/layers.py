@@ -111,8 +111,9 @@ class Linear(Module):
         return x.reshape(-1, self.in_features)
 
     def _backward_rebuilt(self, grad_y: np.ndarray, need_input_grad: bool):
-        """:meth:`weight_backward` against the rebuilt input, which is freed before the input
-        gradient is allocated (the same products in the same order)."""
+        """:meth:`weight_backward` against the rebuilt input (the same products in the same
+        order); the input gradient is written over the rebuilt array when that is a new
+        array of its dtype (no second allocation), else the array is dropped first."""
         self._require_cache("_W")
         shape = self._x_shape
         T, B = shape[:2]
@@ -120,14 +121,18 @@ class Linear(Module):
             raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected "
                              f"{(T, B, self.out_features)}")
         g2 = grad_y.reshape(T * B, self.out_features)
+        kept = self._src is not None and self._src._s is not None    # the source's own array
         x2 = self._rebuilt_input()
         self._add_weight_grad(g2.T @ x2)
-        del x2
         if self.bias is not None:
             self.bias.grad += g2.sum(axis=0)
         if not need_input_grad:
             return None
-        return (g2 @ self._W).reshape(shape)
+        W = self._W
+        if kept or np.result_type(g2, W) != x2.dtype:
+            del x2
+            return (g2 @ W).reshape(shape)
+        return np.matmul(g2, W, out=x2).reshape(shape)
 
     def weight_backward(self, grad_y: np.ndarray, x: np.ndarray, need_input_grad: bool = True,
                         bias_scale: float = 1.0):

@@ -279,10 +279,10 @@ class LIF(Module):
         if g.shape != u.shape:
             raise ValueError(f"{self!r}: gradient shape {grad_y.shape} does not match the "
                              f"forward output")
-        kernels.lif_backward_parallel(g, u, np.empty((0, N), dtype=u.dtype), dt(self.beta),
-                                      dt(self.threshold), _RESETS[self.reset], dt(self.v_reset),
-                                      self.surrogate.code, dt(self.surrogate.alpha),
-                                      self.detach_reset, u)
+        kernels.lif_backward_inplace_parallel(g, u, dt(self.beta), dt(self.threshold),
+                                              _RESETS[self.reset], dt(self.v_reset),
+                                              self.surrogate.code, dt(self.surrogate.alpha),
+                                              self.detach_reset)
         if self.input_gain != 1.0:
             u *= dt(self.input_gain)
         return u.reshape(grad_y.shape)
