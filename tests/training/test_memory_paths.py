@@ -341,3 +341,31 @@ def test_default_sequential_equals_full_caches_with_norm_dropout_msg(neuron):
     for name in grads0:
         np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
     assert np.any(grads0["0.weight"] != 0)
+
+
+@pytest.mark.parametrize("reset", [0, 1])
+@pytest.mark.parametrize("detach", [False, True])
+def test_inplace_backward_kernel_equals_the_full_kernel_at_any_thread_count(reset, detach):
+    """``lif_backward_inplace_parallel`` (spikes rebuilt, dL/dI over the membrane) and
+    ``threshold_parallel`` equal the full-cache kernel and the forward's spikes bit for bit,
+    serial and split over 2 and 3 threads (arrays above the serial threshold)."""
+    from snncore.threads import MIN_PARALLEL_ELEMENTS
+    from training import kernels
+    rng = np.random.default_rng(17)
+    T, N = 4, MIN_PARALLEL_ELEMENTS // 4 + 37
+    f = np.float32
+    current = dyadic(rng, (T, N), denom=8, top=12)
+    spikes, u = np.empty((T, N), f), np.empty((T, N), f)
+    kernels.lif_forward(current, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0), False, spikes, u)
+    assert np.any(u == f(0.5))                                  # threshold ties present
+    g = rng.standard_normal((T, N)).astype(f)
+    want = np.empty_like(u)
+    kernels.lif_backward(g, u, spikes, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0), detach, want)
+    for n_threads in (1, 2, 3):
+        s = np.empty_like(u)
+        kernels.threshold_parallel(u, f(0.5), s, n_threads=n_threads)
+        np.testing.assert_array_equal(s, spikes)
+        m = u.copy()
+        kernels.lif_backward_inplace_parallel(g, m, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0),
+                                              detach, n_threads=n_threads)
+        np.testing.assert_array_equal(m, want)
