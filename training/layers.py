@@ -440,7 +440,7 @@ def _forward_hints(layer: Module, prev, binary: bool, source, lean: bool) -> dic
     if isinstance(layer, LIF) and type(layer).forward is LIF.forward:
         if isinstance(prev, (Linear, Conv2d, _BatchNorm)):
             kw["donate"] = True
-        if lean:
+        if lean and not getattr(layer, "record", False):   # a recorded membrane stays intact
             kw["lean"] = True
     elif lean and isinstance(layer, Linear):
         params = _forward_params(type(layer))

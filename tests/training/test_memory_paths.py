@@ -369,3 +369,17 @@ def test_inplace_backward_kernel_equals_the_full_kernel_at_any_thread_count(rese
         kernels.lif_backward_inplace_parallel(g, m, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0),
                                               detach, n_threads=n_threads)
         np.testing.assert_array_equal(m, want)
+
+
+def test_recorded_membrane_survives_the_default_backward():
+    """A LIF with ``record = True`` keeps its spikes, so backward does not write over the
+    membrane the user reads (``.membrane``)."""
+    rng = np.random.default_rng(18)
+    net = mlp(rng)
+    lif = net.layers[1]
+    lif.record = True
+    x = encoding.rate(rng.random((8, 784)).astype(np.float32), 4, np.random.default_rng(0))
+    net.forward(x)
+    kept = lif.membrane.copy()
+    net.backward(np.ones((4, 8, 10), np.float32))
+    np.testing.assert_array_equal(lif.membrane, kept)
