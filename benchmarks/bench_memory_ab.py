@@ -5,7 +5,8 @@
 Two networks with identical weights, FC 784-800-10 (LIF beta 0.5), step after step in
 alternation so that a changing machine load hits both alike; medians over the steps after
 warm-up.  ``train``: one training step (forward, rate cross-entropy, backward with
-``need_input_grad=False``, Adam), batch 128, ``Sequential.low_memory`` False vs True.
+``need_input_grad=False``, Adam), batch 128, ``Sequential.low_memory`` False (``full``: every
+layer keeps its full cache) vs True (``lean``, the default).
 ``infer8``: eval forward, batch 1000, T = 8, whole sequence (``eval_chunk_rows = 0``) vs
 chunked (the default).  Direct (static) and binary rate-coded input.  Peak memory is measured
 by ``bench_training_step.py`` (each engine in its own process); this script only times.
@@ -19,18 +20,26 @@ import sys
 import time
 
 
-def _net(seed: int = 0):
+def _net(seed: int = 0, conv: bool = False):
+    """FC 784-800-10, or with ``conv`` the conv net of ``bench_training_step.py``."""
     import numpy as np
     import training
     rng = np.random.default_rng(seed)
+    if conv:
+        return training.Sequential(
+            training.Conv2d(1, 32, 3, padding=1, rng=rng), training.BatchNorm2d(32),
+            training.LIF(beta=0.5), training.AvgPool2d(2),
+            training.Conv2d(32, 64, 3, padding=1, rng=rng), training.BatchNorm2d(64),
+            training.LIF(beta=0.5), training.AvgPool2d(2), training.Flatten(),
+            training.Linear(3136, 10, rng=rng))
     return training.Sequential(training.Linear(784, 800, rng=rng), training.LIF(beta=0.5),
                                training.Linear(800, 10, rng=rng))
 
 
-def _inputs(B: int, T: int):
+def _inputs(B: int, T: int, conv: bool = False):
     import numpy as np
     from training import encoding
-    x = np.random.default_rng(1).random((B, 784)).astype(np.float32)
+    x = np.random.default_rng(1).random((B, 1, 28, 28) if conv else (B, 784)).astype(np.float32)
     return {"direct": encoding.direct(x, T), "rate": encoding.rate(x, T, np.random.default_rng(2))}
 
 
@@ -45,16 +54,16 @@ def _alternate(steps: dict, n: int, warm: int = 3) -> dict:
     return {k: statistics.median(v[warm:]) for k, v in times.items()}
 
 
-def ab_train(T: int, n: int):
+def ab_train(T: int, n: int, conv: bool = False):
     import numpy as np
     from training import losses, optim
-    B = 128
+    B = 64 if conv else 128
     labels = np.random.default_rng(3).integers(0, 10, B)
     rows = []
-    for name, inp in _inputs(B, T).items():
+    for name, inp in _inputs(B, T, conv).items():
         steps = {}
         for lean in (False, True):
-            net = _net()
+            net = _net(conv=conv)
             net.low_memory = lean
             opt = optim.Adam(list(net.named_parameters()), lr=1e-3)
 
@@ -64,9 +73,10 @@ def ab_train(T: int, n: int):
                 _, g = losses.rate_cross_entropy(y, labels)
                 net.backward(g, need_input_grad=False)
                 opt.step()
-            steps["low_memory" if lean else "default"] = step
+            steps["lean" if lean else "full"] = step
         med = _alternate(steps, n)
-        rows.append((f"fc{T}", name, "default", "low_memory", med["default"], med["low_memory"]))
+        rows.append((f"{'conv' if conv else 'fc'}{T}", name, "full", "lean", med["full"],
+                     med["lean"]))
     return rows
 
 
@@ -87,6 +97,8 @@ def main(argv=None):
     ap.add_argument("--T", type=int, nargs="+", default=[4, 8, 16, 32])
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--threads", type=int, default=None, help="OpenBLAS/Numba threads (set before import)")
+    ap.add_argument("--conv-T", type=int, nargs="*", default=[],
+                    help="also the conv net (batch 64) at these T")
     ap.add_argument("--skip-infer", action="store_true")
     args = ap.parse_args(argv)
     if args.threads:
@@ -96,6 +108,8 @@ def main(argv=None):
     rows = []
     for T in args.T:
         rows += ab_train(T, args.steps)
+    for T in args.conv_T:
+        rows += ab_train(T, args.steps, conv=True)
     if not args.skip_infer:
         rows += ab_infer(args.steps)
     print(f"{'config':7s} {'input':7s} {'A':8s} {'B':10s} {'A ms':>8s} {'B ms':>8s} {'B/A':>6s}")

@@ -15,8 +15,9 @@ Engines:
   ours        this package: forward, hand-derived backward, Adam step
   ours-rate   the same with Bernoulli rate-coded (binary) input instead of direct input
               (drawn once before timing, so every step does the full first-layer GEMM)
-  ours-lean, ours-rate-lean   the same with ``Sequential.low_memory = True`` (training steps
-              keep less for backward; gradients unchanged)
+  ours-full, ours-rate-full   the same with ``Sequential.low_memory = False`` (every layer
+              keeps its full cache for backward, the behaviour before the lean caches became
+              the default; gradients are the same).  ``-lean`` forces ``low_memory = True``.
   snntorch    snnTorch (torch CPU build) with the same network, loss and Adam step
   floor       NumPy: only the step's matrix products, each as one large GEMM over T*B rows
               (forward, input gradients and weight gradients): the floor of any dense
@@ -40,7 +41,7 @@ import time
 CONFIGS = {
     "fc4": dict(net="fc", T=4, B=128), "fc8": dict(net="fc", T=8, B=128),
     "fc16": dict(net="fc", T=16, B=128), "fc32": dict(net="fc", T=32, B=128),
-    "conv4": dict(net="conv", T=4, B=64),
+    "conv4": dict(net="conv", T=4, B=64), "conv8": dict(net="conv", T=8, B=64),
     "infer8": dict(net="fc", T=8, B=1000, inference=True),
 }
 
@@ -79,7 +80,7 @@ def _time_steps(step, n_warm: int, n: int):
 
 
 # ----------------------------------------------------------------------------- workers
-def worker_ours(cfg, rate: bool, lean: bool = False, threads: int | None = None):
+def worker_ours(cfg, rate: bool, lean: bool | None = None, threads: int | None = None):
     import numpy as np
     import training
     from training import encoding, losses, optim
@@ -98,7 +99,8 @@ def worker_ours(cfg, rate: bool, lean: bool = False, threads: int | None = None)
             training.LIF(beta=0.5), training.AvgPool2d(2), training.Flatten(), training.Linear(3136, 10, rng=rng))
         x = rng.random((B, 1, 28, 28)).astype(np.float32)
     labels = rng.integers(0, 10, B)
-    net.low_memory = lean
+    if lean is not None:
+        net.low_memory = lean
     opt = optim.Adam(list(net.named_parameters()), lr=1e-3)
     # rate-coded input is drawn once: the encoder is not part of the engine's step
     inp = encoding.rate(x, T, np.random.default_rng(1)) if rate else encoding.direct(x, T)
@@ -220,8 +222,8 @@ def _threads_used(engine: str) -> str:
 def run_worker(engine: str, config: str, n: int, threads: int | None = None) -> dict:
     cfg = CONFIGS[config]
     if engine.startswith("ours"):
-        step = worker_ours(cfg, rate="rate" in engine, lean=engine.endswith("-lean"),
-                           threads=threads)
+        lean = True if engine.endswith("-lean") else False if engine.endswith("-full") else None
+        step = worker_ours(cfg, rate="rate" in engine, lean=lean, threads=threads)
     elif engine == "snntorch":
         step = worker_snntorch(cfg, threads=threads)
     else:
@@ -275,10 +277,10 @@ def main(argv=None):
                     continue
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 results.setdefault((config, engine), []).append(res)
-                print(f"round {r + 1} {config:7s} {engine:10s} {res['step_ms']:9.2f} ms "
+                print(f"round {r + 1} {config:7s} {engine:14s} {res['step_ms']:9.2f} ms "
                       f"{res['peak_mib']:8.1f} MiB  [{res['threads']}; load "
                       f"{os.getloadavg()[0]:.2f}]", file=sys.stderr, flush=True)
-    print(f"\n{'config':8s} {'engine':10s} {'step ms':>9s} {'x snnTorch':>10s} {'x floor':>8s} "
+    print(f"\n{'config':8s} {'engine':14s} {'step ms':>9s} {'x snnTorch':>10s} {'x floor':>8s} "
           f"{'peak MiB':>9s} {'mem x snnTorch':>14s}")
     table = []
     for config in args.configs:
@@ -294,7 +296,7 @@ def main(argv=None):
             rt = f"{t / ref_t:10.2f}" if ref_t else f"{'-':>10s}"
             rf = f"{t / floor_t:8.2f}" if floor_t else f"{'-':>8s}"
             rm = f"{m / ref_m:14.2f}" if ref_m and e != "floor" else f"{'-':>14s}"
-            print(f"{config:8s} {e:10s} {t:9.2f} {rt} {rf} {m:9.1f} {rm}")
+            print(f"{config:8s} {e:14s} {t:9.2f} {rt} {rf} {m:9.1f} {rm}")
             table.append({"config": config, "engine": e, "step_ms": t, "peak_mib": m})
     print(f"load average at end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:

@@ -171,6 +171,7 @@ def lif_backward(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset
     with the reset term of gs dropped when ``detach_reset``; dL/dI_t = gu.
     The mode branches sit outside the inner loops so each inner loop vectorises.
     Serial; :func:`lif_backward_parallel` splits the neurons over threads.
+    :func:`lif_backward_inplace_cols` is the form without the spikes (rebuilt from ``u``).
     """
     lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                       sur_code, alpha, detach_reset, grad_current, 0, grad_spikes.shape[1])
@@ -211,6 +212,66 @@ def lif_backward_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_
                     gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
                     out[n] = gu
                     gv[n] = beta * gu
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lif_backward_inplace_cols(grad_spikes, membrane, beta, theta, reset_mode, v_reset,
+                              sur_code, alpha, detach_reset, n0, n1):
+    """:func:`lif_backward` without the spikes, neurons ``[n0, n1)``: each step's spikes are
+    rebuilt from the membrane as ``1[u_t >= theta]`` (the forward's test, so the same values)
+    and ``dL/dI`` is written over the membrane (``Sequential.low_memory``).  The same
+    arithmetic as :func:`lif_backward_cols`, element by element, so the same bits."""
+    T = grad_spikes.shape[0]
+    N = n1 - n0
+    gv = np.zeros(N, dtype=membrane.dtype)
+    sg = np.empty(N, dtype=membrane.dtype)
+    one = membrane.dtype.type(1.0)
+    zero = membrane.dtype.type(0.0)
+    for t in range(T - 1, -1, -1):
+        m = membrane[t][n0:n1]               # u_t in, dL/dI_t out (read before written)
+        g_t = grad_spikes[t][n0:n1]
+        surrogate_derivative_row(sur_code, alpha, theta, m, sg)
+        if reset_mode == 0:
+            if detach_reset:
+                for n in range(N):
+                    s = one if m[n] >= theta else zero
+                    gu = gv[n] * (one - s) + g_t[n] * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    u = m[n]
+                    s = one if u >= theta else zero
+                    gu = gv[n] * (one - s) + (g_t[n] + gv[n] * (v_reset - u)) * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+        else:                                # the subtract reset's gradient needs no spike
+            if detach_reset:
+                for n in range(N):
+                    gu = gv[n] + g_t[n] * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+            else:
+                for n in range(N):
+                    gu = gv[n] + (g_t[n] - theta * gv[n]) * sg[n]
+                    m[n] = gu
+                    gv[n] = beta * gu
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def threshold_row(u, theta, out):
+    """``out[n] = 1[u[n] >= theta]`` (1.0 or 0.0): the binary spikes of one row of membranes."""
+    one = out.dtype.type(1.0)
+    zero = out.dtype.type(0.0)
+    for n in range(u.shape[0]):
+        out[n] = one if u[n] >= theta else zero
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def threshold_cols(membrane, theta, out, n0, n1):
+    """:func:`threshold_row` of each step of ``[T, N]`` arrays, neurons ``[n0, n1)`` only."""
+    for t in range(membrane.shape[0]):
+        threshold_row(membrane[t][n0:n1], theta, out[t][n0:n1])
 
 
 # ------------------------------------------------------------------------------------------
@@ -404,6 +465,17 @@ def lif_backward_parallel(grad_spikes, membrane, spikes, beta, theta, reset_mode
     parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
 
 
+def lif_backward_inplace_parallel(grad_spikes, membrane, beta, theta, reset_mode, v_reset,
+                                  sur_code, alpha, detach_reset, n_threads=None):
+    """:func:`lif_backward_inplace_cols` over neuron chunks on ``n_threads`` threads."""
+    T, N = grad_spikes.shape
+
+    def run(n0, n1):
+        lif_backward_inplace_cols(grad_spikes, membrane, beta, theta, reset_mode, v_reset,
+                                  sur_code, alpha, detach_reset, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
 def lif_forward_ext_parallel(current, beta, theta, reset_mode, v_reset, sur_code, alpha, smooth,
                              ternary, window, spikes, membrane, n_threads=None):
     """:func:`lif_forward_ext` over neuron chunks on ``n_threads`` threads."""
@@ -425,4 +497,13 @@ def lif_backward_ext_parallel(grad_spikes, membrane, spikes, beta, theta, reset_
         lif_backward_ext_cols(grad_spikes, membrane, spikes, beta, theta, reset_mode, v_reset,
                               sur_code, alpha, detach_reset, ternary, window, mask, mask_scale,
                               grad_current, grad_beta, grad_theta, n0, n1)
+    parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)
+
+
+def threshold_parallel(membrane, theta, out, n_threads=None):
+    """``out = 1[membrane >= theta]`` (1.0 or 0.0) over ``[T, N]`` arrays, by neuron chunks."""
+    T, N = membrane.shape
+
+    def run(n0, n1):
+        threshold_cols(membrane, theta, out, n0, n1)
     parallel_chunks(run, N, work_per_item=T, n_threads=n_threads)

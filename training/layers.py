@@ -52,7 +52,7 @@ class Linear(Module):
         dt = get_default_dtype()
         self.weight = Parameter(kaiming_uniform(rng, (out_features, in_features), in_features, dt))
         self.bias = Parameter(kaiming_uniform(rng, (out_features,), in_features, dt)) if bias else None
-        self._x = self._W = None
+        self._x = self._W = self._bits = self._src = None
 
     def __repr__(self) -> str:
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
@@ -66,11 +66,14 @@ class Linear(Module):
         """Add ``dL/d(effective weight)`` into the parameters' gradients."""
         self.weight.grad += dW
 
-    def forward(self, x: np.ndarray, *, binary: bool = False) -> np.ndarray:
-        """``y = x W^T + b``.  ``binary``: the caller vouches that ``x`` holds only 0 and 1 (a
-        spiking layer's output; ``Sequential.low_memory`` says so): a training forward then
-        keeps it bit-packed (1/32 of float32) and backward unpacks it for the weight
-        gradient (the same values, so the same bits)."""
+    def forward(self, x: np.ndarray, *, binary: bool = False, source=None) -> np.ndarray:
+        """``y = x W^T + b``.  Hints from ``Sequential`` (``low_memory``, training only):
+        ``source``: ``x`` is, up to a reshape, the spikes of that spiking layer's last forward;
+        nothing is kept and backward asks it for them again (``source.cached_spikes()``: its
+        kept array, or rebuilt from its kept membrane).  ``binary``: the caller vouches that
+        ``x`` holds only 0 and 1 (e.g. a max pooling of spikes): it is kept bit-packed (1/32
+        of float32) and unpacked in backward.  Either way the weight gradient is computed
+        against the same values, so the same bits."""
         x = self._check_input(x, feature_shape=(self.in_features,))
         W = self.effective_weight()
         if x.dtype != W.dtype:
@@ -88,36 +91,48 @@ class Linear(Module):
                 y += self.bias.data
             y = y.reshape(T, B, self.out_features)
         self._x, self._W = (x, W) if self.training else (None, None)
-        self._bits = None
-        if self.training and binary and not is_static(x):
-            self._bits = _PackedBinary(x)
-            self._x = None
+        self._bits = self._src = None
+        if self.training and not is_static(x):
+            if source is not None:
+                self._src, self._x_shape, self._x = source, x.shape, None
+            elif binary:
+                self._bits, self._x_shape, self._x = _PackedBinary(x), x.shape, None
         return y
 
     def backward(self, grad_y: np.ndarray, need_input_grad: bool = True):
-        if getattr(self, "_bits", None) is not None:
-            return self._backward_packed(grad_y, need_input_grad)
+        if getattr(self, "_bits", None) is not None or getattr(self, "_src", None) is not None:
+            return self._backward_rebuilt(grad_y, need_input_grad)
         self._require_cache("_x")
         return self.weight_backward(grad_y, self._x, need_input_grad)
 
-    def _backward_packed(self, grad_y: np.ndarray, need_input_grad: bool):
-        """:meth:`weight_backward` against the unpacked binary input, which is freed before
-        the input gradient is allocated (the same products in the same order)."""
+    def _rebuilt_input(self) -> np.ndarray:
+        """The training forward's input, ``[T * B, in]``: unpacked bits or the source's spikes."""
+        x = self._bits.unpack() if self._bits is not None else self._src.cached_spikes()
+        return x.reshape(-1, self.in_features)
+
+    def _backward_rebuilt(self, grad_y: np.ndarray, need_input_grad: bool):
+        """:meth:`weight_backward` against the rebuilt input (the same products in the same
+        order); the input gradient is written over the rebuilt array when that is a new
+        array of its dtype (no second allocation), else the array is dropped first."""
         self._require_cache("_W")
-        bits = self._bits
-        T, B = bits.shape[:2]
+        shape = self._x_shape
+        T, B = shape[:2]
         if grad_y.shape != (T, B, self.out_features):
             raise ValueError(f"{self!r}: gradient shape {grad_y.shape}, expected "
                              f"{(T, B, self.out_features)}")
         g2 = grad_y.reshape(T * B, self.out_features)
-        x2 = bits.unpack().reshape(T * B, self.in_features)
+        kept = self._src is not None and self._src._s is not None    # the source's own array
+        x2 = self._rebuilt_input()
         self._add_weight_grad(g2.T @ x2)
-        del x2
         if self.bias is not None:
             self.bias.grad += g2.sum(axis=0)
         if not need_input_grad:
             return None
-        return (g2 @ self._W).reshape(bits.shape)
+        W = self._W
+        if kept or np.result_type(g2, W) != x2.dtype:
+            del x2
+            return (g2 @ W).reshape(shape)
+        return np.matmul(g2, W, out=x2).reshape(shape)
 
     def weight_backward(self, grad_y: np.ndarray, x: np.ndarray, need_input_grad: bool = True,
                         bias_scale: float = 1.0):
@@ -147,7 +162,7 @@ class Linear(Module):
         return (grad_y.reshape(T * B, self.out_features) @ W).reshape(x.shape)
 
     def reset_cache(self) -> None:
-        self._x = self._W = self._bits = None
+        self._x = self._W = self._bits = self._src = None
 
 
 class _PackedBinary:
@@ -291,18 +306,24 @@ class Sequential(Module):
             return self._forward_chunked(x, k)
         lean = self.low_memory and self.training
         binary = False                 # the current x holds only 0/1 (a spiking output)
+        source = None                  # the spiking layer whose output x is (up to a reshape)
         prev = None
         for layer in self.layers:
-            kw = _forward_hints(layer, prev, binary, lean)
+            kw = _forward_hints(layer, prev, binary, source, lean)
             x_next = layer.forward(x, **kw) if kw else layer.forward(x)
             binary = _emits_binary(layer, binary)
+            source = _spike_source(layer, binary, source)
             x, prev = x_next, layer
         return x
 
-    #: training forwards keep less for backward, at some cost in time: spiking layers keep
-    #: only their membrane, a Linear fed by binary spikes keeps them bit-packed, and
-    #: backward frees each layer's cache as it goes (gradients unchanged, bit for bit)
-    low_memory: bool = False
+    #: training forwards keep only what backward cannot rebuild cheaply (the default):
+    #: plain spiking layers keep only their membrane (backward rebuilds the spikes as
+    #: ``1[u >= theta]`` inside its kernel and writes dL/dI over the membrane), a Linear fed
+    #: by such a layer keeps nothing of its input (backward asks the layer for its spikes),
+    #: a Linear fed by other binary values (max pooling of spikes) keeps them bit-packed,
+    #: and backward frees each layer's cache as it goes.  Gradients are the same bit for
+    #: bit.  False: every layer keeps its full cache (the earlier behaviour).
+    low_memory: bool = True
 
     # -- chunked inference ------------------------------------------------------------------
     #: eval-mode forward in time chunks of about this many rows (steps x batch); 0 = off
@@ -408,21 +429,38 @@ class Sequential(Module):
         return grad_y_t
 
 
-def _forward_hints(layer: Module, prev, binary: bool, lean: bool) -> dict:
+def _forward_hints(layer: Module, prev, binary: bool, source, lean: bool) -> dict:
     """Keyword hints for ``layer.forward`` from the layer before it: ``donate`` (a spiking
-    layer may write over a weight layer's fresh output), ``binary``/``lean`` (with
-    ``low_memory`` in training)."""
+    layer may write over a weight or normalisation layer's fresh output, which that layer
+    does not keep), ``lean`` / ``source`` / ``binary`` (with ``low_memory`` in training)."""
     from .conv import Conv2d
     from .neurons import LIF
+    from .norm import _BatchNorm
     kw = {}
     if isinstance(layer, LIF) and type(layer).forward is LIF.forward:
-        if isinstance(prev, (Linear, Conv2d)):
+        if isinstance(prev, (Linear, Conv2d, _BatchNorm)):
             kw["donate"] = True
-        if lean:
+        if lean and not getattr(layer, "record", False):   # a recorded membrane stays intact
             kw["lean"] = True
-    elif lean and binary and isinstance(layer, Linear) and "binary" in _forward_params(type(layer)):
-        kw["binary"] = True
+    elif lean and isinstance(layer, Linear):
+        params = _forward_params(type(layer))
+        if source is not None and "source" in params:
+            kw["source"] = source
+        elif binary and "binary" in params:
+            kw["binary"] = True
     return kw
+
+
+def _spike_source(layer: Module, binary: bool, source):
+    """The spiking layer whose output ``layer``'s output is (up to a reshape), or None: a
+    binary LIF itself (it can give its spikes again, :meth:`LIF.cached_spikes`), or the
+    source of a Flatten's input."""
+    from .neurons import LIF
+    if isinstance(layer, LIF):
+        return layer if binary else None
+    if isinstance(layer, Flatten):
+        return source
+    return None
 
 
 @functools.lru_cache(maxsize=None)

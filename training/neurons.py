@@ -269,33 +269,36 @@ class LIF(Module):
         return grad_current.reshape(grad_y.shape)
 
     def _backward_lean(self, grad_y: np.ndarray) -> np.ndarray:
-        """:meth:`backward` after a ``lean`` forward: the kernel runs on column blocks of the
-        ``[T, N]`` arrays (neurons are independent, so every element is computed as in one
-        call), each block's spikes rebuilt as ``1[u >= theta]``; ``dL/dI`` is written over
-        the membrane, which is returned (the cache is consumed)."""
+        """:meth:`backward` after a ``lean`` forward: the kernel rebuilds each step's spikes
+        as ``1[u >= theta]`` and writes ``dL/dI`` over the membrane, which is returned (the
+        cache is consumed).  The same arithmetic as the full-cache kernel, so the same bits."""
         u, self._u = self._u, None
         T, N = u.shape
-        g = grad_y.reshape(T, -1)
+        dt = u.dtype.type
+        g = np.ascontiguousarray(grad_y.reshape(T, -1), dtype=u.dtype)
         if g.shape != u.shape:
             raise ValueError(f"{self!r}: gradient shape {grad_y.shape} does not match the "
                              f"forward output")
-        dt = u.dtype.type
-        theta = dt(self.threshold)
-        width = min(N, max(1, _LEAN_BLOCK // T))
-        bufs = np.empty((3, T * width), dtype=u.dtype)      # u, s, g of one block, reused
-        for a in range(0, N, width):
-            b = min(N, a + width)
-            ub, sb, gb = (buf[:T * (b - a)].reshape(T, b - a) for buf in bufs)
-            np.copyto(ub, u[:, a:b])
-            np.copyto(gb, g[:, a:b])
-            np.greater_equal(ub, theta, out=sb)             # the spikes, 1.0 or 0.0
-            kernels.lif_backward(gb, ub, sb, dt(self.beta), theta, _RESETS[self.reset],
-                                 dt(self.v_reset), self.surrogate.code, dt(self.surrogate.alpha),
-                                 self.detach_reset, gb)        # dL/dI over the block's gradient
-            u[:, a:b] = gb
+        kernels.lif_backward_inplace_parallel(g, u, dt(self.beta), dt(self.threshold),
+                                              _RESETS[self.reset], dt(self.v_reset),
+                                              self.surrogate.code, dt(self.surrogate.alpha),
+                                              self.detach_reset)
         if self.input_gain != 1.0:
             u *= dt(self.input_gain)
         return u.reshape(grad_y.shape)
+
+    def cached_spikes(self) -> np.ndarray:
+        """The spikes ``[T, N]`` of the last training forward, for a weight layer fed by this
+        layer (``Sequential.low_memory``): the kept array, or after a ``lean`` forward a new
+        array rebuilt from the kept membrane as ``1[u >= theta]`` (the forward's test, so the
+        same values).  Call before this layer's own backward, which consumes the membrane."""
+        self._require_cache("_u")
+        if self._s is not None:
+            return self._s
+        u = self._u
+        out = np.empty_like(u)
+        kernels.threshold_parallel(u, u.dtype.type(self.threshold), out)
+        return out
 
     def _check_features(self, shape) -> None:
         if self.features is not None and tuple(shape[2:]) != self.features:
@@ -574,9 +577,6 @@ class LIF(Module):
         if self.input_gain != 1.0:
             g = g * dt(self.input_gain)
         return g.reshape(grad.shape)
-
-
-_LEAN_BLOCK = 1 << 16     # elements per column block of the lean backward (T x width)
 
 
 def _membrane_buffer(x: np.ndarray, current: np.ndarray, donate: bool) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 * Eval mode: ``Sequential.forward`` runs in time chunks (``eval_chunk_rows``), keeping one
   chunk of every intermediate array; the output equals the whole-sequence forward bit for bit.
-* BPTT: a spiking layer keeps only its membrane and a Linear after it keeps its binary input
-  bit-packed; every gradient equals the one of the plain caches bit for bit.
+* BPTT (``Sequential.low_memory``, on by default): a spiking layer keeps only its membrane,
+  a Linear after it keeps nothing of its input (rebuilt from that membrane), one after a max
+  pooling of spikes keeps it bit-packed; every gradient equals the plain caches' bit for bit.
 """
 import numpy as np
 import pytest
@@ -225,19 +226,63 @@ def test_conv_gradients_equal_the_plain_caches_bit_for_bit(low_memory):
         assert all(getattr(l, "_x", None) is None for l in net.layers)     # caches freed
 
 
-def test_low_memory_keeps_membrane_only_and_packed_binary_input():
+def test_default_keeps_membrane_only_and_no_copy_of_the_spikes():
+    """By default (``low_memory`` True) the LIF keeps only its membrane and the Linear after
+    it keeps nothing of its input (it asks the LIF again); ``low_memory = False`` restores
+    the full caches (the spikes, shared by both layers)."""
     rng = np.random.default_rng(10)
     net = mlp(rng)
-    net.low_memory = True
+    assert net.low_memory is True
     x = encoding.rate(rng.random((8, 784)).astype(np.float32), 4, np.random.default_rng(0))
-    net.forward(x)
     lif, fc2 = net.layers[1], net.layers[2]
+    spikes = lif.forward(net.layers[0].forward(x))
+    net.forward(x)
     assert lif._s is None and lif._u is not None
-    assert fc2._x is None and fc2._bits.bits.dtype == np.uint8
-    assert fc2._bits.bits.nbytes * 8 <= 4 * 800 * 8 + 8 * 4       # one bit per spike
+    assert fc2._x is None and fc2._bits is None and fc2._src is lif
+    np.testing.assert_array_equal(lif.cached_spikes().reshape(spikes.shape), spikes)
     net.low_memory = False
     net.forward(x)
-    assert lif._s is not None and fc2._bits is None
+    assert lif._s is not None and fc2._src is None and fc2._bits is None
+    assert np.shares_memory(fc2._x, lif._s)
+
+
+def test_binary_input_through_max_pooling_is_kept_packed():
+    """A Linear fed by a max pooling of spikes keeps its input as bits (one bit a value)."""
+    rng = np.random.default_rng(12)
+    net = training.Sequential(training.Conv2d(1, 4, 3, padding=1, rng=rng), training.LIF(beta=0.5,
+                              threshold=0.2), training.MaxPool2d(2), training.Flatten(),
+                              training.Linear(4 * 4 * 4, 5, rng=rng))
+    x = encoding.rate(rng.random((6, 1, 8, 8)).astype(np.float32), 3, np.random.default_rng(1))
+    net.forward(x)
+    fc = net.layers[-1]
+    assert fc._x is None and fc._src is None and fc._bits.bits.dtype == np.uint8
+    assert fc._bits.bits.nbytes == 3 * 6 * 64 // 8                  # one bit per value
+
+
+@pytest.mark.parametrize("reset", ["hard", "subtract"])
+@pytest.mark.parametrize("detach", [False, True])
+def test_rebuilt_spikes_keep_threshold_ties(reset, detach):
+    """Dyadic weights and binary input put many membranes exactly on the threshold, where
+    ``u >= theta`` fires and ``u > theta`` would not: the default path (spikes rebuilt from
+    the membrane in the LIF backward and for the Linear after it) equals the full caches bit
+    for bit, so a rebuild that tests the threshold differently fails here."""
+    rng = np.random.default_rng(13)
+    net = make_dyadic(training.Sequential(
+        training.Linear(40, 300, rng=rng), training.LIF(beta=0.5, threshold=0.5, reset=reset,
+                                                        detach_reset=detach),
+        training.Linear(300, 200, rng=rng), training.LIF(beta=0.5, threshold=0.25, reset=reset),
+        training.Linear(200, 10, rng=rng)), np.random.default_rng(14))
+    x = encoding.rate(rng.random((16, 40)).astype(np.float32), 8, np.random.default_rng(2))
+    g = rng.standard_normal((8, 16, 10)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(net, x, g, True)
+    net.layers[1].forward(net.layers[0].forward(x))
+    assert np.sum(net.layers[1]._u == 0.5) > 10                    # ties
+    net.reset_cache()
+    y1, grads1, gx1 = sequential_grads(net, x, g, True)
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(gx1, gx0)
+    for name in grads0:
+        np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
 
 
 def test_donated_membrane_overwrites_the_weight_output_only():
@@ -254,3 +299,87 @@ def test_donated_membrane_overwrites_the_weight_output_only():
     net.backward(g)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(g, g0)
+
+
+COMPOSED_NEURONS = {
+    "lif": lambda f, r: training.LIF(beta=0.5, threshold=0.2),
+    "if_subtract": lambda f, r: training.IF(threshold=0.2, reset="subtract"),
+    "ternary": lambda f, r: training.LIF(beta=0.5, threshold=0.2, spikes="ternary"),
+    "per_neuron_msg": lambda f, r: training.LIF(beta=0.5, threshold=0.2, learn_beta=True,
+                                                learn_threshold=True, per_neuron=True,
+                                                features=f, msg_p=0.3, rng=r),
+    "klif": lambda f, r: KLIF(tau=2.0, k=1.0, threshold=0.2),
+    "recurrent": lambda f, r: RecurrentLIF(f, beta=0.75, threshold=0.2, rng=r),
+    "cuba": lambda f, r: CubaLIF(alpha=0.5, beta=0.75, threshold=0.2, recurrent=True,
+                                 features=f, rng=r),
+}
+
+
+@pytest.mark.parametrize("neuron", sorted(COMPOSED_NEURONS))
+def test_default_sequential_equals_full_caches_with_norm_dropout_msg(neuron):
+    """Linear -> BatchNorm -> neuron -> Dropout -> Linear -> neuron -> Linear, trained by the
+    default Sequential (lean caches, donation, caches freed) and layer by layer with full
+    caches: the same output, input gradient and parameter gradients bit for bit (two nets
+    built from the same seeds, so Dropout and MSG draw the same masks)."""
+    def build():
+        rng = np.random.default_rng(15)
+        make = COMPOSED_NEURONS[neuron]
+        return training.Sequential(
+            training.Linear(30, 64, rng=rng), training.BatchNorm1d(64), make(64, 1),
+            training.Dropout(0.2, rng=2), training.Linear(64, 48, rng=rng), make(48, 3),
+            training.Linear(48, 10, rng=rng))
+    rng = np.random.default_rng(16)
+    x = encoding.rate(rng.random((8, 30)).astype(np.float32), 6, np.random.default_rng(3))
+    g = rng.standard_normal((6, 8, 10)).astype(np.float32)
+    y0, grads0, gx0 = layer_by_layer_grads(build(), x, g, True)
+    net = build()
+    assert net.low_memory
+    y1, grads1, gx1 = sequential_grads(net, x, g, True)
+    np.testing.assert_array_equal(y1, y0)
+    np.testing.assert_array_equal(gx1, gx0)
+    assert set(grads1) == set(grads0)
+    for name in grads0:
+        np.testing.assert_array_equal(grads1[name], grads0[name], err_msg=name)
+    assert np.any(grads0["0.weight"] != 0)
+
+
+@pytest.mark.parametrize("reset", [0, 1])
+@pytest.mark.parametrize("detach", [False, True])
+def test_inplace_backward_kernel_equals_the_full_kernel_at_any_thread_count(reset, detach):
+    """``lif_backward_inplace_parallel`` (spikes rebuilt, dL/dI over the membrane) and
+    ``threshold_parallel`` equal the full-cache kernel and the forward's spikes bit for bit,
+    serial and split over 2 and 3 threads (arrays above the serial threshold)."""
+    from snncore.threads import MIN_PARALLEL_ELEMENTS
+    from training import kernels
+    rng = np.random.default_rng(17)
+    T, N = 4, MIN_PARALLEL_ELEMENTS // 4 + 37
+    f = np.float32
+    current = dyadic(rng, (T, N), denom=8, top=12)
+    spikes, u = np.empty((T, N), f), np.empty((T, N), f)
+    kernels.lif_forward(current, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0), False, spikes, u)
+    assert np.any(u == f(0.5))                                  # threshold ties present
+    g = rng.standard_normal((T, N)).astype(f)
+    want = np.empty_like(u)
+    kernels.lif_backward(g, u, spikes, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0), detach, want)
+    for n_threads in (1, 2, 3):
+        s = np.empty_like(u)
+        kernels.threshold_parallel(u, f(0.5), s, n_threads=n_threads)
+        np.testing.assert_array_equal(s, spikes)
+        m = u.copy()
+        kernels.lif_backward_inplace_parallel(g, m, f(0.5), f(0.5), reset, f(0.0), 1, f(2.0),
+                                              detach, n_threads=n_threads)
+        np.testing.assert_array_equal(m, want)
+
+
+def test_recorded_membrane_survives_the_default_backward():
+    """A LIF with ``record = True`` keeps its spikes, so backward does not write over the
+    membrane the user reads (``.membrane``)."""
+    rng = np.random.default_rng(18)
+    net = mlp(rng)
+    lif = net.layers[1]
+    lif.record = True
+    x = encoding.rate(rng.random((8, 784)).astype(np.float32), 4, np.random.default_rng(0))
+    net.forward(x)
+    kept = lif.membrane.copy()
+    net.backward(np.ones((4, 8, 10), np.float32))
+    np.testing.assert_array_equal(lif.membrane, kept)
