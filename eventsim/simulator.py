@@ -213,7 +213,7 @@ class Simulator:
         profile: count CPU cycles, events and neuron updates per phase of the event loop in
             every run (no cost when False); :attr:`last_profile` then holds the last run's
             counters (:func:`profile_rows`).
-        threads_per_sample: 1 (default) or 2: with 2, each sample of a network with sparse
+        threads_per_sample: 1 (default) or 2 (or more with ``partition="targets"``): with 2, each sample of a network with sparse
             delayed connections of delay >= 2 runs on two threads (the pipelined schedule,
             ``eventsim.loop.run_pipelined``: a helper thread delivers those connections' long
             delays one step behind the main thread), bit-identical to one thread; other
@@ -240,16 +240,18 @@ class Simulator:
             raise ValueError(f"Simulator.dense_input: must be one of {list(DENSE_INPUT_MODES)}, "
                              f"got {dense_input!r}")
         self.dense_input = dense_input
-        if threads_per_sample not in (1, 2) or isinstance(threads_per_sample, bool):
-            raise ValueError(f"Simulator.threads_per_sample: must be 1 or 2, got "
-                             f"{threads_per_sample!r}")
+        if partition not in ("pipeline", "targets"):
+            raise ValueError(f"Simulator.partition: must be 'pipeline' or 'targets', got "
+                             f"{partition!r}")
+        if (not isinstance(threads_per_sample, (int, np.integer))
+                or isinstance(threads_per_sample, bool) or threads_per_sample < 1
+                or (threads_per_sample > 2 and partition != "targets")):
+            raise ValueError(f"Simulator.threads_per_sample: must be 1 or 2 (any positive int "
+                             f"with partition='targets'), got {threads_per_sample!r}")
         if threads_per_sample == 2 and profile:
             raise ValueError("Simulator.threads_per_sample: 2 cannot be combined with "
                              "profile=True (the profile counts one thread)")
         self.threads_per_sample = int(threads_per_sample)
-        if partition not in ("pipeline", "targets"):
-            raise ValueError(f"Simulator.partition: must be 'pipeline' or 'targets', got "
-                             f"{partition!r}")
         self.partition = partition
         self._part_tables = None
         if not isinstance(profile, (bool, np.bool_)):
