@@ -13,15 +13,18 @@ its range's columns of the delay ring and its neurons' state; at each step it
 3. updates its neurons from that slot (the slot is the accumulator; cleared as read),
    and lists their spikes,
 
-then waits at a barrier for the other threads (an atomic progress counter per thread:
-spin, then ``sched_yield``).  The first thread then runs the rest of the step alone: the
-first population's spikes merged in neuron order into the spike ring and the output, and
-every other population (readout, later layers) by the one-thread code
-(:func:`eventsim.loop.pop_step`).  No location is written by two threads, so no atomics
-are needed for the data, and every target receives its terms in the one-thread order
-(emission step, then delay segment, then source in ascending order; input events in their
-order): the results are bit-identical to one thread's (``eventsim.loop.run_time_major``),
-with any P (P = 1 is the same kernel without barriers).
+Each (step, range) is a job claimed by compare-and-swap: a thread runs its own range's job
+first, then any other range's job of that step nobody has claimed yet, so a thread the
+operating system has descheduled costs no more than one thread's work (the other runs its
+range).  A step's jobs start once every range has done the previous step (atomic progress
+counters: spin, then ``sched_yield``).  The first thread then runs the rest of the step
+alone: the first population's spikes merged in neuron order into the spike ring and the
+output, and every other population (readout, later layers) by the one-thread code
+(:func:`eventsim.loop.pop_step`).  No location is written by two jobs of one step, so no
+atomics are needed for the data, and every target receives its terms in the one-thread
+order (emission step, then delay segment, then source in ascending order; input events in
+their order): the results are bit-identical to one thread's
+(``eventsim.loop.run_time_major``), with any P (P = 1 is the same kernel on one thread).
 
 Eligible networks (:func:`plan`; anything else is refused with the reason): population 0
 spiking (not current-based) without constant input, its input edge one sparse projection,
@@ -39,14 +42,15 @@ import numpy as np
 from numba import njit
 
 from .kernels import HARD_RESET, K_SPARSE, POP_SPIKING, collect_spikes, neuron_step, step_end
-from .loop import (ZERO, _load_acquire, _relax, _store_release, begin, copy_spikes, grow_output,
+from .loop import (ZERO, _claim, _load_acquire, _relax, _store_release, begin, copy_spikes, grow_output,
                    new_shared, pop_step, sample_setup, SPINS_BEFORE_YIELD)
 from .tables import Output
 
 # alignment of the range bounds (neurons): 64 float32 = 4 cache lines, so two threads never
 # write the same cache line of the ring, V, U or the flags
 ALIGN = 64
-# sync: entry 0 the abort flag, entry SYNC_STRIDE * (k + 1) the steps thread k has done
+# sync: entry 0 the abort flag, then one cache line each: the last step done and claimed
+# of each range, the last step whose serial part is done (see run_jobs)
 SYNC_STRIDE = 8
 SYN_STRIDE = 8   # a thread's row of synaptic event counts is padded to whole cache lines
 
@@ -166,7 +170,7 @@ def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
     return PartState(np.zeros(int(pt.R) * n, dtype), np.zeros(n, dtype), np.zeros(n, dtype),
                      np.zeros((P, nf), np.int8), np.zeros((P, 2, nf), np.int64),
                      np.zeros((P, 2, nf), dtype), np.zeros((P, 2 * SYNC_STRIDE), np.int64),
-                     np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (P + 1), np.int64))
+                     np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (2 * P + 2), np.int64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -299,20 +303,55 @@ def range_step(k, tb, T, tab, pt, ps, inp, kk, mem_out):
         record_range(k, t, b, tab, pt, ps, mem_out)
 
 
+@njit(cache=True, inline="always")
+def _done_pos(k):
+    """``sync`` entry of range ``k``'s last step done."""
+    return np.int64(SYNC_STRIDE * (1 + k))
+
+
+@njit(cache=True, inline="always")
+def _claim_pos(P, k):
+    """``sync`` entry of range ``k``'s last step claimed (``P`` ranges)."""
+    return np.int64(SYNC_STRIDE * (1 + P + k))
+
+
+@njit(cache=True, inline="always")
+def _serial_pos(P):
+    """``sync`` entry of the last step whose serial part (thread 0) is done."""
+    return np.int64(SYNC_STRIDE * (1 + 2 * P))
+
+
 @njit(cache=True, no_cpython_wrapper=True)
-def barrier(k, g, sync, P):
-    """Thread ``k`` has done ``g`` steps: publish it, then wait until every thread has
-    (spin, then yield the core).  Returns False if a stop was requested (``sync[0]``)."""
-    _store_release(sync, np.int64(SYNC_STRIDE * (k + 1)), g)
-    for kk in range(P):
-        if kk == k:
-            continue
-        spins = 0
-        while _load_acquire(sync, np.int64(SYNC_STRIDE * (kk + 1))) < g:
+def wait_steps(sync, P, g, serial):
+    """Wait until every range has done step ``g`` and the serial part has done step
+    ``serial`` (spin, then yield the core at each check).  Returns False if a stop was
+    requested (``sync[0]``)."""
+    spins = 0
+    for k in range(P + 1):
+        pos, need = (_done_pos(k), g) if k < P else (_serial_pos(P), serial)
+        while _load_acquire(sync, pos) < need:
             if _load_acquire(sync, ZERO) != 0:
                 return False
             spins += 1
             _relax(spins > SPINS_BEFORE_YIELD)
+    return True
+
+
+@njit(cache=True, no_cpython_wrapper=True)
+def run_jobs(k, g, tb, T, tab, pt, ps, inp, kk, mem_out):
+    """Thread ``k``'s share of step ``g`` (``tb = (t, b)``; ``kk``: its input events): once
+    every range has done step ``g - 1`` and the serial part step ``g - 2`` (whose spike
+    lists step ``g`` overwrites), claim and run the range jobs of step ``g`` (its own range
+    first, then any other nobody has claimed yet: a descheduled thread's range is run by
+    the other).  Returns False if stopped."""
+    P = pt.bounds.shape[0] - 1
+    if not wait_steps(ps.sync, P, g - 1, g - 2):
+        return False
+    for j in range(P):
+        r = (k + j) % P
+        if _claim(ps.sync, _claim_pos(P, r), g - 1):
+            range_step(r, tb, T, tab, pt, ps, inp, kk, mem_out)
+            _store_release(ps.sync, _done_pos(r), g)
     return True
 
 
@@ -321,17 +360,16 @@ def barrier(k, g, sync, P):
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
 def part_helper(k, tab, pt, ps, inp, T, b0, b1, mem_out):
-    """Thread ``k >= 1`` of a partitioned kernel call: its range of every step of samples
-    ``b0 <= b < b1``, a barrier after each.  Returns False if stopped."""
-    P = pt.bounds.shape[0] - 1
+    """Thread ``k >= 1`` of a partitioned kernel call: :func:`run_jobs` at every step of
+    samples ``b0 <= b < b1``.  Returns False if stopped."""
     for b in range(b0, b1):
         k0, pend = inp.ev_ptr[b], inp.ev_ptr[b + 1]
         for t in range(T):
             k1 = step_end(inp.ev_t, k0, pend, t)
-            range_step(k, (t, b), T, tab, pt, ps, inp, (k0, k1), mem_out)
-            k0 = k1
-            if not barrier(k, (b - b0) * T + t + 1, ps.sync, P):
+            if not run_jobs(k, (b - b0) * T + t + 1, (t, b), T, tab, pt, ps, inp, (k0, k1),
+                            mem_out):
                 return False
+            k0 = k1
     return True
 
 
@@ -339,9 +377,10 @@ def part_helper(k, tab, pt, ps, inp, T, b0, b1, mem_out):
 def part_steps(bt, t, tab, pt, ps, inp, S, opts, out, ocnt, kr):
     """Thread 0: steps ``t, t + 1, ...`` of sample ``b`` (``bt = (b, b0, T)``; ``kr =
     (k0, room)``: input events from ``k0``, room needed per step) while ``out`` has room:
-    its range, the barrier, then population 0's spikes merged (ascending) into the spike
-    ring and the output, and every other population by :func:`eventsim.loop.pop_step`.
-    Returns ``(t, ocnt, k0)`` where it stopped (``t = -1``: stopped by a failed thread)."""
+    :func:`run_jobs`, the wait for every range, then population 0's spikes merged
+    (ascending) into the spike ring and the output, and every other population by
+    :func:`eventsim.loop.pop_step`.  Returns ``(t, ocnt, k0)`` where it stopped (``t = -1``:
+    stopped by a failed thread)."""
     b, b0, T = bt
     k0, room = kr
     P = pt.bounds.shape[0] - 1
@@ -350,9 +389,11 @@ def part_steps(bt, t, tab, pt, ps, inp, S, opts, out, ocnt, kr):
     ring_idx, ring_val, ringc = S.ring
     counts, o_neuron, o_value = out.counts, out.neuron, out.value
     while t < T and ocnt + room <= cap:
+        g = (b - b0) * T + t + 1
         k1 = step_end(inp.ev_t, k0, pend, t)
-        range_step(0, (t, b), T, tab, pt, ps, inp, (k0, k1), out.mem)
-        if P > 1 and not barrier(0, (b - b0) * T + t + 1, ps.sync, P):
+        if not run_jobs(ZERO, g, (t, b), T, tab, pt, ps, inp, (k0, k1), out.mem):
+            return -1, ocnt, k0
+        if not wait_steps(ps.sync, P, g, g - 1):
             return -1, ocnt, k0
         par = t & 1
         rb = pop.ring + (t % pop.R) * pop.n
@@ -362,6 +403,7 @@ def part_steps(bt, t, tab, pt, ps, inp, S, opts, out, ocnt, kr):
                 ring_idx[rb + c] = ps.spk_i[kk, par, e]
                 ring_val[rb + c] = ps.spk_v[kk, par, e]
                 c += 1
+        _store_release(ps.sync, _serial_pos(P), g)   # step g's spike lists read
         ringc[pop.ringc + t % pop.R] = c
         if c > 0:
             counts[b - b0, t, 0] = c
@@ -381,7 +423,7 @@ def part_main(tab, pt, ps, inp, T, b0, b1, opts, readout_out, mem_out):
     """Thread 0 of a partitioned kernel call (arguments and result as
     ``eventsim.loop.run_batch``'s, plus ``pt``: PartTables, ``ps``: PartState); the
     synaptic event counts returned are thread 0's serial part's (add ``ps.syn``).  The
-    first element of the result is None if a helper thread stopped."""
+    first element of the result is False if a helper thread stopped it."""
     S, out = begin(tab, T, b0, b1, opts, readout_out, mem_out, ZERO, new_shared(tab, ZERO))
     room = ZERO
     for q in range(tab.pops.shape[0]):

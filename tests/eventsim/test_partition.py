@@ -152,3 +152,26 @@ def test_refused_networks_name_the_reason():
         sim.run(np.full((model.T, 1, 12), 0.3, np.float32))
     with pytest.raises(ValueError, match="bounds"):
         PT.plan(sim.network, "repeat", 2, [0, 30, 20])
+
+
+def test_main_thread_runs_every_range_without_a_helper(monkeypatch):
+    """Helper threads that never start: thread 0 claims and runs every range's job itself,
+    with the same bits."""
+    rng = np.random.default_rng(7)
+    model = recurrent_model(rng, 150, range(1, 8), T=40)
+    net = eventsim.load(model)
+    x = _input(rng, model, B=2)
+    ref = Simulator(net, n_threads=1, record_membrane={1: "all"}).run(x)
+
+    class Idle:
+        def __init__(self, *a, **k):
+            pass
+
+        def start(self):
+            pass
+
+        def join(self):
+            pass
+
+    monkeypatch.setattr(PT.threading, "Thread", Idle)
+    _same(ref, _run(net, x, 3, None, {1: "all"}))
