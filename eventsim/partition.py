@@ -43,7 +43,7 @@ from numba import njit
 
 from .kernels import HARD_RESET, K_SPARSE, POP_SPIKING, collect_spikes, neuron_step, step_end
 from .loop import (ZERO, _claim, _load_acquire, _relax, _store_release, begin, copy_spikes, grow_output,
-                   new_shared, pop_step, sample_setup, SPINS_BEFORE_YIELD)
+                   new_shared, pop_step, sample_setup)
 from .tables import Output
 
 # alignment of the range bounds (neurons): 64 float32 = 4 cache lines, so two threads never
@@ -52,10 +52,14 @@ ALIGN = 64
 # sync: entry 0 the abort flag, then one cache line each: the last step done and claimed
 # of each range, the last step whose serial part is done (see run_jobs)
 SYNC_STRIDE = 8
+# pause-spins of a wait before each further check yields the core: a step takes ~10-20 us
+# here, and a yield on a busy machine can cost a whole time slice (ms) before the thread
+# runs again, while the other thread takes over its range (and its cache lines)
+PART_SPINS = 5000
 SYN_STRIDE = 8   # a thread's row of synaptic event counts is padded to whole cache lines
 
 PartTables = namedtuple("PartTables", ["bounds", "bptr", "bidx", "bw", "sdel", "sstage",
-                                       "iptr", "iidx", "iw", "g_in", "R"])
+                                       "iptr", "iidx", "iw", "g_in", "R", "by_spike"])
 PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func:`plan`).
 
 ``bounds [P + 1]``: thread k owns neurons ``bounds[k] <= j < bounds[k + 1]`` of population
@@ -63,16 +67,18 @@ PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func
 ``bptr[k, i*nseg + m] : bptr[k, i*nseg + m + 1]`` of ``bidx`` (int32 targets) and ``bw``
 (weights); ``sdel [nseg]`` the segments' delays (ascending), ``sstage [nseg]`` their stages
 (event counts).  Input edge: ``iptr [P, n_in + 1]``, ``iidx``, ``iw`` the same for the input
-rows, ``g_in`` its stage.  ``R``: ring slots (the longest delay)."""
+rows, ``g_in`` its stage.  ``R``: ring slots (the longest delay).  ``by_spike``: every
+segment has its own delay, so the pushes may run spike by spike (see :func:`push_range`)."""
 
 PartState = namedtuple("PartState", ["ring", "V", "U", "flags", "spk_i", "spk_v", "spk_c",
-                                     "syn", "sync"])
+                                     "syn", "sync", "jobs"])
 PartState.__doc__ = """Mutable arrays of a partitioned kernel call (population 0 of ``n``
 neurons, P threads): ``ring [R*n]`` future input currents (slot ``s`` at ``s*n``), ``V``,
 ``U [n]`` membranes (U: before reset, for recorded neurons), ``flags [P, nf]`` spike flags
 of each range, ``spk_i/spk_v [P, 2, nf]`` each thread's spikes of the last two steps
 (parity t % 2; global neuron index, value), ``spk_c [P, 2*SYNC_STRIDE]`` their counts,
-``syn [P, m']`` synaptic events per thread and stage (m stages, rows padded to
+``jobs [P, SYN_STRIDE]``: range jobs run by each thread (column 0),
+``syn [P, m']`` synaptic events per range and stage (m stages, rows padded to
 whole cache lines), ``sync`` the progress
 counters."""
 
@@ -159,7 +165,7 @@ def plan(net, leak: str, P: int, bounds=None) -> PartTables:
     iptr, iidx, iw = split_rows(iptr, iidx, wf[st["woff"]:st["woff"] + nnz], bounds)
     return PartTables(bounds, bptr, bidx, bw, np.ascontiguousarray(seg[0::2]),
                       np.ascontiguousarray(seg[1::2]), iptr, iidx, iw, np.int64(g_in),
-                      np.int64(bun["R"]))
+                      np.int64(bun["R"]), bool(np.all(np.diff(seg[0::2]) > 0)))
 
 
 def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
@@ -170,7 +176,8 @@ def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
     return PartState(np.zeros(int(pt.R) * n, dtype), np.zeros(n, dtype), np.zeros(n, dtype),
                      np.zeros((P, nf), np.int8), np.zeros((P, 2, nf), np.int64),
                      np.zeros((P, 2, nf), dtype), np.zeros((P, 2 * SYNC_STRIDE), np.int64),
-                     np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (2 * P + 2), np.int64))
+                     np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (2 * P + 2), np.int64),
+                     np.zeros((P, SYN_STRIDE), np.int64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,9 +185,27 @@ def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
 # ---------------------------------------------------------------------------------------
 @njit(cache=True, no_cpython_wrapper=True)
 def push_range(k, t, T, pt, ps):
-    """Thread ``k``: the spikes of step ``t - 1`` (every thread's list) through its sub-rows
+    """Thread ``k``: the spikes of step ``t - 1`` (every range's list) through its sub-rows
     of every segment arriving before ``T``, into the ring (``pt``: PartTables, ``ps``:
-    PartState); segment by segment, then spike by spike in ascending neuron order."""
+    PartState).  Segment by segment, then spike by spike in ascending neuron order (the
+    one-thread order); when every segment has its own delay (``pt.by_spike``) a slot
+    receives one segment's terms per step, so spike by spike, then segment by segment
+    gives each slot the same order, reading each spike's row once, front to back."""
+    nseg = pt.sdel.shape[0]
+    m_end = 0
+    while m_end < nseg and t - 1 + pt.sdel[m_end] < T:
+        m_end += 1
+    if m_end == 0:
+        return
+    if pt.by_spike:
+        _push_by_spike(k, t, m_end, pt, ps)
+    else:
+        _push_by_segment(k, t, m_end, pt, ps)
+
+
+@njit(cache=True, inline="always")
+def _push_by_segment(k, t, m_end, pt, ps):
+    """:func:`push_range`, segments ``0 <= m < m_end``, segment by segment."""
     P = pt.bounds.shape[0] - 1
     par = (t - 1) & 1
     R, n = pt.R, ps.V.shape[0]
@@ -188,11 +213,8 @@ def push_range(k, t, T, pt, ps):
     ring, bidx, bw = ps.ring, pt.bidx, pt.bw
     bp = pt.bptr[k]
     tm = (t - 1) % R
-    for m in range(nseg):
-        d = pt.sdel[m]
-        if t - 1 + d >= T:
-            break
-        slot = tm + d
+    for m in range(m_end):
+        slot = tm + pt.sdel[m]
         if slot >= R:
             slot -= R
         base = np.uint64(slot * n)
@@ -208,6 +230,34 @@ def push_range(k, t, T, pt, ps):
                     ring[base + np.uint64(bidx[p])] += v * bw[p]
                 cnt += p1 - p0
         ps.syn[k, pt.sstage[m]] += cnt
+
+
+@njit(cache=True, inline="always")
+def _push_by_spike(k, t, m_end, pt, ps):
+    """:func:`push_range`, segments ``0 <= m < m_end``, spike by spike (distinct delays)."""
+    P = pt.bounds.shape[0] - 1
+    par = (t - 1) & 1
+    R, n = pt.R, ps.V.shape[0]
+    nseg = pt.sdel.shape[0]
+    ring, bidx, bw, sdel, sstage = ps.ring, pt.bidx, pt.bw, pt.sdel, pt.sstage
+    bp, syn = pt.bptr[k], ps.syn[k]
+    tm = (t - 1) % R
+    for kk in range(P):
+        si, sv = ps.spk_i[kk, par], ps.spk_v[kk, par]
+        for e in range(ps.spk_c[kk, 2 * par]):
+            v = sv[e]
+            rp = np.uint64(si[e] * nseg)
+            p0 = bp[rp]
+            for m in range(np.uint64(m_end)):
+                p1 = bp[rp + m + np.uint64(1)]
+                slot = tm + sdel[m]
+                if slot >= R:
+                    slot -= R
+                base = np.uint64(slot * n)
+                for p in range(np.uint64(p0), np.uint64(p1)):
+                    ring[base + np.uint64(bidx[p])] += v * bw[p]
+                syn[sstage[m]] += p1 - p0
+                p0 = p1
 
 
 @njit(cache=True, no_cpython_wrapper=True)
@@ -333,7 +383,7 @@ def wait_steps(sync, P, g, serial):
             if _load_acquire(sync, ZERO) != 0:
                 return False
             spins += 1
-            _relax(spins > SPINS_BEFORE_YIELD)
+            _relax(spins > PART_SPINS)
     return True
 
 
@@ -352,6 +402,7 @@ def run_jobs(k, g, tb, T, tab, pt, ps, inp, kk, mem_out):
         if _claim(ps.sync, _claim_pos(P, r), g - 1):
             range_step(r, tb, T, tab, pt, ps, inp, kk, mem_out)
             _store_release(ps.sync, _done_pos(r), g)
+            ps.jobs[k, 0] += 1
     return True
 
 
