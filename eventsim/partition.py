@@ -41,10 +41,9 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from .kernels import HARD_RESET, K_SPARSE, POP_SPIKING, collect_spikes, neuron_step, step_end
-from .loop import (ZERO, _claim, _load_acquire, _relax, _store_release, begin, copy_spikes, grow_output,
-                   new_shared, pop_step, sample_setup)
-from .tables import Output
+from .kernels import K_SPARSE, POP_SPIKING, collect_spikes, neuron_step, step_end
+from .loop import (ZERO, _claim, _load_acquire, _relax, _store_release, begin, copy_spikes,
+                   grow_output, new_shared, pop_step, sample_setup)
 
 # alignment of the range bounds (neurons): 64 float32 = 4 cache lines, so two threads never
 # write the same cache line of the ring, V, U or the flags

@@ -138,7 +138,8 @@ def test_refused_networks_name_the_reason():
         Simulator(model, partition="targets", profile=True)
     with pytest.raises(ValueError, match="'pipeline' or 'targets'"):
         Simulator(model, partition="neurons")
-    ff = mf.Model(input_shape=(4,), layers=[_sparse(rng, 5, 4, 0.5, 1.0), mf.Spiking(beta=0.9, theta=1.0),
+    ff = mf.Model(input_shape=(4,), layers=[_sparse(rng, 5, 4, 0.5, 1.0),
+                                           mf.Spiking(beta=0.9, theta=1.0),
                                            mf.Dense(np.ones((2, 5), np.float32)),
                                            mf.Readout(beta=0.9)], T=5, encoding="events")
     with pytest.raises(ValueError, match="bundle"):
