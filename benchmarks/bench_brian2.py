@@ -25,7 +25,10 @@ Ours: model records ``Sparse(inputs -> LIF)``, ``Spiking``, ``Dense(10000 -> 1, 
 ``Readout``; the recurrent synapses are one ``Connection`` (LIF -> LIF) per distinct delay,
 each a CSR matrix holding the synapses of that delay.  Run with ``n_threads=1`` (one sample);
 engines ``ours-<dtype>-2t`` add ``threads_per_sample=2`` (the pipelined schedule: a helper
-thread delivers the delays >= 2 one step behind; bit-identical to one thread).
+thread delivers the delays >= 2 one step behind; bit-identical to one thread); engines
+``ours-<dtype>-part`` and ``ours-<dtype>-part-2t`` run ``partition="targets"`` on one and two
+threads (``eventsim.partition``: each thread owns half of the neurons; bit-identical to one
+thread).
 
 Brian2: ``dv/dt = -v/tau : 1`` with ``method='exact'``, ``threshold='v >= theta'``,
 ``reset='v = v_reset'``, ``on_pre='v += w'`` synapses, ``Synapses.connect(i=..., j=...)``.
@@ -174,7 +177,7 @@ def make_model(net: dict, p: dict, dtype):
 
 
 def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
-                leak: str = "repeat", threads: int = 1) -> dict:
+                leak: str = "repeat", threads: int = 1, partition: str = "pipeline") -> dict:
     t_proc = time.perf_counter()
     if eventsim_src:
         sys.path.insert(0, eventsim_src)
@@ -189,8 +192,10 @@ def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
     model = make_model(net, p, dt)
     t1 = time.perf_counter()
     compiled = eventsim.load(model)
-    sim = eventsim.Simulator(compiled, n_threads=1, leak=leak,
-                             **({"threads_per_sample": threads} if threads > 1 else {}))
+    kw = {"threads_per_sample": threads} if threads > 1 else {}
+    if partition != "pipeline":
+        kw.update(threads_per_sample=threads, partition=partition)
+    sim = eventsim.Simulator(compiled, n_threads=1, leak=leak, **kw)
     t2 = time.perf_counter()
     n_in = int(net["n_in"])
     batch = from_spike_times(net["in_t"], net["in_src"], T=p["T"], input_shape=(n_in,),
@@ -206,6 +211,7 @@ def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
     syn = rec.synaptic_events
     readout = syn.get("layers[2]", 0)
     return dict(engine=f"ours-{dtype}" + ("" if leak == "repeat" else f"-{leak}")
+                + ("" if partition == "pipeline" else "-part")
                 + ("" if threads == 1 else f"-{threads}t"), sim_s=t4 - t3, kernel_s=rec.elapsed_s,
                 model_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2,
                 total_s=time.perf_counter() - t_proc, n_spikes=len(sp.t),
@@ -513,7 +519,8 @@ def main(argv=None):
                     help="ours-float32, ours-float64, ours-float32-power (leak='power': one "
                          "multiplication by beta**gap instead of gap steps), brian2; a -2t "
                          "suffix runs on two threads (ours: threads_per_sample=2, brian2: "
-                         "OpenMP), e.g. ours-float32-2t, brian2-2t")
+                         "OpenMP), e.g. ours-float32-2t, brian2-2t; -part runs ours with "
+                         "partition='targets' (ours-float32-part, ours-float32-part-2t)")
     ap.add_argument("--check", action="store_true",
                     help="small network (N=500), one round, ours-float64 vs brian2 spike for spike")
     for k, v in DEFAULTS.items():
@@ -540,9 +547,11 @@ def main(argv=None):
         elif args.worker == "profile":
             res = worker_profile(args.data, args.eventsim_src)
         else:
-            parts = [x for x in args.worker.split("-") if x != "2t"]   # ours-<dtype>[-power][-2t]
+            # ours-<dtype>[-power][-part][-2t]
+            parts = [x for x in args.worker.split("-") if x not in ("2t", "part")]
             res = worker_ours(args.data, args.out, parts[1], args.eventsim_src,
-                              leak=parts[2] if len(parts) > 2 else "repeat", threads=threads)
+                              leak=parts[2] if len(parts) > 2 else "repeat", threads=threads,
+                              partition="targets" if "-part" in args.worker else "pipeline")
         print(json.dumps(res))
         return
 

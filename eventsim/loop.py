@@ -974,65 +974,80 @@ def time_major_step(at, T, tab, inp, S, opts, out, ocnt, kd):
     the new spike count."""
     t, b, bb = at
     k0, k1, d_hi = kd
-    pops, spaces, rec_idx, rperm = tab.pops, tab.spaces, tab.rec_idx, tab.readout_perm
-    nrn, wake = S.nrn, S.wake
-    V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
-    acc, mark, tlist, tcount, allt = S.acc
-    lazy, driven, full_div, vmin_hi, _, _, unpredicted = S.modes
-    ring_idx, ring_val, ringc = S.ring
     syn, prof, D = S.scr.syn, S.scr.prof, delivery(tab, S)
-    aux = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
-    on, Q, stamp = opts.profile, pops.shape[0], bb * T + t + 1
-    counts, o_neuron, o_value, readout, mem = out
+    on, Q, stamp = opts.profile, tab.pops.shape[0], bb * T + t + 1
     c0, ev = (_cycles(), syn.sum()) if on else (0, 0)
     if tab.bundles.shape[0] > 0 or tab.edges.shape[0] > Q:
         deliver_delayed(t, T, tab, S, D, stamp, d_hi)
     if on:
         c0 = _lap(prof, Q, PH_DELIVER, c0, syn.sum() - ev, 0)
     for q in range(Q):
-        pop = pops[q]
-        s, sp = pop.space, spaces[pop.space]
-        if q == 0:       # the input's events of step t
-            ev = run_edge(D, q, inp.ev_i, inp.ev_v, k0, k1, stamp) if k1 > k0 else 0
-        else:            # the source's spikes
-            src = pops[q - 1]
-            ka = src.ring + (t % src.R) * src.n
-            kb = ka + ringc[src.ringc + t % src.R]
-            ev = run_edge(D, q, ring_idx, ring_val, ka, kb, stamp) if kb > ka else 0
-        if on:
-            c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
-        rbase = pop.ring + (t % pop.R) * pop.n
-        c, nu = 0, pop.n
-        if pop.kind != POP_SPIKING:
-            update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
-            if tcount[s] > 0 or allt[s]:
-                _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-        elif full_pass_ready(pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t],
-                             allt[s], tcount[s] * sp.bs):
-            c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase), aux)
-            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-        elif not lazy[q]:   # every neuron every step
-            c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase),
-                             (tab.nalpha, nrn.I))
-            lfull[q] = t
-            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
-        elif idle(pop, lazy[q] and unpredicted[q] == 0, head[q * T + t], allt[s], tcount[s]):
-            nu = 0
-        else:
-            c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
-        if pop.kind == POP_SPIKING:
-            ringc[pop.ringc + t % pop.R] = c
-        if on:
-            c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
-        if c > 0:
-            counts[bb, t, q] = c
-            copy_spikes(o_neuron, o_value, ocnt, ring_idx, ring_val, rbase, c)
-            ocnt += c
-        if pop.recn > 0:
-            record_membranes(t, b, pop, U, rec_idx, mem)
-        if on:
-            c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
+        ocnt, c0 = pop_step(q, at, T, tab, inp, S, opts, out, ocnt, (k0, k1, stamp, c0))
     return ocnt
+
+
+@njit(cache=True, inline="always")
+def pop_step(q, at, T, tab, inp, S, opts, out, ocnt, kc):
+    """Population ``q``'s part of step ``t`` in the time-major schedule (``at``, ``T``,
+    ``tab``, ``inp``, ``S``, ``opts``, ``out``, ``ocnt`` as :func:`time_major_step`'s;
+    ``kc = (k0, k1, stamp, c0)``: the step's input events ``k0:k1``, the max-pooling stamp,
+    the profile's cycle count so far): its edge, update and emission.  Returns
+    ``(ocnt, c0)``."""
+    t, b, bb = at
+    k0, k1, stamp, c0 = kc
+    pops, spaces, rec_idx, rperm = tab.pops, tab.spaces, tab.rec_idx, tab.readout_perm
+    nrn, wake = S.nrn, S.wake
+    V, U, cst, lfull, head = nrn.V, nrn.U, nrn.cst, nrn.lfull, wake.head
+    acc, mark, tlist, tcount, allt = S.acc
+    lazy, driven, full_div, vmin_hi, _, _, unpredicted = S.modes
+    ring_idx, ring_val, ringc = S.ring
+    prof, D = S.scr.prof, delivery(tab, S)
+    aux = (S.scr.flags, tab.powtab, opts.leak, tab.nbeta, tab.ntheta)
+    on = opts.profile
+    counts, o_neuron, o_value, readout, mem = out
+    pop = pops[q]
+    s, sp = pop.space, spaces[pop.space]
+    if q == 0:       # the input's events of step t
+        ev = run_edge(D, q, inp.ev_i, inp.ev_v, k0, k1, stamp) if k1 > k0 else 0
+    else:            # the source's spikes
+        src = pops[q - 1]
+        ka = src.ring + (t % src.R) * src.n
+        kb = ka + ringc[src.ringc + t % src.R]
+        ev = run_edge(D, q, ring_idx, ring_val, ka, kb, stamp) if kb > ka else 0
+    if on:
+        c0 = _lap(prof, q, PH_DELIVER, c0, ev, 0)
+    rbase = pop.ring + (t % pop.R) * pop.n
+    c, nu = 0, pop.n
+    if pop.kind != POP_SPIKING:
+        update_readout(t, b, pop, sp, acc, V, cst, rperm, readout)
+        if tcount[s] > 0 or allt[s]:
+            _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+    elif full_pass_ready(pop, lazy[q], driven[q], vmin_hi[q], full_div[q], head[q * T + t],
+                         allt[s], tcount[s] * sp.bs):
+        c = full_pass(q, t, T, pop, nrn, wake, acc, sp.off, (ring_idx, ring_val, rbase), aux)
+        _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+    elif not lazy[q]:   # every neuron every step
+        c = update_every(pop, acc, sp.off, V, U, cst, aux, (ring_idx, ring_val, rbase),
+                         (tab.nalpha, nrn.I))
+        lfull[q] = t
+        _clear_marks(s, sp.boff, mark, tlist, tcount, allt)
+    elif idle(pop, lazy[q] and unpredicted[q] == 0, head[q * T + t], allt[s], tcount[s]):
+        nu = 0
+    else:
+        c, nu = update_population(q, t, T, tab, S, opts, ring_idx, ring_val, rbase)
+    if pop.kind == POP_SPIKING:
+        ringc[pop.ringc + t % pop.R] = c
+    if on:
+        c0 = _lap(prof, q, PH_UPDATE, c0, 0, nu)
+    if c > 0:
+        counts[bb, t, q] = c
+        copy_spikes(o_neuron, o_value, ocnt, ring_idx, ring_val, rbase, c)
+        ocnt += c
+    if pop.recn > 0:
+        record_membranes(t, b, pop, U, rec_idx, mem)
+    if on:
+        c0 = _lap(prof, q, PH_EMIT, c0, c, 0)
+    return ocnt, c0
 
 
 @njit(cache=True, nogil=True)

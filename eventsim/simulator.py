@@ -138,6 +138,7 @@ from . import loop
 from . import tables as TB
 from .inputs import EventBatch, from_dense
 from .network import CompiledNetwork, dense_chain, load
+from .partition import plan, run_partitioned
 from .recording import Recording, SpikeTrain
 from .synops import input_chain_counts
 
@@ -212,30 +213,47 @@ class Simulator:
         profile: count CPU cycles, events and neuron updates per phase of the event loop in
             every run (no cost when False); :attr:`last_profile` then holds the last run's
             counters (:func:`profile_rows`).
-        threads_per_sample: 1 (default) or 2: with 2, each sample of a network with sparse
+        threads_per_sample: 1 (default) or 2 (or more with ``partition="targets"``): with 2, each sample of a network with sparse
             delayed connections of delay >= 2 runs on two threads (the pipelined schedule,
             ``eventsim.loop.run_pipelined``: a helper thread delivers those connections' long
             delays one step behind the main thread), bit-identical to one thread; other
             networks run on one.  Times ``n_threads`` threads in all; not with ``profile``.
+        partition: ``"pipeline"`` (default) or ``"targets"``: how ``threads_per_sample``
+            threads share a sample.  ``"targets"`` (``eventsim.partition``) splits the
+            first population into contiguous neuron ranges, one per thread, each thread
+            delivering every spike to its own targets and updating its own neurons, a
+            barrier per step; bit-identical to one thread, also with
+            ``threads_per_sample=1`` (a leaner kernel for the same networks).  Only for
+            networks whose first population has no constant input, whose input edge is one
+            sparse projection and whose delayed connections are all sparse from that
+            population to itself, with event input and ``leak="repeat"``; anything else is
+            refused with the reason.
     """
 
     def __init__(self, model, record_membrane=None, constant_drive: str = "step",
                  leak: str = "repeat", n_threads: int | None = None, chunk_size: int = 256,
                  schedule: str = "auto", record_membrane_keys: str = "model",
                  profile: bool = False, cuba: str = "step", dense_input: str = "auto",
-                 threads_per_sample: int = 1):
+                 threads_per_sample: int = 1, partition: str = "pipeline"):
         self.network: CompiledNetwork = load(model)
         if dense_input not in DENSE_INPUT_MODES:
             raise ValueError(f"Simulator.dense_input: must be one of {list(DENSE_INPUT_MODES)}, "
                              f"got {dense_input!r}")
         self.dense_input = dense_input
-        if threads_per_sample not in (1, 2) or isinstance(threads_per_sample, bool):
-            raise ValueError(f"Simulator.threads_per_sample: must be 1 or 2, got "
-                             f"{threads_per_sample!r}")
+        if partition not in ("pipeline", "targets"):
+            raise ValueError(f"Simulator.partition: must be 'pipeline' or 'targets', got "
+                             f"{partition!r}")
+        if (not isinstance(threads_per_sample, (int, np.integer))
+                or isinstance(threads_per_sample, bool) or threads_per_sample < 1
+                or (threads_per_sample > 2 and partition != "targets")):
+            raise ValueError(f"Simulator.threads_per_sample: must be 1 or 2 (any positive int "
+                             f"with partition='targets'), got {threads_per_sample!r}")
         if threads_per_sample == 2 and profile:
             raise ValueError("Simulator.threads_per_sample: 2 cannot be combined with "
                              "profile=True (the profile counts one thread)")
         self.threads_per_sample = int(threads_per_sample)
+        self.partition = partition
+        self._part_tables = None
         if not isinstance(profile, (bool, np.bool_)):
             raise ValueError(f"Simulator.profile: must be True or False, got {profile!r}")
         self.profile = bool(profile)
@@ -266,6 +284,11 @@ class Simulator:
         if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
             raise ValueError(f"Simulator.chunk_size: must be a positive int, got {chunk_size!r}")
         self.constant_drive, self.leak = constant_drive, leak
+        if partition == "targets":
+            if profile:
+                raise ValueError("Simulator.partition: 'targets' cannot be combined with "
+                                 "profile=True")
+            self._part_tables = plan(self.network, leak, self.threads_per_sample)
         inv = self.network.input_inv
         self._input_identity = bool(np.array_equal(inv, np.arange(len(inv))))
         self.n_threads, self.chunk_size = int(n_threads), int(chunk_size)
@@ -460,8 +483,16 @@ class Simulator:
             else:
                 drive, dmode = np.zeros((1, 1, 1), dtype=dt), K.DRIVE_NONE
             inputs = TB.Inputs(inp["ev_t"], inp["ev_i"], inp["ev_v"], inp["ev_ptr"], drive, dmode)
-            out = loop.run_batch(tables, inputs, T, b0, b1, opts, readout, mem,
-                                 pipeline=self.threads_per_sample == 2)
+            if self._part_tables is not None:
+                if dmode != K.DRIVE_NONE:
+                    raise ValueError("Simulator(partition='targets'): the input is an analog "
+                                     "current here; this schedule takes events only "
+                                     "(dense_input='events')")
+                out = run_partitioned(tables, inputs, T, b0, b1, opts, readout, mem,
+                                      self._part_tables)
+            else:
+                out = loop.run_batch(tables, inputs, T, b0, b1, opts, readout, mem,
+                                     pipeline=self.threads_per_sample == 2)
             if inp["analog"] is not None:
                 x = arr[:1, b0:b1] if static else arr[:, b0:b1]
                 out[3][:] += self._input_counts(x, T, static)

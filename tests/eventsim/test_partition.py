@@ -1,0 +1,178 @@
+"""The target-partitioned schedule (``Simulator(partition="targets")``,
+``eventsim.partition``) gives the bits of the one-thread schedule.
+
+Random recurrent networks with general float weights (sums round: any change in the order
+in which a target's terms are added would show), sparse delayed connections with delays
+1..D merged into one bundle, several samples, recorded membranes, both resets, one, two
+and three threads, even and uneven neuron ranges (empty ones included).  A deliberately
+broken split (a thread's range off by one) must fail the same comparison.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import eventsim
+from eventsim import partition as PT
+from eventsim.inputs import from_dense
+from eventsim.simulator import Simulator
+from snncore import modelfile as mf
+
+
+def _sparse(rng, n_out, n_in, density, scale):
+    """A random Sparse projection with float weights (not dyadic)."""
+    W = (rng.random((n_out, n_in)) < density) * rng.standard_normal((n_out, n_in)) * scale
+    nz = W != 0
+    return mf.Sparse(data=W[nz].astype(np.float32), indices=np.nonzero(nz)[1].astype(np.int64),
+                     indptr=np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64),
+                     shape=W.shape)
+
+
+def recurrent_model(rng, n, delays, T=40, reset="hard", n2=0):
+    """Input -> LIF (n) [-> LIF (n2)] -> readout, one sparse recurrent connection per delay
+    in ``delays`` on the first population."""
+    n_in = 12
+    layers = [_sparse(rng, n, n_in, 0.5, 0.7),
+              mf.Spiking(beta=float(rng.uniform(0.8, 0.97)), theta=0.6, reset=reset)]
+    conns = [mf.Connection(source=1, target=1, delay=int(d),
+                           projection=_sparse(rng, n, n, min(1.0, 6.0 / n), 0.35))
+             for d in delays]
+    last = n
+    if n2:
+        layers += [_sparse(rng, n2, n, 0.3, 0.6), mf.Spiking(beta=0.9, theta=0.5)]
+        last = n2
+    layers += [mf.Dense(rng.standard_normal((3, last)).astype(np.float32)), mf.Readout(beta=0.9)]
+    return mf.Model(input_shape=(n_in,), layers=layers, connections=conns, T=T, encoding="events")
+
+
+def _input(rng, model, B, rate=0.2):
+    x = (rng.random((model.T, B) + tuple(model.input_shape)) < rate).astype(np.float32)
+    return from_dense(x)
+
+
+def _same(a, b):
+    np.testing.assert_array_equal(a.readout, b.readout)
+    for layer in a.spikes:
+        for name in ("sample", "t", "neuron", "value"):
+            np.testing.assert_array_equal(getattr(a.spikes[layer], name),
+                                          getattr(b.spikes[layer], name), err_msg=name)
+    assert set(a.membrane) == set(b.membrane)
+    for layer in a.membrane:
+        np.testing.assert_array_equal(a.membrane[layer], b.membrane[layer])
+    assert a.synaptic_events == b.synaptic_events
+
+
+def _run(net, x, P, bounds=None, record=None):
+    sim = Simulator(net, n_threads=1, threads_per_sample=P, partition="targets",
+                    record_membrane=record)
+    if bounds is not None:
+        sim._part_tables = PT.plan(sim.network, "repeat", P, bounds)
+    return sim.run(x)
+
+
+CASES = [  # (seed, n, delays, reset, n2, threads, bounds)
+    (0, 150, range(1, 16), "hard", 0, 2, None),           # the benchmark's delay set
+    (1, 150, range(1, 16), "subtract", 0, 2, [0, 7, 150]),  # uneven, unaligned ranges
+    (2, 130, (1, 2, 2, 7), "hard", 20, 3, None),         # equal delays, a second layer
+    (3, 90, (3, 9), "hard", 0, 2, [0, 0, 90]),           # thread 0 owns nothing
+    (4, 90, (1,), "subtract", 0, 2, [0, 90, 90]),        # thread 1 owns nothing
+    (5, 1, (1, 2, 3), "hard", 0, 1, None),               # one neuron, one thread
+    (6, 200, range(1, 6), "hard", 0, 3, [0, 64, 65, 200]),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=[f"seed{c[0]}" for c in CASES])
+def test_partitioned_gives_the_bits_of_one_thread(case, dtype):
+    seed, n, delays, reset, n2, P, bounds = case
+    rng = np.random.default_rng(seed)
+    model = recurrent_model(rng, n, delays, T=50, reset=reset, n2=n2)
+    net = eventsim.load(model, dtype=dtype)
+    x = _input(rng, model, B=3)
+    record = {1: "all"}
+    ref = Simulator(net, n_threads=1, record_membrane=record).run(x)
+    assert n < 10 or len(ref.spikes[1].t) > 50   # the recurrent network is active
+    _same(ref, _run(net, x, P, bounds, record))
+    _same(ref, _run(net, x, 1, None, record))   # the one-thread kernel too
+
+
+def test_a_broken_partition_is_caught():
+    """Thread 1's range ending one neuron early (an off-by-one bound) changes the result:
+    the comparison above can fail."""
+    rng = np.random.default_rng(0)
+    model = recurrent_model(rng, 150, range(1, 16), T=50)
+    net = eventsim.load(model)
+    x = _input(rng, model, B=2)
+    ref = Simulator(net, n_threads=1).run(x)
+    assert np.any(ref.spikes[1].neuron == 149)
+    sim = Simulator(net, n_threads=1, threads_per_sample=2, partition="targets")
+    good = sim._part_tables
+    _same(ref, sim.run(x))
+    sim._part_tables = good._replace(bounds=good.bounds - np.array([0, 0, 1]))
+    with pytest.raises(AssertionError):
+        _same(ref, sim.run(x))
+
+
+def test_default_bounds():
+    assert PT.default_bounds(10000, 2).tolist() == [0, 4992, 10000]
+    assert PT.default_bounds(10, 2).tolist() == [0, 0, 10]
+    assert PT.default_bounds(1000, 3).tolist() == [0, 320, 640, 1000]
+
+
+def test_split_rows_keeps_row_order():
+    ptr = np.array([0, 3, 5])
+    idx = np.array([5, 1, 7, 0, 6])
+    w = np.arange(5.0)
+    p, i, ww = PT.split_rows(ptr, idx, w, np.array([0, 4, 8]))
+    assert p.tolist() == [[0, 1, 2], [2, 4, 5]]
+    assert i.tolist() == [1, 0, 5, 7, 6]
+    assert ww.tolist() == [1.0, 3.0, 0.0, 2.0, 4.0]
+
+
+def test_refused_networks_name_the_reason():
+    rng = np.random.default_rng(0)
+    model = recurrent_model(rng, 20, (1, 2))
+    with pytest.raises(ValueError, match="leak='power'"):
+        Simulator(model, partition="targets", leak="power")
+    with pytest.raises(ValueError, match="profile"):
+        Simulator(model, partition="targets", profile=True)
+    with pytest.raises(ValueError, match="'pipeline' or 'targets'"):
+        Simulator(model, partition="neurons")
+    ff = mf.Model(input_shape=(4,), layers=[_sparse(rng, 5, 4, 0.5, 1.0),
+                                           mf.Spiking(beta=0.9, theta=1.0),
+                                           mf.Dense(np.ones((2, 5), np.float32)),
+                                           mf.Readout(beta=0.9)], T=5, encoding="events")
+    with pytest.raises(ValueError, match="bundle"):
+        Simulator(ff, partition="targets")
+    biased = recurrent_model(rng, 20, (1, 2))
+    biased.layers[0] = mf.Dense(np.ones((20, 12), np.float32), bias=np.ones(20, np.float32))
+    with pytest.raises(ValueError, match="input edge|constant input"):
+        Simulator(biased, partition="targets")
+    sim = Simulator(model, partition="targets")
+    with pytest.raises(ValueError, match="analog"):
+        sim.run(np.full((model.T, 1, 12), 0.3, np.float32))
+    with pytest.raises(ValueError, match="bounds"):
+        PT.plan(sim.network, "repeat", 2, [0, 30, 20])
+
+
+def test_main_thread_runs_every_range_without_a_helper(monkeypatch):
+    """Helper threads that never start: thread 0 claims and runs every range's job itself,
+    with the same bits."""
+    rng = np.random.default_rng(7)
+    model = recurrent_model(rng, 150, range(1, 8), T=40)
+    net = eventsim.load(model)
+    x = _input(rng, model, B=2)
+    ref = Simulator(net, n_threads=1, record_membrane={1: "all"}).run(x)
+
+    class Idle:
+        def __init__(self, *a, **k):
+            pass
+
+        def start(self):
+            pass
+
+        def join(self):
+            pass
+
+    monkeypatch.setattr(PT.threading, "Thread", Idle)
+    _same(ref, _run(net, x, 3, None, {1: "all"}))
