@@ -147,17 +147,19 @@ class ModeChooser:
     elements) keeps the seconds per element of its last ``window`` serial calls and of its
     last ``window`` threaded calls; a mode's estimate is the median of those (one slow call, a
     compilation or a page fault, does not decide).  While either mode is unmeasured, that mode
-    runs; then the faster one, except every ``probe_every``-th call, which runs the other to
-    keep its estimate current (the machine may become busy, or quiet again).  On a machine
+    runs; then the faster one (the threads must beat serial by ``margin``, 10 %: where the
+    two are close, serial is the safer bet), except every ``probe_every``-th call, which runs
+    the other to keep its estimate current (the machine may become busy, or quiet again).  On a machine
     whose cores are taken by other processes the threads lose (a helper that the scheduler
     parks holds its chunk until it runs again), so the chooser falls back to serial there and
     pays the loss on one call in ``probe_every`` only.  Results do not depend on the choice
     (every kernel gives the same bits at any split).
     """
 
-    def __init__(self, probe_every: int = 16, window: int = 5):
+    def __init__(self, probe_every: int = 16, window: int = 5, margin: float = 0.1):
         self.probe_every = int(probe_every)
         self.window = int(window)
+        self.margin = float(margin)
         self._stats: dict = {}      # key -> [serial samples, threaded samples, calls]
 
     def _estimate(self, samples: list):
@@ -170,7 +172,7 @@ class ModeChooser:
             return True
         if not st[0]:
             return False
-        faster_threaded = self._estimate(st[1]) < self._estimate(st[0])
+        faster_threaded = self._estimate(st[1]) < (1.0 - self.margin) * self._estimate(st[0])
         if st[2] % self.probe_every == 0:
             return not faster_threaded
         return faster_threaded

@@ -203,6 +203,17 @@ def _columns(K: int, n_cols: int, dtype, ones_row: bool) -> np.ndarray:
     return cols
 
 
+def products_by_image(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[n] = a[n] @ b[n]`` (either operand may be one matrix for all ``n``), the images
+    split over threads.  Per image the product is small (OpenBLAS runs it on one thread), so
+    the threads are ours; every image's product is the same call whatever the split."""
+    def run(lo, hi):
+        np.matmul(a if a.ndim == 2 else a[lo:hi], b if b.ndim == 2 else b[lo:hi],
+                  out=out[lo:hi])
+    parallel_chunks(run, out.shape[0], out[0].size + (a[0].size if a.ndim == 3 else 0)
+                    + (b[0].size if b.ndim == 3 else 0))
+
+
 def _per_image(cols: np.ndarray, nb: int, n: int, P: int) -> np.ndarray:
     """The first ``n`` images of a chunk's columns ``cols[R, >= nb*P]`` as ``[n, R, P]``
     (a view: the per-image GEMMs read and write it in place)."""
@@ -306,7 +317,7 @@ class Conv2d(Module):
                 padded_images(x4, n0, n1, ph, pw, xpad)
             lowered(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
             if per_image:       # y[n] = W2 @ cols_n (+ b), written in place: [nb, K(+1), P] view
-                np.matmul(W2, _per_image(cols, nb, n1 - n0, P), out=y[n0:n1])
+                products_by_image(W2, _per_image(cols, nb, n1 - n0, P), y[n0:n1])
                 continue
             np.matmul(W2, cols[:, :m], out=ybuf[:, :m])
             chunk = ybuf.reshape(Co, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
@@ -342,7 +353,8 @@ class Conv2d(Module):
         if need_weight_grad:
             R = cols.shape[0]
             dW = np.zeros((R, Co), dtype=dt)    # [dW2^T; db], accumulated over chunks
-            dWc = np.empty((R, Co), dtype=dt)
+            dWc = None if per_image else np.empty((R, Co), dtype=dt)
+            dWn = np.empty((nb, R, Co), dtype=dt) if per_image else None
             db = dW[K] if fused else np.zeros(Co, dtype=dt)
             xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt) if padded else None
         if dx4 is not None and padded:
@@ -359,9 +371,10 @@ class Conv2d(Module):
                 if padded:
                     padded_images(x4, n0, n1, ph, pw, xpad)
                 lowered(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
-                if per_image:
-                    dW += np.matmul(_per_image(cols, nb, n1 - n0, P),
-                                    g.transpose(0, 2, 1)).sum(axis=0)
+                if per_image:         # per-image [R, Co] blocks, summed in image order
+                    products_by_image(_per_image(cols, nb, n1 - n0, P), g.transpose(0, 2, 1),
+                                      dWn[:n1 - n0])
+                    dW += dWn[:n1 - n0].sum(axis=0)
                 else:
                     np.matmul(cols[:, :m], g.T, out=dWc)
                     dW += dWc
@@ -369,7 +382,7 @@ class Conv2d(Module):
                     db += g.sum(axis=1)
             if dx4 is not None:
                 if per_image:
-                    np.matmul(W2.T, g, out=_per_image(cols[:K], nb, n1 - n0, P))
+                    products_by_image(W2.T, g, _per_image(cols[:K], nb, n1 - n0, P))
                 else:
                     np.matmul(W2.T, g, out=cols[:, :m])
                 if padded:
