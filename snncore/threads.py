@@ -146,8 +146,8 @@ class ModeChooser:
     A key (the kernel's code object, the thread count and the size class ``log2`` of the
     elements) keeps the seconds per element of its last ``window`` serial calls and of its
     last ``window`` threaded calls; a mode's estimate is the median of those (one slow call, a
-    compilation or a page fault, does not decide).  While either mode is unmeasured, that mode
-    runs; then the faster one (the threads must beat serial by ``margin``, 10 %: where the
+    compilation or a page fault, does not decide; the first call in each mode is not counted:
+    it may compile or load the kernel).  While either mode is unmeasured, that mode runs; then the faster one (the threads must beat serial by ``margin``, 10 %: where the
     two are close, serial is the safer bet), except every ``probe_every``-th call, which runs
     the other to keep its estimate current (the machine may become busy, or quiet again).
     On a machine whose cores are taken by other processes the threads lose (a helper that the
@@ -179,12 +179,15 @@ class ModeChooser:
 
     def record(self, key, threaded: bool, seconds_per_element: float) -> None:
         """Add one call's time to ``key``'s samples for its mode."""
-        st = self._stats.setdefault(key, [[], [], 0])
+        st = self._stats.setdefault(key, [[], [], 0, set()])
+        st[2] += 1
+        if threaded not in st[3]:       # the first call in a mode: warm-up, not counted
+            st[3].add(threaded)
+            return
         samples = st[1 if threaded else 0]
         samples.append(seconds_per_element)
         if len(samples) > self.window:
             del samples[0]
-        st[2] += 1
 
     def estimates(self) -> dict:
         """``{key: (serial s/element or None, threaded s/element or None, calls)}``."""
