@@ -33,6 +33,12 @@ the time the calling thread finishes its first chunk, the machine has no idle co
 finishes serially (late helpers find the work closed to them).  The threads are started
 per call (no pool is kept between calls); a call returns once every chunk is done, and a helper
 that starts after that finds no chunk left and ends.
+
+A helper that starts, takes a chunk and is then parked by the scheduler (another process wants
+its core) still holds the call up until it runs again; so each call site also times itself and
+runs serially where its threaded calls have been slower (:class:`ModeChooser`, one per process:
+a cache of timings, never a change of results).  ``benchmarks/bench_threads.py --contention``
+measures both schedules with busy loops competing.
 """
 from __future__ import annotations
 

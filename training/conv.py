@@ -22,8 +22,14 @@ measured against whole-batch layouts ``[K, T*B*P]`` (one GEMM, big transposes) a
 ``[T*B, K, P]`` (per image, unchunked): see the timings in ``_CHUNK_BYTES`` and
 ``_PER_IMAGE_MAX_K``.  The padding, im2col and col2im kernels are Numba loops over a range
 of images that release the GIL; large chunks are split by image over the package's threads
-(``snncore.threads.parallel_chunks``, bit-identical to one thread).  ``backward`` recomputes a chunk's columns from the cached input
-instead of keeping them.
+(``snncore.threads.parallel_chunks``, bit-identical to one thread), and so are the per-image
+products (one small single-threaded BLAS call per image).  In the per-image layout the bias
+rides in the GEMM: the column buffer has a last row of ones, ``[W2 | b] @ [cols; 1]`` forward
+and ``[cols; 1] @ g^T = [dW2^T; db]`` backward (no separate pass over the output or the
+gradient).  ``backward`` recomputes a chunk's columns from the cached input instead of keeping
+them.  The work buffers (columns, padding, product blocks) are kept on the layer between
+calls (a fresh array of tens of MB costs a page fault per 4 KiB on every call) and freed by
+``reset_cache``.
 
 Static input (stride-0 time axis, direct encoding): forward runs on ``x[0]`` once and
 returns a stride-0 view; backward sums ``g`` over time before the weight-gradient GEMM.
