@@ -153,13 +153,14 @@ class ModeChooser:
     elements) keeps the seconds per element of its last ``window`` serial calls and of its
     last ``window`` threaded calls; a mode's estimate is the median of those (one slow call, a
     compilation or a page fault, does not decide; the first call in each mode is not counted:
-    it may compile or load the kernel).  While either mode is unmeasured, that mode runs; then the faster one (the threads must beat serial by ``margin``, 10 %: where the
-    two are close, serial is the safer bet), except every ``probe_every``-th call, which runs
-    the other to keep its estimate current (the machine may become busy, or quiet again).
-    On a machine whose cores are taken by other processes the threads lose (a helper that the
+    it may compile or load the kernel).  While either mode is unmeasured, that mode runs;
+    then the faster one (the threads must beat serial by ``margin``, 10 %: where the two are
+    close, serial is the safer bet), except every ``probe_every``-th call, which runs the
+    other to keep its estimate current (the machine may become busy, or quiet again).  On a
+    machine whose cores are taken by other processes the threads lose (a helper that the
     scheduler parks holds its chunk until it runs again), so the chooser falls back to serial
-    there and pays the loss on one call in ``probe_every`` only.  Results do not depend on the choice
-    (every kernel gives the same bits at any split).
+    there and pays the loss on one call in ``probe_every`` only.  Results do not depend on
+    the choice    (every kernel gives the same bits at any split).
     """
 
     def __init__(self, probe_every: int = 16, window: int = 5, margin: float = 0.1):
