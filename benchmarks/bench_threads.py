@@ -12,8 +12,8 @@ BatchNorm/pooling on ``[256, 32, 784]`` maps).  ``serial`` is the single-threade
 through the driver: its overhead).  Variants alternate call by call; the table gives medians
 (ms) over ``--reps`` calls.  ``--busy K`` starts K processes running ``while 1: pass`` for the
 duration (the "machine is busy" case; ``--busy-session`` starts them in their own session,
-hence their own scheduler autogroup, as another user's program would run; ``--busy-pin CPU``
-pins them to one core).  ``--gemm`` puts a [512, 784] x [784, 800] product before every timed
+hence their own scheduler autogroup, as another user's program would run, with this process's
+autogroup nice value; ``--busy-pin CPU`` pins them to one core).  ``--gemm`` puts a [512, 784] x [784, 800] product before every timed
 call, as in a training step (OpenBLAS's threads are then awake).
 
 ``--contention`` (graceful degradation): the same kernels, serial vs two threads with the
@@ -169,12 +169,32 @@ def contention_table(reps: int, gemm: bool) -> dict:
     return ratios
 
 
+def _autogroup_nice():
+    """This process's scheduler autogroup nice value (Linux; None where unknown)."""
+    try:
+        with open("/proc/self/autogroup") as f:
+            return int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _start_busy(k: int, session: bool, pin: int | None) -> list:
-    def pinned():
+    """``k`` processes running ``while 1: pass``; with ``session`` each in its own session
+    (hence its own autogroup, given this process's autogroup nice value, so that it competes
+    as an equal), pinned to CPU ``pin`` when given."""
+    nice = _autogroup_nice() if session else None
+
+    def setup():
+        if nice is not None:
+            try:
+                with open("/proc/self/autogroup", "w") as f:
+                    f.write(str(nice))
+            except OSError:
+                pass
         if pin is not None:
             os.sched_setaffinity(0, {pin})
     return [subprocess.Popen([sys.executable, "-c", "while 1: pass"], start_new_session=session,
-                             preexec_fn=pinned if pin is not None else None) for _ in range(k)]
+                             preexec_fn=setup) for _ in range(k)]
 
 
 def _stop(procs) -> None:
