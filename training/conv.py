@@ -27,9 +27,9 @@ products (one small single-threaded BLAS call per image).  In the per-image layo
 rides in the GEMM: the column buffer has a last row of ones, ``[W2 | b] @ [cols; 1]`` forward
 and ``[cols; 1] @ g^T = [dW2^T; db]`` backward (no separate pass over the output or the
 gradient).  ``backward`` recomputes a chunk's columns from the cached input instead of keeping
-them.  The work buffers (columns, padding, product blocks) are kept on the layer between
-calls (a fresh array of tens of MB costs a page fault per 4 KiB on every call) and freed by
-``reset_cache``.
+them.  The work buffers (columns, padding, product blocks) live for one call only: kept on the
+layer between calls they saved a few ms of page faults per step but raised the step's peak
+memory by ~25 MB (conv benchmark net).
 
 Static input (stride-0 time axis, direct encoding): forward runs on ``x[0]`` once and
 returns a stride-0 view; backward sums ``g`` over time before the weight-gradient GEMM.
@@ -198,6 +198,17 @@ def raised(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad) -> None:
     parallel_chunks(lambda a, b: col2im_range(cols, a, b, kh, kw, sh, sw, Ho, Wo, dxpad), nb, per)
 
 
+def _columns(K: int, n_cols: int, dtype, ones_row: bool) -> np.ndarray:
+    """Column buffer ``[K, n_cols]``, or ``[K + 1, n_cols]`` whose last row is 1 when
+    ``ones_row`` (the bias then rides in the GEMM: ``[W2 | b] @ [cols; 1]`` forward, and
+    ``[cols; 1] @ g^T`` gives ``dW2^T`` and ``db`` in one product).  im2col writes rows < K."""
+    if not ones_row:
+        return np.empty((K, n_cols), dtype=dtype)
+    cols = np.empty((K + 1, n_cols), dtype=dtype)
+    cols[K] = 1
+    return cols
+
+
 def products_by_image(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """``out[n] = a[n] @ b[n]`` (either operand may be one matrix for all ``n``), the images
     split over threads.  Per image the product is small (OpenBLAS runs it on one thread), so
@@ -249,7 +260,6 @@ class Conv2d(Module):
             rng, (self.out_channels, self.in_channels, kh, kw), fan_in, dt))
         self.bias = Parameter(kaiming_uniform(rng, (self.out_channels,), fan_in, dt)) if bias else None
         self._x = self._W = None
-        self._scratch: dict = {}    # name -> work buffer reused between calls (see _buffer)
 
     def __repr__(self) -> str:
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -282,30 +292,6 @@ class Conv2d(Module):
         nb = max(nb, -(-_MIN_CHUNK_COLUMNS // P), 1)
         return min(N, nb)
 
-    def _buffer(self, name: str, shape: tuple, dtype, init=None) -> np.ndarray:
-        """A work buffer kept between calls (reallocated when the shape or dtype changes):
-        fresh arrays of tens of MB cost a page fault per 4 KiB on every call.  ``init``
-        (``"zeros"`` or ``"ones_row"``) fills it once when it is allocated; callers keep
-        that part intact (the padding border, the last row of ones).  :meth:`reset_cache`
-        frees them."""
-        scratch = self.__dict__.setdefault("_scratch", {})
-        buf = scratch.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.zeros(shape, dtype=dtype) if init == "zeros" else np.empty(shape, dtype)
-            if init == "ones_row":
-                buf[-1] = 1
-            scratch[name] = buf
-        return buf
-
-    def _columns(self, K: int, n_cols: int, dtype, ones_row: bool) -> np.ndarray:
-        """Column buffer ``[K, n_cols]``, or ``[K + 1, n_cols]`` whose last row is 1 when
-        ``ones_row`` (the bias then rides in the GEMM: ``[W2 | b] @ [cols; 1]`` forward, and
-        ``[cols; 1] @ g^T`` gives ``dW2^T`` and ``db`` in one product).  im2col writes rows
-        < K."""
-        if ones_row:
-            return self._buffer("cols1", (K + 1, n_cols), dtype, "ones_row")
-        return self._buffer("cols", (K, n_cols), dtype)
-
     def _geometry(self):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return kh, kw, sh, sw, ph, pw
@@ -324,10 +310,9 @@ class Conv2d(Module):
         # per image, the bias rides in the GEMM: W2b = [W2 | b] times cols with a row of ones
         fused = per_image and self.bias is not None
         bias = None if self.bias is None else self.bias.data[None, :, None]
-        xpad = (self._buffer("xpad", (nb, C, H + 2 * ph, W + 2 * pw), x4.dtype, "zeros")
-                if padded else None)
-        cols = self._columns(K, nb * P, x4.dtype, fused)
-        ybuf = None if per_image else self._buffer("ybuf", (Co, nb * P), x4.dtype)
+        xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=x4.dtype) if padded else None
+        cols = _columns(K, nb * P, x4.dtype, fused)
+        ybuf = None if per_image else np.empty((Co, nb * P), dtype=x4.dtype)
         y = np.empty((N, Co, P), dtype=x4.dtype)
         if fused:
             W2 = np.concatenate([W2, self.bias.data[:, None].astype(W2.dtype)], axis=1)
@@ -369,18 +354,17 @@ class Conv2d(Module):
         has_bias = need_weight_grad and self.bias is not None
         # per image, db comes out of the weight-gradient GEMM (row K of [cols; 1] @ g^T)
         fused = per_image and has_bias
-        gbuf = None if per_image else self._buffer("ybuf", (Co, nb * P), dt)
-        cols = self._columns(K, nb * P, dt, fused)
+        gbuf = None if per_image else np.empty((Co, nb * P), dtype=dt)
+        cols = _columns(K, nb * P, dt, fused)
         if need_weight_grad:
             R = cols.shape[0]
             dW = np.zeros((R, Co), dtype=dt)    # [dW2^T; db], accumulated over chunks
             dWc = None if per_image else np.empty((R, Co), dtype=dt)
-            dWn = self._buffer("dWn", (nb, R, Co), dt) if per_image else None
+            dWn = np.empty((nb, R, Co), dtype=dt) if per_image else None
             db = dW[K] if fused else np.zeros(Co, dtype=dt)
-            xpad = (self._buffer("xpad", (nb, C, H + 2 * ph, W + 2 * pw), dt, "zeros")
-                    if padded else None)
+            xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt) if padded else None
         if dx4 is not None and padded:
-            dxpad = self._buffer("dxpad", (nb, C, H + 2 * ph, W + 2 * pw), dt)
+            dxpad = np.empty((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt)
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             m = (n1 - n0) * P
@@ -473,4 +457,3 @@ class Conv2d(Module):
 
     def reset_cache(self) -> None:
         self._x = self._W = None
-        self._scratch = {}
