@@ -33,13 +33,21 @@ the time the calling thread finishes its first chunk, the machine has no idle co
 finishes serially (late helpers find the work closed to them).  The threads are started
 per call (no pool is kept between calls); a call returns once every chunk is done, and a helper
 that starts after that finds no chunk left and ends.
+
+A helper that starts, takes a chunk and is then parked by the scheduler (another process wants
+its core) still holds the call up until it runs again; so each call site also times itself and
+runs serially where its threaded calls have been slower (:class:`ModeChooser`, one per process:
+a cache of timings, never a change of results).  ``benchmarks/bench_threads.py --contention``
+measures both schedules with busy loops competing.
 """
 from __future__ import annotations
 
 import _thread
 import contextlib
 import os
+import statistics
 import threading
+import time
 
 #: fewer elements than this per call run serially (measured with ``benchmarks/bench_threads.py
 #: --sizes``: starting a helper and splitting the work costs ~0.13 ms; two threads first beat one
@@ -138,17 +146,85 @@ def chunk_bounds(n: int, n_chunks: int) -> list[tuple[int, int]]:
     return bounds
 
 
+class ModeChooser:
+    """Serial or threaded, per call site, from the wall times of earlier calls.
+
+    A key (the kernel's code object, the thread count and the size class ``log2`` of the
+    elements) keeps the seconds per element of its last ``window`` serial calls and of its
+    last ``window`` threaded calls; a mode's estimate is the median of those (one slow call, a
+    compilation or a page fault, does not decide; the first call in each mode is not counted:
+    it may compile or load the kernel).  While either mode is unmeasured, that mode runs;
+    then the faster one (the threads must beat serial by ``margin``, 10 %: where the two are
+    close, serial is the safer bet), except every ``probe_every``-th call, which runs the
+    other to keep its estimate current (the machine may become busy, or quiet again).  On a
+    machine whose cores are taken by other processes the threads lose (a helper that the
+    scheduler parks holds its chunk until it runs again), so the chooser falls back to serial
+    there and pays the loss on one call in ``probe_every`` only.  Results do not depend on
+    the choice    (every kernel gives the same bits at any split).
+    """
+
+    def __init__(self, probe_every: int = 16, window: int = 5, margin: float = 0.1):
+        self.probe_every = int(probe_every)
+        self.window = int(window)
+        self.margin = float(margin)
+        self._stats: dict = {}      # key -> [serial samples, threaded samples, calls]
+
+    def _estimate(self, samples: list):
+        return statistics.median(samples) if samples else None
+
+    def threaded(self, key) -> bool:
+        """Whether the next call under ``key`` should run threaded."""
+        st = self._stats.get(key)
+        if st is None or not st[1]:
+            return True
+        if not st[0]:
+            return False
+        faster_threaded = self._estimate(st[1]) < (1.0 - self.margin) * self._estimate(st[0])
+        if st[2] % self.probe_every == 0:
+            return not faster_threaded
+        return faster_threaded
+
+    def record(self, key, threaded: bool, seconds_per_element: float) -> None:
+        """Add one call's time to ``key``'s samples for its mode."""
+        st = self._stats.setdefault(key, [[], [], 0, set()])
+        st[2] += 1
+        if threaded not in st[3]:       # the first call in a mode: warm-up, not counted
+            st[3].add(threaded)
+            return
+        samples = st[1 if threaded else 0]
+        samples.append(seconds_per_element)
+        if len(samples) > self.window:
+            del samples[0]
+
+    def estimates(self) -> dict:
+        """``{key: (serial s/element or None, threaded s/element or None, calls)}``."""
+        return {k: (self._estimate(v[0]), self._estimate(v[1]), v[2])
+                for k, v in self._stats.items()}
+
+    def clear(self) -> None:
+        """Forget every measurement."""
+        self._stats.clear()
+
+
+#: choose serial or threaded per call site from measured times (False: always threaded above
+#: ``MIN_PARALLEL_ELEMENTS``; the tests set this to exercise the threads)
+ADAPTIVE = True
+_CHOOSER = ModeChooser()
+
+
 def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = None,
                     chunks_per_thread: int = 4) -> int:
     """Call ``fn(lo, hi)`` over contiguous ranges covering ``range(n)``, on up to ``n_threads``.
 
     ``fn`` must write disjoint outputs for disjoint ranges and release the GIL (a Numba
     ``nogil`` kernel) to gain anything.  Runs ``fn(0, n)`` in the calling thread when
-    ``n * work_per_item < MIN_PARALLEL_ELEMENTS`` or one thread is asked for.  Otherwise the
-    range is cut into ``chunks_per_thread * n_threads`` chunks that the calling thread and
-    ``n_threads - 1`` helper threads claim one at a time (dynamic schedule: an unscheduled helper
-    takes no work; helpers that have not started when the caller ends its first chunk never
-    join).  An exception raised in any chunk is re-raised here after all threads end.
+    ``n * work_per_item < MIN_PARALLEL_ELEMENTS``, when one thread is asked for, or when the
+    call site's timings say the threads do not pay at present (:class:`ModeChooser`; off
+    when ``ADAPTIVE`` is False).  Otherwise the range is cut into
+    ``chunks_per_thread * n_threads`` chunks that the calling thread and ``n_threads - 1``
+    helper threads claim one at a time (dynamic schedule: an unscheduled helper takes no
+    work; helpers that have not started when the caller ends its first chunk never join).
+    An exception raised in any chunk is re-raised here after all threads end.
 
     Args:
         fn: callable ``(lo, hi) -> None``.
@@ -161,9 +237,26 @@ def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = 
     if n_threads is None:
         n_threads = get_num_threads()
     n_threads = min(_check_n(n_threads, "parallel_chunks"), max(n, 1))
-    if n_threads == 1 or n * work_per_item < MIN_PARALLEL_ELEMENTS:
+    elements = n * work_per_item
+    if n_threads == 1 or elements < MIN_PARALLEL_ELEMENTS:
         fn(0, n)
         return 1
+    if not ADAPTIVE:
+        _run_threaded(fn, n, n_threads, chunks_per_thread)
+        return n_threads
+    key = (getattr(fn, "__code__", None) or type(fn), n_threads, max(elements, 1).bit_length())
+    threaded = _CHOOSER.threaded(key)
+    t0 = time.perf_counter()
+    if threaded:
+        _run_threaded(fn, n, n_threads, chunks_per_thread)
+    else:
+        fn(0, n)
+    _CHOOSER.record(key, threaded, (time.perf_counter() - t0) / elements)
+    return n_threads if threaded else 1
+
+
+def _run_threaded(fn, n: int, n_threads: int, chunks_per_thread: int) -> None:
+    """The threaded schedule of :func:`parallel_chunks` (always on ``n_threads`` threads)."""
     bounds = chunk_bounds(n, chunks_per_thread * n_threads)
     # next: first unclaimed chunk; active: chunks being run; started: helpers that joined;
     # closed: no helper may join any more (set when none had started by the time the caller
@@ -221,4 +314,3 @@ def parallel_chunks(fn, n: int, work_per_item: int = 1, n_threads: int | None = 
         cond.wait_for(lambda: state["active"] == 0)
     if errors:
         raise errors[0]
-    return n_threads

@@ -22,8 +22,14 @@ measured against whole-batch layouts ``[K, T*B*P]`` (one GEMM, big transposes) a
 ``[T*B, K, P]`` (per image, unchunked): see the timings in ``_CHUNK_BYTES`` and
 ``_PER_IMAGE_MAX_K``.  The padding, im2col and col2im kernels are Numba loops over a range
 of images that release the GIL; large chunks are split by image over the package's threads
-(``snncore.threads.parallel_chunks``, bit-identical to one thread).  ``backward`` recomputes a chunk's columns from the cached input
-instead of keeping them.
+(``snncore.threads.parallel_chunks``, bit-identical to one thread), and so are the per-image
+products (one small single-threaded BLAS call per image).  In the per-image layout the bias
+rides in the GEMM: the column buffer has a last row of ones, ``[W2 | b] @ [cols; 1]`` forward
+and ``[cols; 1] @ g^T = [dW2^T; db]`` backward (no separate pass over the output or the
+gradient).  ``backward`` recomputes a chunk's columns from the cached input instead of keeping
+them.  The work buffers (columns, padding, product blocks) live for one call only: kept on the
+layer between calls they saved a few ms of page faults per step but raised the step's peak
+memory by ~25 MB (conv benchmark net).
 
 Static input (stride-0 time axis, direct encoding): forward runs on ``x[0]`` once and
 returns a stride-0 view; backward sums ``g`` over time before the weight-gradient GEMM.
@@ -192,6 +198,34 @@ def raised(cols, nb, kh, kw, sh, sw, Ho, Wo, dxpad) -> None:
     parallel_chunks(lambda a, b: col2im_range(cols, a, b, kh, kw, sh, sw, Ho, Wo, dxpad), nb, per)
 
 
+def _columns(K: int, n_cols: int, dtype, ones_row: bool) -> np.ndarray:
+    """Column buffer ``[K, n_cols]``, or ``[K + 1, n_cols]`` whose last row is 1 when
+    ``ones_row`` (the bias then rides in the GEMM: ``[W2 | b] @ [cols; 1]`` forward, and
+    ``[cols; 1] @ g^T`` gives ``dW2^T`` and ``db`` in one product).  im2col writes rows < K."""
+    if not ones_row:
+        return np.empty((K, n_cols), dtype=dtype)
+    cols = np.empty((K + 1, n_cols), dtype=dtype)
+    cols[K] = 1
+    return cols
+
+
+def products_by_image(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out[n] = a[n] @ b[n]`` (either operand may be one matrix for all ``n``), the images
+    split over threads.  Per image the product is small (OpenBLAS runs it on one thread), so
+    the threads are ours; every image's product is the same call whatever the split."""
+    def run(lo, hi):
+        np.matmul(a if a.ndim == 2 else a[lo:hi], b if b.ndim == 2 else b[lo:hi],
+                  out=out[lo:hi])
+    parallel_chunks(run, out.shape[0], out[0].size + (a[0].size if a.ndim == 3 else 0)
+                    + (b[0].size if b.ndim == 3 else 0))
+
+
+def _per_image(cols: np.ndarray, nb: int, n: int, P: int) -> np.ndarray:
+    """The first ``n`` images of a chunk's columns ``cols[R, >= nb*P]`` as ``[n, R, P]``
+    (a view: the per-image GEMMs read and write it in place)."""
+    return cols[:, :nb * P].reshape(cols.shape[0], nb, P)[:, :n].transpose(1, 0, 2)
+
+
 # --------------------------------------------------------------------------------------
 class Conv2d(Module):
     """2-D convolution (cross-correlation, as ``torch.nn.Conv2d``) at every time step.
@@ -272,23 +306,24 @@ class Conv2d(Module):
         nb = self._chunk(N, P)
         kh, kw, sh, sw, ph, pw = self._geometry()
         padded = ph > 0 or pw > 0
-        xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=x4.dtype) if padded else None
-        cols = np.empty((K, nb * P), dtype=x4.dtype)
-        ybuf = np.empty((Co, nb * P), dtype=x4.dtype) if K >= _PER_IMAGE_MAX_K else None
-        y = np.empty((N, Co, P), dtype=x4.dtype)
-        bias = None if self.bias is None else self.bias.data[None, :, None]
         per_image = K < _PER_IMAGE_MAX_K
+        # per image, the bias rides in the GEMM: W2b = [W2 | b] times cols with a row of ones
+        fused = per_image and self.bias is not None
+        bias = None if self.bias is None else self.bias.data[None, :, None]
+        xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=x4.dtype) if padded else None
+        cols = _columns(K, nb * P, x4.dtype, fused)
+        ybuf = None if per_image else np.empty((Co, nb * P), dtype=x4.dtype)
+        y = np.empty((N, Co, P), dtype=x4.dtype)
+        if fused:
+            W2 = np.concatenate([W2, self.bias.data[:, None].astype(W2.dtype)], axis=1)
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             m = (n1 - n0) * P
             if padded:
                 padded_images(x4, n0, n1, ph, pw, xpad)
             lowered(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
-            if per_image:       # y[n] = W2 @ cols_n, written in place: [nb, K, P] view
-                c3 = cols.reshape(K, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
-                np.matmul(W2, c3, out=y[n0:n1])
-                if bias is not None:
-                    y[n0:n1] += bias
+            if per_image:       # y[n] = W2 @ cols_n (+ b), written in place: [nb, K(+1), P] view
+                products_by_image(W2, _per_image(cols, nb, n1 - n0, P), y[n0:n1])
                 continue
             np.matmul(W2, cols[:, :m], out=ybuf[:, :m])
             chunk = ybuf.reshape(Co, nb, P)[:, :n1 - n0].transpose(1, 0, 2)
@@ -315,21 +350,24 @@ class Conv2d(Module):
         padded = ph > 0 or pw > 0
         dt = g4.dtype
         g3 = g4.reshape(N, Co, P)
-        gbuf = np.empty((Co, nb * P), dtype=dt) if K >= _PER_IMAGE_MAX_K else None
-        cols = np.empty((K, nb * P), dtype=dt)
+        per_image = K < _PER_IMAGE_MAX_K
         has_bias = need_weight_grad and self.bias is not None
+        # per image, db comes out of the weight-gradient GEMM (row K of [cols; 1] @ g^T)
+        fused = per_image and has_bias
+        gbuf = None if per_image else np.empty((Co, nb * P), dtype=dt)
+        cols = _columns(K, nb * P, dt, fused)
         if need_weight_grad:
-            dW = np.zeros((K, Co), dtype=dt)    # dW2^T, accumulated over chunks
-            dWc = np.empty((K, Co), dtype=dt)
-            db = np.zeros(Co, dtype=dt)
+            R = cols.shape[0]
+            dW = np.zeros((R, Co), dtype=dt)    # [dW2^T; db], accumulated over chunks
+            dWc = None if per_image else np.empty((R, Co), dtype=dt)
+            dWn = np.empty((nb, R, Co), dtype=dt) if per_image else None
+            db = dW[K] if fused else np.zeros(Co, dtype=dt)
             xpad = np.zeros((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt) if padded else None
         if dx4 is not None and padded:
             dxpad = np.empty((nb, C, H + 2 * ph, W + 2 * pw), dtype=dt)
-        per_image = K < _PER_IMAGE_MAX_K
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             m = (n1 - n0) * P
-            c3 = cols.reshape(K, nb, P)[:, :n1 - n0].transpose(1, 0, 2)   # [nb, K, P] view
             if per_image:
                 g = g3[n0:n1]                                   # [nb, Co, P]
             else:
@@ -339,16 +377,18 @@ class Conv2d(Module):
                 if padded:
                     padded_images(x4, n0, n1, ph, pw, xpad)
                 lowered(xpad if padded else x4[n0:n1], n1 - n0, kh, kw, sh, sw, Ho, Wo, cols)
-                if per_image:
-                    dW += np.matmul(c3, g.transpose(0, 2, 1)).sum(axis=0)
+                if per_image:         # per-image [R, Co] blocks, summed in image order
+                    products_by_image(_per_image(cols, nb, n1 - n0, P), g.transpose(0, 2, 1),
+                                      dWn[:n1 - n0])
+                    dW += dWn[:n1 - n0].sum(axis=0)
                 else:
                     np.matmul(cols[:, :m], g.T, out=dWc)
                     dW += dWc
-                if has_bias:            # while the chunk of g is in cache
-                    db += g.sum(axis=(0, 2)) if per_image else g.sum(axis=1)
+                if has_bias and not fused:      # while the chunk of g is in cache
+                    db += g.sum(axis=1)
             if dx4 is not None:
                 if per_image:
-                    np.matmul(W2.T, g, out=c3)
+                    products_by_image(W2.T, g, _per_image(cols[:K], nb, n1 - n0, P))
                 else:
                     np.matmul(W2.T, g, out=cols[:, :m])
                 if padded:
@@ -357,7 +397,7 @@ class Conv2d(Module):
                 else:
                     raised(cols, n1 - n0, kh, kw, sh, sw, Ho, Wo, dx4[n0:n1])
         if need_weight_grad:
-            self._add_weight_grad(dW.T.reshape(self.weight.grad.shape))
+            self._add_weight_grad(dW[:K].T.reshape(self.weight.grad.shape))
             if has_bias:
                 self.bias.grad += db if bias_scale == 1.0 else db * dt.type(bias_scale)
 

@@ -22,6 +22,7 @@ N_THREADS = (1, 2, 3)
 @pytest.fixture
 def always_parallel(monkeypatch):
     monkeypatch.setattr(TH, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(TH, "ADAPTIVE", False)
 
 
 def _same(a, b):
@@ -133,6 +134,69 @@ def test_parallel_chunks_reraises_a_chunk_error(always_parallel):
             raise ValueError("chunk with item 50")
     with pytest.raises(ValueError, match="item 50"):
         TH.parallel_chunks(fn, 100, n_threads=2)
+
+
+def test_mode_chooser_takes_the_faster_mode_and_probes_the_other():
+    ch = TH.ModeChooser(probe_every=8, window=3)
+    key = "site"
+    for _ in range(2):                            # nothing counted yet: try the threads
+        assert ch.threaded(key)
+        ch.record(key, True, 2e-9)                # (the first call in a mode is warm-up)
+    for _ in range(2):                            # threads measured, serial not yet
+        assert not ch.threaded(key)
+        ch.record(key, False, 1e-9)
+    picks = []
+    for _ in range(32):
+        t = ch.threaded(key)
+        picks.append(t)
+        ch.record(key, t, 2e-9 if t else 1e-9)
+    assert sum(picks) == 4                        # serial is faster: threads on probes only
+    assert ch.estimates()[key][:2] == (1e-9, 2e-9)
+    for _ in range(3):                            # the machine gets quiet: threads now win
+        ch.record(key, True, 0.5e-9)
+    assert ch.estimates()[key][1] == 0.5e-9
+    assert ch.threaded(key) or ch.estimates()[key][2] % 8 == 0
+
+
+def test_mode_chooser_ignores_warm_up_and_one_slow_call():
+    ch = TH.ModeChooser(window=5)
+    for v in (1e-9, 1e-9, 1e-9, 1e-9):
+        ch.record("k", False, v)
+    for v in (5e-6, 0.5e-9, 3e-7, 0.5e-9, 0.5e-9):   # compiling, fast, one slow, fast
+        ch.record("k", True, v)
+    assert ch.estimates()["k"][:2] == (1e-9, 0.5e-9)
+    assert ch.threaded("k") or ch.estimates()["k"][2] % ch.probe_every == 0
+
+
+def test_parallel_chunks_falls_back_to_serial_where_threads_lose(monkeypatch):
+    """A site whose threaded calls are slow (here: every partial range sleeps) runs serially
+    after it has measured both modes, except on the chooser's probes."""
+    import time as _time
+    monkeypatch.setattr(TH, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(TH, "ADAPTIVE", True)
+    monkeypatch.setattr(TH, "_CHOOSER", TH.ModeChooser(probe_every=16))
+    n = 64
+
+    def fn(lo, hi):
+        if (lo, hi) != (0, n):
+            _time.sleep(0.001)
+    used = [TH.parallel_chunks(fn, n, n_threads=2) for _ in range(24)]
+    assert used[:4] == [2, 2, 1, 1]               # each mode: warm-up, then measured
+    assert used[4:].count(2) <= 2                 # then serial, threads only on probes
+
+
+def test_parallel_chunks_keeps_threads_where_they_win(monkeypatch):
+    import time as _time
+    monkeypatch.setattr(TH, "MIN_PARALLEL_ELEMENTS", 0)
+    monkeypatch.setattr(TH, "ADAPTIVE", True)
+    monkeypatch.setattr(TH, "_CHOOSER", TH.ModeChooser(probe_every=16))
+    n = 64
+
+    def fn(lo, hi):
+        if (lo, hi) == (0, n):
+            _time.sleep(0.02)                     # the serial call is the slow one
+    used = [TH.parallel_chunks(fn, n, n_threads=2) for _ in range(24)]
+    assert used[4:].count(1) <= 2
 
 
 def test_chunk_bounds_are_contiguous_and_balanced():
