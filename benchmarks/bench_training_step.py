@@ -249,18 +249,27 @@ def main(argv=None):
     ap.add_argument("--blas-timeout", type=int, default=None,
                     help="OPENBLAS_THREAD_TIMEOUT for every worker (OpenBLAS threads spin 2^N "
                          "cycles after a product; 4 frees the cores for the element-wise kernels)")
+    ap.add_argument("--mmap-threshold", type=int, default=131072,
+                    help="MALLOC_MMAP_THRESHOLD_ (bytes) for every worker, so RSS follows the live "
+                         "arrays (the memory column); 0 leaves glibc's default, as a user runs "
+                         "(times with the threshold include the page faults of fresh allocations)")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(args.worker[0], args.worker[1], args.steps, args.threads)))
         return
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    env = dict(os.environ)
+    if args.mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    else:
+        env.pop("MALLOC_MMAP_THRESHOLD_", None)
     if args.threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(args.threads)
     if args.blas_timeout is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = str(args.blas_timeout)
     print(f"threads per worker: {args.threads or 'library default'}; OPENBLAS_THREAD_TIMEOUT "
-          f"{env.get('OPENBLAS_THREAD_TIMEOUT', 'default')}; rounds {args.rounds}, "
+          f"{env.get('OPENBLAS_THREAD_TIMEOUT', 'default')}; MALLOC_MMAP_THRESHOLD_ "
+          f"{env.get('MALLOC_MMAP_THRESHOLD_', 'glibc default')}; rounds {args.rounds}, "
           f"{args.steps} timed steps per process; load average at start "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     results: dict = {}
