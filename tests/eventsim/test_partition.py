@@ -17,15 +17,7 @@ from eventsim import partition as PT
 from eventsim.inputs import from_dense
 from eventsim.simulator import Simulator
 from snncore import modelfile as mf
-
-
-def _sparse(rng, n_out, n_in, density, scale):
-    """A random Sparse projection with float weights (not dyadic)."""
-    W = (rng.random((n_out, n_in)) < density) * rng.standard_normal((n_out, n_in)) * scale
-    nz = W != 0
-    return mf.Sparse(data=W[nz].astype(np.float32), indices=np.nonzero(nz)[1].astype(np.int64),
-                     indptr=np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64),
-                     shape=W.shape)
+from tests.eventsim.test_pipelined import _sparse
 
 
 def recurrent_model(rng, n, delays, T=40, reset="hard", n2=0):
