@@ -22,6 +22,9 @@ Engines:
   floor       NumPy: only the step's matrix products, each as one large GEMM over T*B rows
               (forward, input gradients and weight gradients): the floor of any dense
               engine that does not exploit the structure of the input
+  floor-step  the same without the first layer's input gradient, which this step never
+              needs (``need_input_grad=False``; snnTorch's input has no grad): the least a
+              dense engine must multiply, so ``floor-step / snntorch`` bounds its ratio
 Times are taken with glibc's default allocator settings (as users run) unless
 ``--mmap-threshold`` says otherwise.  Peak memory (printed only with ``--mmap-threshold 131072``,
 whose times are not users' times: every large allocation is then a fresh mapping and page
@@ -167,7 +170,11 @@ def worker_snntorch(cfg, threads: int | None = None):
     return step
 
 
-def worker_floor(cfg, threads: int | None = None):
+def worker_floor(cfg, threads: int | None = None, input_grad: bool = True):
+    """The step's matrix products alone, as single large GEMMs over T*B rows.  ``input_grad``
+    False (engine ``floor-step``) leaves out the first layer's input gradient, which no
+    engine computes here (``need_input_grad=False``, snnTorch's input has no grad): the least
+    any engine that multiplies dense matrices must do for this step."""
     import numpy as np
     if threads:
         import threadpoolctl
@@ -190,7 +197,9 @@ def worker_floor(cfg, threads: int | None = None):
 
         def step():
             X @ W[0].T; H @ W[1].T                 # forward
-            G2 @ W[1]; G1 @ W[0]                   # input gradients
+            G2 @ W[1]                              # input gradients
+            if input_grad:
+                G1 @ W[0]
             G2.T @ H; G1.T @ X                     # weight gradients
         return step
     # conv as im2col GEMMs: conv1 1->32 on 28x28, conv2 32->64 on 14x14, fc 3136->10
@@ -203,7 +212,9 @@ def worker_floor(cfg, threads: int | None = None):
 
     def step():
         c1 @ w1; c2 @ w2; h3 @ w3
-        g1 @ w1.T; g2 @ w2.T; g3 @ w3.T
+        if input_grad:
+            g1 @ w1.T
+        g2 @ w2.T; g3 @ w3.T
         c1.T @ g1; c2.T @ g2; h3.T @ g3
     return step
 
@@ -230,7 +241,7 @@ def run_worker(engine: str, config: str, n: int, threads: int | None = None) -> 
     elif engine == "snntorch":
         step = worker_snntorch(cfg, threads=threads)
     else:
-        step = worker_floor(cfg, threads=threads)
+        step = worker_floor(cfg, threads=threads, input_grad=engine != "floor-step")
     t, mem = _time_steps(step, n_warm=3, n=n)
     return {"engine": engine, "config": config, "step_ms": t * 1e3, "peak_mib": mem,
             "threads": _threads_used(engine)}
