@@ -100,7 +100,12 @@ def _time_dtype(events: list):
     return np.float64 if "f" in kinds else np.int64
 
 
-def save_events(path, events, labels=None, sensor_size=None, dt=None, overwrite: bool = False) -> Path:
+#: compression filters ``save_events`` accepts (HDF5's standard deflate, or none)
+COMPRESSIONS = ("gzip", "none")
+
+
+def save_events(path, events, labels=None, sensor_size=None, dt=None, overwrite: bool = False,
+                compression: str = "gzip") -> Path:
     """Write the events of N samples (and their labels) to an event file, atomically.
 
     Args:
@@ -115,6 +120,9 @@ def save_events(path, events, labels=None, sensor_size=None, dt=None, overwrite:
         overwrite: replace an existing event file at ``path``; a file of another kind
             (model, checkpoint, recording, ...) is never replaced
             (``snncore.fileio.check_output``).
+        compression: ``"gzip"`` (default: HDF5's deflate, level 4, after the byte-shuffle
+            filter; any HDF5 reader decodes it) or ``"none"``.  Event columns are small
+            integers, so deflate typically shrinks a file several times; loading decodes it.
 
     Raises:
         EventFileError naming the field and value (``events[k].x[j] = ...``) when a sample
@@ -123,6 +131,9 @@ def save_events(path, events, labels=None, sensor_size=None, dt=None, overwrite:
     import h5py
 
     where = "save_events"
+    if compression not in COMPRESSIONS:
+        raise EventFileError(f"{where}: compression must be one of {', '.join(COMPRESSIONS)}, "
+                             f"got {compression!r}")
     if sensor_size is None:
         raise EventFileError(f"{where}: sensor_size=(W, H, P) is required")
     sensor = _sensor(sensor_size, f"{where}: sensor_size")
@@ -152,16 +163,19 @@ def save_events(path, events, labels=None, sensor_size=None, dt=None, overwrite:
                 f.attrs["dt"] = dt
             g = f.create_group("events")
             for name, col in columns.items():
-                _dataset(g, name, col)
+                _dataset(g, name, col, compression)
             if lab is not None:
-                _dataset(f, "labels", lab)
+                _dataset(f, "labels", lab, compression)
     return path
 
 
-def _dataset(group, name: str, data: np.ndarray) -> None:
-    """A dataset with Fletcher-32 checksums (chunked) when it has any data."""
+def _dataset(group, name: str, data: np.ndarray, compression: str) -> None:
+    """A dataset with Fletcher-32 checksums (chunked) when it has any data, deflated after
+    the shuffle filter when ``compression == "gzip"``."""
     if data.size:
-        group.create_dataset(name, data=data, chunks=True, fletcher32=True)
+        packed = dict(compression="gzip", compression_opts=4, shuffle=True) \
+            if compression == "gzip" else {}
+        group.create_dataset(name, data=data, chunks=True, fletcher32=True, **packed)
     else:
         group.create_dataset(name, data=data)
 

@@ -151,13 +151,15 @@ def image_to_events(images, cfg: DVSConfig | None = None) -> tuple[list, tuple]:
 
 
 def images_to_event_file(path, images, labels=None, cfg: DVSConfig | None = None,
-                         dt: float | None = None, overwrite: bool = False):
+                         dt: float | None = None, overwrite: bool = False,
+                         compression: str = "gzip"):
     """Convert images (:func:`image_to_events`) and write them, with their labels, to an
     event file (:func:`eventsim.eventfile.save_events`: atomic; an existing event file is
     replaced only with ``overwrite``, a file of another kind never).
 
     ``dt``: the bin width (us) stored as the file's suggestion for ``eventsim simulate
-    --events``.  Returns ``(path, events_per_sample [N] int64)``.
+    --events``; ``compression``: as :func:`~eventsim.eventfile.save_events`.
+    Returns ``(path, events_per_sample [N] int64)``.
     """
     from snncore.fileio import check_output
 
@@ -166,5 +168,5 @@ def images_to_event_file(path, images, labels=None, cfg: DVSConfig | None = None
     check_output(path, "events", overwrite)  # before the work, not after
     samples, size = image_to_events(images, cfg)
     written = save_events(path, samples, labels=labels, sensor_size=size, dt=dt,
-                          overwrite=overwrite)
+                          overwrite=overwrite, compression=compression)
     return written, np.array([len(ev) for ev in samples], dtype=np.int64)

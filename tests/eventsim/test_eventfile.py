@@ -67,6 +67,24 @@ def test_round_trip_without_labels_y_p_and_with_float_or_signed_fields(tmp_path)
     np.testing.assert_array_equal(f.to_batch(1000).indices, from_tonic(signed, SENSOR, 1000).indices)
 
 
+def test_compressed_by_default_smaller_and_identical(tmp_path):
+    """Deflate (after shuffle) is the default; both settings read back the same events."""
+    rng = np.random.default_rng(1)
+    evs = [_sample(rng, n) for n in (3000, 2000, 4000)]
+    packed = save_events(tmp_path / "gz.h5", evs, [1, 2, 3], SENSOR)
+    plain = save_events(tmp_path / "raw.h5", evs, [1, 2, 3], SENSOR, compression="none")
+    with h5py.File(packed, "r") as h:
+        assert h["events/x"].compression == "gzip" and h["events/x"].shuffle
+        assert h["events/x"].fletcher32
+    with h5py.File(plain, "r") as h:
+        assert h["events/x"].compression is None
+    assert packed.stat().st_size < 0.5 * plain.stat().st_size
+    a, b = load_events(packed), load_events(plain)
+    _same_events(a.events, evs)
+    _same_events(b.events, evs)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
 def test_no_samples(tmp_path):
     f = load_events(save_events(tmp_path / "e.h5", [], [], SENSOR))
     assert len(f) == 0 and f.labels.shape == (0,)
@@ -79,6 +97,7 @@ def test_no_samples(tmp_path):
     (dict(labels=[1, 2, -3, 0]), r"labels\[2\] = -3"),
     (dict(labels=[0.5, 1, 2, 3]), "labels: expected a 1-D integer array"),
     (dict(dt=0), "dt must be a finite bin width > 0"),
+    (dict(compression="lzf"), "compression must be one of gzip, none, got 'lzf'"),
 ])
 def test_writer_refuses_bad_arguments(tmp_path, kwargs, match):
     args = dict(labels=None, sensor_size=SENSOR) | kwargs
