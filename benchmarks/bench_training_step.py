@@ -86,12 +86,12 @@ def _time_steps(step, n_warm: int, n: int):
 
 
 # ----------------------------------------------------------------------------- workers
-def worker_ours(cfg, rate: bool, lean: bool | None = None, threads: int | None = None):
+def build_ours(cfg, rate: bool, lean: bool | None = None):
+    """``(net, opt, inp, labels)`` of a configuration: the network, its Adam optimiser, the
+    input ``[T, B, ...]`` (binary rate code drawn once when ``rate``, else direct) and labels."""
     import numpy as np
     import training
-    from training import encoding, losses, optim
-    if threads:
-        training.set_num_threads(threads)      # BLAS (threadpoolctl) and Numba
+    from training import encoding, optim
     rng = np.random.default_rng(0)
     T, B = cfg["T"], cfg["B"]
     if cfg["net"] == "fc":
@@ -110,6 +110,15 @@ def worker_ours(cfg, rate: bool, lean: bool | None = None, threads: int | None =
     opt = optim.Adam(list(net.named_parameters()), lr=1e-3)
     # rate-coded input is drawn once: the encoder is not part of the engine's step
     inp = encoding.rate(x, T, np.random.default_rng(1)) if rate else encoding.direct(x, T)
+    return net, opt, inp, labels
+
+
+def worker_ours(cfg, rate: bool, lean: bool | None = None, threads: int | None = None):
+    import training
+    from training import losses
+    if threads:
+        training.set_num_threads(threads)      # BLAS (threadpoolctl) and Numba
+    net, opt, inp, labels = build_ours(cfg, rate, lean)
     if cfg.get("inference"):
         net.eval()
 
