@@ -823,15 +823,23 @@ def cmd_warmup(args) -> int:
     return 0
 
 
-def cmd_plot(args) -> int:
-    from .plot import plot_recording
+#: what ``eventsim plot --kind`` draws
+PLOT_KINDS = ("recording", "readout", "rates", "counts")
 
+
+def cmd_plot(args) -> int:
+    """``eventsim plot``: simulate sample ``--sample`` (``--samples`` of them for
+    ``--kind rates``) and draw one figure of the kind asked for."""
     record = _read_record(args.model)
     load, Simulator = _simulator_api()
     model = load(args.model)
     name, data = _dataset_for(args, record)
+    n = args.samples if args.kind == "rates" else 1
     if not 0 <= args.sample < len(data.labels):
         raise CLIError(f"--sample {args.sample} outside [0, {len(data.labels)}) for {name}")
+    if args.sample + n > len(data.labels):
+        raise CLIError(f"--samples {n} from --sample {args.sample} runs past the "
+                       f"{len(data.labels)} samples of {name}")
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise CLIError(f"output directory {out.parent} does not exist")
@@ -839,26 +847,69 @@ def cmd_plot(args) -> int:
     from .seeding import SampleSeeds
 
     rng = SampleSeeds(args.seed).at(args.sample)   # the sample's stream, as in simulate
-    xs, _ = _encode(record, data.images[args.sample:args.sample + 1], rng)
+    xs, _ = _encode(record, data.images[args.sample:args.sample + n], rng)
     shapes = mf.validate(record)
-    # a first run counts spikes; the neurons that fire on some steps get their membranes recorded
-    rec = Simulator(model).run(xs)
-    record_membrane = _neurons_to_watch(Simulator, model, record, xs, rec, shapes, args.neurons)
-    if args.neurons > 0:
-        rec = Simulator(model, record_membrane=record_membrane).run(xs)
     label = int(data.labels[args.sample])
     classes = getattr(data, "classes", None)
     n_out = int(shapes[-1][0])
-    plot_recording(rec, sample=0, model=record, out=str(out), dt=args.dt, true_label=label,
-                   class_names=classes if classes is not None and len(classes) == n_out else None)
+    class_names = classes if classes is not None and len(classes) == n_out else None
+    # a first run counts spikes; the neurons that fire on some steps get their membranes recorded
+    rec = Simulator(model).run(xs)
+    record_membrane = {}
+    if args.kind == "recording":
+        from .plot import plot_recording
+
+        record_membrane = _neurons_to_watch(Simulator, model, record, xs, rec, shapes, args.neurons)
+        if args.neurons > 0:
+            rec = Simulator(model, record_membrane=record_membrane).run(xs)
+        plot_recording(rec, sample=0, model=record, out=str(out), dt=args.dt, true_label=label,
+                       class_names=class_names)
+    else:
+        _plot_summary(args.kind, rec, record, shapes, label, class_names, args.dt, n).savefig(
+            str(out), dpi=120)
     pred = getattr(rec, "predictions", None)
     _print_json({
-        "out": str(out), "dataset": name, "sample": args.sample,
-        "label": label,
+        "out": str(out), "kind": args.kind, "dataset": name, "sample": args.sample,
+        "samples": n, "label": label,
         "prediction": None if pred is None else int(np.asarray(pred).reshape(-1)[0]),
         "membrane_neurons": {str(k): v for k, v in record_membrane.items()} if args.neurons else {},
     })
     return 0
+
+
+def _plot_summary(kind: str, rec, record, shapes, label: int, class_names, dt, n: int):
+    """The Figure of ``plot --kind readout|rates|counts`` for a recording of ``n`` samples."""
+    from . import plot
+
+    if kind == "readout":
+        readout = getattr(rec, "readout", None)
+        if readout is None:
+            raise CLIError("plot --kind readout: the model's output layer records no readout")
+        preds = getattr(rec, "predictions", None)
+        fig = plot._new_figure((8.0, 4.5))
+        plot.readout(np.asarray(readout)[:, 0, :], ax=fig.subplots(),
+                     class_names=plot._class_names(record, np.shape(readout)[2], class_names),
+                     predicted=None if preds is None else int(np.asarray(preds).reshape(-1)[0]),
+                     true_label=label, dt=dt)
+        return fig
+    keys = _spike_keys(getattr(rec, "spikes", {}) or {}, record)
+    if kind == "rates":
+        rates = {f"layer {key}": r for key, r in plot.layer_rates(rec, dt=dt).items()}
+        if not rates:
+            raise CLIError("plot --kind rates: the model has no spiking layer")
+        fig = plot._new_figure((8.0, 4.5))
+        plot.rate_histogram(rates, ax=fig.subplots(), unit="Hz" if dt else "spikes/step",
+                            title=f"firing rates over {n} sample{'s' if n > 1 else ''}")
+        return fig
+    conv = [idx for idx in record.spiking_layers if len(shapes[idx]) == 3 and idx in keys]
+    if not conv:
+        raise CLIError("plot --kind counts: the model has no convolutional spiking layer "
+                       "(spike-count maps need [C, H, W] layers)")
+    fig = plot._new_figure((6.5, 5.0 * len(conv)))
+    for ax, idx in zip(fig.subplots(len(conv), 1, squeeze=False)[:, 0], conv):
+        plot.spike_count_map(rec.spikes[keys[idx]], ax=ax, layout="grid", sample=0,
+                             title=f"layer {idx}: spikes per neuron")
+    return fig
 
 
 # ---------------------------------------------------------------------------------------
@@ -1296,6 +1347,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the steps")
     p.add_argument("--dt", type=_positive_float, default=None, metavar="SECONDS",
                    help="step length: time axes in ms (default: in time steps)")
+    p.add_argument("--kind", choices=PLOT_KINDS, default="recording",
+                   help="recording: rasters, membrane traces and readout (default); readout: "
+                        "the readout over time with class names; rates: histogram of the "
+                        "neurons' firing rates per layer; counts: spike-count maps of the "
+                        "conv layers, a tile per channel")
+    p.add_argument("--samples", type=_positive, default=1,
+                   help="--kind rates: rates over this many samples from --sample (default 1)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="figure to write (replaces an existing figure, never another file)")
     p.set_defaults(func=cmd_plot)
     p = sub.add_parser("convert", help="convert a model file to a NIR graph or back, or "

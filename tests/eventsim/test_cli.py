@@ -485,6 +485,31 @@ def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys, option
 
 
 @pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
+def test_plot_kinds_readout_rates_counts(model_path, tmp_path, capsys):
+    """--kind readout / rates (over --samples) / counts draw their figure; counts needs a
+    conv layer and --samples may not run past the split (one-line errors, nothing written)."""
+    conv = str(Path(__file__).resolve().parents[1] / "data" / "fmnist_conv.h5")
+    for kind, model, extra in [("readout", model_path, []), ("rates", model_path, ["--samples", "5"]),
+                               ("counts", conv, [])]:
+        png = tmp_path / f"{kind}.png"
+        rc, out, err = _run(capsys, ["plot", model, "--dataset", "fashion-mnist-small",
+                                     "--sample", "3", "--kind", kind, "--out", str(png)] + extra)
+        assert rc == 0, err
+        d = json.loads(out)
+        assert d["kind"] == kind and d["sample"] == 3 and d["samples"] == (5 if extra else 1)
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    bad = tmp_path / "bad.png"
+    rc, out, err = _run(capsys, ["plot", model_path, "--dataset", "fashion-mnist-small",
+                                 "--kind", "counts", "--out", str(bad)])
+    assert rc == 2 and "no convolutional spiking layer" in _one_line_error(err)
+    rc, out, err = _run(capsys, ["plot", model_path, "--dataset", "fashion-mnist-small",
+                                 "--kind", "rates", "--sample", "998", "--samples", "5",
+                                 "--out", str(bad)])
+    assert rc == 2 and "--samples 5 from --sample 998 runs past the 1000" in _one_line_error(err)
+    assert not bad.exists()
+
+
+@pytest.mark.skipif(not _real_simulator_available(), reason="eventsim.Simulator not built yet")
 def test_out_recording_saves_every_batch(model_path, tmp_path, capsys):
     from tests.eventsim.test_recording import assert_same_recording
 
