@@ -9,7 +9,9 @@ Where the numbers live (nothing is stored here):
 
 - **BLAS** (NumPy's OpenBLAS, and any other BLAS threadpoolctl finds): process-wide, set with
   ``threadpoolctl.threadpool_limits(n, user_api="blas")``.  Its start value comes from
-  ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` (default: all cores).
+  ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` (default: all cores).  SciPy's OpenBLAS,
+  which Numba loads lazily on its first array-code compilation, is loaded first so the
+  limit covers it; a BLAS another library loads after the call keeps its own default.
 - **Numba**: ``numba.set_num_threads``, which is per calling thread and bounded by
   ``NUMBA_NUM_THREADS`` (read once at start-up; default: all cores).  A request above that bound
   is clamped to it (``threads_info()["numba_max"]``).  The dense engine's element-wise kernels
@@ -79,8 +81,19 @@ def set_num_threads(n: int) -> None:
     import numba
     import threadpoolctl
     n = _check_n(n, "set_num_threads")
+    _load_lazy_blas()
     threadpoolctl.threadpool_limits(n, user_api="blas")
     numba.set_num_threads(min(n, numba_max_threads()))
+
+
+def _load_lazy_blas() -> None:
+    """Load the BLAS that Numba loads only when it first compiles array code (SciPy's own
+    OpenBLAS, through ``scipy.linalg.cython_blas``), so that a thread limit set now covers it
+    too; a library loaded later starts with its default thread count."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:          # SciPy is a dependency; without it Numba has no BLAS either
+        pass
 
 
 def get_num_threads() -> int:

@@ -6,6 +6,9 @@ test arrays take the threaded path.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import numba
@@ -42,6 +45,21 @@ def test_set_and_get_num_threads_round_trip():
     finally:
         training.set_num_threads(before)
     assert training.get_num_threads() == before
+
+
+def test_set_num_threads_covers_the_blas_numba_loads_later():
+    """SciPy's OpenBLAS (loaded by Numba on its first array-code compilation) is limited too:
+    in a fresh interpreter, every BLAS reports the number asked for after scipy.linalg loads."""
+    code = ("import training, threadpoolctl\n"
+            "training.set_num_threads(1)\n"
+            "import scipy.linalg\n"
+            "libs = [l for l in threadpoolctl.threadpool_info() if l['user_api'] == 'blas']\n"
+            "print(len(libs), sorted({l['num_threads'] for l in libs}))\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out[-1] == "[1]", out
 
 
 def test_threads_context_restores_numba_and_blas():
