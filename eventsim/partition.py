@@ -58,7 +58,8 @@ PART_SPINS = 5000
 SYN_STRIDE = 8   # a thread's row of synaptic event counts is padded to whole cache lines
 
 PartTables = namedtuple("PartTables", ["bounds", "bptr", "bidx", "bw", "sdel", "sstage",
-                                       "iptr", "iidx", "iw", "g_in", "R", "by_spike"])
+                                       "iptr", "iidx", "iw", "g_in", "R", "by_spike", "flat",
+                                       "boff"])
 PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func:`plan`).
 
 ``bounds [P + 1]``: thread k owns neurons ``bounds[k] <= j < bounds[k + 1]`` of population
@@ -67,10 +68,14 @@ PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func
 (weights); ``sdel [nseg]`` the segments' delays (ascending), ``sstage [nseg]`` their stages
 (event counts).  Input edge: ``iptr [P, n_in + 1]``, ``iidx``, ``iw`` the same for the input
 rows, ``g_in`` its stage.  ``R``: ring slots (the longest delay).  ``by_spike``: every
-segment has its own delay, so the pushes may run spike by spike (see :func:`push_range`)."""
+segment has its own delay, so the pushes may run spike by spike (see :func:`push_range`).
+``flat``: ``by_spike`` and every ring offset fits an int32, so a spike whose segments all
+arrive within the run is pushed through its whole sub-row in one loop (:func:`_push_flat`),
+with ``boff`` (int32, parallel to ``bidx``): each synapse's ring offset ``d*n + target``
+(``d`` its delay, ``n`` the neurons of population 0)."""
 
 PartState = namedtuple("PartState", ["ring", "V", "U", "flags", "spk_i", "spk_v", "spk_c",
-                                     "syn", "sync", "jobs"])
+                                     "syn", "sync", "jobs", "nflat"])
 PartState.__doc__ = """Mutable arrays of a partitioned kernel call (population 0 of ``n``
 neurons, P threads): ``ring [R*n]`` future input currents (slot ``s`` at ``s*n``), ``V``,
 ``U [n]`` membranes (U: before reset, for recorded neurons), ``flags [P, nf]`` spike flags
@@ -79,7 +84,8 @@ of each range, ``spk_i/spk_v [P, 2, nf]`` each thread's spikes of the last two s
 ``jobs [P, SYN_STRIDE]``: range jobs run by each thread (column 0),
 ``syn [P, m']`` synaptic events per range and stage (m stages, rows padded to
 whole cache lines), ``sync`` the progress
-counters."""
+counters, ``nflat [P, n]``: spikes of each source neuron range k pushed whole by
+:func:`_push_flat` (their synaptic events are counted at the end, :func:`flat_events`)."""
 
 
 def default_bounds(n: int, P: int) -> np.ndarray:
@@ -162,9 +168,37 @@ def plan(net, leak: str, P: int, bounds=None) -> PartTables:
     nnz = int(iptr[-1])
     iidx = wi32[2 * st["ioff"]:2 * st["ioff"] + nnz].astype(np.int64)
     iptr, iidx, iw = split_rows(iptr, iidx, wf[st["woff"]:st["woff"] + nnz], bounds)
-    return PartTables(bounds, bptr, bidx, bw, np.ascontiguousarray(seg[0::2]),
-                      np.ascontiguousarray(seg[1::2]), iptr, iidx, iw, np.int64(g_in),
-                      np.int64(bun["R"]), bool(np.all(np.diff(seg[0::2]) > 0)))
+    sdel = np.ascontiguousarray(seg[0::2])
+    R = int(bun["R"])
+    by_spike = bool(np.all(np.diff(sdel) > 0))
+    flat = by_spike and (R + 1) * n < 2 ** 31
+    boff = ring_offsets(bptr, bidx, sdel, n) if flat else np.zeros(1, np.int32)
+    return PartTables(bounds, bptr, bidx, bw, sdel, np.ascontiguousarray(seg[1::2]), iptr,
+                      iidx, iw, np.int64(g_in), np.int64(R), by_spike, flat, boff)
+
+
+def ring_offsets(bptr, bidx, sdel, n: int) -> np.ndarray:
+    """Each bundle synapse's ring offset ``d*n + target`` (int32, parallel to ``bidx``):
+    ``bptr [P, n_src*nseg + 1]`` the sub-row pointers, ``sdel [nseg]`` the segments'
+    delays, ``n`` the ring's slot length (neurons of population 0)."""
+    P, nseg = bptr.shape[0], len(sdel)
+    off = np.zeros(len(bidx), np.int64)
+    for k in range(P):
+        lens = np.diff(bptr[k])                        # [n_src * nseg], segment-minor
+        d = np.tile(sdel, len(lens) // max(nseg, 1))
+        off[bptr[k, 0]:bptr[k, -1]] = np.repeat(d, lens) * n
+    return np.ascontiguousarray(off + bidx, dtype=np.int32)
+
+
+def flat_events(pt: PartTables, ps: PartState, syn: np.ndarray) -> None:
+    """Add the synaptic events of the spikes pushed whole (``ps.nflat``) to ``syn``
+    (``[n_stages]`` int64, per stage): each such spike of source ``i`` delivered every
+    synapse of its range-k sub-row, segment m's to stage ``sstage[m]``."""
+    nseg = len(pt.sdel)
+    for k in range(pt.bptr.shape[0]):
+        lens = np.diff(pt.bptr[k]).reshape(-1, nseg)     # [n_src, nseg]
+        per_seg = ps.nflat[k] @ lens
+        np.add.at(syn, pt.sstage, per_seg)
 
 
 def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
@@ -176,7 +210,8 @@ def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
                      np.zeros((P, nf), np.int8), np.zeros((P, 2, nf), np.int64),
                      np.zeros((P, 2, nf), dtype), np.zeros((P, 2 * SYNC_STRIDE), np.int64),
                      np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (2 * P + 2), np.int64),
-                     np.zeros((P, SYN_STRIDE), np.int64))
+                     np.zeros((P, SYN_STRIDE), np.int64),
+                     np.zeros((P, (pt.bptr.shape[1] - 1) // max(1, len(pt.sdel))), np.int64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +231,9 @@ def push_range(k, t, T, pt, ps):
         m_end += 1
     if m_end == 0:
         return
-    if pt.by_spike:
+    if pt.flat and m_end == nseg:
+        _push_flat(k, t, pt, ps)
+    elif pt.by_spike:
         _push_by_spike(k, t, m_end, pt, ps)
     else:
         _push_by_segment(k, t, m_end, pt, ps)
@@ -229,6 +266,34 @@ def _push_by_segment(k, t, m_end, pt, ps):
                     ring[base + np.uint64(bidx[p])] += v * bw[p]
                 cnt += p1 - p0
         ps.syn[k, pt.sstage[m]] += cnt
+
+
+@njit(cache=True, inline="always")
+def _push_flat(k, t, pt, ps):
+    """:func:`push_range` when every segment arrives within the run and ``pt.flat``: each
+    spike's whole sub-row in one loop (the same terms in the same order as
+    :func:`_push_by_spike`), the ring position of a synapse ``(t - 1) % R * n + boff[p]``
+    less ``R*n`` past the ring's end; the events are counted per spike (``ps.nflat``)."""
+    P = pt.bounds.shape[0] - 1
+    par = (t - 1) & 1
+    n = ps.V.shape[0]
+    nseg = np.uint64(pt.sdel.shape[0])
+    ring, boff, bw, bp, nfl = ps.ring, pt.boff, pt.bw, pt.bptr[k], ps.nflat[k]
+    rn = np.uint64(pt.R * n)
+    tb = np.uint64(((t - 1) % pt.R) * n)
+    for kk in range(P):
+        si, sv = ps.spk_i[kk, par], ps.spk_v[kk, par]
+        for e in range(ps.spk_c[kk, 2 * par]):
+            v = sv[e]
+            i = np.uint64(si[e])
+            p0 = np.uint64(bp[i * nseg])
+            p1 = np.uint64(bp[(i + np.uint64(1)) * nseg])
+            for p in range(p0, p1):
+                a = tb + np.uint64(boff[p])
+                if a >= rn:
+                    a -= rn
+                ring[a] += v * bw[p]
+            nfl[i] += 1
 
 
 @njit(cache=True, inline="always")
@@ -526,4 +591,6 @@ def run_partitioned(tab, inp, T, b0, b1, opts, readout_out, mem_out, pt: PartTab
     ok, counts, neuron, value, syn, prof = res
     if not ok:
         raise RuntimeError("partitioned schedule: a helper thread stopped")
-    return counts, neuron, value, syn + ps.syn.sum(axis=0)[:len(syn)], prof
+    syn = syn + ps.syn.sum(axis=0)[:len(syn)]
+    flat_events(pt, ps, syn)
+    return counts, neuron, value, syn, prof
