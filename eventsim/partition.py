@@ -39,7 +39,10 @@ import threading
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .kernels import K_SPARSE, POP_SPIKING, collect_spikes, neuron_step, step_end
 from .loop import (ZERO, _claim, _load_acquire, _relax, _store_release, begin, copy_spikes,
@@ -214,6 +217,37 @@ def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
                      np.zeros((P, (pt.bptr.shape[1] - 1) // max(1, len(pt.sdel))), np.int64))
 
 
+@intrinsic
+def _prefetch(typingctx, arr, pos):
+    """Hint the CPU to fetch the cache line of ``arr[pos]`` (``pos`` uint64; no effect on
+    the results: ``llvm.prefetch``, read, into every cache level)."""
+    sig = types.void(arr, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        i32, p8 = ir.IntType(32), ir.IntType(8).as_pointer()
+        ptr = builder.bitcast(ptr, p8)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [p8, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(boff, bw, p0, p1):
+    """Prefetch entries ``p0:p1`` (uint64) of ``boff`` and ``bw``, one hint per 64 bytes."""
+    step = np.uint64(64 // bw.itemsize)
+    step_o = np.uint64(16)
+    for p in range(p0, p1, step_o):
+        _prefetch(boff, p)
+    for p in range(p0, p1, step):
+        _prefetch(bw, p)
+
+
 # ---------------------------------------------------------------------------------------
 # one thread's part of a step
 # ---------------------------------------------------------------------------------------
@@ -283,11 +317,16 @@ def _push_flat(k, t, pt, ps):
     tb = np.uint64(((t - 1) % pt.R) * n)
     for kk in range(P):
         si, sv = ps.spk_i[kk, par], ps.spk_v[kk, par]
-        for e in range(ps.spk_c[kk, 2 * par]):
+        ne = ps.spk_c[kk, 2 * par]
+        for e in range(ne):
             v = sv[e]
             i = np.uint64(si[e])
             p0 = np.uint64(bp[i * nseg])
             p1 = np.uint64(bp[(i + np.uint64(1)) * nseg])
+            if e + 1 < ne:   # the next spike's sub-row, fetched while this one is added
+                i2 = np.uint64(si[e + 1])
+                _prefetch_row(boff, bw, np.uint64(bp[i2 * nseg]),
+                              np.uint64(bp[(i2 + np.uint64(1)) * nseg]))
             for p in range(p0, p1):
                 a = tb + np.uint64(boff[p])
                 if a >= rn:

@@ -168,3 +168,31 @@ def test_main_thread_runs_every_range_without_a_helper(monkeypatch):
 
     monkeypatch.setattr(PT.threading, "Thread", Idle)
     _same(ref, _run(net, x, 3, None, {1: "all"}))
+
+
+def test_whole_row_push_is_used_and_checked():
+    """Distinct delays whose ring offsets fit an int32: ``plan`` marks the bundle ``flat``
+    (a spike's whole sub-row pushed in one loop, ring offset ``d*n + target`` per synapse)
+    and gives the bits of the segment-by-segment push; the offsets moved to the
+    previous delay's slot change the result (the comparison sees the whole-row path)."""
+    rng = np.random.default_rng(11)
+    model = recurrent_model(rng, 150, range(1, 16), T=60)
+    net = eventsim.load(model)
+    x = _input(rng, model, B=2)
+    for P in (1, 2):
+        sim = Simulator(net, n_threads=1, threads_per_sample=P, partition="targets")
+        flat = sim._part_tables
+        assert flat.flat and flat.boff.dtype == np.int32
+        n = int(sim.network.pops[0]["n"])
+        d = np.repeat(np.tile(flat.sdel, n), np.diff(flat.bptr[0]))
+        np.testing.assert_array_equal(flat.boff[:len(d)], d * n + flat.bidx[:len(d)])
+        got = sim.run(x)
+        sim._part_tables = flat._replace(flat=False)
+        _same(sim.run(x), got)
+        broken = flat.boff.copy()
+        broken[broken >= 2 * n] -= n   # delays d >= 2 -> d - 1
+        sim._part_tables = flat._replace(boff=broken)
+        with pytest.raises(AssertionError):
+            _same(sim.run(x), got)
+    equal = recurrent_model(rng, 40, (2, 2, 5))
+    assert not PT.plan(Simulator(equal).network, "repeat", 1).flat
