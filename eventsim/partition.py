@@ -62,7 +62,7 @@ SYN_STRIDE = 8   # a thread's row of synaptic event counts is padded to whole ca
 
 PartTables = namedtuple("PartTables", ["bounds", "bptr", "bidx", "bw", "sdel", "sstage",
                                        "iptr", "iidx", "iw", "g_in", "R", "by_spike", "flat",
-                                       "boff"])
+                                       "boff", "rptr"])
 PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func:`plan`).
 
 ``bounds [P + 1]``: thread k owns neurons ``bounds[k] <= j < bounds[k + 1]`` of population
@@ -75,7 +75,9 @@ segment has its own delay, so the pushes may run spike by spike (see :func:`push
 ``flat``: ``by_spike`` and every ring offset fits an int32, so a spike whose segments all
 arrive within the run is pushed through its whole sub-row in one loop (:func:`_push_flat`),
 with ``boff`` (int32, parallel to ``bidx``): each synapse's ring offset ``d*n + target``
-(``d`` its delay, ``n`` the neurons of population 0)."""
+(``d`` its delay, ``n`` the neurons of population 0); ``rptr [P, n_src + 1]`` (int32 when
+the offsets fit) thread k's whole sub-row of source ``i`` at ``rptr[k, i]:rptr[k, i + 1]``
+(``bptr[k, ::nseg]``: a smaller table to look up, 4 bytes per source)."""
 
 PartState = namedtuple("PartState", ["ring", "V", "U", "flags", "spk_i", "spk_v", "spk_c",
                                      "syn", "sync", "jobs", "nflat"])
@@ -176,8 +178,11 @@ def plan(net, leak: str, P: int, bounds=None) -> PartTables:
     by_spike = bool(np.all(np.diff(sdel) > 0))
     flat = by_spike and (R + 1) * n < 2 ** 31
     boff = ring_offsets(bptr, bidx, sdel, n) if flat else np.zeros(1, np.int32)
+    rptr = np.ascontiguousarray(bptr[:, ::max(1, nseg)])
+    if rptr[:, -1].max(initial=0) < 2 ** 31:
+        rptr = rptr.astype(np.int32)
     return PartTables(bounds, bptr, bidx, bw, sdel, np.ascontiguousarray(seg[1::2]), iptr,
-                      iidx, iw, np.int64(g_in), np.int64(R), by_spike, flat, boff)
+                      iidx, iw, np.int64(g_in), np.int64(R), by_spike, flat, boff, rptr)
 
 
 def ring_offsets(bptr, bidx, sdel, n: int) -> np.ndarray:
@@ -311,8 +316,7 @@ def _push_flat(k, t, pt, ps):
     P = pt.bounds.shape[0] - 1
     par = (t - 1) & 1
     n = ps.V.shape[0]
-    nseg = np.uint64(pt.sdel.shape[0])
-    ring, boff, bw, bp, nfl = ps.ring, pt.boff, pt.bw, pt.bptr[k], ps.nflat[k]
+    ring, boff, bw, bp, nfl = ps.ring, pt.boff, pt.bw, pt.rptr[k], ps.nflat[k]
     rn = np.uint64(pt.R * n)
     tb = np.uint64(((t - 1) % pt.R) * n)
     for kk in range(P):
@@ -321,12 +325,11 @@ def _push_flat(k, t, pt, ps):
         for e in range(ne):
             v = sv[e]
             i = np.uint64(si[e])
-            p0 = np.uint64(bp[i * nseg])
-            p1 = np.uint64(bp[(i + np.uint64(1)) * nseg])
+            p0 = np.uint64(bp[i])
+            p1 = np.uint64(bp[i + np.uint64(1)])
             if e + 1 < ne:   # the next spike's sub-row, fetched while this one is added
                 i2 = np.uint64(si[e + 1])
-                _prefetch_row(boff, bw, np.uint64(bp[i2 * nseg]),
-                              np.uint64(bp[(i2 + np.uint64(1)) * nseg]))
+                _prefetch_row(boff, bw, np.uint64(bp[i2]), np.uint64(bp[i2 + np.uint64(1)]))
             for p in range(p0, p1):
                 a = tb + np.uint64(boff[p])
                 if a >= rn:

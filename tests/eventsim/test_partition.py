@@ -182,7 +182,8 @@ def test_whole_row_push_is_used_and_checked():
     for P in (1, 2):
         sim = Simulator(net, n_threads=1, threads_per_sample=P, partition="targets")
         flat = sim._part_tables
-        assert flat.flat and flat.boff.dtype == np.int32
+        assert flat.flat and flat.boff.dtype == np.int32 and flat.rptr.dtype == np.int32
+        np.testing.assert_array_equal(flat.rptr, flat.bptr[:, ::len(flat.sdel)])
         n = int(sim.network.pops[0]["n"])
         d = np.repeat(np.tile(flat.sdel, n), np.diff(flat.bptr[0]))
         np.testing.assert_array_equal(flat.boff[:len(d)], d * n + flat.bidx[:len(d)])
