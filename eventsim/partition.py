@@ -62,7 +62,7 @@ SYN_STRIDE = 8   # a thread's row of synaptic event counts is padded to whole ca
 
 PartTables = namedtuple("PartTables", ["bounds", "bptr", "bidx", "bw", "sdel", "sstage",
                                        "iptr", "iidx", "iw", "g_in", "R", "by_spike", "flat",
-                                       "boff", "rptr"])
+                                       "boff", "rptr", "single", "itgt", "iwt", "ilen"])
 PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func:`plan`).
 
 ``bounds [P + 1]``: thread k owns neurons ``bounds[k] <= j < bounds[k + 1]`` of population
@@ -77,7 +77,11 @@ arrive within the run is pushed through its whole sub-row in one loop (:func:`_p
 with ``boff`` (int32, parallel to ``bidx``): each synapse's ring offset ``d*n + target``
 (``d`` its delay, ``n`` the neurons of population 0); ``rptr [P, n_src + 1]`` (int32 when
 the offsets fit) thread k's whole sub-row of source ``i`` at ``rptr[k, i]:rptr[k, i + 1]``
-(``bptr[k, ::nseg]``: a smaller table to look up, 4 bytes per source)."""
+(``bptr[k, ::nseg]``: a smaller table to look up, 4 bytes per source).  ``single``: every
+input row has at most one synapse in each range and no range is empty, so the input events
+go through ``itgt``, ``iwt``, ``ilen [P, n_in]`` (int32, weights, int8): row i's synapse in
+range k (target, weight, 1), or for an empty sub-row the range's first neuron, weight 0
+and 0 (:func:`input_range`)."""
 
 PartState = namedtuple("PartState", ["ring", "V", "U", "flags", "spk_i", "spk_v", "spk_c",
                                      "syn", "sync", "jobs", "nflat"])
@@ -181,8 +185,24 @@ def plan(net, leak: str, P: int, bounds=None) -> PartTables:
     rptr = np.ascontiguousarray(bptr[:, ::max(1, nseg)])
     if rptr[:, -1].max(initial=0) < 2 ** 31:
         rptr = rptr.astype(np.int32)
+    single, itgt, iwt, ilen = single_input(iptr, iidx, iw, bounds)
     return PartTables(bounds, bptr, bidx, bw, sdel, np.ascontiguousarray(seg[1::2]), iptr,
-                      iidx, iw, np.int64(g_in), np.int64(R), by_spike, flat, boff, rptr)
+                      iidx, iw, np.int64(g_in), np.int64(R), by_spike, flat, boff, rptr,
+                      single, itgt, iwt, ilen)
+
+
+def single_input(iptr, iidx, iw, bounds):
+    """``(single, itgt, iwt, ilen)`` of :class:`PartTables` from the input edge's sub-rows
+    ``iptr [P, n_in + 1], iidx, iw`` and the range ``bounds``; when not ``single``, empty
+    placeholders."""
+    lens = np.diff(iptr, axis=1)                              # [P, n_in]
+    if lens.size == 0 or lens.max() > 1 or np.any(np.diff(bounds) <= 0):
+        return False, np.zeros((1, 1), np.int32), np.zeros((1, 1), iw.dtype), np.zeros((1, 1), np.int8)
+    has = lens == 1
+    first = np.minimum(iptr[:, :-1], max(len(iidx) - 1, 0))
+    itgt = np.where(has, iidx[first] if len(iidx) else 0, bounds[:-1, None]).astype(np.int32)
+    iwt = np.where(has, iw[first] if len(iw) else 0, 0).astype(iw.dtype)
+    return True, itgt, iwt, has.astype(np.int8)
 
 
 def ring_offsets(bptr, bidx, sdel, n: int) -> np.ndarray:
@@ -369,11 +389,22 @@ def _push_by_spike(k, t, m_end, pt, ps):
 @njit(cache=True, no_cpython_wrapper=True)
 def input_range(k, t, pt, ps, ev_i, ev_v, k0, k1):
     """Thread ``k``: input events ``(ev_i, ev_v)[k0:k1]`` of step ``t`` through its sub-rows
-    of the input edge into the ring slot of step ``t``."""
+    of the input edge into the ring slot of step ``t``.  With ``pt.single`` without a branch
+    per event: an event whose sub-row is empty adds ``v * 0`` to the range's first neuron,
+    which leaves its sum's bits as they are (a sum of terms started at +0.0 is never -0.0,
+    and ``x + 0.0 == x`` for every other ``x``)."""
     n = ps.V.shape[0]
     base = np.uint64((t % pt.R) * n)
     ring, ip, iidx, iw = ps.ring, pt.iptr[k], pt.iidx, pt.iw
     cnt = 0
+    if pt.single:
+        tg, wt, ln = pt.itgt[k], pt.iwt[k], pt.ilen[k]
+        for e in range(k0, k1):
+            i = np.uint64(ev_i[e])
+            ring[base + np.uint64(tg[i])] += ev_v[e] * wt[i]
+            cnt += ln[i]
+        ps.syn[k, pt.g_in] += cnt
+        return
     for e in range(k0, k1):
         i = np.uint64(ev_i[e])
         v = ev_v[e]

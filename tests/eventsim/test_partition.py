@@ -197,3 +197,54 @@ def test_whole_row_push_is_used_and_checked():
             _same(sim.run(x), got)
     equal = recurrent_model(rng, 40, (2, 2, 5))
     assert not PT.plan(Simulator(equal).network, "repeat", 1).flat
+
+
+def _few_per_range(rng, perm, n_in, second):
+    """Input edge ``[n, n_in]`` (``n = len(perm)``): input i reaches neuron ``perm[i]``
+    (inputs past ``n``: nothing), and inputs listed in ``second`` also neuron
+    ``n - 1 - perm[i]``; float weights (signed, not dyadic)."""
+    n = len(perm)
+    W = np.zeros((n, n_in))
+    for i in range(min(n, n_in)):
+        W[perm[i], i] = rng.standard_normal() * 0.9
+    for i in second:
+        W[n - 1 - perm[i], i] = rng.standard_normal() * 0.9
+    nz = W != 0
+    return mf.Sparse(data=W[nz].astype(np.float32), indices=np.nonzero(nz)[1].astype(np.int64),
+                     indptr=np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64),
+                     shape=W.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_single_synapse_input_rows(dtype):
+    """Input edges with at most one synapse per input row in each range (one-to-one with
+    inputs that reach nothing; for two threads also inputs reaching both ranges) and input
+    values of both signs: ``plan`` marks them ``single`` (a branch-free input loop whose
+    empty sub-rows add ``v * 0`` to the range's first neuron) and the bits are the
+    one-thread schedule's; a non-zero placeholder weight changes them."""
+    rng = np.random.default_rng(21)
+    n, n_in = 150, 180
+    perm = rng.permutation(n)
+    both = [i for i in range(n) if perm[i] < 64][:30]      # bounds [0, 64, 150]
+    for second, threads in (([], (1, 2)), (both, (2,))):
+        model = recurrent_model(rng, n, range(1, 16), T=60)
+        model.layers[0] = _few_per_range(rng, perm, n_in, second)
+        model.input_shape = (n_in,)
+        net = eventsim.load(model, dtype=dtype)
+        x = (rng.random((model.T, 2, n_in)) < 0.3) * rng.choice([-1.5, 1.0, 0.5],
+                                                                (model.T, 2, n_in))
+        x = from_dense(x.astype(dtype))
+        ref = Simulator(net, n_threads=1).run(x)
+        assert len(ref.spikes[1].t) > 100
+        if second:
+            assert not PT.plan(Simulator(net).network, "repeat", 1).single
+        for P in threads:
+            sim = Simulator(net, n_threads=1, threads_per_sample=P, partition="targets")
+            pt = sim._part_tables
+            assert pt.single and pt.ilen.sum() == n + len(second)
+            _same(ref, sim.run(x))
+            bad = pt.iwt.copy()
+            bad[pt.ilen == 0] = 0.25
+            sim._part_tables = pt._replace(iwt=bad)
+            with pytest.raises(AssertionError):
+                _same(ref, sim.run(x))
