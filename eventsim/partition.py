@@ -80,8 +80,9 @@ the offsets fit) thread k's whole sub-row of source ``i`` at ``rptr[k, i]:rptr[k
 (``bptr[k, ::nseg]``: a smaller table to look up, 4 bytes per source).  ``single``: every
 input row has at most one synapse in each range and no range is empty, so the input events
 go through ``itgt``, ``iwt``, ``ilen [P, n_in]`` (int32, weights, int8): row i's synapse in
-range k (target, weight, 1), or for an empty sub-row the range's first neuron, weight 0
-and 0 (:func:`input_range`)."""
+range k (target, weight, 1), or for an empty sub-row a neuron of the range (neuron
+``lo_k + i mod size_k``: placeholders spread out, not one chain of additions to one
+address), weight 0 and 0 (:func:`input_range`)."""
 
 PartState = namedtuple("PartState", ["ring", "V", "U", "flags", "spk_i", "spk_v", "spk_c",
                                      "syn", "sync", "jobs", "nflat"])
@@ -200,7 +201,9 @@ def single_input(iptr, iidx, iw, bounds):
         return False, np.zeros((1, 1), np.int32), np.zeros((1, 1), iw.dtype), np.zeros((1, 1), np.int8)
     has = lens == 1
     first = np.minimum(iptr[:, :-1], max(len(iidx) - 1, 0))
-    itgt = np.where(has, iidx[first] if len(iidx) else 0, bounds[:-1, None]).astype(np.int32)
+    n_in = lens.shape[1]
+    spread = bounds[:-1, None] + np.arange(n_in)[None, :] % np.diff(bounds)[:, None]
+    itgt = np.where(has, iidx[first] if len(iidx) else 0, spread).astype(np.int32)
     iwt = np.where(has, iw[first] if len(iw) else 0, 0).astype(iw.dtype)
     return True, itgt, iwt, has.astype(np.int8)
 
@@ -225,21 +228,32 @@ def flat_events(pt: PartTables, ps: PartState, syn: np.ndarray) -> None:
     nseg = len(pt.sdel)
     for k in range(pt.bptr.shape[0]):
         lens = np.diff(pt.bptr[k]).reshape(-1, nseg)     # [n_src, nseg]
-        per_seg = ps.nflat[k] @ lens
+        per_seg = ps.nflat[k, :lens.shape[0]] @ lens
         np.add.at(syn, pt.sstage, per_seg)
 
 
+def zeros_aligned(shape, dtype) -> np.ndarray:
+    """``np.zeros(shape, dtype)`` starting at a multiple of 64 bytes (a cache line): with
+    rows of whole cache lines, no line holds entries of two threads."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + 64, np.uint8)
+    skip = (-raw.ctypes.data) % 64
+    return raw[skip:skip + nbytes].view(dtype).reshape(shape)
+
+
 def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
-    """Zeroed PartState for population 0 of ``n`` neurons (``n_stages`` stages)."""
+    """Zeroed PartState for population 0 of ``n`` neurons (``n_stages`` stages); every
+    per-thread row starts on its own cache line."""
     P = len(pt.bounds) - 1
-    nf = max(8, (int(np.max(np.diff(pt.bounds))) + 7) // 8 * 8)
+    nf = max(64, (int(np.max(np.diff(pt.bounds))) + 63) // 64 * 64)
     ns = (n_stages + SYN_STRIDE - 1) // SYN_STRIDE * SYN_STRIDE
-    return PartState(np.zeros(int(pt.R) * n, dtype), np.zeros(n, dtype), np.zeros(n, dtype),
-                     np.zeros((P, nf), np.int8), np.zeros((P, 2, nf), np.int64),
-                     np.zeros((P, 2, nf), dtype), np.zeros((P, 2 * SYNC_STRIDE), np.int64),
-                     np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (2 * P + 2), np.int64),
-                     np.zeros((P, SYN_STRIDE), np.int64),
-                     np.zeros((P, (pt.bptr.shape[1] - 1) // max(1, len(pt.sdel))), np.int64))
+    n_src = (pt.bptr.shape[1] - 1) // max(1, len(pt.sdel))
+    z = zeros_aligned
+    return PartState(z(int(pt.R) * n, dtype), z(n, dtype), z(n, dtype), z((P, nf), np.int8),
+                     z((P, 2, nf), np.int64), z((P, 2, nf), dtype), z((P, 2 * SYNC_STRIDE), np.int64),
+                     z((P, ns), np.int64), z(SYNC_STRIDE * (2 * P + 2), np.int64),
+                     z((P, SYN_STRIDE), np.int64), z((P, (n_src + 7) // 8 * 8), np.int64))
 
 
 @intrinsic
@@ -390,7 +404,7 @@ def _push_by_spike(k, t, m_end, pt, ps):
 def input_range(k, t, pt, ps, ev_i, ev_v, k0, k1):
     """Thread ``k``: input events ``(ev_i, ev_v)[k0:k1]`` of step ``t`` through its sub-rows
     of the input edge into the ring slot of step ``t``.  With ``pt.single`` without a branch
-    per event: an event whose sub-row is empty adds ``v * 0`` to the range's first neuron,
+    per event: an event whose sub-row is empty adds ``v * 0`` to a neuron of the range,
     which leaves its sum's bits as they are (a sum of terms started at +0.0 is never -0.0,
     and ``x + 0.0 == x`` for every other ``x``)."""
     n = ps.V.shape[0]

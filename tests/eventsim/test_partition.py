@@ -220,7 +220,7 @@ def test_single_synapse_input_rows(dtype):
     """Input edges with at most one synapse per input row in each range (one-to-one with
     inputs that reach nothing; for two threads also inputs reaching both ranges) and input
     values of both signs: ``plan`` marks them ``single`` (a branch-free input loop whose
-    empty sub-rows add ``v * 0`` to the range's first neuron) and the bits are the
+    empty sub-rows add ``v * 0`` to a neuron of the range) and the bits are the
     one-thread schedule's; a non-zero placeholder weight changes them."""
     rng = np.random.default_rng(21)
     n, n_in = 150, 180
@@ -248,3 +248,18 @@ def test_single_synapse_input_rows(dtype):
             sim._part_tables = pt._replace(iwt=bad)
             with pytest.raises(AssertionError):
                 _same(ref, sim.run(x))
+
+
+def test_part_state_rows_start_on_cache_lines():
+    """Every per-thread row of the PartState starts on a 64-byte boundary (no cache line
+    written by two threads), and the arrays are zeroed."""
+    rng = np.random.default_rng(2)
+    sim = Simulator(recurrent_model(rng, 150, range(1, 16)), threads_per_sample=3,
+                    partition="targets")
+    pt = sim._part_tables
+    ps = PT.new_part_state(pt, 150, len(sim.network.stages), np.float32)
+    for name, a in ps._asdict().items():
+        assert a.ctypes.data % 64 == 0, name
+        assert not np.any(a), name
+        if a.ndim >= 2:
+            assert a[0].nbytes % 64 == 0, name
