@@ -1014,6 +1014,7 @@ def test_check_events_extremes():
     indices = rng.integers(0, n_in, n).astype(np.int64)
     values = rng.standard_normal(n)
     assert tuple(K.check_events(times, indices, values, ptr, T, n_in)) == (K.EV_OK, -1)
+    assert K._events_ok(times, indices, values, ptr, T, n_in)
     big = np.iinfo(np.int64)
     for field, bad, code in [("times", big.min, K.EV_TIME), ("times", big.max, K.EV_TIME),
                              ("times", T, K.EV_TIME), ("indices", big.min, K.EV_INDEX),
