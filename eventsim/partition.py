@@ -39,7 +39,10 @@ import threading
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .kernels import K_SPARSE, POP_SPIKING, collect_spikes, neuron_step, step_end
 from .loop import (ZERO, _claim, _load_acquire, _relax, _store_release, begin, copy_spikes,
@@ -58,7 +61,8 @@ PART_SPINS = 5000
 SYN_STRIDE = 8   # a thread's row of synaptic event counts is padded to whole cache lines
 
 PartTables = namedtuple("PartTables", ["bounds", "bptr", "bidx", "bw", "sdel", "sstage",
-                                       "iptr", "iidx", "iw", "g_in", "R", "by_spike"])
+                                       "iptr", "iidx", "iw", "g_in", "R", "by_spike", "flat",
+                                       "boff", "rptr", "single", "itgt", "iwt", "ilen"])
 PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func:`plan`).
 
 ``bounds [P + 1]``: thread k owns neurons ``bounds[k] <= j < bounds[k + 1]`` of population
@@ -67,10 +71,21 @@ PartTables.__doc__ = """Fixed tables of the partitioned schedule (built by :func
 (weights); ``sdel [nseg]`` the segments' delays (ascending), ``sstage [nseg]`` their stages
 (event counts).  Input edge: ``iptr [P, n_in + 1]``, ``iidx``, ``iw`` the same for the input
 rows, ``g_in`` its stage.  ``R``: ring slots (the longest delay).  ``by_spike``: every
-segment has its own delay, so the pushes may run spike by spike (see :func:`push_range`)."""
+segment has its own delay, so the pushes may run spike by spike (see :func:`push_range`).
+``flat``: ``by_spike`` and every ring offset fits an int32, so a spike whose segments all
+arrive within the run is pushed through its whole sub-row in one loop (:func:`_push_flat`),
+with ``boff`` (int32, parallel to ``bidx``): each synapse's ring offset ``d*n + target``
+(``d`` its delay, ``n`` the neurons of population 0); ``rptr [P, n_src + 1]`` (int32 when
+the offsets fit) thread k's whole sub-row of source ``i`` at ``rptr[k, i]:rptr[k, i + 1]``
+(``bptr[k, ::nseg]``: a smaller table to look up, 4 bytes per source).  ``single``: every
+input row has at most one synapse in each range and no range is empty, so the input events
+go through ``itgt``, ``iwt``, ``ilen [P, n_in]`` (int32, weights, int8): row i's synapse in
+range k (target, weight, 1), or for an empty sub-row a neuron of the range (neuron
+``lo_k + i mod size_k``: placeholders spread out, not one chain of additions to one
+address), weight 0 and 0 (:func:`input_range`)."""
 
 PartState = namedtuple("PartState", ["ring", "V", "U", "flags", "spk_i", "spk_v", "spk_c",
-                                     "syn", "sync", "jobs"])
+                                     "syn", "sync", "jobs", "nflat"])
 PartState.__doc__ = """Mutable arrays of a partitioned kernel call (population 0 of ``n``
 neurons, P threads): ``ring [R*n]`` future input currents (slot ``s`` at ``s*n``), ``V``,
 ``U [n]`` membranes (U: before reset, for recorded neurons), ``flags [P, nf]`` spike flags
@@ -79,7 +94,8 @@ of each range, ``spk_i/spk_v [P, 2, nf]`` each thread's spikes of the last two s
 ``jobs [P, SYN_STRIDE]``: range jobs run by each thread (column 0),
 ``syn [P, m']`` synaptic events per range and stage (m stages, rows padded to
 whole cache lines), ``sync`` the progress
-counters."""
+counters, ``nflat [P, n]``: spikes of each source neuron range k pushed whole by
+:func:`_push_flat` (their synaptic events are counted at the end, :func:`flat_events`)."""
 
 
 def default_bounds(n: int, P: int) -> np.ndarray:
@@ -162,21 +178,113 @@ def plan(net, leak: str, P: int, bounds=None) -> PartTables:
     nnz = int(iptr[-1])
     iidx = wi32[2 * st["ioff"]:2 * st["ioff"] + nnz].astype(np.int64)
     iptr, iidx, iw = split_rows(iptr, iidx, wf[st["woff"]:st["woff"] + nnz], bounds)
-    return PartTables(bounds, bptr, bidx, bw, np.ascontiguousarray(seg[0::2]),
-                      np.ascontiguousarray(seg[1::2]), iptr, iidx, iw, np.int64(g_in),
-                      np.int64(bun["R"]), bool(np.all(np.diff(seg[0::2]) > 0)))
+    sdel = np.ascontiguousarray(seg[0::2])
+    R = int(bun["R"])
+    by_spike = bool(np.all(np.diff(sdel) > 0))
+    flat = by_spike and (R + 1) * n < 2 ** 31
+    boff = ring_offsets(bptr, bidx, sdel, n) if flat else np.zeros(1, np.int32)
+    rptr = np.ascontiguousarray(bptr[:, ::max(1, nseg)])
+    if rptr[:, -1].max(initial=0) < 2 ** 31:
+        rptr = rptr.astype(np.int32)
+    single, itgt, iwt, ilen = single_input(iptr, iidx, iw, bounds)
+    return PartTables(bounds, bptr, bidx, bw, sdel, np.ascontiguousarray(seg[1::2]), iptr,
+                      iidx, iw, np.int64(g_in), np.int64(R), by_spike, flat, boff, rptr,
+                      single, itgt, iwt, ilen)
+
+
+def single_input(iptr, iidx, iw, bounds):
+    """``(single, itgt, iwt, ilen)`` of :class:`PartTables` from the input edge's sub-rows
+    ``iptr [P, n_in + 1], iidx, iw`` and the range ``bounds``; when not ``single``, empty
+    placeholders."""
+    lens = np.diff(iptr, axis=1)                              # [P, n_in]
+    if lens.size == 0 or lens.max() > 1 or np.any(np.diff(bounds) <= 0):
+        return False, np.zeros((1, 1), np.int32), np.zeros((1, 1), iw.dtype), np.zeros((1, 1), np.int8)
+    has = lens == 1
+    first = np.minimum(iptr[:, :-1], max(len(iidx) - 1, 0))
+    n_in = lens.shape[1]
+    spread = bounds[:-1, None] + np.arange(n_in)[None, :] % np.diff(bounds)[:, None]
+    itgt = np.where(has, iidx[first] if len(iidx) else 0, spread).astype(np.int32)
+    iwt = np.where(has, iw[first] if len(iw) else 0, 0).astype(iw.dtype)
+    return True, itgt, iwt, has.astype(np.int8)
+
+
+def ring_offsets(bptr, bidx, sdel, n: int) -> np.ndarray:
+    """Each bundle synapse's ring offset ``d*n + target`` (int32, parallel to ``bidx``):
+    ``bptr [P, n_src*nseg + 1]`` the sub-row pointers, ``sdel [nseg]`` the segments'
+    delays, ``n`` the ring's slot length (neurons of population 0)."""
+    P, nseg = bptr.shape[0], len(sdel)
+    off = np.zeros(len(bidx), np.int64)
+    for k in range(P):
+        lens = np.diff(bptr[k])                        # [n_src * nseg], segment-minor
+        d = np.tile(sdel, len(lens) // max(nseg, 1))
+        off[bptr[k, 0]:bptr[k, -1]] = np.repeat(d, lens) * n
+    return np.ascontiguousarray(off + bidx, dtype=np.int32)
+
+
+def flat_events(pt: PartTables, ps: PartState, syn: np.ndarray) -> None:
+    """Add the synaptic events of the spikes pushed whole (``ps.nflat``) to ``syn``
+    (``[n_stages]`` int64, per stage): each such spike of source ``i`` delivered every
+    synapse of its range-k sub-row, segment m's to stage ``sstage[m]``."""
+    nseg = len(pt.sdel)
+    for k in range(pt.bptr.shape[0]):
+        lens = np.diff(pt.bptr[k]).reshape(-1, nseg)     # [n_src, nseg]
+        per_seg = ps.nflat[k, :lens.shape[0]] @ lens
+        np.add.at(syn, pt.sstage, per_seg)
+
+
+def zeros_aligned(shape, dtype) -> np.ndarray:
+    """``np.zeros(shape, dtype)`` starting at a multiple of 64 bytes (a cache line): with
+    rows of whole cache lines, no line holds entries of two threads."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + 64, np.uint8)
+    skip = (-raw.ctypes.data) % 64
+    return raw[skip:skip + nbytes].view(dtype).reshape(shape)
 
 
 def new_part_state(pt: PartTables, n: int, n_stages: int, dtype) -> PartState:
-    """Zeroed PartState for population 0 of ``n`` neurons (``n_stages`` stages)."""
+    """Zeroed PartState for population 0 of ``n`` neurons (``n_stages`` stages); every
+    per-thread row starts on its own cache line."""
     P = len(pt.bounds) - 1
-    nf = max(8, (int(np.max(np.diff(pt.bounds))) + 7) // 8 * 8)
+    nf = max(64, (int(np.max(np.diff(pt.bounds))) + 63) // 64 * 64)
     ns = (n_stages + SYN_STRIDE - 1) // SYN_STRIDE * SYN_STRIDE
-    return PartState(np.zeros(int(pt.R) * n, dtype), np.zeros(n, dtype), np.zeros(n, dtype),
-                     np.zeros((P, nf), np.int8), np.zeros((P, 2, nf), np.int64),
-                     np.zeros((P, 2, nf), dtype), np.zeros((P, 2 * SYNC_STRIDE), np.int64),
-                     np.zeros((P, ns), np.int64), np.zeros(SYNC_STRIDE * (2 * P + 2), np.int64),
-                     np.zeros((P, SYN_STRIDE), np.int64))
+    n_src = (pt.bptr.shape[1] - 1) // max(1, len(pt.sdel))
+    z = zeros_aligned
+    return PartState(z(int(pt.R) * n, dtype), z(n, dtype), z(n, dtype), z((P, nf), np.int8),
+                     z((P, 2, nf), np.int64), z((P, 2, nf), dtype), z((P, 2 * SYNC_STRIDE), np.int64),
+                     z((P, ns), np.int64), z(SYNC_STRIDE * (2 * P + 2), np.int64),
+                     z((P, SYN_STRIDE), np.int64), z((P, (n_src + 7) // 8 * 8), np.int64))
+
+
+@intrinsic
+def _prefetch(typingctx, arr, pos):
+    """Hint the CPU to fetch the cache line of ``arr[pos]`` (``pos`` uint64; no effect on
+    the results: ``llvm.prefetch``, read, into every cache level)."""
+    sig = types.void(arr, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+        i32, p8 = ir.IntType(32), ir.IntType(8).as_pointer()
+        ptr = builder.bitcast(ptr, p8)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [p8, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _prefetch_row(boff, bw, p0, p1):
+    """Prefetch entries ``p0:p1`` (uint64) of ``boff`` and ``bw``, one hint per 64 bytes."""
+    step = np.uint64(64 // bw.itemsize)
+    step_o = np.uint64(16)
+    for p in range(p0, p1, step_o):
+        _prefetch(boff, p)
+    for p in range(p0, p1, step):
+        _prefetch(bw, p)
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +304,9 @@ def push_range(k, t, T, pt, ps):
         m_end += 1
     if m_end == 0:
         return
-    if pt.by_spike:
+    if pt.flat and m_end == nseg:
+        _push_flat(k, t, pt, ps)
+    elif pt.by_spike:
         _push_by_spike(k, t, m_end, pt, ps)
     else:
         _push_by_segment(k, t, m_end, pt, ps)
@@ -232,6 +342,37 @@ def _push_by_segment(k, t, m_end, pt, ps):
 
 
 @njit(cache=True, inline="always")
+def _push_flat(k, t, pt, ps):
+    """:func:`push_range` when every segment arrives within the run and ``pt.flat``: each
+    spike's whole sub-row in one loop (the same terms in the same order as
+    :func:`_push_by_spike`), the ring position of a synapse ``(t - 1) % R * n + boff[p]``
+    less ``R*n`` past the ring's end; the events are counted per spike (``ps.nflat``)."""
+    P = pt.bounds.shape[0] - 1
+    par = (t - 1) & 1
+    n = ps.V.shape[0]
+    ring, boff, bw, bp, nfl = ps.ring, pt.boff, pt.bw, pt.rptr[k], ps.nflat[k]
+    rn = np.uint64(pt.R * n)
+    tb = np.uint64(((t - 1) % pt.R) * n)
+    for kk in range(P):
+        si, sv = ps.spk_i[kk, par], ps.spk_v[kk, par]
+        ne = ps.spk_c[kk, 2 * par]
+        for e in range(ne):
+            v = sv[e]
+            i = np.uint64(si[e])
+            p0 = np.uint64(bp[i])
+            p1 = np.uint64(bp[i + np.uint64(1)])
+            if e + 1 < ne:   # the next spike's sub-row, fetched while this one is added
+                i2 = np.uint64(si[e + 1])
+                _prefetch_row(boff, bw, np.uint64(bp[i2]), np.uint64(bp[i2 + np.uint64(1)]))
+            for p in range(p0, p1):
+                a = tb + np.uint64(boff[p])
+                if a >= rn:
+                    a -= rn
+                ring[a] += v * bw[p]
+            nfl[i] += 1
+
+
+@njit(cache=True, inline="always")
 def _push_by_spike(k, t, m_end, pt, ps):
     """:func:`push_range`, segments ``0 <= m < m_end``, spike by spike (distinct delays)."""
     P = pt.bounds.shape[0] - 1
@@ -262,11 +403,22 @@ def _push_by_spike(k, t, m_end, pt, ps):
 @njit(cache=True, no_cpython_wrapper=True)
 def input_range(k, t, pt, ps, ev_i, ev_v, k0, k1):
     """Thread ``k``: input events ``(ev_i, ev_v)[k0:k1]`` of step ``t`` through its sub-rows
-    of the input edge into the ring slot of step ``t``."""
+    of the input edge into the ring slot of step ``t``.  With ``pt.single`` without a branch
+    per event: an event whose sub-row is empty adds ``v * 0`` to a neuron of the range,
+    which leaves its sum's bits as they are (a sum of terms started at +0.0 is never -0.0,
+    and ``x + 0.0 == x`` for every other ``x``)."""
     n = ps.V.shape[0]
     base = np.uint64((t % pt.R) * n)
     ring, ip, iidx, iw = ps.ring, pt.iptr[k], pt.iidx, pt.iw
     cnt = 0
+    if pt.single:
+        tg, wt, ln = pt.itgt[k], pt.iwt[k], pt.ilen[k]
+        for e in range(k0, k1):
+            i = np.uint64(ev_i[e])
+            ring[base + np.uint64(tg[i])] += ev_v[e] * wt[i]
+            cnt += ln[i]
+        ps.syn[k, pt.g_in] += cnt
+        return
     for e in range(k0, k1):
         i = np.uint64(ev_i[e])
         v = ev_v[e]
@@ -526,4 +678,6 @@ def run_partitioned(tab, inp, T, b0, b1, opts, readout_out, mem_out, pt: PartTab
     ok, counts, neuron, value, syn, prof = res
     if not ok:
         raise RuntimeError("partitioned schedule: a helper thread stopped")
-    return counts, neuron, value, syn + ps.syn.sum(axis=0)[:len(syn)], prof
+    syn = syn + ps.syn.sum(axis=0)[:len(syn)]
+    flat_events(pt, ps, syn)
+    return counts, neuron, value, syn, prof

@@ -1002,6 +1002,38 @@ def test_check_events(seed):
     assert tuple(K.check_events(times, indices, values, ptr, T, n_in)) == want
 
 
+def test_check_events_extremes():
+    """The vectorised pass of :func:`check_events` (unsigned range tests, the order by the
+    sign of OR-ed differences) with values at the ends of int64 and float: every broken
+    rule is still found, at the first event that breaks it, in long streams."""
+    n, T, n_in = 5000, 100, 64
+    rng = np.random.default_rng(3)
+    ptr = np.array([0, 2000, 2000, n], np.int64)          # an empty sample in between
+    times = np.concatenate([np.sort(rng.integers(0, T, 2000)),
+                            np.sort(rng.integers(0, T, n - 2000))]).astype(np.int64)
+    indices = rng.integers(0, n_in, n).astype(np.int64)
+    values = rng.standard_normal(n)
+    assert tuple(K.check_events(times, indices, values, ptr, T, n_in)) == (K.EV_OK, -1)
+    assert K._events_ok(times, indices, values, ptr, T, n_in)
+    big = np.iinfo(np.int64)
+    for field, bad, code in [("times", big.min, K.EV_TIME), ("times", big.max, K.EV_TIME),
+                             ("times", T, K.EV_TIME), ("indices", big.min, K.EV_INDEX),
+                             ("indices", n_in, K.EV_INDEX), ("values", np.nan, K.EV_VALUE),
+                             ("values", -np.inf, K.EV_VALUE)]:
+        for k in (0, 1999, 2000, n - 1):
+            arrs = dict(times=times.copy(), indices=indices.copy(), values=values.copy())
+            arrs[field][k] = bad
+            got = K.check_events(arrs["times"], arrs["indices"], arrs["values"], ptr, T, n_in)
+            assert tuple(got) == (code, k), (field, bad, k)
+    back = times.copy()
+    back[2999] = back[3000] = T // 2
+    back[3000] -= 1                                        # one step back within sample 2
+    assert tuple(K.check_events(back, indices, values, ptr, T, n_in)) == (K.EV_ORDER, 3000)
+    across = times.copy()                                  # a drop between samples is fine
+    across[1999], across[2000] = T - 1, 0
+    assert tuple(K.check_events(across, indices, values, ptr, T, n_in)) == (K.EV_OK, -1)
+
+
 def test_signed_zero_clamp():
     """A membrane of -0.0 clamped at ``v_min = 0`` keeps its sign in the kernels and in
     :func:`canonical_step` alike (``np.maximum`` there used to give +0.0).  With valid

@@ -168,3 +168,98 @@ def test_main_thread_runs_every_range_without_a_helper(monkeypatch):
 
     monkeypatch.setattr(PT.threading, "Thread", Idle)
     _same(ref, _run(net, x, 3, None, {1: "all"}))
+
+
+def test_whole_row_push_is_used_and_checked():
+    """Distinct delays whose ring offsets fit an int32: ``plan`` marks the bundle ``flat``
+    (a spike's whole sub-row pushed in one loop, ring offset ``d*n + target`` per synapse)
+    and gives the bits of the segment-by-segment push; the offsets moved to the
+    previous delay's slot change the result (the comparison sees the whole-row path)."""
+    rng = np.random.default_rng(11)
+    model = recurrent_model(rng, 150, range(1, 16), T=60)
+    net = eventsim.load(model)
+    x = _input(rng, model, B=2)
+    for P in (1, 2):
+        sim = Simulator(net, n_threads=1, threads_per_sample=P, partition="targets")
+        flat = sim._part_tables
+        assert flat.flat and flat.boff.dtype == np.int32 and flat.rptr.dtype == np.int32
+        np.testing.assert_array_equal(flat.rptr, flat.bptr[:, ::len(flat.sdel)])
+        n = int(sim.network.pops[0]["n"])
+        d = np.repeat(np.tile(flat.sdel, n), np.diff(flat.bptr[0]))
+        np.testing.assert_array_equal(flat.boff[:len(d)], d * n + flat.bidx[:len(d)])
+        got = sim.run(x)
+        sim._part_tables = flat._replace(flat=False)
+        _same(sim.run(x), got)
+        broken = flat.boff.copy()
+        broken[broken >= 2 * n] -= n   # delays d >= 2 -> d - 1
+        sim._part_tables = flat._replace(boff=broken)
+        with pytest.raises(AssertionError):
+            _same(sim.run(x), got)
+    equal = recurrent_model(rng, 40, (2, 2, 5))
+    assert not PT.plan(Simulator(equal).network, "repeat", 1).flat
+
+
+def _few_per_range(rng, perm, n_in, second):
+    """Input edge ``[n, n_in]`` (``n = len(perm)``): input i reaches neuron ``perm[i]``
+    (inputs past ``n``: nothing), and inputs listed in ``second`` also neuron
+    ``n - 1 - perm[i]``; float weights (signed, not dyadic)."""
+    n = len(perm)
+    W = np.zeros((n, n_in))
+    for i in range(min(n, n_in)):
+        W[perm[i], i] = rng.standard_normal() * 0.9
+    for i in second:
+        W[n - 1 - perm[i], i] = rng.standard_normal() * 0.9
+    nz = W != 0
+    return mf.Sparse(data=W[nz].astype(np.float32), indices=np.nonzero(nz)[1].astype(np.int64),
+                     indptr=np.concatenate([[0], np.cumsum(nz.sum(1))]).astype(np.int64),
+                     shape=W.shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_single_synapse_input_rows(dtype):
+    """Input edges with at most one synapse per input row in each range (one-to-one with
+    inputs that reach nothing; for two threads also inputs reaching both ranges) and input
+    values of both signs: ``plan`` marks them ``single`` (a branch-free input loop whose
+    empty sub-rows add ``v * 0`` to a neuron of the range) and the bits are the
+    one-thread schedule's; a non-zero placeholder weight changes them."""
+    rng = np.random.default_rng(21)
+    n, n_in = 150, 180
+    perm = rng.permutation(n)
+    both = [i for i in range(n) if perm[i] < 64][:30]      # bounds [0, 64, 150]
+    for second, threads in (([], (1, 2)), (both, (2,))):
+        model = recurrent_model(rng, n, range(1, 16), T=60)
+        model.layers[0] = _few_per_range(rng, perm, n_in, second)
+        model.input_shape = (n_in,)
+        net = eventsim.load(model, dtype=dtype)
+        x = (rng.random((model.T, 2, n_in)) < 0.3) * rng.choice([-1.5, 1.0, 0.5],
+                                                                (model.T, 2, n_in))
+        x = from_dense(x.astype(dtype))
+        ref = Simulator(net, n_threads=1).run(x)
+        assert len(ref.spikes[1].t) > 100
+        if second:
+            assert not PT.plan(Simulator(net).network, "repeat", 1).single
+        for P in threads:
+            sim = Simulator(net, n_threads=1, threads_per_sample=P, partition="targets")
+            pt = sim._part_tables
+            assert pt.single and pt.ilen.sum() == n + len(second)
+            _same(ref, sim.run(x))
+            bad = pt.iwt.copy()
+            bad[pt.ilen == 0] = 0.25
+            sim._part_tables = pt._replace(iwt=bad)
+            with pytest.raises(AssertionError):
+                _same(ref, sim.run(x))
+
+
+def test_part_state_rows_start_on_cache_lines():
+    """Every per-thread row of the PartState starts on a 64-byte boundary (no cache line
+    written by two threads), and the arrays are zeroed."""
+    rng = np.random.default_rng(2)
+    sim = Simulator(recurrent_model(rng, 150, range(1, 16)), threads_per_sample=3,
+                    partition="targets")
+    pt = sim._part_tables
+    ps = PT.new_part_state(pt, 150, len(sim.network.stages), np.float32)
+    for name, a in ps._asdict().items():
+        assert a.ctypes.data % 64 == 0, name
+        assert not np.any(a), name
+        if a.ndim >= 2:
+            assert a[0].nbytes % 64 == 0, name
