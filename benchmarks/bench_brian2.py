@@ -28,7 +28,9 @@ engines ``ours-<dtype>-2t`` add ``threads_per_sample=2`` (the pipelined schedule
 thread delivers the delays >= 2 one step behind; bit-identical to one thread); engines
 ``ours-<dtype>-part`` and ``ours-<dtype>-part-2t`` run ``partition="targets"`` on one and two
 threads (``eventsim.partition``: each thread owns half of the neurons; bit-identical to one
-thread).
+thread).  ``ours-<dtype>`` is the default (``partition="auto"``: since session 29 the
+partitioned kernel with one range for this network); ``ours-<dtype>-loop`` forces the
+general event loop (``partition="pipeline"``), the default before.
 
 Brian2: ``dv/dt = -v/tau : 1`` with ``method='exact'``, ``threshold='v >= theta'``,
 ``reset='v = v_reset'``, ``on_pre='v += w'`` synapses, ``Synapses.connect(i=..., j=...)``.
@@ -177,7 +179,7 @@ def make_model(net: dict, p: dict, dtype):
 
 
 def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
-                leak: str = "repeat", threads: int = 1, partition: str = "pipeline") -> dict:
+                leak: str = "repeat", threads: int = 1, partition: str = "auto") -> dict:
     t_proc = time.perf_counter()
     if eventsim_src:
         sys.path.insert(0, eventsim_src)
@@ -193,7 +195,7 @@ def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
     t1 = time.perf_counter()
     compiled = eventsim.load(model)
     kw = {"threads_per_sample": threads} if threads > 1 else {}
-    if partition != "pipeline":
+    if partition != "auto":
         kw.update(threads_per_sample=threads, partition=partition)
     sim = eventsim.Simulator(compiled, n_threads=1, leak=leak, **kw)
     t2 = time.perf_counter()
@@ -211,7 +213,7 @@ def worker_ours(data: str, out: str, dtype: str, eventsim_src: str | None,
     syn = rec.synaptic_events
     readout = syn.get("layers[2]", 0)
     return dict(engine=f"ours-{dtype}" + ("" if leak == "repeat" else f"-{leak}")
-                + ("" if partition == "pipeline" else "-part")
+                + {"auto": "", "targets": "-part", "pipeline": "-loop"}[partition]
                 + ("" if threads == 1 else f"-{threads}t"), sim_s=t4 - t3, kernel_s=rec.elapsed_s,
                 model_s=t1 - t0, load_s=t2 - t1, warmup_s=t3 - t2,
                 total_s=time.perf_counter() - t_proc, n_spikes=len(sp.t),
@@ -520,7 +522,8 @@ def main(argv=None):
                          "multiplication by beta**gap instead of gap steps), brian2; a -2t "
                          "suffix runs on two threads (ours: threads_per_sample=2, brian2: "
                          "OpenMP), e.g. ours-float32-2t, brian2-2t; -part runs ours with "
-                         "partition='targets' (ours-float32-part, ours-float32-part-2t)")
+                         "partition='targets' (ours-float32-part, ours-float32-part-2t), -loop "
+                         "with the general event loop (partition='pipeline')")
     ap.add_argument("--check", action="store_true",
                     help="small network (N=500), one round, ours-float64 vs brian2 spike for spike")
     for k, v in DEFAULTS.items():
@@ -547,11 +550,13 @@ def main(argv=None):
         elif args.worker == "profile":
             res = worker_profile(args.data, args.eventsim_src)
         else:
-            # ours-<dtype>[-power][-part][-2t]
-            parts = [x for x in args.worker.split("-") if x not in ("2t", "part")]
+            # ours-<dtype>[-power][-part|-loop][-2t]
+            parts = [x for x in args.worker.split("-") if x not in ("2t", "part", "loop")]
+            tags = args.worker.split("-")
             res = worker_ours(args.data, args.out, parts[1], args.eventsim_src,
                               leak=parts[2] if len(parts) > 2 else "repeat", threads=threads,
-                              partition="targets" if "-part" in args.worker else "pipeline")
+                              partition="targets" if "part" in tags
+                              else "pipeline" if "loop" in tags else "auto")
         print(json.dumps(res))
         return
 

@@ -82,7 +82,7 @@ def test_partitioned_gives_the_bits_of_one_thread(case, dtype):
     net = eventsim.load(model, dtype=dtype)
     x = _input(rng, model, B=3)
     record = {1: "all"}
-    ref = Simulator(net, n_threads=1, record_membrane=record).run(x)
+    ref = Simulator(net, n_threads=1, record_membrane=record, partition="pipeline").run(x)
     assert n < 10 or len(ref.spikes[1].t) > 50   # the recurrent network is active
     _same(ref, _run(net, x, P, bounds, record))
     _same(ref, _run(net, x, 1, None, record))   # the one-thread kernel too
@@ -95,7 +95,7 @@ def test_a_broken_partition_is_caught():
     model = recurrent_model(rng, 150, range(1, 16), T=50)
     net = eventsim.load(model)
     x = _input(rng, model, B=2)
-    ref = Simulator(net, n_threads=1).run(x)
+    ref = Simulator(net, n_threads=1, partition="pipeline").run(x)
     assert np.any(ref.spikes[1].neuron == 149)
     sim = Simulator(net, n_threads=1, threads_per_sample=2, partition="targets")
     good = sim._part_tables
@@ -128,7 +128,7 @@ def test_refused_networks_name_the_reason():
         Simulator(model, partition="targets", leak="power")
     with pytest.raises(ValueError, match="profile"):
         Simulator(model, partition="targets", profile=True)
-    with pytest.raises(ValueError, match="'pipeline' or 'targets'"):
+    with pytest.raises(ValueError, match=r"one of \['auto', 'pipeline', 'targets'\]"):
         Simulator(model, partition="neurons")
     ff = mf.Model(input_shape=(4,), layers=[_sparse(rng, 5, 4, 0.5, 1.0),
                                            mf.Spiking(beta=0.9, theta=1.0),
@@ -263,3 +263,27 @@ def test_part_state_rows_start_on_cache_lines():
         assert not np.any(a), name
         if a.ndim >= 2:
             assert a[0].nbytes % 64 == 0, name
+
+
+def test_auto_takes_the_one_range_kernel_where_it_can():
+    """``partition="auto"`` (the default) runs eligible networks on the partitioned kernel
+    with one range, bit for bit the default loop's result; analog input, ``profile``,
+    ``leak="power"``, two threads per sample and ineligible networks keep the default loop."""
+    rng = np.random.default_rng(7)
+    model = recurrent_model(rng, 150, range(1, 16), T=50)
+    net = eventsim.load(model)
+    x = _input(rng, model, B=3)
+    auto = Simulator(net, n_threads=2, record_membrane={1: "all"})
+    assert auto.partition == "targets" and len(auto._part_tables.bounds) == 2
+    loop = Simulator(net, n_threads=2, record_membrane={1: "all"}, partition="pipeline")
+    assert loop._part_tables is None
+    _same(loop.run(x), auto.run(x))
+    for kw in (dict(profile=True), dict(leak="power"), dict(threads_per_sample=2)):
+        assert Simulator(net, **kw)._part_tables is None, kw
+    ff = mf.Model(input_shape=(4,), layers=[_sparse(rng, 5, 4, 0.5, 1.0),
+                                           mf.Spiking(beta=0.9, theta=1.0),
+                                           mf.Dense(np.ones((2, 5), np.float32)),
+                                           mf.Readout(beta=0.9)], T=5, encoding="events")
+    assert Simulator(ff).partition == "pipeline"
+    analog = np.full((model.T, 2, 12), 0.3, np.float32)         # a current: the default loop
+    _same(Simulator(net, partition="pipeline").run(analog), Simulator(net).run(analog))
