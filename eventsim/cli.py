@@ -690,6 +690,7 @@ def cmd_simulate(args) -> int:
         "model": str(args.model), "dataset": name, "split": args.split, "n": n,
         "T": T, "encoding": record.encoding, "seed": args.seed, "batch_size": args.batch_size,
         "simulator": dict(options, schedule=getattr(sim, "schedule", args.schedule),
+                          partition=getattr(sim, "partition", "pipeline"),
                           dtype=np.dtype(dtype).name),
         "accuracy": None if data.labels is None else correct / n,
         "synaptic_events": syn_total,

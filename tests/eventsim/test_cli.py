@@ -470,6 +470,7 @@ def test_simulate_end_to_end_real_simulator(model_path, tmp_path, capsys, option
     assert rc == 0, err
     d = json.loads(out)
     assert d["simulator"]["schedule"] == schedule
+    assert d["simulator"]["partition"] == "pipeline"     # a feed-forward model: the general loop
     assert d["n"] == 20 and 0 <= d["accuracy"] <= 1
     assert d["synaptic_events"] > 0 and d["events_per_second"] > 0
     assert d["synaptic_events"] == d["synaptic_events_per_layer"]["total"]
